@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is for developers.
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# Stamp files make installs idempotent and re-run them when pyproject.toml changes.
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: help run test lint bench fmt clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $@ $(STAMP_RUN)
+
+run: $(STAMP_RUN)  ## Set up (venv, keys, database) and serve on http://127.0.0.1:8000
+	$(BIN)/license-server init --dev
+	$(BIN)/license-server serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP_TEST)  ## Set up and run the whole test suite
+	$(BIN)/pytest
+
+lint: $(STAMP_TEST)  ## ruff + mypy (strict)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP_TEST)  ## Format and auto-fix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP_TEST)  ## Run the benchmarks (ratios against a baseline measured in the same run)
+	$(PY) -m bench
+
+clean:  ## Remove the virtualenv (never data/ or keys/)
+	rm -rf $(VENV)

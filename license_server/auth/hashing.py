@@ -1,0 +1,23 @@
+"""Keyed hashing for secrets stored at rest (license keys, admin tokens).
+
+Only HMAC-SHA256 digests under a server-side key are stored, so a copy of the database alone cannot be used to
+test guesses. Lookups go by digest; comparisons are constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+
+class SecretHasher:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("the secret-hashing key must be at least 32 bytes")
+        self._key = key
+
+    def digest(self, secret: str) -> str:
+        return hmac.new(self._key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def matches(self, secret: str, stored_digest: str) -> bool:
+        return hmac.compare_digest(self.digest(secret), stored_digest)

@@ -1,0 +1,330 @@
+"""``customers``, ``plans`` and ``licenses``."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from license_server.auth.tokens import cli_actor
+from license_server.cli.common import emit, json_option, model_payload, parse_model, parse_timestamp, run_with_session
+from license_server.licenses import service
+from license_server.licenses.controllers import license_out, license_with_key
+from license_server.licenses.schemas import CustomerOut, LicenseOut, PlanOut
+from license_server.licenses.service import LicenseView
+from license_server.licenses.terms import LicenseTerms
+from license_server.lifecycle.status import Status
+from license_server.runtime import Runtime
+
+
+def _terms_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Shortcuts for common terms, plus --terms for any of them as JSON (see docs/license-document.md)."""
+    options = [
+        click.option("--terms", "terms_json", default=None, help='Terms as JSON, e.g. \'{"sso": {...}}\'.'),
+        click.option("--max-activations", type=int, default=None, help="Deployment seats (0 = unlimited)."),
+        click.option("--workspaces", type=int, default=None, help="Workspace limit (0 = unlimited)."),
+        click.option("--members-per-workspace", type=int, default=None, help="Members per workspace limit."),
+        click.option("--seats", type=int, default=None, help="Licensed seats."),
+        click.option("--grace-days", type=int, default=None, help="Days the license works past expiry."),
+        click.option("--notice-days", type=int, default=None, help="Days before expiry it reads 'expiring'."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _terms(terms_json: str | None, max_activations: int | None, workspaces: int | None,
+           members_per_workspace: int | None, seats: int | None, grace_days: int | None,
+           notice_days: int | None) -> LicenseTerms | None:
+    data: dict[str, Any] = json.loads(terms_json) if terms_json else {}
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--terms")
+    shortcuts = {"max_activations": max_activations, "grace_days": grace_days, "notice_days": notice_days}
+    data.update({k: v for k, v in shortcuts.items() if v is not None})
+    limits = {"workspaces": workspaces, "members_per_workspace": members_per_workspace, "licensed_seats": seats}
+    data.update({k: {"enabled": True, "limit": v} for k, v in limits.items() if v is not None})
+    if not data:
+        return None
+    terms: LicenseTerms = parse_model(LicenseTerms, json.dumps(data), "terms")
+    return terms
+
+
+def _show_license(payload: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit(payload, as_json=True)
+        return
+    effective = payload.pop("effective_terms")
+    emit(payload, as_json=False)
+    click.echo("effective_terms: " + json.dumps(effective, sort_keys=True))
+
+
+# -- customers --------------------------------------------------------------------------------------------------
+@click.group()
+def customers() -> None:
+    """Customers."""
+
+
+@customers.command("create")
+@click.option("--name", required=True)
+@click.option("--email", "contact_email", default=None)
+@click.option("--external-id", default=None, help="The customer's id in your CRM or billing system.")
+@json_option
+def create_customer(name: str, contact_email: str | None, external_id: str | None, as_json: bool) -> None:
+    """Create a customer."""
+    from license_server.licenses.schemas import CustomerCreate
+
+    data: CustomerCreate = parse_model(CustomerCreate, json.dumps(
+        {"name": name, "contact_email": contact_email, "external_id": external_id}), "customer")
+
+    async def work(runtime: Runtime, session: AsyncSession) -> CustomerOut:
+        return CustomerOut.model_validate(await service.create_customer(
+            session, actor=cli_actor(), name=data.name, contact_email=data.contact_email,
+            external_id=data.external_id, clock=runtime.clock))
+
+    emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
+
+
+@customers.command("list")
+@click.option("--limit", type=click.IntRange(1, 500), default=100)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@json_option
+def list_customers(limit: int, offset: int, as_json: bool) -> None:
+    """List customers."""
+
+    async def work(_: Runtime, session: AsyncSession) -> tuple[list[CustomerOut], int]:
+        rows, total = await service.list_customers(session, limit=limit, offset=offset)
+        return [CustomerOut.model_validate(r) for r in rows], total
+
+    rows, total = run_with_session(work, as_json=as_json)
+    if as_json:
+        emit({"items": [model_payload(r) for r in rows], "total": total}, as_json=True)
+        return
+    for row in rows:
+        click.echo(f"{row.id}  {row.name}  {row.external_id or ''}")
+
+
+# -- plans ------------------------------------------------------------------------------------------------------
+@click.group()
+def plans() -> None:
+    """Plans: named templates of license terms."""
+
+
+@plans.command("create")
+@click.option("--code", required=True, help="Short unique name, e.g. enterprise.")
+@click.option("--name", required=True)
+@click.option("--description", default="")
+@_terms_options
+@json_option
+def create_plan(code: str, name: str, description: str, as_json: bool, **terms_options: Any) -> None:
+    """Create a plan."""
+    from license_server.licenses.schemas import PlanCreate
+
+    data: PlanCreate = parse_model(PlanCreate, json.dumps({"code": code, "name": name, "description": description}),
+                                   "plan")
+    terms = _terms(**terms_options)
+
+    async def work(runtime: Runtime, session: AsyncSession) -> PlanOut:
+        return PlanOut.model_validate(await service.create_plan(
+            session, actor=cli_actor(), code=data.code, name=data.name, description=data.description, terms=terms,
+            clock=runtime.clock))
+
+    emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
+
+
+@plans.command("list")
+@json_option
+def list_plans(as_json: bool) -> None:
+    """List plans."""
+
+    async def work(_: Runtime, session: AsyncSession) -> list[PlanOut]:
+        rows, _total = await service.list_plans(session, limit=500, offset=0)
+        return [PlanOut.model_validate(r) for r in rows]
+
+    rows = run_with_session(work, as_json=as_json)
+    if as_json:
+        emit({"items": [model_payload(r) for r in rows]}, as_json=True)
+        return
+    for row in rows:
+        click.echo(f"{row.id}  {row.code:20} {row.name}  {json.dumps(row.terms, sort_keys=True)}")
+
+
+# -- licenses ---------------------------------------------------------------------------------------------------
+@click.group()
+def licenses() -> None:
+    """Licenses."""
+
+
+@licenses.command("issue")
+@click.option("--customer", "customer_id", type=click.UUID, required=True)
+@click.option("--expires", required=True, help="YYYY-MM-DD (00:00 UTC) or an RFC 3339 timestamp.")
+@click.option("--starts", default=None, help="Default: now.")
+@click.option("--plan", "plan_ref", default=None, help="Plan id or code.")
+@click.option("--notes", default="")
+@_terms_options
+@json_option
+def issue(customer_id: uuid.UUID, expires: str, starts: str | None, plan_ref: str | None, notes: str, as_json: bool,
+          **terms_options: Any) -> None:
+    """Issue a license. Its key is printed once."""
+    expires_at = parse_timestamp(expires, "expires")
+    starts_at = parse_timestamp(starts, "starts")
+    terms = _terms(**terms_options)
+    assert expires_at is not None
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        issued = await service.issue_license(
+            session, actor=cli_actor(), hasher=runtime.hasher, customer_id=customer_id, expires_at=expires_at,
+            starts_at=starts_at, plan_ref=plan_ref, terms=terms, notes=notes, clock=runtime.clock)
+        return model_payload(license_with_key(issued))
+
+    payload = run_with_session(work, as_json=as_json)
+    if as_json:
+        emit(payload, as_json=True)
+        return
+    click.echo(f"license {payload['id']}  status {payload['status']} ({payload['status_reason']})")
+    click.echo(f"license key (shown once, store it now): {payload['key']}")
+
+
+@licenses.command("list")
+@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
+@click.option("--customer", "customer_id", type=click.UUID, default=None)
+@click.option("--limit", type=click.IntRange(1, 500), default=100)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@json_option
+def list_licenses(status: str | None, customer_id: uuid.UUID | None, limit: int, offset: int, as_json: bool) -> None:
+    """List licenses with their computed status."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> tuple[list[LicenseOut], int]:
+        views, total = await service.list_licenses(session, limit=limit, offset=offset, status=status,
+                                                   customer_id=customer_id, clock=runtime.clock)
+        return [license_out(v) for v in views], total
+
+    rows, total = run_with_session(work, as_json=as_json)
+    if as_json:
+        emit({"items": [model_payload(r) for r in rows], "total": total}, as_json=True)
+        return
+    for row in rows:
+        click.echo(f"{row.id}  {row.status:9} {row.status_reason:17} expires {row.expires_at.date()}  "
+                   f"{row.customer_name}")
+
+
+def _license_command(name: str, help_text: str,
+                     action: Callable[[Runtime, AsyncSession, uuid.UUID], Awaitable[LicenseView]]) -> None:
+    @licenses.command(name, help=help_text)
+    @click.argument("license_id", type=click.UUID)
+    @json_option
+    def command(license_id: uuid.UUID, as_json: bool) -> None:
+        async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+            return model_payload(license_out(await action(runtime, session, license_id)))
+
+        _show_license(run_with_session(work, as_json=as_json), as_json)
+
+
+_license_command("show", "Show a license with its computed status and effective terms.",
+                 lambda rt, s, lid: service.get_license(s, lid, clock=rt.clock))
+_license_command("reinstate", "Reinstate a suspended license.",
+                 lambda rt, s, lid: service.reinstate_license(s, actor=cli_actor(), license_id=lid, clock=rt.clock))
+
+
+@licenses.command("suspend")
+@click.argument("license_id", type=click.UUID)
+@click.option("--reason", default="")
+@json_option
+def suspend(license_id: uuid.UUID, reason: str, as_json: bool) -> None:
+    """Suspend a license (reversible with reinstate)."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        return model_payload(license_out(await service.suspend_license(
+            session, actor=cli_actor(), license_id=license_id, reason=reason, clock=runtime.clock)))
+
+    _show_license(run_with_session(work, as_json=as_json), as_json)
+
+
+@licenses.command("revoke")
+@click.argument("license_id", type=click.UUID)
+@click.option("--reason", default="")
+@json_option
+def revoke(license_id: uuid.UUID, reason: str, as_json: bool) -> None:
+    """Revoke a license. Permanent."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        return model_payload(license_out(await service.revoke_license(
+            session, actor=cli_actor(), license_id=license_id, reason=reason, clock=runtime.clock)))
+
+    _show_license(run_with_session(work, as_json=as_json), as_json)
+
+
+@licenses.command("renew")
+@click.argument("license_id", type=click.UUID)
+@click.option("--expires", required=True, help="The new expiry, later than the current one.")
+@json_option
+def renew(license_id: uuid.UUID, expires: str, as_json: bool) -> None:
+    """Extend a license's expiry."""
+    expires_at = parse_timestamp(expires, "expires")
+    assert expires_at is not None
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        return model_payload(license_out(await service.renew_license(
+            session, actor=cli_actor(), license_id=license_id, expires_at=expires_at, clock=runtime.clock)))
+
+    _show_license(run_with_session(work, as_json=as_json), as_json)
+
+
+@licenses.command("update")
+@click.argument("license_id", type=click.UUID)
+@click.option("--starts", default=None)
+@click.option("--plan", "plan_ref", default=None)
+@click.option("--notes", default=None)
+@_terms_options
+@json_option
+def update(license_id: uuid.UUID, starts: str | None, plan_ref: str | None, notes: str | None, as_json: bool,
+           **terms_options: Any) -> None:
+    """Change a license's terms (merged into its overrides), plan, start or notes."""
+    starts_at = parse_timestamp(starts, "starts")
+    terms = _terms(**terms_options)
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        return model_payload(license_out(await service.update_license(
+            session, actor=cli_actor(), license_id=license_id, terms=terms, starts_at=starts_at, plan_ref=plan_ref,
+            notes=notes, clock=runtime.clock)))
+
+    _show_license(run_with_session(work, as_json=as_json), as_json)
+
+
+@licenses.command("rotate-key")
+@click.argument("license_id", type=click.UUID)
+@json_option
+def rotate_key(license_id: uuid.UUID, as_json: bool) -> None:
+    """Replace the license key; the new key is printed once."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        issued = await service.rotate_license_key(session, actor=cli_actor(), hasher=runtime.hasher,
+                                                  license_id=license_id, clock=runtime.clock)
+        return model_payload(license_with_key(issued))
+
+    payload = run_with_session(work, as_json=as_json)
+    emit({"id": payload["id"], "key": payload["key"]}, as_json=as_json,
+         human=f"new license key (shown once): {payload['key']}")
+
+
+@licenses.command("document")
+@click.argument("license_id", type=click.UUID)
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Default: print it.")
+def document(license_id: uuid.UUID, out_file: Path | None) -> None:
+    """Write the signed license document (JWS)."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        return await service.license_document(session, signer=runtime.signer, issuer=runtime.settings.issuer,
+                                              license_id=license_id, ttl=runtime.settings.document_ttl,
+                                              clock=runtime.clock)
+
+    token = run_with_session(work)
+    if out_file is None:
+        click.echo(token)
+    else:
+        out_file.write_text(token + "\n")
+        click.echo(f"wrote {out_file}")

@@ -1,0 +1,99 @@
+"""``init``, ``serve`` and ``db``: getting a server running."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+from sqlalchemy import func, select
+
+from license_server.auth.models import AdminToken
+from license_server.auth.tokens import Role, cli_actor, create_token
+from license_server.cli.common import emit, fail, json_option, settings
+from license_server.config import Settings
+from license_server.db.migrate import upgrade_database
+from license_server.errors import KeyringError
+from license_server.runtime import Runtime, key_store
+from license_server.signing.keys import create_dev_passphrase_file
+
+
+async def _create_owner_token_if_first(settings_: Settings) -> str | None:
+    runtime = Runtime.build(settings_)
+    try:
+        async with runtime.session_factory() as session:
+            if await session.scalar(select(func.count()).select_from(AdminToken)):
+                return None
+            created = await create_token(session, hasher=runtime.hasher, actor=cli_actor(), name="owner",
+                                         role=Role.OWNER)
+            return created.secret
+    finally:
+        await runtime.close()
+
+
+@click.command()
+@click.option("--dev", is_flag=True,
+              help="Development: create a random key passphrase in a 0600 file if none is configured.")
+@json_option
+def init(dev: bool, as_json: bool) -> None:
+    """Create the data directory, keys and database if missing; print the owner token on first init."""
+    config = settings()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    if dev and config.key_passphrase is None and create_dev_passphrase_file(config.passphrase_path):
+        notes.append(f"Development key passphrase written to {config.passphrase_path} (mode 0600). "
+                     "In production set LICENSE_SERVER_KEY_PASSPHRASE or LICENSE_SERVER_KEY_PASSPHRASE_FILE.")
+    try:
+        if key_store(config).initialise():
+            notes.append(f"Generated root and issuing keys in {config.keys_dir}/ (root public key: "
+                         f"{config.keys_dir / 'root.pub'}).")
+    except KeyringError as exc:
+        fail(exc.detail, exc.code, as_json=as_json)
+    upgrade_database(config)
+    try:
+        token = asyncio.run(_create_owner_token_if_first(config))
+    except KeyringError as exc:
+        fail(exc.detail, exc.code, as_json=as_json)
+    if as_json:
+        emit({"admin_token": token}, as_json=True)
+        return
+    for note in notes:
+        click.echo(note)
+    if token:
+        click.echo(f"Owner admin token (shown once, store it now):\n  {token}")
+    else:
+        click.echo("Already initialised: keys and data were left as they are.")
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Apply migrations and serve the API."""
+    import uvicorn
+
+    from license_server.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = settings()
+    host, port = host or config.host, port or config.port
+    try:
+        app = create_app(Runtime.build(config))
+    except KeyringError as exc:
+        fail(exc.detail, exc.code)
+    upgrade_database(config)
+    click.echo(f"License Server on http://{host}:{port}  (API docs: http://{host}:{port}/schema, "
+               f"OpenAPI: http://{host}:{port}/schema/openapi.json)")
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations."""
+    upgrade_database(settings())
+    click.echo("database is at the latest schema")

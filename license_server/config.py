@@ -1,0 +1,52 @@
+"""The one settings object. Every value comes from the environment (prefix ``LICENSE_SERVER_``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATABASE_FILE_NAME = "license-server.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LICENSE_SERVER_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    keys_dir: Path = Path("keys")
+    # Unset means the embedded SQLite file in data_dir; a postgresql+asyncpg:// URL scales out.
+    database_url: str | None = None
+    # The private-key passphrase: from the environment, else from passphrase_file (default keys_dir/passphrase).
+    key_passphrase: SecretStr | None = None
+    key_passphrase_file: Path | None = None
+    # Development only: accept private keys stored without encryption.
+    allow_unencrypted_keys: bool = False
+
+    issuer: str = "license-server"
+    # How long a signed document stays valid; distinct from the license's own expiry.
+    document_ttl_seconds: int = Field(default=3 * 24 * 3600, ge=60)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Seconds a signing process trusts its loaded keyring before checking the directory for rotations.
+    keyring_refresh_seconds: float = 5.0
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / DATABASE_FILE_NAME).resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def document_ttl(self) -> timedelta:
+        return timedelta(seconds=self.document_ttl_seconds)
+
+    @property
+    def passphrase_path(self) -> Path:
+        return self.key_passphrase_file or self.keys_dir / "passphrase"

@@ -1,0 +1,1 @@
+"""Engine and session setup, the shared declarative base, and Alembic migrations."""

@@ -1,0 +1,119 @@
+"""The typed error hierarchy. Services raise these; ``app.py`` maps them to RFC 9457 problem details in one place.
+
+Every error carries a stable machine ``code`` that clients may depend on, an HTTP status, and optionally the
+offending field. Messages never contain secrets: callers pass descriptions, not the values they rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class LicenseServerError(Exception):
+    status_code = 500
+    code = "internal_error"
+    title = "Internal error"
+
+    def __init__(self, detail: str | None = None, *, field: str | None = None, code: str | None = None) -> None:
+        self.detail = detail or self.title
+        self.field = field
+        if code is not None:
+            self.code = code
+        super().__init__(self.detail)
+
+    @property
+    def field_errors(self) -> list[FieldError]:
+        return [FieldError(self.field, self.detail)] if self.field else []
+
+
+class ValidationFailed(LicenseServerError):
+    status_code = 400
+    code = "validation_error"
+    title = "The request is invalid"
+
+    def __init__(self, detail: str | None = None, *, field: str | None = None, errors: list[FieldError] | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(detail, field=field, code=code)
+        self._errors = errors
+
+    @property
+    def field_errors(self) -> list[FieldError]:
+        return self._errors if self._errors is not None else super().field_errors
+
+
+class NotFound(LicenseServerError):
+    status_code = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class CustomerNotFound(NotFound):
+    code = "customer_not_found"
+    title = "Customer not found"
+
+
+class PlanNotFound(NotFound):
+    code = "plan_not_found"
+    title = "Plan not found"
+
+
+class LicenseNotFound(NotFound):
+    code = "license_not_found"
+    title = "License not found"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+    title = "Token not found"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+    title = "Signing key not found"
+
+
+class Conflict(LicenseServerError):
+    status_code = 409
+    code = "conflict"
+    title = "Conflict with the current state"
+
+
+class LicenseRevoked(Conflict):
+    code = "license_revoked"
+    title = "The license is revoked"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    title = "The action does not apply in the license's current state"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+    title = "Already exists"
+
+
+class AuthenticationRequired(LicenseServerError):
+    status_code = 401
+    code = "authentication_required"
+    title = "A valid bearer token is required"
+
+
+class PermissionDenied(LicenseServerError):
+    status_code = 403
+    code = "permission_denied"
+    title = "The token's role does not allow this"
+
+
+class KeyringError(LicenseServerError):
+    """The signing keys are missing, unreadable, unencrypted or otherwise unusable."""
+
+    status_code = 503
+    code = "keyring_unavailable"
+    title = "Signing keys are unavailable"

@@ -1,0 +1,42 @@
+"""``/health/live`` says the process runs; ``/health/ready`` that it can serve: database reachable, key loaded."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get
+from litestar.openapi import ResponseSpec
+from sqlalchemy import text
+
+from license_server.errors import KeyringError
+from license_server.runtime import Runtime
+from license_server.schemas_common import Model
+
+
+class HealthOut(Model):
+    status: str
+    checks: dict[str, str]
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]
+
+    @get("/live", summary="The process is running")
+    async def live(self) -> HealthOut:
+        return HealthOut(status="ok", checks={})
+
+    @get("/ready", summary="Database reachable and signing key loaded",
+         responses={503: ResponseSpec(data_container=HealthOut, description="Not ready; checks say why")})
+    async def ready(self, runtime: Runtime) -> Response[HealthOut]:
+        checks = {"database": "ok", "signing_key": "ok"}
+        try:
+            async with runtime.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure to reach the database means not ready
+            checks["database"] = "unreachable"
+        try:
+            runtime.signer.keyring()
+        except KeyringError:
+            checks["signing_key"] = "unavailable"
+        ready = all(value == "ok" for value in checks.values())
+        return Response(HealthOut(status="ok" if ready else "unavailable", checks=checks),
+                        status_code=200 if ready else 503)

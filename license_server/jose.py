@@ -1,0 +1,45 @@
+"""Small JOSE helpers shared by the signer and the verifier. Imports only the standard library and cryptography."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+LICENSE_DOCUMENT_TYPE = "license+jwt"
+KEY_REVOCATIONS_TYPE = "key-revocations+jwt"
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode_strict(segment: str) -> bytes:
+    """Decode base64url and insist on the canonical form.
+
+    ``base64.urlsafe_b64decode`` ignores stray characters and the unused low bits of the last character, so two
+    different strings can decode to the same bytes. A verifier that accepted both would let a changed document pass.
+    """
+    padded = segment + "=" * (-len(segment) % 4)
+    data = base64.b64decode(padded, altchars=b"-_", validate=True)
+    if b64url_encode(data) != segment:
+        raise ValueError("non-canonical base64url")
+    return data
+
+
+def raw_public_bytes(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def public_jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw_public_bytes(public_key))}
+
+
+def thumbprint(public_key: Ed25519PublicKey) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256): the key id of every key we publish."""
+    jwk = public_jwk(public_key)
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x")}, separators=(",", ":"), sort_keys=True)
+    return b64url_encode(hashlib.sha256(canonical.encode()).digest())

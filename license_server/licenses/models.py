@@ -1,0 +1,104 @@
+"""Customers, plans and licenses. Models hold state and its transitions; services orchestrate."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from license_server.clock import utcnow
+from license_server.db.base import Base, new_id
+from license_server.licenses.terms import LicenseTerms, effective_terms
+from license_server.lifecycle.status import LicenseFacts, StatusResult, compute_status
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    terms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class License(Base):
+    __tablename__ = "licenses"
+    __table_args__ = (
+        Index("ix_licenses_status_expires_at", "status", "expires_at"),
+        Index("ix_licenses_customer_id", "customer_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="RESTRICT"))
+    plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.id", ondelete="RESTRICT"))
+    # Only a keyed hash of the license key is stored; the hint (last characters) helps staff recognise it.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hint: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    terms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    extra_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    suspended_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    first_activated_at: Mapped[datetime | None]
+    last_check_in_at: Mapped[datetime | None]
+    # Materialised from compute_status for queries and counts; reads always recompute.
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer] = relationship(lazy="raise")
+    plan: Mapped[Plan | None] = relationship(lazy="raise")
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
+
+    def effective_terms(self, plan: Plan | None) -> LicenseTerms:
+        return effective_terms(plan.terms if plan else None, self.terms)
+
+    def facts(self, terms: LicenseTerms) -> LicenseFacts:
+        return LicenseFacts(
+            starts_at=self.starts_at, expires_at=self.expires_at, notice=terms.notice, grace=terms.grace,
+            heartbeat_window=terms.heartbeat_window, suspended=self.is_suspended, revoked=self.is_revoked,
+            first_activated_at=self.first_activated_at, last_check_in_at=self.last_check_in_at)
+
+    def refresh_status(self, terms: LicenseTerms, now: datetime) -> StatusResult:
+        result = compute_status(self.facts(terms), now)
+        self.status, self.status_reason = result.status.value, result.reason.value
+        return result
+
+    def suspend(self, now: datetime) -> None:
+        self.suspended_at = now
+
+    def reinstate(self) -> None:
+        self.suspended_at = None
+
+    def revoke(self, now: datetime) -> None:
+        self.revoked_at = now
+
+    def renew(self, expires_at: datetime) -> None:
+        self.expires_at = expires_at

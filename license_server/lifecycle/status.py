@@ -1,0 +1,76 @@
+"""The one place a license's status is decided. Pure: facts and a time in, status and reason out.
+
+Imports nothing beyond the standard library, so the API, the scheduler, the inner API, the edge and the offline
+client all call exactly this function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    NONE = "none"  # no license at all (only the inner API says this)
+    INACTIVE = "inactive"
+    ACTIVE = "active"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+    LOST = "lost"
+
+
+class Reason(StrEnum):
+    REVOKED = "REVOKED"
+    SUSPENDED = "SUSPENDED"
+    NOT_STARTED = "NOT_STARTED"
+    EXPIRED = "EXPIRED"
+    NOT_ACTIVATED = "NOT_ACTIVATED"
+    HEARTBEAT_MISSED = "HEARTBEAT_MISSED"
+    IN_GRACE_PERIOD = "IN_GRACE_PERIOD"
+    EXPIRES_SOON = "EXPIRES_SOON"
+    ACTIVE = "ACTIVE"
+
+
+@dataclass(frozen=True)
+class LicenseFacts:
+    """What the status depends on: stored facts about one license and its effective terms."""
+
+    starts_at: datetime
+    expires_at: datetime
+    notice: timedelta
+    grace: timedelta
+    heartbeat_window: timedelta
+    suspended: bool = False
+    revoked: bool = False
+    first_activated_at: datetime | None = None
+    last_check_in_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    status: Status
+    reason: Reason
+
+
+def compute_status(facts: LicenseFacts, now: datetime) -> StatusResult:
+    """The precedence ladder: the first rung that matches decides."""
+    if facts.revoked:
+        return StatusResult(Status.INACTIVE, Reason.REVOKED)
+    if facts.suspended:
+        return StatusResult(Status.INACTIVE, Reason.SUSPENDED)
+    if now < facts.starts_at:
+        return StatusResult(Status.INACTIVE, Reason.NOT_STARTED)
+    if now >= facts.expires_at + facts.grace:
+        return StatusResult(Status.EXPIRED, Reason.EXPIRED)
+    if facts.first_activated_at is None:
+        return StatusResult(Status.INACTIVE, Reason.NOT_ACTIVATED)
+    last_seen = facts.last_check_in_at or facts.first_activated_at
+    if now - last_seen > facts.heartbeat_window:
+        return StatusResult(Status.LOST, Reason.HEARTBEAT_MISSED)
+    if now >= facts.expires_at:
+        # Past expiry but inside the grace period: still usable, and as urgent a warning as there is.
+        return StatusResult(Status.EXPIRING, Reason.IN_GRACE_PERIOD)
+    if now >= facts.expires_at - facts.notice:
+        return StatusResult(Status.EXPIRING, Reason.EXPIRES_SOON)
+    return StatusResult(Status.ACTIVE, Reason.ACTIVE)

@@ -1,0 +1,45 @@
+"""What a running process holds: settings, the database, the signer, the clock. Built once, shared by all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from license_server.auth.hashing import SecretHasher
+from license_server.clock import Clock, utcnow
+from license_server.config import Settings
+from license_server.db.session import create_engine, create_session_factory
+from license_server.signing.keys import KeyStore, resolve_passphrase
+from license_server.signing.service import Signer
+
+
+def key_store(settings: Settings, *, clock: Clock = utcnow) -> KeyStore:
+    passphrase = resolve_passphrase(
+        settings.key_passphrase.get_secret_value() if settings.key_passphrase else None, settings.passphrase_path)
+    return KeyStore(settings.keys_dir, passphrase, allow_unencrypted=settings.allow_unencrypted_keys, clock=clock)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    signer: Signer
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    clock: Clock = field(default=utcnow)
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock = utcnow) -> Runtime:
+        """Load and check the keys first: a server with unusable keys must not start."""
+        signer = Signer(key_store(settings, clock=clock), refresh_seconds=settings.keyring_refresh_seconds)
+        signer.keyring()
+        engine = create_engine(settings)
+        return cls(settings=settings, signer=signer, engine=engine, session_factory=create_session_factory(engine),
+                   clock=clock)
+
+    @property
+    def hasher(self) -> SecretHasher:
+        return SecretHasher(self.signer.keyring().secret_hashing_key)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,67 @@
+"""Shapes shared by every domain's API: pagination, problem details, and date input."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _date_only(value: Any) -> Any:
+    """Read ``YYYY-MM-DD`` as a date before pydantic's lax mode turns it into a naive datetime."""
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _to_utc(value: datetime | date) -> datetime:
+    """A bare date means 00:00 UTC that day; a datetime must carry an offset and is converted to UTC."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time(0), tzinfo=UTC)
+    elif value.tzinfo is None:
+        raise ValueError("a timestamp needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
+    value = value.astimezone(UTC)
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("must be between 1970-01-02 and 9998-12-31")
+    return value
+
+
+UTCTimestamp = Annotated[datetime | date, BeforeValidator(_date_only), AfterValidator(_to_utc),
+                         Field(description="RFC 3339 timestamp with offset, or a date (00:00 UTC that day)")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+
+class Page(Model, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class FieldProblem(Model):
+    field: str
+    message: str
+
+
+class Problem(Model):
+    """RFC 9457 problem details, with a stable machine-readable code."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+Metadata = Annotated[dict[str, Any], Field(max_length=50, description="Free-form JSON for the vendor's own use")]

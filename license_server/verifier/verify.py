@@ -1,0 +1,190 @@
+"""Verify a license document against a pinned root public key.
+
+The order of checks is fixed, and each failure has a stable reason code that scripts may depend on:
+MALFORMED → UNSUPPORTED_ALGORITHM → WRONG_TYPE → KEY_RETIRED → UNKNOWN_KEY → UNCERTIFIED_KEY → BAD_SIGNATURE
+→ UNSUPPORTED_VERSION → NOT_YET_VALID → DOCUMENT_EXPIRED.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from license_server.clock import Clock, utcnow
+from license_server.jose import KEY_REVOCATIONS_TYPE, LICENSE_DOCUMENT_TYPE, b64url_decode_strict, thumbprint
+
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+
+class Reason(StrEnum):
+    MALFORMED = "MALFORMED"
+    UNSUPPORTED_ALGORITHM = "UNSUPPORTED_ALGORITHM"
+    WRONG_TYPE = "WRONG_TYPE"
+    KEY_RETIRED = "KEY_RETIRED"
+    UNKNOWN_KEY = "UNKNOWN_KEY"
+    UNCERTIFIED_KEY = "UNCERTIFIED_KEY"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+    NOT_YET_VALID = "NOT_YET_VALID"
+    DOCUMENT_EXPIRED = "DOCUMENT_EXPIRED"
+
+
+class VerificationError(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+@dataclass(frozen=True)
+class VerifiedDocument:
+    header: dict[str, Any]
+    claims: dict[str, Any]
+
+    @property
+    def kid(self) -> str:
+        return str(self.header["kid"])
+
+
+def load_root_public_key(path: Path | str) -> Ed25519PublicKey:
+    try:
+        key = load_pem_public_key(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read a PEM public key from {path}") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+@dataclass
+class Verifier:
+    """Verifies documents signed by any issuing key the pinned root certified and has not retired."""
+
+    root_public_key: Ed25519PublicKey
+    retired_kids: frozenset[str] = frozenset()
+    clock: Clock = utcnow
+    leeway: timedelta = timedelta(seconds=60)
+    expected_type: str = LICENSE_DOCUMENT_TYPE
+    # Certificates already checked, by their bytes: a verifier checks each issuing key's certificate once.
+    _certified: dict[bytes, tuple[str, Ed25519PublicKey]] = field(default_factory=dict, repr=False)
+
+    def with_revocations(self, token: str) -> Verifier:
+        """Trust a root-signed revocation list (``revocations.jws``) and refuse the keys it retires."""
+        header, claims = self._verify_signed(token.strip(), self.root_public_key, KEY_REVOCATIONS_TYPE)
+        retired = claims.get("retired")
+        if not isinstance(retired, list) or not all(isinstance(item, dict) and "kid" in item for item in retired):
+            raise VerificationError(Reason.MALFORMED, "revocation list has no 'retired' array")
+        kids = frozenset(str(item["kid"]) for item in retired)
+        return Verifier(self.root_public_key, self.retired_kids | kids, self.clock, self.leeway, self.expected_type)
+
+    def verify(self, token: str | bytes) -> VerifiedDocument:
+        if isinstance(token, bytes):
+            try:
+                token = token.decode("ascii")
+            except UnicodeDecodeError as exc:
+                raise VerificationError(Reason.MALFORMED, "document is not ASCII") from exc
+        header = self._parse_header(token)
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise VerificationError(Reason.MALFORMED, "header has no 'kid'")
+        if kid in self.retired_kids:
+            raise VerificationError(Reason.KEY_RETIRED, f"key {kid} has been retired")
+        public_key = self._certified_key(header, kid)
+        _, claims = self._verify_signed(token, public_key, self.expected_type, header=header)
+        self._check_claims(claims)
+        return VerifiedDocument(header=header, claims=claims)
+
+    # -- steps ------------------------------------------------------------------------------------------------
+    def _parse_header(self, token: str) -> dict[str, Any]:
+        parts = token.split(".")
+        if len(parts) != 3 or not all(parts):
+            raise VerificationError(Reason.MALFORMED, "not a JWS compact serialization")
+        try:
+            for part in parts:
+                b64url_decode_strict(part)
+            header = json.loads(b64url_decode_strict(parts[0]))
+        except (ValueError, binascii.Error) as exc:
+            raise VerificationError(Reason.MALFORMED, "a segment is not canonical base64url or JSON") from exc
+        if not isinstance(header, dict):
+            raise VerificationError(Reason.MALFORMED, "header is not a JSON object")
+        if header.get("alg") != "EdDSA":
+            raise VerificationError(Reason.UNSUPPORTED_ALGORITHM, f"alg {header.get('alg')!r} is not EdDSA")
+        if "crit" in header:
+            raise VerificationError(Reason.MALFORMED, "critical header parameters are not understood")
+        return header
+
+    def _certified_key(self, header: dict[str, Any], kid: str) -> Ed25519PublicKey:
+        chain = header.get("x5c")
+        if not isinstance(chain, list) or not chain or not isinstance(chain[0], str):
+            raise VerificationError(Reason.UNKNOWN_KEY, f"no certificate for key {kid} in the header")
+        try:
+            der = base64.b64decode(chain[0], validate=True)
+        except (ValueError, binascii.Error) as exc:
+            raise VerificationError(Reason.UNCERTIFIED_KEY, "certificate is not base64") from exc
+        cached = self._certified.get(der)
+        if cached is None:
+            try:
+                certificate = x509.load_der_x509_certificate(der)
+                self.root_public_key.verify(certificate.signature, certificate.tbs_certificate_bytes)
+                public_key = certificate.public_key()
+            except (ValueError, InvalidSignature) as exc:
+                raise VerificationError(Reason.UNCERTIFIED_KEY, "key is not certified by the pinned root") from exc
+            if not isinstance(public_key, Ed25519PublicKey):
+                raise VerificationError(Reason.UNCERTIFIED_KEY, "certified key is not Ed25519")
+            cached = (thumbprint(public_key), public_key)
+            self._certified[der] = cached
+        certified_kid, public_key = cached
+        if certified_kid != kid:
+            raise VerificationError(Reason.UNCERTIFIED_KEY, "certificate is for a different key id")
+        return public_key
+
+    def _verify_signed(self, token: str, key: Ed25519PublicKey, typ: str,
+                       header: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        header = header if header is not None else self._parse_header(token)
+        if header.get("typ") != typ:
+            raise VerificationError(Reason.WRONG_TYPE, f"typ {header.get('typ')!r} is not {typ!r}")
+        try:
+            payload = jwt.api_jws.decode_complete(token, key=key, algorithms=["EdDSA"])["payload"]
+            claims = json.loads(payload)
+        except jwt.InvalidSignatureError as exc:
+            raise VerificationError(Reason.BAD_SIGNATURE, "signature does not match") from exc
+        except (jwt.InvalidTokenError, ValueError) as exc:
+            raise VerificationError(Reason.MALFORMED, "payload is not valid JSON") from exc
+        if not isinstance(claims, dict):
+            raise VerificationError(Reason.MALFORMED, "claims are not a JSON object")
+        return header, claims
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        version = claims.get("ver")
+        if version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise VerificationError(Reason.UNSUPPORTED_VERSION, f"schema version {version!r} is not supported")
+        now = self.clock().timestamp()
+        nbf, exp = claims.get("nbf"), claims.get("exp")
+        if not _is_number(nbf) or not _is_number(exp):
+            raise VerificationError(Reason.MALFORMED, "'nbf' and 'exp' must be numeric dates")
+        leeway = self.leeway.total_seconds()
+        if now + leeway < nbf:
+            raise VerificationError(Reason.NOT_YET_VALID, f"not valid before {_iso(nbf)}")
+        if now - leeway >= exp:
+            raise VerificationError(Reason.DOCUMENT_EXPIRED, f"expired at {_iso(exp)}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
