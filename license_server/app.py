@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, Router
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -31,13 +31,20 @@ logger = logging.getLogger("license_server")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 ADMIN_PREFIX = "/v1/admin"
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
-ADMIN_CONTROLLERS = [CustomerController, PlanController, LicenseController, TokenController, AuditController,
-                     KeyController]
+ADMIN_CONTROLLERS = [
+    CustomerController,
+    PlanController,
+    LicenseController,
+    TokenController,
+    AuditController,
+    KeyController,
+]
 PUBLIC_CONTROLLERS = [HealthController, WellKnownController]
 
 
-def problem_response(status: int, code: str, detail: str, title: str | None = None,
-                     errors: list[FieldProblem] | None = None) -> Response[Problem]:
+def problem_response(
+    status: int, code: str, detail: str, title: str | None = None, errors: list[FieldProblem] | None = None
+) -> Response[Problem]:
     body = Problem(title=title or detail, status=status, detail=detail, code=code, errors=errors or [])
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
@@ -54,14 +61,23 @@ def _field_of(item: dict[str, Any]) -> str:
 
 def _handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     extra = exc.extra if isinstance(exc.extra, list) else []
-    errors = [FieldProblem(field=_field_of(item), message=str(item.get("message", "invalid")))
-              for item in extra if isinstance(item, dict)]
+    errors = [
+        FieldProblem(field=_field_of(item), message=str(item.get("message", "invalid")))
+        for item in extra
+        if isinstance(item, dict)
+    ]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or str(exc.detail)
     return problem_response(400, "validation_error", detail, "The request is invalid", errors)
 
 
-_HTTP_CODES = {401: "authentication_required", 403: "permission_denied", 404: "not_found",
-               405: "method_not_allowed", 413: "request_too_large", 429: "rate_limited"}
+_HTTP_CODES = {
+    401: "authentication_required",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    429: "rate_limited",
+}
 
 
 def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
@@ -69,8 +85,13 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     if status >= 500:
         return _handle_unexpected(request, exc)
     if status == 400:  # a body Litestar could not even decode (malformed JSON, wrong content type)
-        return problem_response(400, "validation_error", str(exc.detail), "The request body is invalid",
-                                [FieldProblem(field="body", message=str(exc.detail))])
+        return problem_response(
+            400,
+            "validation_error",
+            str(exc.detail),
+            "The request body is invalid",
+            [FieldProblem(field="body", message=str(exc.detail))],
+        )
     code = _HTTP_CODES.get(status, "bad_request" if status < 500 else "internal_error")
     response = problem_response(status, code, str(exc.detail))
     if exc.headers:
@@ -92,7 +113,9 @@ def _document_error_responses(app: Litestar) -> None:
     """Declare the problem responses each route can give, so the OpenAPI schema is complete."""
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
-            responses: dict[int, ResponseSpec] = {400: _problem_spec("Invalid input; `errors` names the fields")}
+            responses: dict[int, ResponseSpec] = {
+                400: _problem_spec("Invalid input; `errors` names the fields")
+            }
             if route.path.startswith(ADMIN_PREFIX):
                 responses[401] = _problem_spec("Missing, unknown or revoked admin token")
                 responses[403] = _problem_spec("The token's role lacks the permission this route needs")
@@ -104,7 +127,7 @@ def _document_error_responses(app: Litestar) -> None:
             handler.responses = responses
 
 
-async def _provide_db(runtime: Runtime) -> AsyncIterator[AsyncSession]:
+async def _provide_db(runtime: NamedDependency[Runtime]) -> AsyncIterator[AsyncSession]:
     async for session in session_scope(runtime.session_factory):
         yield session
 
@@ -120,7 +143,10 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
         await runtime.close()
 
     app = Litestar(
-        route_handlers=[*PUBLIC_CONTROLLERS, Router("/", route_handlers=ADMIN_CONTROLLERS, guards=[authorize])],
+        route_handlers=[
+            *PUBLIC_CONTROLLERS,
+            Router("/", route_handlers=ADMIN_CONTROLLERS, guards=[authorize]),
+        ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "db": Provide(_provide_db),
@@ -135,9 +161,11 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
         on_shutdown=[close_runtime],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
         openapi_config=OpenAPIConfig(
-            title="License Server", version=license_server.__version__, path="/schema",
+            title="License Server",
+            version=license_server.__version__,
+            path="/schema",
             description="Issue, sign and enforce enterprise licenses. Admin routes take "
-                        "`Authorization: Bearer <admin token>`; errors are RFC 9457 problem details with a `code`.",
+            "`Authorization: Bearer <admin token>`; errors are RFC 9457 problem details with a `code`.",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         state=State({"runtime": runtime}),

@@ -20,7 +20,9 @@ class LicenseServerError(Exception):
     code = "internal_error"
     title = "Internal error"
 
-    def __init__(self, detail: str | None = None, *, field: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, detail: str | None = None, *, field: str | None = None, code: str | None = None
+    ) -> None:
         self.detail = detail or self.title
         self.field = field
         if code is not None:
@@ -37,8 +39,14 @@ class ValidationFailed(LicenseServerError):
     code = "validation_error"
     title = "The request is invalid"
 
-    def __init__(self, detail: str | None = None, *, field: str | None = None, errors: list[FieldError] | None = None,
-                 code: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        field: str | None = None,
+        errors: list[FieldError] | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(detail, field=field, code=code)
         self._errors = errors
 

@@ -16,8 +16,12 @@ from license_server.signing.service import Signer
 
 def key_store(settings: Settings, *, clock: Clock = utcnow) -> KeyStore:
     passphrase = resolve_passphrase(
-        settings.key_passphrase.get_secret_value() if settings.key_passphrase else None, settings.passphrase_path)
-    return KeyStore(settings.keys_dir, passphrase, allow_unencrypted=settings.allow_unencrypted_keys, clock=clock)
+        settings.key_passphrase.get_secret_value() if settings.key_passphrase else None,
+        settings.passphrase_path,
+    )
+    return KeyStore(
+        settings.keys_dir, passphrase, allow_unencrypted=settings.allow_unencrypted_keys, clock=clock
+    )
 
 
 @dataclass
@@ -34,8 +38,13 @@ class Runtime:
         signer = Signer(key_store(settings, clock=clock), refresh_seconds=settings.keyring_refresh_seconds)
         signer.keyring()
         engine = create_engine(settings)
-        return cls(settings=settings, signer=signer, engine=engine, session_factory=create_session_factory(engine),
-                   clock=clock)
+        return cls(
+            settings=settings,
+            signer=signer,
+            engine=engine,
+            session_factory=create_session_factory(engine),
+            clock=clock,
+        )
 
     @property
     def hasher(self) -> SecretHasher:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
@@ -33,8 +33,12 @@ def _to_utc(value: datetime | date) -> datetime:
     return value
 
 
-UTCTimestamp = Annotated[datetime | date, BeforeValidator(_date_only), AfterValidator(_to_utc),
-                         Field(description="RFC 3339 timestamp with offset, or a date (00:00 UTC that day)")]
+UTCTimestamp = Annotated[
+    datetime | date,
+    BeforeValidator(_date_only),
+    AfterValidator(_to_utc),
+    Field(description="RFC 3339 timestamp with offset, or a date (00:00 UTC that day)"),
+]
 
 
 class Model(BaseModel):
@@ -64,4 +68,6 @@ class Problem(Model):
     errors: list[FieldProblem] = Field(default_factory=list)
 
 
-Metadata = Annotated[dict[str, Any], Field(max_length=50, description="Free-form JSON for the vendor's own use")]
+Metadata = Annotated[
+    dict[str, Any], Field(max_length=50, description="Free-form JSON for the vendor's own use")
+]

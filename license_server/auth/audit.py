@@ -17,11 +17,24 @@ if TYPE_CHECKING:
     from license_server.auth.tokens import Actor
 
 
-async def record_audit(session: AsyncSession, *, actor: Actor, action: str, target_type: str,
-                       target_id: uuid.UUID | str, detail: dict[str, Any] | None = None,
-                       clock: Clock = utcnow) -> AuditEvent:
-    event = AuditEvent(occurred_at=clock(), actor=actor.name, action=action, target_type=target_type,
-                       target_id=str(target_id), detail=detail or {})
+async def record_audit(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: uuid.UUID | str,
+    detail: dict[str, Any] | None = None,
+    clock: Clock = utcnow,
+) -> AuditEvent:
+    event = AuditEvent(
+        occurred_at=clock(),
+        actor=actor.name,
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        detail=detail or {},
+    )
     session.add(event)
     return event
 
@@ -36,8 +49,9 @@ class AuditFilter:
     until: datetime | None = None
 
 
-async def list_audit_events(session: AsyncSession, *, filters: AuditFilter, limit: int,
-                            offset: int) -> tuple[list[AuditEvent], int]:
+async def list_audit_events(
+    session: AsyncSession, *, filters: AuditFilter, limit: int, offset: int
+) -> tuple[list[AuditEvent], int]:
     conditions = []
     if filters.actor:
         conditions.append(AuditEvent.actor == filters.actor)
@@ -53,6 +67,10 @@ async def list_audit_events(session: AsyncSession, *, filters: AuditFilter, limi
         conditions.append(AuditEvent.occurred_at < filters.until)
     total = await session.scalar(select(func.count()).select_from(AuditEvent).where(*conditions))
     rows = await session.scalars(
-        select(AuditEvent).where(*conditions).order_by(AuditEvent.occurred_at.desc(), AuditEvent.id)
-        .limit(limit).offset(offset))
+        select(AuditEvent)
+        .where(*conditions)
+        .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id)
+        .limit(limit)
+        .offset(offset)
+    )
     return list(rows.all()), int(total or 0)

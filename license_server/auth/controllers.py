@@ -7,20 +7,19 @@ from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, delete, get, post
-from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from license_server.auth import tokens
 from license_server.auth.audit import AuditFilter, list_audit_events
 from license_server.auth.guards import needs
 from license_server.auth.schemas import AuditEventOut, TokenCreate, TokenOut, TokenWithSecret
-from license_server.auth.tokens import Actor, Permission
-from license_server.runtime import Runtime
+from license_server.auth.tokens import Permission
+from license_server.dependencies import CurrentActor, Db, RuntimeDep
 from license_server.schemas_common import Page
 
-Limit = Annotated[int, Parameter(query="limit", ge=1, le=500)]
-Offset = Annotated[int, Parameter(query="offset", ge=0, le=10_000_000)]
-Filter = Annotated[str | None, Parameter(max_length=200)]
+Limit = Annotated[int, QueryParameter(ge=1, le=500)]
+Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
+Filter = Annotated[str | None, QueryParameter(max_length=200)]
 
 
 class TokenController(Controller):
@@ -28,17 +27,24 @@ class TokenController(Controller):
     tags = ["tokens"]
 
     @post("/", opt=needs(Permission.MANAGE_TOKENS), summary="Create an admin token (shown once)")
-    async def create(self, data: TokenCreate, db: AsyncSession, actor: Actor, runtime: Runtime) -> TokenWithSecret:
-        created = await tokens.create_token(db, hasher=runtime.hasher, actor=actor, name=data.name, role=data.role,
-                                            clock=runtime.clock)
+    async def create(
+        self, data: JSONBody[TokenCreate], db: Db, actor: CurrentActor, runtime: RuntimeDep
+    ) -> TokenWithSecret:
+        created = await tokens.create_token(
+            db, hasher=runtime.hasher, actor=actor, name=data.name, role=data.role, clock=runtime.clock
+        )
         return TokenWithSecret(**TokenOut.model_validate(created.token).model_dump(), token=created.secret)
 
     @get("/", opt=needs(Permission.MANAGE_TOKENS), summary="List admin tokens")
-    async def list_(self, db: AsyncSession) -> list[TokenOut]:
+    async def list_(self, db: Db) -> list[TokenOut]:
         return [TokenOut.model_validate(t) for t in await tokens.list_tokens(db)]
 
-    @delete("/{token_id:uuid}", opt=needs(Permission.MANAGE_TOKENS), status_code=200, summary="Revoke a token")
-    async def revoke(self, db: AsyncSession, actor: Actor, runtime: Runtime, token_id: uuid.UUID) -> TokenOut:
+    @delete(
+        "/{token_id:uuid}", opt=needs(Permission.MANAGE_TOKENS), status_code=200, summary="Revoke a token"
+    )
+    async def revoke(
+        self, db: Db, actor: CurrentActor, runtime: RuntimeDep, token_id: FromPath[uuid.UUID]
+    ) -> TokenOut:
         token = await tokens.revoke_token(db, actor=actor, token_id=token_id, clock=runtime.clock)
         return TokenOut.model_validate(token)
 
@@ -48,11 +54,27 @@ class AuditController(Controller):
     tags = ["audit"]
 
     @get("/", opt=needs(Permission.READ_AUDIT), summary="Audit events, newest first")
-    async def list_(self, db: AsyncSession, limit: Limit = 50, offset: Offset = 0,
-                    actor_name: Annotated[str | None, Parameter(query="actor", max_length=200)] = None,
-                    action: Filter = None, target_type: Filter = None, target_id: Filter = None,
-                    since: datetime | None = None, until: datetime | None = None) -> Page[AuditEventOut]:
-        filters = AuditFilter(actor=actor_name, action=action, target_type=target_type, target_id=target_id,
-                              since=since, until=until)
+    async def list_(
+        self,
+        db: Db,
+        limit: Limit = 50,
+        offset: Offset = 0,
+        actor_name: Annotated[str | None, QueryParameter(name="actor", max_length=200)] = None,
+        action: Filter = None,
+        target_type: Filter = None,
+        target_id: Filter = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+    ) -> Page[AuditEventOut]:
+        filters = AuditFilter(
+            actor=actor_name,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            since=since,
+            until=until,
+        )
         rows, total = await list_audit_events(db, filters=filters, limit=limit, offset=offset)
-        return Page(items=[AuditEventOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
+        return Page(
+            items=[AuditEventOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+        )

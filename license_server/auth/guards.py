@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
@@ -42,6 +43,6 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     connection.state.actor = actor
 
 
-def provide_actor(request: Any) -> Actor:
+def provide_actor(request: Request[Any, Any, Any]) -> Actor:
     actor: Actor = request.state.actor
     return actor

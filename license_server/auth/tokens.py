@@ -82,15 +82,29 @@ class CreatedToken:
     secret: str
 
 
-async def create_token(session: AsyncSession, *, hasher: SecretHasher, actor: Actor, name: str, role: Role,
-                       clock: Clock = utcnow) -> CreatedToken:
+async def create_token(
+    session: AsyncSession, *, hasher: SecretHasher, actor: Actor, name: str, role: Role, clock: Clock = utcnow
+) -> CreatedToken:
     secret = generate_token()
-    token = AdminToken(name=name, role=role.value, token_hash=hasher.digest(secret), token_hint=secret[-4:],
-                       created_at=clock(), created_by=actor.name)
+    token = AdminToken(
+        name=name,
+        role=role.value,
+        token_hash=hasher.digest(secret),
+        token_hint=secret[-4:],
+        created_at=clock(),
+        created_by=actor.name,
+    )
     session.add(token)
     await session.flush()
-    await record_audit(session, actor=actor, action="token.created", target_type="token", target_id=token.id,
-                       detail={"name": name, "role": role.value}, clock=clock)
+    await record_audit(
+        session,
+        actor=actor,
+        action="token.created",
+        target_type="token",
+        target_id=token.id,
+        detail={"name": name, "role": role.value},
+        clock=clock,
+    )
     await session.commit()
     return CreatedToken(token=token, secret=secret)
 
@@ -99,21 +113,30 @@ async def list_tokens(session: AsyncSession) -> list[AdminToken]:
     return list((await session.scalars(select(AdminToken).order_by(AdminToken.created_at))).all())
 
 
-async def revoke_token(session: AsyncSession, *, actor: Actor, token_id: uuid.UUID,
-                       clock: Clock = utcnow) -> AdminToken:
+async def revoke_token(
+    session: AsyncSession, *, actor: Actor, token_id: uuid.UUID, clock: Clock = utcnow
+) -> AdminToken:
     token = await session.get(AdminToken, token_id)
     if token is None:
         raise TokenNotFound(f"no token with id {token_id}", field="token_id")
     if token.revoked_at is None:
         token.revoked_at = clock()
-        await record_audit(session, actor=actor, action="token.revoked", target_type="token", target_id=token.id,
-                           detail={"name": token.name}, clock=clock)
+        await record_audit(
+            session,
+            actor=actor,
+            action="token.revoked",
+            target_type="token",
+            target_id=token.id,
+            detail={"name": token.name},
+            clock=clock,
+        )
         await session.commit()
     return token
 
 
-async def authenticate(session: AsyncSession, *, hasher: SecretHasher, secret: str,
-                       clock: Clock = utcnow) -> Actor | None:
+async def authenticate(
+    session: AsyncSession, *, hasher: SecretHasher, secret: str, clock: Clock = utcnow
+) -> Actor | None:
     """The actor a bearer token stands for, or None. Unknown, malformed and revoked tokens look the same."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 128:
         return None
@@ -121,7 +144,10 @@ async def authenticate(session: AsyncSession, *, hasher: SecretHasher, secret: s
     if token is None or token.revoked_at is not None or not hasher.matches(secret, token.token_hash):
         return None
     now = clock()
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
+    if (
+        token.last_used_at is None
+        or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS
+    ):
         token.last_used_at = now
         await session.commit()
     return Actor(name=f"token:{token.name}:{token.id}", role=Role(token.role))

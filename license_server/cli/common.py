@@ -49,7 +49,9 @@ def run_with_session(work: Callable[[Runtime, AsyncSession], Awaitable[T]], *, a
     try:
         return asyncio.run(main())
     except LicenseServerError as exc:
-        fields = "".join(f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail)
+        fields = "".join(
+            f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail
+        )
         fail(exc.detail + fields, exc.code, as_json=as_json)
 
 
@@ -91,8 +93,13 @@ def _human(payload: dict[str, Any], indent: str = "") -> str:
             lines.append(f"{indent}{key}:")
             lines.append(_human(value, indent + "  "))
         else:
-            shown = "-" if value is None or value == {} else _json_default(value) if not isinstance(
-                value, str | int | float | bool) else value
+            shown = (
+                "-"
+                if value is None or value == {}
+                else _json_default(value)
+                if not isinstance(value, str | int | float | bool)
+                else value
+            )
             lines.append(f"{indent}{key}: {shown}")
     return "\n".join(lines)
 
@@ -100,4 +107,3 @@ def _human(payload: dict[str, Any], indent: str = "") -> str:
 def model_payload(model: BaseModel) -> dict[str, Any]:
     data: dict[str, Any] = model.model_dump(mode="json")
     return data
-

@@ -25,9 +25,15 @@ def list_keys(as_json: bool) -> None:
 
     async def work(runtime: Runtime, _: AsyncSession) -> list[dict[str, object]]:
         keyring = runtime.signer.keyring()
-        return [{"kid": k.kid, "created_at": k.created_at.isoformat(),
-                 "retired_at": k.retired_at.isoformat() if k.retired_at else None, "signer": k.kid == keyring.signer_kid}
-                for k in sorted(keyring.keys.values(), key=lambda k: k.created_at)]
+        return [
+            {
+                "kid": k.kid,
+                "created_at": k.created_at.isoformat(),
+                "retired_at": k.retired_at.isoformat() if k.retired_at else None,
+                "signer": k.kid == keyring.signer_kid,
+            }
+            for k in sorted(keyring.keys.values(), key=lambda k: k.created_at)
+        ]
 
     rows = run_with_session(work, as_json=as_json)
     if as_json:
@@ -47,7 +53,9 @@ def rotate(as_json: bool) -> None:
         return (await rotate_signing_key(session, actor=cli_actor(), signer=runtime.signer)).kid
 
     kid = run_with_session(work, as_json=as_json)
-    emit({"kid": kid}, as_json=as_json, human=f"new signing key {kid}; older keys stay published until retired")
+    emit(
+        {"kid": kid}, as_json=as_json, human=f"new signing key {kid}; older keys stay published until retired"
+    )
 
 
 @keys.command()
@@ -64,7 +72,9 @@ def retire(kid: str, as_json: bool) -> None:
 
 
 @keys.command("export-public")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("public-keys"), show_default=True)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("public-keys"), show_default=True
+)
 @json_option
 def export_public(out_dir: Path, as_json: bool) -> None:
     """Write root.pub, jwks.json and revocations.jws: everything a verifier needs."""
@@ -73,4 +83,6 @@ def export_public(out_dir: Path, as_json: bool) -> None:
         return runtime.signer.store.export_public(out_dir)
 
     written = run_with_session(work, as_json=as_json)
-    emit({"files": [str(p) for p in written]}, as_json=as_json, human="\n".join(f"wrote {p}" for p in written))
+    emit(
+        {"files": [str(p) for p in written]}, as_json=as_json, human="\n".join(f"wrote {p}" for p in written)
+    )

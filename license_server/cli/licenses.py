@@ -12,7 +12,14 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import cli_actor
-from license_server.cli.common import emit, json_option, model_payload, parse_model, parse_timestamp, run_with_session
+from license_server.cli.common import (
+    emit,
+    json_option,
+    model_payload,
+    parse_model,
+    parse_timestamp,
+    run_with_session,
+)
 from license_server.licenses import service
 from license_server.licenses.controllers import license_out, license_with_key
 from license_server.licenses.schemas import CustomerOut, LicenseOut, PlanOut
@@ -25,7 +32,7 @@ from license_server.runtime import Runtime
 def _terms_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Shortcuts for common terms, plus --terms for any of them as JSON (see docs/license-document.md)."""
     options = [
-        click.option("--terms", "terms_json", default=None, help='Terms as JSON, e.g. \'{"sso": {...}}\'.'),
+        click.option("--terms", "terms_json", default=None, help="Terms as JSON, e.g. '{\"sso\": {...}}'."),
         click.option("--max-activations", type=int, default=None, help="Deployment seats (0 = unlimited)."),
         click.option("--workspaces", type=int, default=None, help="Workspace limit (0 = unlimited)."),
         click.option("--members-per-workspace", type=int, default=None, help="Members per workspace limit."),
@@ -38,15 +45,25 @@ def _terms_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _terms(terms_json: str | None, max_activations: int | None, workspaces: int | None,
-           members_per_workspace: int | None, seats: int | None, grace_days: int | None,
-           notice_days: int | None) -> LicenseTerms | None:
+def _terms(
+    terms_json: str | None,
+    max_activations: int | None,
+    workspaces: int | None,
+    members_per_workspace: int | None,
+    seats: int | None,
+    grace_days: int | None,
+    notice_days: int | None,
+) -> LicenseTerms | None:
     data: dict[str, Any] = json.loads(terms_json) if terms_json else {}
     if not isinstance(data, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--terms")
     shortcuts = {"max_activations": max_activations, "grace_days": grace_days, "notice_days": notice_days}
     data.update({k: v for k, v in shortcuts.items() if v is not None})
-    limits = {"workspaces": workspaces, "members_per_workspace": members_per_workspace, "licensed_seats": seats}
+    limits = {
+        "workspaces": workspaces,
+        "members_per_workspace": members_per_workspace,
+        "licensed_seats": seats,
+    }
     data.update({k: {"enabled": True, "limit": v} for k, v in limits.items() if v is not None})
     if not data:
         return None
@@ -78,13 +95,23 @@ def create_customer(name: str, contact_email: str | None, external_id: str | Non
     """Create a customer."""
     from license_server.licenses.schemas import CustomerCreate
 
-    data: CustomerCreate = parse_model(CustomerCreate, json.dumps(
-        {"name": name, "contact_email": contact_email, "external_id": external_id}), "customer")
+    data: CustomerCreate = parse_model(
+        CustomerCreate,
+        json.dumps({"name": name, "contact_email": contact_email, "external_id": external_id}),
+        "customer",
+    )
 
     async def work(runtime: Runtime, session: AsyncSession) -> CustomerOut:
-        return CustomerOut.model_validate(await service.create_customer(
-            session, actor=cli_actor(), name=data.name, contact_email=data.contact_email,
-            external_id=data.external_id, clock=runtime.clock))
+        return CustomerOut.model_validate(
+            await service.create_customer(
+                session,
+                actor=cli_actor(),
+                name=data.name,
+                contact_email=data.contact_email,
+                external_id=data.external_id,
+                clock=runtime.clock,
+            )
+        )
 
     emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
 
@@ -124,14 +151,23 @@ def create_plan(code: str, name: str, description: str, as_json: bool, **terms_o
     """Create a plan."""
     from license_server.licenses.schemas import PlanCreate
 
-    data: PlanCreate = parse_model(PlanCreate, json.dumps({"code": code, "name": name, "description": description}),
-                                   "plan")
+    data: PlanCreate = parse_model(
+        PlanCreate, json.dumps({"code": code, "name": name, "description": description}), "plan"
+    )
     terms = _terms(**terms_options)
 
     async def work(runtime: Runtime, session: AsyncSession) -> PlanOut:
-        return PlanOut.model_validate(await service.create_plan(
-            session, actor=cli_actor(), code=data.code, name=data.name, description=data.description, terms=terms,
-            clock=runtime.clock))
+        return PlanOut.model_validate(
+            await service.create_plan(
+                session,
+                actor=cli_actor(),
+                code=data.code,
+                name=data.name,
+                description=data.description,
+                terms=terms,
+                clock=runtime.clock,
+            )
+        )
 
     emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
 
@@ -167,8 +203,15 @@ def licenses() -> None:
 @click.option("--notes", default="")
 @_terms_options
 @json_option
-def issue(customer_id: uuid.UUID, expires: str, starts: str | None, plan_ref: str | None, notes: str, as_json: bool,
-          **terms_options: Any) -> None:
+def issue(
+    customer_id: uuid.UUID,
+    expires: str,
+    starts: str | None,
+    plan_ref: str | None,
+    notes: str,
+    as_json: bool,
+    **terms_options: Any,
+) -> None:
     """Issue a license. Its key is printed once."""
     expires_at = parse_timestamp(expires, "expires")
     starts_at = parse_timestamp(starts, "starts")
@@ -177,8 +220,17 @@ def issue(customer_id: uuid.UUID, expires: str, starts: str | None, plan_ref: st
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
         issued = await service.issue_license(
-            session, actor=cli_actor(), hasher=runtime.hasher, customer_id=customer_id, expires_at=expires_at,
-            starts_at=starts_at, plan_ref=plan_ref, terms=terms, notes=notes, clock=runtime.clock)
+            session,
+            actor=cli_actor(),
+            hasher=runtime.hasher,
+            customer_id=customer_id,
+            expires_at=expires_at,
+            starts_at=starts_at,
+            plan_ref=plan_ref,
+            terms=terms,
+            notes=notes,
+            clock=runtime.clock,
+        )
         return model_payload(license_with_key(issued))
 
     payload = run_with_session(work, as_json=as_json)
@@ -195,12 +247,15 @@ def issue(customer_id: uuid.UUID, expires: str, starts: str | None, plan_ref: st
 @click.option("--limit", type=click.IntRange(1, 500), default=100)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @json_option
-def list_licenses(status: str | None, customer_id: uuid.UUID | None, limit: int, offset: int, as_json: bool) -> None:
+def list_licenses(
+    status: str | None, customer_id: uuid.UUID | None, limit: int, offset: int, as_json: bool
+) -> None:
     """List licenses with their computed status."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> tuple[list[LicenseOut], int]:
-        views, total = await service.list_licenses(session, limit=limit, offset=offset, status=status,
-                                                   customer_id=customer_id, clock=runtime.clock)
+        views, total = await service.list_licenses(
+            session, limit=limit, offset=offset, status=status, customer_id=customer_id, clock=runtime.clock
+        )
         return [license_out(v) for v in views], total
 
     rows, total = run_with_session(work, as_json=as_json)
@@ -208,12 +263,15 @@ def list_licenses(status: str | None, customer_id: uuid.UUID | None, limit: int,
         emit({"items": [model_payload(r) for r in rows], "total": total}, as_json=True)
         return
     for row in rows:
-        click.echo(f"{row.id}  {row.status:9} {row.status_reason:17} expires {row.expires_at.date()}  "
-                   f"{row.customer_name}")
+        click.echo(
+            f"{row.id}  {row.status:9} {row.status_reason:17} expires {row.expires_at.date()}  "
+            f"{row.customer_name}"
+        )
 
 
-def _license_command(name: str, help_text: str,
-                     action: Callable[[Runtime, AsyncSession, uuid.UUID], Awaitable[LicenseView]]) -> None:
+def _license_command(
+    name: str, help_text: str, action: Callable[[Runtime, AsyncSession, uuid.UUID], Awaitable[LicenseView]]
+) -> None:
     @licenses.command(name, help=help_text)
     @click.argument("license_id", type=click.UUID)
     @json_option
@@ -224,10 +282,16 @@ def _license_command(name: str, help_text: str,
         _show_license(run_with_session(work, as_json=as_json), as_json)
 
 
-_license_command("show", "Show a license with its computed status and effective terms.",
-                 lambda rt, s, lid: service.get_license(s, lid, clock=rt.clock))
-_license_command("reinstate", "Reinstate a suspended license.",
-                 lambda rt, s, lid: service.reinstate_license(s, actor=cli_actor(), license_id=lid, clock=rt.clock))
+_license_command(
+    "show",
+    "Show a license with its computed status and effective terms.",
+    lambda rt, s, lid: service.get_license(s, lid, clock=rt.clock),
+)
+_license_command(
+    "reinstate",
+    "Reinstate a suspended license.",
+    lambda rt, s, lid: service.reinstate_license(s, actor=cli_actor(), license_id=lid, clock=rt.clock),
+)
 
 
 @licenses.command("suspend")
@@ -238,8 +302,13 @@ def suspend(license_id: uuid.UUID, reason: str, as_json: bool) -> None:
     """Suspend a license (reversible with reinstate)."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        return model_payload(license_out(await service.suspend_license(
-            session, actor=cli_actor(), license_id=license_id, reason=reason, clock=runtime.clock)))
+        return model_payload(
+            license_out(
+                await service.suspend_license(
+                    session, actor=cli_actor(), license_id=license_id, reason=reason, clock=runtime.clock
+                )
+            )
+        )
 
     _show_license(run_with_session(work, as_json=as_json), as_json)
 
@@ -252,8 +321,13 @@ def revoke(license_id: uuid.UUID, reason: str, as_json: bool) -> None:
     """Revoke a license. Permanent."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        return model_payload(license_out(await service.revoke_license(
-            session, actor=cli_actor(), license_id=license_id, reason=reason, clock=runtime.clock)))
+        return model_payload(
+            license_out(
+                await service.revoke_license(
+                    session, actor=cli_actor(), license_id=license_id, reason=reason, clock=runtime.clock
+                )
+            )
+        )
 
     _show_license(run_with_session(work, as_json=as_json), as_json)
 
@@ -268,8 +342,17 @@ def renew(license_id: uuid.UUID, expires: str, as_json: bool) -> None:
     assert expires_at is not None
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        return model_payload(license_out(await service.renew_license(
-            session, actor=cli_actor(), license_id=license_id, expires_at=expires_at, clock=runtime.clock)))
+        return model_payload(
+            license_out(
+                await service.renew_license(
+                    session,
+                    actor=cli_actor(),
+                    license_id=license_id,
+                    expires_at=expires_at,
+                    clock=runtime.clock,
+                )
+            )
+        )
 
     _show_license(run_with_session(work, as_json=as_json), as_json)
 
@@ -281,16 +364,33 @@ def renew(license_id: uuid.UUID, expires: str, as_json: bool) -> None:
 @click.option("--notes", default=None)
 @_terms_options
 @json_option
-def update(license_id: uuid.UUID, starts: str | None, plan_ref: str | None, notes: str | None, as_json: bool,
-           **terms_options: Any) -> None:
+def update(
+    license_id: uuid.UUID,
+    starts: str | None,
+    plan_ref: str | None,
+    notes: str | None,
+    as_json: bool,
+    **terms_options: Any,
+) -> None:
     """Change a license's terms (merged into its overrides), plan, start or notes."""
     starts_at = parse_timestamp(starts, "starts")
     terms = _terms(**terms_options)
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        return model_payload(license_out(await service.update_license(
-            session, actor=cli_actor(), license_id=license_id, terms=terms, starts_at=starts_at, plan_ref=plan_ref,
-            notes=notes, clock=runtime.clock)))
+        return model_payload(
+            license_out(
+                await service.update_license(
+                    session,
+                    actor=cli_actor(),
+                    license_id=license_id,
+                    terms=terms,
+                    starts_at=starts_at,
+                    plan_ref=plan_ref,
+                    notes=notes,
+                    clock=runtime.clock,
+                )
+            )
+        )
 
     _show_license(run_with_session(work, as_json=as_json), as_json)
 
@@ -302,13 +402,17 @@ def rotate_key(license_id: uuid.UUID, as_json: bool) -> None:
     """Replace the license key; the new key is printed once."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        issued = await service.rotate_license_key(session, actor=cli_actor(), hasher=runtime.hasher,
-                                                  license_id=license_id, clock=runtime.clock)
+        issued = await service.rotate_license_key(
+            session, actor=cli_actor(), hasher=runtime.hasher, license_id=license_id, clock=runtime.clock
+        )
         return model_payload(license_with_key(issued))
 
     payload = run_with_session(work, as_json=as_json)
-    emit({"id": payload["id"], "key": payload["key"]}, as_json=as_json,
-         human=f"new license key (shown once): {payload['key']}")
+    emit(
+        {"id": payload["id"], "key": payload["key"]},
+        as_json=as_json,
+        human=f"new license key (shown once): {payload['key']}",
+    )
 
 
 @licenses.command("document")
@@ -318,9 +422,14 @@ def document(license_id: uuid.UUID, out_file: Path | None) -> None:
     """Write the signed license document (JWS)."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> str:
-        return await service.license_document(session, signer=runtime.signer, issuer=runtime.settings.issuer,
-                                              license_id=license_id, ttl=runtime.settings.document_ttl,
-                                              clock=runtime.clock)
+        return await service.license_document(
+            session,
+            signer=runtime.signer,
+            issuer=runtime.settings.issuer,
+            license_id=license_id,
+            ttl=runtime.settings.document_ttl,
+            clock=runtime.clock,
+        )
 
     token = run_with_session(work)
     if out_file is None:

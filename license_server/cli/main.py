@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from license_server import __version__
-from license_server.errors import LicenseServerError
 from license_server.cli.common import fail
 from license_server.cli.keys import keys
 from license_server.cli.licenses import customers, licenses, plans
 from license_server.cli.setup import db, init, serve
 from license_server.cli.tokens import tokens
 from license_server.cli.verify import verify
+from license_server.errors import LicenseServerError
 
 
 class _Group(click.Group):
@@ -21,7 +21,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except LicenseServerError as exc:
-            fields = "".join(f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail)
+            fields = "".join(
+                f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail
+            )
             fail(exc.detail + fields, exc.code)
 
 

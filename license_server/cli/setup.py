@@ -24,16 +24,20 @@ async def _create_owner_token_if_first(settings_: Settings) -> str | None:
         async with runtime.session_factory() as session:
             if await session.scalar(select(func.count()).select_from(AdminToken)):
                 return None
-            created = await create_token(session, hasher=runtime.hasher, actor=cli_actor(), name="owner",
-                                         role=Role.OWNER)
+            created = await create_token(
+                session, hasher=runtime.hasher, actor=cli_actor(), name="owner", role=Role.OWNER
+            )
             return created.secret
     finally:
         await runtime.close()
 
 
 @click.command()
-@click.option("--dev", is_flag=True,
-              help="Development: create a random key passphrase in a 0600 file if none is configured.")
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="Development: create a random key passphrase in a 0600 file if none is configured.",
+)
 @json_option
 def init(dev: bool, as_json: bool) -> None:
     """Create the data directory, keys and database if missing; print the owner token on first init."""
@@ -41,12 +45,16 @@ def init(dev: bool, as_json: bool) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     if dev and config.key_passphrase is None and create_dev_passphrase_file(config.passphrase_path):
-        notes.append(f"Development key passphrase written to {config.passphrase_path} (mode 0600). "
-                     "In production set LICENSE_SERVER_KEY_PASSPHRASE or LICENSE_SERVER_KEY_PASSPHRASE_FILE.")
+        notes.append(
+            f"Development key passphrase written to {config.passphrase_path} (mode 0600). "
+            "In production set LICENSE_SERVER_KEY_PASSPHRASE or LICENSE_SERVER_KEY_PASSPHRASE_FILE."
+        )
     try:
         if key_store(config).initialise():
-            notes.append(f"Generated root and issuing keys in {config.keys_dir}/ (root public key: "
-                         f"{config.keys_dir / 'root.pub'}).")
+            notes.append(
+                f"Generated root and issuing keys in {config.keys_dir}/ (root public key: "
+                f"{config.keys_dir / 'root.pub'})."
+            )
     except KeyringError as exc:
         fail(exc.detail, exc.code, as_json=as_json)
     upgrade_database(config)
@@ -82,8 +90,10 @@ def serve(host: str | None, port: int | None) -> None:
     except KeyringError as exc:
         fail(exc.detail, exc.code)
     upgrade_database(config)
-    click.echo(f"License Server on http://{host}:{port}  (API docs: http://{host}:{port}/schema, "
-               f"OpenAPI: http://{host}:{port}/schema/openapi.json)")
+    click.echo(
+        f"License Server on http://{host}:{port}  (API docs: http://{host}:{port}/schema, "
+        f"OpenAPI: http://{host}:{port}/schema/openapi.json)"
+    )
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
 
 

@@ -27,12 +27,16 @@ def create(role: str, name: str | None, as_json: bool) -> None:
     """Create a token; it is printed once."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> token_service.CreatedToken:
-        return await token_service.create_token(session, hasher=runtime.hasher, actor=cli_actor(),
-                                                name=name or role, role=Role(role))
+        return await token_service.create_token(
+            session, hasher=runtime.hasher, actor=cli_actor(), name=name or role, role=Role(role)
+        )
 
     created = run_with_session(work, as_json=as_json)
-    emit({"token": created.secret, "id": str(created.token.id), "role": role}, as_json=as_json,
-         human=f"token (shown once): {created.secret}\nid: {created.token.id}  role: {role}")
+    emit(
+        {"token": created.secret, "id": str(created.token.id), "role": role},
+        as_json=as_json,
+        human=f"token (shown once): {created.secret}\nid: {created.token.id}  role: {role}",
+    )
 
 
 @tokens.command("list")

@@ -13,10 +13,18 @@ from license_server.verifier import VerificationError, Verifier, load_root_publi
 
 @click.command()
 @click.argument("document_file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--root-key", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="The vendor's root public key (PEM), e.g. keys/root.pub.")
-@click.option("--revocations", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Root-signed list of retired keys (revocations.jws from `keys export-public`).")
+@click.option(
+    "--root-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The vendor's root public key (PEM), e.g. keys/root.pub.",
+)
+@click.option(
+    "--revocations",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Root-signed list of retired keys (revocations.jws from `keys export-public`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify(document_file: Path, root_key: Path, revocations: Path | None, as_json: bool) -> None:
     """Exit 0 and print the claims if the document is valid; otherwise exit 1 with a reason code."""

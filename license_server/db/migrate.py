@@ -23,4 +23,3 @@ def upgrade_database(settings: Settings, revision: str = "head") -> None:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(settings), revision)
-

@@ -6,8 +6,8 @@ from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
 from sqlalchemy import text
 
+from license_server.dependencies import RuntimeDep
 from license_server.errors import KeyringError
-from license_server.runtime import Runtime
 from license_server.schemas_common import Model
 
 
@@ -24,19 +24,24 @@ class HealthController(Controller):
     async def live(self) -> HealthOut:
         return HealthOut(status="ok", checks={})
 
-    @get("/ready", summary="Database reachable and signing key loaded",
-         responses={503: ResponseSpec(data_container=HealthOut, description="Not ready; checks say why")})
-    async def ready(self, runtime: Runtime) -> Response[HealthOut]:
+    @get(
+        "/ready",
+        summary="Database reachable and signing key loaded",
+        responses={503: ResponseSpec(data_container=HealthOut, description="Not ready; checks say why")},
+    )
+    async def ready(self, runtime: RuntimeDep) -> Response[HealthOut]:
         checks = {"database": "ok", "signing_key": "ok"}
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except Exception:  # noqa: BLE001 - any failure to reach the database means not ready
+        except Exception:
             checks["database"] = "unreachable"
         try:
             runtime.signer.keyring()
         except KeyringError:
             checks["signing_key"] = "unavailable"
         ready = all(value == "ok" for value in checks.values())
-        return Response(HealthOut(status="ok" if ready else "unavailable", checks=checks),
-                        status_code=200 if ready else 503)
+        return Response(
+            HealthOut(status="ok" if ready else "unavailable", checks=checks),
+            status_code=200 if ready else 503,
+        )

@@ -6,11 +6,11 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, Response, get, patch, post
-from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from license_server.auth.guards import needs
-from license_server.auth.tokens import Actor, Permission
+from license_server.auth.tokens import Permission
+from license_server.dependencies import CurrentActor, Db, RuntimeDep
 from license_server.licenses import service
 from license_server.licenses.schemas import (
     ActionRequest,
@@ -27,24 +27,37 @@ from license_server.licenses.schemas import (
 )
 from license_server.licenses.service import IssuedLicense, LicenseView
 from license_server.lifecycle.status import Status
-from license_server.runtime import Runtime
 from license_server.schemas_common import Page
 
 LICENSE_DOCUMENT_MEDIA_TYPE = "application/jwt"
-Limit = Annotated[int, Parameter(query="limit", ge=1, le=500)]
-Offset = Annotated[int, Parameter(query="offset", ge=0, le=10_000_000)]
+Limit = Annotated[int, QueryParameter(ge=1, le=500)]
+Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
 
 
 def license_out(view: LicenseView) -> LicenseOut:
     license = view.license
     return LicenseOut(
-        id=license.id, customer_id=license.customer_id, customer_name=view.customer.name,
-        plan_id=license.plan_id, plan_code=view.plan.code if view.plan else None, key_hint=license.key_hint,
-        status=view.status.status.value, status_reason=view.status.reason.value, starts_at=license.starts_at,
-        expires_at=license.expires_at, terms=license.terms, effective_terms=view.terms, notes=license.notes,
-        metadata=license.extra_metadata, suspended_at=license.suspended_at, revoked_at=license.revoked_at,
-        first_activated_at=license.first_activated_at, last_check_in_at=license.last_check_in_at,
-        created_at=license.created_at, updated_at=license.updated_at)
+        id=license.id,
+        customer_id=license.customer_id,
+        customer_name=view.customer.name,
+        plan_id=license.plan_id,
+        plan_code=view.plan.code if view.plan else None,
+        key_hint=license.key_hint,
+        status=view.status.status.value,
+        status_reason=view.status.reason.value,
+        starts_at=license.starts_at,
+        expires_at=license.expires_at,
+        terms=license.terms,
+        effective_terms=view.terms,
+        notes=license.notes,
+        metadata=license.extra_metadata,
+        suspended_at=license.suspended_at,
+        revoked_at=license.revoked_at,
+        first_activated_at=license.first_activated_at,
+        last_check_in_at=license.last_check_in_at,
+        created_at=license.created_at,
+        updated_at=license.updated_at,
+    )
 
 
 def license_with_key(issued: IssuedLicense) -> LicenseWithKey:
@@ -56,18 +69,28 @@ class CustomerController(Controller):
     tags = ["customers"]
 
     @post("/", opt=needs(Permission.MANAGE_CUSTOMERS), summary="Create a customer")
-    async def create(self, data: CustomerCreate, db: AsyncSession, actor: Actor, runtime: Runtime) -> CustomerOut:
-        customer = await service.create_customer(db, actor=actor, name=data.name, contact_email=data.contact_email,
-                                                 external_id=data.external_id, clock=runtime.clock)
+    async def create(
+        self, data: JSONBody[CustomerCreate], db: Db, actor: CurrentActor, runtime: RuntimeDep
+    ) -> CustomerOut:
+        customer = await service.create_customer(
+            db,
+            actor=actor,
+            name=data.name,
+            contact_email=data.contact_email,
+            external_id=data.external_id,
+            clock=runtime.clock,
+        )
         return CustomerOut.model_validate(customer)
 
     @get("/", opt=needs(Permission.READ), summary="List customers")
-    async def list_(self, db: AsyncSession, limit: Limit = 50, offset: Offset = 0) -> Page[CustomerOut]:
+    async def list_(self, db: Db, limit: Limit = 50, offset: Offset = 0) -> Page[CustomerOut]:
         rows, total = await service.list_customers(db, limit=limit, offset=offset)
-        return Page(items=[CustomerOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
+        return Page(
+            items=[CustomerOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+        )
 
     @get("/{customer_id:uuid}", opt=needs(Permission.READ), summary="Get a customer")
-    async def get_(self, db: AsyncSession, customer_id: uuid.UUID) -> CustomerOut:
+    async def get_(self, db: Db, customer_id: FromPath[uuid.UUID]) -> CustomerOut:
         return CustomerOut.model_validate(await service.get_customer(db, customer_id))
 
 
@@ -75,26 +98,43 @@ class PlanController(Controller):
     path = "/v1/admin/plans"
     tags = ["plans"]
 
-    @post("/", opt=needs(Permission.MANAGE_PLANS), summary="Create a plan (a named template of license terms)")
-    async def create(self, data: PlanCreate, db: AsyncSession, actor: Actor, runtime: Runtime) -> PlanOut:
-        plan = await service.create_plan(db, actor=actor, code=data.code, name=data.name,
-                                         description=data.description, terms=data.terms, clock=runtime.clock)
+    @post(
+        "/", opt=needs(Permission.MANAGE_PLANS), summary="Create a plan (a named template of license terms)"
+    )
+    async def create(self, data: JSONBody[PlanCreate], db: Db, actor: CurrentActor, runtime: RuntimeDep) -> PlanOut:
+        plan = await service.create_plan(
+            db,
+            actor=actor,
+            code=data.code,
+            name=data.name,
+            description=data.description,
+            terms=data.terms,
+            clock=runtime.clock,
+        )
         return PlanOut.model_validate(plan)
 
     @get("/", opt=needs(Permission.READ), summary="List plans")
-    async def list_(self, db: AsyncSession, limit: Limit = 50, offset: Offset = 0) -> Page[PlanOut]:
+    async def list_(self, db: Db, limit: Limit = 50, offset: Offset = 0) -> Page[PlanOut]:
         rows, total = await service.list_plans(db, limit=limit, offset=offset)
         return Page(items=[PlanOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
 
     @get("/{plan_ref:str}", opt=needs(Permission.READ), summary="Get a plan by id or code")
-    async def get_(self, db: AsyncSession, plan_ref: str) -> PlanOut:
+    async def get_(self, db: Db, plan_ref: FromPath[str]) -> PlanOut:
         return PlanOut.model_validate(await service.resolve_plan(db, plan_ref))
 
     @patch("/{plan_ref:str}", opt=needs(Permission.MANAGE_PLANS), summary="Update a plan")
-    async def update(self, data: PlanUpdate, db: AsyncSession, actor: Actor, runtime: Runtime,
-                     plan_ref: str) -> PlanOut:
-        plan = await service.update_plan(db, actor=actor, plan_ref=plan_ref, name=data.name,
-                                         description=data.description, terms=data.terms, clock=runtime.clock)
+    async def update(
+        self, data: JSONBody[PlanUpdate], db: Db, actor: CurrentActor, runtime: RuntimeDep, plan_ref: FromPath[str]
+    ) -> PlanOut:
+        plan = await service.update_plan(
+            db,
+            actor=actor,
+            plan_ref=plan_ref,
+            name=data.name,
+            description=data.description,
+            terms=data.terms,
+            clock=runtime.clock,
+        )
         return PlanOut.model_validate(plan)
 
 
@@ -102,76 +142,189 @@ class LicenseController(Controller):
     path = "/v1/admin/licenses"
     tags = ["licenses"]
 
-    @post("/", opt=needs(Permission.ISSUE_LICENSES), summary="Issue a license",
-          description="The response is the only time the license key is shown.")
-    async def issue(self, data: LicenseIssue, db: AsyncSession, actor: Actor, runtime: Runtime) -> LicenseWithKey:
+    @post(
+        "/",
+        opt=needs(Permission.ISSUE_LICENSES),
+        summary="Issue a license",
+        description="The response is the only time the license key is shown.",
+    )
+    async def issue(
+        self, data: JSONBody[LicenseIssue], db: Db, actor: CurrentActor, runtime: RuntimeDep
+    ) -> LicenseWithKey:
         issued = await service.issue_license(
-            db, actor=actor, hasher=runtime.hasher, customer_id=data.customer_id, expires_at=data.expires_at,
-            starts_at=data.starts_at, plan_ref=data.plan, terms=data.terms, notes=data.notes,
-            metadata=data.metadata, clock=runtime.clock)
+            db,
+            actor=actor,
+            hasher=runtime.hasher,
+            customer_id=data.customer_id,
+            expires_at=data.expires_at,
+            starts_at=data.starts_at,
+            plan_ref=data.plan,
+            terms=data.terms,
+            notes=data.notes,
+            metadata=data.metadata,
+            clock=runtime.clock,
+        )
         return license_with_key(issued)
 
-    @get("/", opt=needs(Permission.READ), summary="List licenses",
-         description="`status` filters on the status last materialised; each item shows the status computed now.")
-    async def list_(self, db: AsyncSession, runtime: Runtime, limit: Limit = 50, offset: Offset = 0,
-                    status: Status | None = None, customer_id: uuid.UUID | None = None) -> Page[LicenseOut]:
-        views, total = await service.list_licenses(db, limit=limit, offset=offset,
-                                                   status=status.value if status else None,
-                                                   customer_id=customer_id, clock=runtime.clock)
+    @get(
+        "/",
+        opt=needs(Permission.READ),
+        summary="List licenses",
+        description="`status` filters on the status last materialised; each item shows the status computed now.",
+    )
+    async def list_(
+        self,
+        db: Db,
+        runtime: RuntimeDep,
+        limit: Limit = 50,
+        offset: Offset = 0,
+        status: FromQuery[Status | None] = None,
+        customer_id: FromQuery[uuid.UUID | None] = None,
+    ) -> Page[LicenseOut]:
+        views, total = await service.list_licenses(
+            db,
+            limit=limit,
+            offset=offset,
+            status=status.value if status else None,
+            customer_id=customer_id,
+            clock=runtime.clock,
+        )
         return Page(items=[license_out(v) for v in views], total=total, limit=limit, offset=offset)
 
     @get("/{license_id:uuid}", opt=needs(Permission.READ), summary="Get a license with its computed status")
-    async def get_(self, db: AsyncSession, runtime: Runtime, license_id: uuid.UUID) -> LicenseOut:
+    async def get_(self, db: Db, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]) -> LicenseOut:
         return license_out(await service.get_license(db, license_id, clock=runtime.clock))
 
     @patch("/{license_id:uuid}", opt=needs(Permission.MANAGE_LICENSES), summary="Update a license's terms")
-    async def update(self, data: LicenseUpdate, db: AsyncSession, actor: Actor, runtime: Runtime,
-                     license_id: uuid.UUID) -> LicenseOut:
-        view = await service.update_license(db, actor=actor, license_id=license_id, terms=data.terms,
-                                            starts_at=data.starts_at, plan_ref=data.plan, notes=data.notes,
-                                            metadata=data.metadata, clock=runtime.clock)
+    async def update(
+        self,
+        data: JSONBody[LicenseUpdate],
+        db: Db,
+        actor: CurrentActor,
+        runtime: RuntimeDep,
+        license_id: FromPath[uuid.UUID],
+    ) -> LicenseOut:
+        view = await service.update_license(
+            db,
+            actor=actor,
+            license_id=license_id,
+            terms=data.terms,
+            starts_at=data.starts_at,
+            plan_ref=data.plan,
+            notes=data.notes,
+            metadata=data.metadata,
+            clock=runtime.clock,
+        )
         return license_out(view)
 
-    @get("/{license_id:uuid}/document", opt=needs(Permission.ISSUE_LICENSES), media_type=LICENSE_DOCUMENT_MEDIA_TYPE,
-         summary="Download the signed license document (JWS compact serialization)")
-    async def document(self, db: AsyncSession, runtime: Runtime, license_id: uuid.UUID) -> Response[str]:
-        token = await service.license_document(db, signer=runtime.signer, issuer=runtime.settings.issuer,
-                                               license_id=license_id, ttl=runtime.settings.document_ttl,
-                                               clock=runtime.clock)
+    @get(
+        "/{license_id:uuid}/document",
+        opt=needs(Permission.ISSUE_LICENSES),
+        media_type=LICENSE_DOCUMENT_MEDIA_TYPE,
+        summary="Download the signed license document (JWS compact serialization)",
+    )
+    async def document(self, db: Db, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]) -> Response[str]:
+        token = await service.license_document(
+            db,
+            signer=runtime.signer,
+            issuer=runtime.settings.issuer,
+            license_id=license_id,
+            ttl=runtime.settings.document_ttl,
+            clock=runtime.clock,
+        )
         return Response(token, media_type=LICENSE_DOCUMENT_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
-    @post("/{license_id:uuid}/actions/renew", opt=needs(Permission.ISSUE_LICENSES), status_code=200,
-          summary="Renew: move the expiry later")
-    async def renew(self, data: RenewRequest, db: AsyncSession, actor: Actor, runtime: Runtime,
-                    license_id: uuid.UUID) -> LicenseOut:
-        return license_out(await service.renew_license(db, actor=actor, license_id=license_id,
-                                                       expires_at=data.expires_at, clock=runtime.clock))
+    @post(
+        "/{license_id:uuid}/actions/renew",
+        opt=needs(Permission.ISSUE_LICENSES),
+        status_code=200,
+        summary="Renew: move the expiry later",
+    )
+    async def renew(
+        self,
+        data: JSONBody[RenewRequest],
+        db: Db,
+        actor: CurrentActor,
+        runtime: RuntimeDep,
+        license_id: FromPath[uuid.UUID],
+    ) -> LicenseOut:
+        return license_out(
+            await service.renew_license(
+                db, actor=actor, license_id=license_id, expires_at=data.expires_at, clock=runtime.clock
+            )
+        )
 
-    @post("/{license_id:uuid}/actions/suspend", opt=needs(Permission.MANAGE_LICENSES), status_code=200,
-          summary="Suspend (reversible)")
-    async def suspend(self, db: AsyncSession, actor: Actor, runtime: Runtime, license_id: uuid.UUID,
-                      data: ActionRequest | None = None) -> LicenseOut:
-        return license_out(await service.suspend_license(db, actor=actor, license_id=license_id,
-                                                         reason=data.reason if data else "", clock=runtime.clock))
+    @post(
+        "/{license_id:uuid}/actions/suspend",
+        opt=needs(Permission.MANAGE_LICENSES),
+        status_code=200,
+        summary="Suspend (reversible)",
+    )
+    async def suspend(
+        self,
+        db: Db,
+        actor: CurrentActor,
+        runtime: RuntimeDep,
+        license_id: FromPath[uuid.UUID],
+        data: JSONBody[ActionRequest | None] = None,
+    ) -> LicenseOut:
+        return license_out(
+            await service.suspend_license(
+                db,
+                actor=actor,
+                license_id=license_id,
+                reason=data.reason if data else "",
+                clock=runtime.clock,
+            )
+        )
 
-    @post("/{license_id:uuid}/actions/reinstate", opt=needs(Permission.MANAGE_LICENSES), status_code=200,
-          summary="Reinstate a suspended license")
-    async def reinstate(self, db: AsyncSession, actor: Actor, runtime: Runtime,
-                        license_id: uuid.UUID) -> LicenseOut:
-        return license_out(await service.reinstate_license(db, actor=actor, license_id=license_id,
-                                                           clock=runtime.clock))
+    @post(
+        "/{license_id:uuid}/actions/reinstate",
+        opt=needs(Permission.MANAGE_LICENSES),
+        status_code=200,
+        summary="Reinstate a suspended license",
+    )
+    async def reinstate(
+        self, db: Db, actor: CurrentActor, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]
+    ) -> LicenseOut:
+        return license_out(
+            await service.reinstate_license(db, actor=actor, license_id=license_id, clock=runtime.clock)
+        )
 
-    @post("/{license_id:uuid}/actions/revoke", opt=needs(Permission.MANAGE_LICENSES), status_code=200,
-          summary="Revoke (permanent)")
-    async def revoke(self, db: AsyncSession, actor: Actor, runtime: Runtime, license_id: uuid.UUID,
-                     data: ActionRequest | None = None) -> LicenseOut:
-        return license_out(await service.revoke_license(db, actor=actor, license_id=license_id,
-                                                        reason=data.reason if data else "", clock=runtime.clock))
+    @post(
+        "/{license_id:uuid}/actions/revoke",
+        opt=needs(Permission.MANAGE_LICENSES),
+        status_code=200,
+        summary="Revoke (permanent)",
+    )
+    async def revoke(
+        self,
+        db: Db,
+        actor: CurrentActor,
+        runtime: RuntimeDep,
+        license_id: FromPath[uuid.UUID],
+        data: JSONBody[ActionRequest | None] = None,
+    ) -> LicenseOut:
+        return license_out(
+            await service.revoke_license(
+                db,
+                actor=actor,
+                license_id=license_id,
+                reason=data.reason if data else "",
+                clock=runtime.clock,
+            )
+        )
 
-    @post("/{license_id:uuid}/actions/rotate-key", opt=needs(Permission.MANAGE_LICENSES), status_code=200,
-          summary="Replace the license key; the old key stops working. The new key is shown only here.")
-    async def rotate_key(self, db: AsyncSession, actor: Actor, runtime: Runtime,
-                         license_id: uuid.UUID) -> LicenseWithKey:
-        issued = await service.rotate_license_key(db, actor=actor, hasher=runtime.hasher, license_id=license_id,
-                                                  clock=runtime.clock)
+    @post(
+        "/{license_id:uuid}/actions/rotate-key",
+        opt=needs(Permission.MANAGE_LICENSES),
+        status_code=200,
+        summary="Replace the license key; the old key stops working. The new key is shown only here.",
+    )
+    async def rotate_key(
+        self, db: Db, actor: CurrentActor, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]
+    ) -> LicenseWithKey:
+        issued = await service.rotate_license_key(
+            db, actor=actor, hasher=runtime.hasher, license_id=license_id, clock=runtime.clock
+        )
         return license_with_key(issued)

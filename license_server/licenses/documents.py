@@ -17,11 +17,22 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def build_license_claims(*, license: License, customer: Customer, plan: Plan | None, terms: LicenseTerms,
-                         status: StatusResult, issuer: str, now: datetime, ttl: timedelta) -> dict[str, Any]:
+def build_license_claims(
+    *,
+    license: License,
+    customer: Customer,
+    plan: Plan | None,
+    terms: LicenseTerms,
+    status: StatusResult,
+    issuer: str,
+    now: datetime,
+    ttl: timedelta,
+) -> dict[str, Any]:
     issued_at = int(now.timestamp())
-    limits = {name: getattr(terms, name).model_dump(mode="json")
-              for name in ("workspaces", "members_per_workspace", "licensed_seats")}
+    limits = {
+        name: getattr(terms, name).model_dump(mode="json")
+        for name in ("workspaces", "members_per_workspace", "licensed_seats")
+    }
     return {
         "ver": SCHEMA_VERSION,
         "iss": issuer,

@@ -17,7 +17,7 @@ KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}(-[{ALPHABET}]{{{GROUP_LENGTH}}}){{{GRO
 
 def generate_license_key() -> str:
     body = "".join(secrets.choice(ALPHABET) for _ in range(GROUPS * GROUP_LENGTH))
-    groups = [body[i:i + GROUP_LENGTH] for i in range(0, len(body), GROUP_LENGTH)]
+    groups = [body[i : i + GROUP_LENGTH] for i in range(0, len(body), GROUP_LENGTH)]
     return "-".join([KEY_PREFIX, *groups])
 
 

@@ -82,9 +82,16 @@ class License(Base):
 
     def facts(self, terms: LicenseTerms) -> LicenseFacts:
         return LicenseFacts(
-            starts_at=self.starts_at, expires_at=self.expires_at, notice=terms.notice, grace=terms.grace,
-            heartbeat_window=terms.heartbeat_window, suspended=self.is_suspended, revoked=self.is_revoked,
-            first_activated_at=self.first_activated_at, last_check_in_at=self.last_check_in_at)
+            starts_at=self.starts_at,
+            expires_at=self.expires_at,
+            notice=terms.notice,
+            grace=terms.grace,
+            heartbeat_window=terms.heartbeat_window,
+            suspended=self.is_suspended,
+            revoked=self.is_revoked,
+            first_activated_at=self.first_activated_at,
+            last_check_in_at=self.last_check_in_at,
+        )
 
     def refresh_status(self, terms: LicenseTerms, now: datetime) -> StatusResult:
         result = compute_status(self.facts(terms), now)

@@ -58,7 +58,9 @@ class IssuedLicense:
 
 def _view(license: License, now: datetime) -> LicenseView:
     terms = license.effective_terms(license.plan)
-    return LicenseView(license, license.customer, license.plan, terms, compute_status(license.facts(terms), now))
+    return LicenseView(
+        license, license.customer, license.plan, terms, compute_status(license.facts(terms), now)
+    )
 
 
 def _validated_terms(plan: Plan | None, overrides: dict[str, Any], *, field: str) -> LicenseTerms:
@@ -70,23 +72,45 @@ def _validated_terms(plan: Plan | None, overrides: dict[str, Any], *, field: str
 
 
 # -- customers --------------------------------------------------------------------------------------------------
-async def create_customer(session: AsyncSession, *, actor: Actor, name: str, contact_email: str | None = None,
-                          external_id: str | None = None, clock: Clock = utcnow) -> Customer:
+async def create_customer(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    name: str,
+    contact_email: str | None = None,
+    external_id: str | None = None,
+    clock: Clock = utcnow,
+) -> Customer:
     if external_id is not None and await session.scalar(
-            select(Customer.id).where(Customer.external_id == external_id)):
-        raise AlreadyExists("a customer with this external_id exists", field="external_id",
-                            code="customer_exists")
-    customer = Customer(name=name, contact_email=contact_email, external_id=external_id, created_at=clock(),
-                        updated_at=clock())
+        select(Customer.id).where(Customer.external_id == external_id)
+    ):
+        raise AlreadyExists(
+            "a customer with this external_id exists", field="external_id", code="customer_exists"
+        )
+    customer = Customer(
+        name=name,
+        contact_email=contact_email,
+        external_id=external_id,
+        created_at=clock(),
+        updated_at=clock(),
+    )
     session.add(customer)
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent create with the same external_id won the race
         await session.rollback()
-        raise AlreadyExists("a customer with this external_id exists", field="external_id",
-                            code="customer_exists") from exc
-    await record_audit(session, actor=actor, action="customer.created", target_type="customer",
-                       target_id=customer.id, detail={"name": name, "external_id": external_id}, clock=clock)
+        raise AlreadyExists(
+            "a customer with this external_id exists", field="external_id", code="customer_exists"
+        ) from exc
+    await record_audit(
+        session,
+        actor=actor,
+        action="customer.created",
+        target_type="customer",
+        target_id=customer.id,
+        detail={"name": name, "external_id": external_id},
+        clock=clock,
+    )
     await session.commit()
     return customer
 
@@ -100,35 +124,59 @@ async def get_customer(session: AsyncSession, customer_id: uuid.UUID) -> Custome
 
 async def list_customers(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[Customer], int]:
     total = await session.scalar(select(func.count()).select_from(Customer))
-    rows = await session.scalars(select(Customer).order_by(Customer.created_at, Customer.id)
-                                 .limit(limit).offset(offset))
+    rows = await session.scalars(
+        select(Customer).order_by(Customer.created_at, Customer.id).limit(limit).offset(offset)
+    )
     return list(rows.all()), int(total or 0)
 
 
 # -- plans ------------------------------------------------------------------------------------------------------
-async def create_plan(session: AsyncSession, *, actor: Actor, code: str, name: str, description: str = "",
-                      terms: LicenseTerms | None = None, clock: Clock = utcnow) -> Plan:
+async def create_plan(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    code: str,
+    name: str,
+    description: str = "",
+    terms: LicenseTerms | None = None,
+    clock: Clock = utcnow,
+) -> Plan:
     if await session.scalar(select(Plan.id).where(Plan.code == code)):
         raise AlreadyExists(f"a plan with code {code!r} exists", field="code", code="plan_exists")
     overrides = terms_overrides(terms)
     _validated_terms(None, overrides, field="terms")
-    plan = Plan(code=code, name=name, description=description, terms=overrides, created_at=clock(),
-                updated_at=clock())
+    plan = Plan(
+        code=code, name=name, description=description, terms=overrides, created_at=clock(), updated_at=clock()
+    )
     session.add(plan)
     try:
         await session.flush()
     except IntegrityError as exc:
         await session.rollback()
         raise AlreadyExists(f"a plan with code {code!r} exists", field="code", code="plan_exists") from exc
-    await record_audit(session, actor=actor, action="plan.created", target_type="plan", target_id=plan.id,
-                       detail={"code": code, "terms": overrides}, clock=clock)
+    await record_audit(
+        session,
+        actor=actor,
+        action="plan.created",
+        target_type="plan",
+        target_id=plan.id,
+        detail={"code": code, "terms": overrides},
+        clock=clock,
+    )
     await session.commit()
     return plan
 
 
-async def update_plan(session: AsyncSession, *, actor: Actor, plan_ref: str, name: str | None = None,
-                      description: str | None = None, terms: LicenseTerms | None = None,
-                      clock: Clock = utcnow) -> Plan:
+async def update_plan(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    plan_ref: str,
+    name: str | None = None,
+    description: str | None = None,
+    terms: LicenseTerms | None = None,
+    clock: Clock = utcnow,
+) -> Plan:
     plan = await resolve_plan(session, plan_ref)
     changes: dict[str, Any] = {}
     if terms is not None:
@@ -141,8 +189,15 @@ async def update_plan(session: AsyncSession, *, actor: Actor, plan_ref: str, nam
     if description is not None:
         plan.description = changes["description"] = description
     plan.updated_at = clock()
-    await record_audit(session, actor=actor, action="plan.updated", target_type="plan", target_id=plan.id,
-                       detail=changes, clock=clock)
+    await record_audit(
+        session,
+        actor=actor,
+        action="plan.updated",
+        target_type="plan",
+        target_id=plan.id,
+        detail=changes,
+        clock=clock,
+    )
     await session.commit()
     return plan
 
@@ -165,10 +220,20 @@ async def list_plans(session: AsyncSession, *, limit: int, offset: int) -> tuple
 
 
 # -- licenses ---------------------------------------------------------------------------------------------------
-async def issue_license(session: AsyncSession, *, actor: Actor, hasher: SecretHasher, customer_id: uuid.UUID,
-                        expires_at: datetime, starts_at: datetime | None = None, plan_ref: str | None = None,
-                        terms: LicenseTerms | None = None, notes: str = "",
-                        metadata: dict[str, Any] | None = None, clock: Clock = utcnow) -> IssuedLicense:
+async def issue_license(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    hasher: SecretHasher,
+    customer_id: uuid.UUID,
+    expires_at: datetime,
+    starts_at: datetime | None = None,
+    plan_ref: str | None = None,
+    terms: LicenseTerms | None = None,
+    notes: str = "",
+    metadata: dict[str, Any] | None = None,
+    clock: Clock = utcnow,
+) -> IssuedLicense:
     now = clock()
     customer = await get_customer(session, customer_id)
     plan = await resolve_plan(session, plan_ref) if plan_ref else None
@@ -178,24 +243,48 @@ async def issue_license(session: AsyncSession, *, actor: Actor, hasher: SecretHa
     overrides = terms_overrides(terms)
     effective = _validated_terms(plan, overrides, field="terms")
     key = generate_license_key()
-    license = License(customer_id=customer.id, plan_id=plan.id if plan else None, key_hash=hasher.digest(key),
-                      key_hint=key_hint(key), starts_at=starts_at, expires_at=expires_at, terms=overrides,
-                      notes=notes, extra_metadata=metadata or {}, created_at=now, updated_at=now)
+    license = License(
+        customer_id=customer.id,
+        plan_id=plan.id if plan else None,
+        key_hash=hasher.digest(key),
+        key_hint=key_hint(key),
+        starts_at=starts_at,
+        expires_at=expires_at,
+        terms=overrides,
+        notes=notes,
+        extra_metadata=metadata or {},
+        created_at=now,
+        updated_at=now,
+    )
     license.customer, license.plan = customer, plan
     license.refresh_status(effective, now)
     session.add(license)
     await session.flush()
-    await record_audit(session, actor=actor, action="license.issued", target_type="license", target_id=license.id,
-                       detail={"customer_id": str(customer.id), "plan": plan.code if plan else None,
-                               "starts_at": starts_at.isoformat(), "expires_at": expires_at.isoformat(),
-                               "terms": overrides}, clock=clock)
+    await record_audit(
+        session,
+        actor=actor,
+        action="license.issued",
+        target_type="license",
+        target_id=license.id,
+        detail={
+            "customer_id": str(customer.id),
+            "plan": plan.code if plan else None,
+            "starts_at": starts_at.isoformat(),
+            "expires_at": expires_at.isoformat(),
+            "terms": overrides,
+        },
+        clock=clock,
+    )
     await session.commit()
     return IssuedLicense(view=_view(license, now), key=key)
 
 
 async def _load_license(session: AsyncSession, license_id: uuid.UUID, *, for_update: bool = False) -> License:
-    query = (select(License).where(License.id == license_id)
-             .options(selectinload(License.customer), selectinload(License.plan)))
+    query = (
+        select(License)
+        .where(License.id == license_id)
+        .options(selectinload(License.customer), selectinload(License.plan))
+    )
     if for_update:
         query = query.with_for_update()
     license = await session.scalar(query)
@@ -208,9 +297,15 @@ async def get_license(session: AsyncSession, license_id: uuid.UUID, *, clock: Cl
     return _view(await _load_license(session, license_id), clock())
 
 
-async def list_licenses(session: AsyncSession, *, limit: int, offset: int, status: str | None = None,
-                        customer_id: uuid.UUID | None = None,
-                        clock: Clock = utcnow) -> tuple[list[LicenseView], int]:
+async def list_licenses(
+    session: AsyncSession,
+    *,
+    limit: int,
+    offset: int,
+    status: str | None = None,
+    customer_id: uuid.UUID | None = None,
+    clock: Clock = utcnow,
+) -> tuple[list[LicenseView], int]:
     """Filtering by status uses the materialised status; every returned item carries the status computed now."""
     conditions = []
     if status is not None:
@@ -219,21 +314,40 @@ async def list_licenses(session: AsyncSession, *, limit: int, offset: int, statu
         conditions.append(License.customer_id == customer_id)
     total = await session.scalar(select(func.count()).select_from(License).where(*conditions))
     rows = await session.scalars(
-        select(License).where(*conditions).options(selectinload(License.customer), selectinload(License.plan))
-        .order_by(License.created_at, License.id).limit(limit).offset(offset))
+        select(License)
+        .where(*conditions)
+        .options(selectinload(License.customer), selectinload(License.plan))
+        .order_by(License.created_at, License.id)
+        .limit(limit)
+        .offset(offset)
+    )
     now = clock()
     return [_view(license, now) for license in rows.all()], int(total or 0)
 
 
-async def _act(session: AsyncSession, license: License, *, actor: Actor, action: str, detail: dict[str, Any],
-               clock: Clock) -> LicenseView:
+async def _act(
+    session: AsyncSession,
+    license: License,
+    *,
+    actor: Actor,
+    action: str,
+    detail: dict[str, Any],
+    clock: Clock,
+) -> LicenseView:
     """Finish an action: refresh the materialised status, audit, commit."""
     now = clock()
     license.updated_at = now
     view = _view(license, now)
     license.status, license.status_reason = view.status.status.value, view.status.reason.value
-    await record_audit(session, actor=actor, action=action, target_type="license", target_id=license.id,
-                       detail=detail, clock=clock)
+    await record_audit(
+        session,
+        actor=actor,
+        action=action,
+        target_type="license",
+        target_id=license.id,
+        detail=detail,
+        clock=clock,
+    )
     await session.commit()
     return view
 
@@ -245,10 +359,18 @@ async def _mutable_license(session: AsyncSession, license_id: uuid.UUID) -> Lice
     return license
 
 
-async def update_license(session: AsyncSession, *, actor: Actor, license_id: uuid.UUID,
-                         terms: LicenseTerms | None = None, starts_at: datetime | None = None,
-                         plan_ref: str | None = None, notes: str | None = None,
-                         metadata: dict[str, Any] | None = None, clock: Clock = utcnow) -> LicenseView:
+async def update_license(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    license_id: uuid.UUID,
+    terms: LicenseTerms | None = None,
+    starts_at: datetime | None = None,
+    plan_ref: str | None = None,
+    notes: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    clock: Clock = utcnow,
+) -> LicenseView:
     license = await _mutable_license(session, license_id)
     detail: dict[str, Any] = {}
     if plan_ref is not None:
@@ -274,30 +396,41 @@ async def update_license(session: AsyncSession, *, actor: Actor, license_id: uui
     return await _act(session, license, actor=actor, action="license.updated", detail=detail, clock=clock)
 
 
-async def renew_license(session: AsyncSession, *, actor: Actor, license_id: uuid.UUID, expires_at: datetime,
-                        clock: Clock = utcnow) -> LicenseView:
+async def renew_license(
+    session: AsyncSession, *, actor: Actor, license_id: uuid.UUID, expires_at: datetime, clock: Clock = utcnow
+) -> LicenseView:
     license = await _mutable_license(session, license_id)
     if expires_at <= license.expires_at:
-        raise ValidationFailed("a renewal must move expires_at later than the current expiry", field="expires_at")
+        raise ValidationFailed(
+            "a renewal must move expires_at later than the current expiry", field="expires_at"
+        )
     previous = license.expires_at
     license.renew(expires_at)
-    return await _act(session, license, actor=actor, action="license.renewed",
-                      detail={"previous_expires_at": previous.isoformat(), "expires_at": expires_at.isoformat()},
-                      clock=clock)
+    return await _act(
+        session,
+        license,
+        actor=actor,
+        action="license.renewed",
+        detail={"previous_expires_at": previous.isoformat(), "expires_at": expires_at.isoformat()},
+        clock=clock,
+    )
 
 
-async def suspend_license(session: AsyncSession, *, actor: Actor, license_id: uuid.UUID, reason: str = "",
-                          clock: Clock = utcnow) -> LicenseView:
+async def suspend_license(
+    session: AsyncSession, *, actor: Actor, license_id: uuid.UUID, reason: str = "", clock: Clock = utcnow
+) -> LicenseView:
     license = await _mutable_license(session, license_id)
     if license.is_suspended:
         raise InvalidTransition("the license is already suspended", field="license_id")
     license.suspend(clock())
-    return await _act(session, license, actor=actor, action="license.suspended", detail={"reason": reason},
-                      clock=clock)
+    return await _act(
+        session, license, actor=actor, action="license.suspended", detail={"reason": reason}, clock=clock
+    )
 
 
-async def reinstate_license(session: AsyncSession, *, actor: Actor, license_id: uuid.UUID,
-                            clock: Clock = utcnow) -> LicenseView:
+async def reinstate_license(
+    session: AsyncSession, *, actor: Actor, license_id: uuid.UUID, clock: Clock = utcnow
+) -> LicenseView:
     license = await _mutable_license(session, license_id)
     if not license.is_suspended:
         raise InvalidTransition("only a suspended license can be reinstated", field="license_id")
@@ -305,16 +438,19 @@ async def reinstate_license(session: AsyncSession, *, actor: Actor, license_id: 
     return await _act(session, license, actor=actor, action="license.reinstated", detail={}, clock=clock)
 
 
-async def revoke_license(session: AsyncSession, *, actor: Actor, license_id: uuid.UUID, reason: str = "",
-                         clock: Clock = utcnow) -> LicenseView:
+async def revoke_license(
+    session: AsyncSession, *, actor: Actor, license_id: uuid.UUID, reason: str = "", clock: Clock = utcnow
+) -> LicenseView:
     license = await _mutable_license(session, license_id)
     license.revoke(clock())
-    return await _act(session, license, actor=actor, action="license.revoked", detail={"reason": reason},
-                      clock=clock)
+    return await _act(
+        session, license, actor=actor, action="license.revoked", detail={"reason": reason}, clock=clock
+    )
 
 
-async def rotate_license_key(session: AsyncSession, *, actor: Actor, hasher: SecretHasher,
-                             license_id: uuid.UUID, clock: Clock = utcnow) -> IssuedLicense:
+async def rotate_license_key(
+    session: AsyncSession, *, actor: Actor, hasher: SecretHasher, license_id: uuid.UUID, clock: Clock = utcnow
+) -> IssuedLicense:
     license = await _mutable_license(session, license_id)
     key = generate_license_key()
     license.key_hash, license.key_hint = hasher.digest(key), key_hint(key)
@@ -322,11 +458,26 @@ async def rotate_license_key(session: AsyncSession, *, actor: Actor, hasher: Sec
     return IssuedLicense(view=view, key=key)
 
 
-async def license_document(session: AsyncSession, *, signer: Signer, issuer: str, license_id: uuid.UUID,
-                           ttl: timedelta, clock: Clock = utcnow) -> str:
+async def license_document(
+    session: AsyncSession,
+    *,
+    signer: Signer,
+    issuer: str,
+    license_id: uuid.UUID,
+    ttl: timedelta,
+    clock: Clock = utcnow,
+) -> str:
     """The signed document. Revoked and suspended licenses get one too: it is how deployments learn of it."""
     now = clock()
     view = _view(await _load_license(session, license_id), now)
-    claims = build_license_claims(license=view.license, customer=view.customer, plan=view.plan, terms=view.terms,
-                                  status=view.status, issuer=issuer, now=now, ttl=ttl)
+    claims = build_license_claims(
+        license=view.license,
+        customer=view.customer,
+        plan=view.plan,
+        terms=view.terms,
+        status=view.status,
+        issuer=issuer,
+        now=now,
+        ttl=ttl,
+    )
     return signer.sign(claims)

@@ -93,11 +93,14 @@ class WorkspacePolicy(_Terms):
 class LicenseTerms(_Terms):
     """Every term with its default. As input, any subset may be given; unset fields inherit."""
 
-    notice_days: int = Field(default=30, ge=0, le=3650, description="Days before expiry the status turns expiring")
+    notice_days: int = Field(
+        default=30, ge=0, le=3650, description="Days before expiry the status turns expiring"
+    )
     grace_days: int = Field(default=0, ge=0, le=3650, description="Days after expiry the license still works")
     enforcement: Enforcement = Enforcement.RESTRICT
-    heartbeat_window_days: int = Field(default=7, ge=1, le=3650,
-                                       description="Days without a check-in before an activated license is lost")
+    heartbeat_window_days: int = Field(
+        default=7, ge=1, le=3650, description="Days without a check-in before an activated license is lost"
+    )
     max_activations: int = Field(default=1, ge=0, le=MAX_LIMIT, description="Deployment seats; 0 = unlimited")
     workspaces: Limit = Limit()
     members_per_workspace: Limit = Limit()

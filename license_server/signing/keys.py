@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -137,8 +138,14 @@ def _check_private_file(path: Path) -> bytes:
 class KeyStore:
     """Creates, loads, rotates and retires the keys in one directory."""
 
-    def __init__(self, keys_dir: Path, passphrase: bytes | None, *, allow_unencrypted: bool = False,
-                 clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        keys_dir: Path,
+        passphrase: bytes | None,
+        *,
+        allow_unencrypted: bool = False,
+        clock: Clock = utcnow,
+    ) -> None:
         self.keys_dir = keys_dir
         self._passphrase = passphrase
         self._allow_unencrypted = allow_unencrypted
@@ -158,11 +165,16 @@ class KeyStore:
             (self.keys_dir / ISSUING_DIR).mkdir(parents=True, exist_ok=True)
             root = Ed25519PrivateKey.generate()
             _write_private(self.keys_dir / SECRET_HASHING_KEY, secrets.token_hex(32).encode())
-            _write_public(self.keys_dir / ROOT_PUB, root.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            _write_public(
+                self.keys_dir / ROOT_PUB,
+                root.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                ),
+            )
             kid = self._create_issuing_key(root)
-            self._write_keyring({"signer": kid, "keys": {kid: {"created_at": self._clock().isoformat(),
-                                                                "retired_at": None}}})
+            self._write_keyring(
+                {"signer": kid, "keys": {kid: {"created_at": self._clock().isoformat(), "retired_at": None}}}
+            )
             self._write_revocations(root, {})
             # The root key is written last: its presence is what marks the keyring as complete.
             _write_private(self.keys_dir / ROOT_KEY, self._serialize_private(root))
@@ -172,12 +184,15 @@ class KeyStore:
         if self._passphrase is None and not self._allow_unencrypted:
             raise KeyringError(
                 "no key passphrase: set LICENSE_SERVER_KEY_PASSPHRASE or LICENSE_SERVER_KEY_PASSPHRASE_FILE "
-                "(or LICENSE_SERVER_ALLOW_UNENCRYPTED_KEYS=1 for development only)")
+                "(or LICENSE_SERVER_ALLOW_UNENCRYPTED_KEYS=1 for development only)"
+            )
 
     def _serialize_private(self, key: Ed25519PrivateKey) -> bytes:
         encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(self._passphrase) if self._passphrase is not None
-            else serialization.NoEncryption())
+            serialization.BestAvailableEncryption(self._passphrase)
+            if self._passphrase is not None
+            else serialization.NoEncryption()
+        )
         return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
     def _create_issuing_key(self, root: Ed25519PrivateKey) -> str:
@@ -185,8 +200,7 @@ class KeyStore:
         kid = thumbprint(key.public_key())
         now = self._clock()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"issuing {kid}")])
-        issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
-                                               f"root {thumbprint(root.public_key())}")])
+        issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"root {thumbprint(root.public_key())}")])
         certificate = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -196,9 +210,20 @@ class KeyStore:
             .not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + CERTIFICATE_LIFETIME)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .sign(root, algorithm=None)
         )
         issuing = self.keys_dir / ISSUING_DIR
@@ -212,8 +237,10 @@ class KeyStore:
         data = _check_private_file(path)
         encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
         if not encrypted and not self._allow_unencrypted:
-            raise KeyringError(f"{path.name} is not encrypted; refusing to use it "
-                               "(LICENSE_SERVER_ALLOW_UNENCRYPTED_KEYS=1 allows this in development)")
+            raise KeyringError(
+                f"{path.name} is not encrypted; refusing to use it "
+                "(LICENSE_SERVER_ALLOW_UNENCRYPTED_KEYS=1 allows this in development)"
+            )
         if encrypted and self._passphrase is None:
             raise KeyringError(f"{path.name} is encrypted but no passphrase is configured")
         try:
@@ -251,6 +278,13 @@ class KeyStore:
         except OSError:
             return 0.0
 
+    def keyring_version(self) -> bytes:
+        """A digest of keyring.json: changes on every rotation or retirement, unlike a coarse mtime."""
+        try:
+            return hashlib.sha256((self.keys_dir / KEYRING).read_bytes()).digest()
+        except OSError:
+            return b""
+
     def load(self) -> Keyring:
         """Load and check everything the server needs to sign: any problem is a KeyringError, never a crash."""
         if not self.is_initialised:
@@ -270,8 +304,14 @@ class KeyStore:
             raise KeyringError("keyring.json names no usable signing key")
         revocations_path = self.keys_dir / REVOCATIONS
         revocations = revocations_path.read_text().strip() if revocations_path.exists() else None
-        return Keyring(root_public_key=root_public, root_kid=thumbprint(root_public), signer_kid=signer,
-                       keys=keys, revocations=revocations, secret_hashing_key=hashing_key)
+        return Keyring(
+            root_public_key=root_public,
+            root_kid=thumbprint(root_public),
+            signer_kid=signer,
+            keys=keys,
+            revocations=revocations,
+            secret_hashing_key=hashing_key,
+        )
 
     def _load_issuing(self, kid: str, info: dict[str, str | None], root: Ed25519PublicKey) -> IssuingKey:
         cert_path = self.keys_dir / ISSUING_DIR / f"{kid}.crt"
@@ -283,15 +323,26 @@ class KeyStore:
         public = certificate.public_key()
         if not isinstance(public, Ed25519PublicKey) or thumbprint(public) != kid:
             raise KeyringError(f"certificate of key {kid} does not match its key id")
+        if not isinstance(info, dict):
+            raise KeyringError(f"keyring.json entry of key {kid} is damaged")
         retired_at = info.get("retired_at")
+        created = info.get("created_at")
+        try:
+            created_at = datetime.fromisoformat(created) if created else datetime.fromtimestamp(0, UTC)
+            retired = datetime.fromisoformat(retired_at) if retired_at else None
+        except (TypeError, ValueError) as exc:
+            raise KeyringError(f"keyring.json has a damaged date for key {kid}") from exc
         private = None if retired_at else self._load_private(self.keys_dir / ISSUING_DIR / f"{kid}.key")
         if private is not None and thumbprint(private.public_key()) != kid:
             raise KeyringError(f"private key {kid} does not match its key id")
-        created = info.get("created_at")
         return IssuingKey(
-            kid=kid, public_key=public, certificate_der=certificate.public_bytes(serialization.Encoding.DER),
-            created_at=datetime.fromisoformat(created) if created else datetime.fromtimestamp(0, UTC),
-            retired_at=datetime.fromisoformat(retired_at) if retired_at else None, private_key=private)
+            kid=kid,
+            public_key=public,
+            certificate_der=certificate.public_bytes(serialization.Encoding.DER),
+            created_at=created_at,
+            retired_at=retired,
+            private_key=private,
+        )
 
     # -- rotation ---------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -327,8 +378,9 @@ class KeyStore:
             if kid not in keys:
                 raise KeyNotFound(f"no signing key with id {kid}", field="kid")
             if meta.get("signer") == kid:
-                raise ValidationFailed("the current signing key cannot be retired; rotate first",
-                                       field="kid", code="key_in_use")
+                raise ValidationFailed(
+                    "the current signing key cannot be retired; rotate first", field="kid", code="key_in_use"
+                )
             if keys[kid].get("retired_at"):
                 return
             keys[kid]["retired_at"] = self._clock().isoformat()
@@ -340,10 +392,16 @@ class KeyStore:
 
     def _write_revocations(self, root: Ed25519PrivateKey, keys: dict[str, dict[str, str | None]]) -> None:
         retired = sorted((kid, info["retired_at"]) for kid, info in keys.items() if info.get("retired_at"))
-        claims = {"iat": int(self._clock().timestamp()),
-                  "retired": [{"kid": kid, "retired_at": at} for kid, at in retired]}
-        token = jwt.encode(claims, root, algorithm="EdDSA",
-                           headers={"typ": KEY_REVOCATIONS_TYPE, "kid": thumbprint(root.public_key())})
+        claims = {
+            "iat": int(self._clock().timestamp()),
+            "retired": [{"kid": kid, "retired_at": at} for kid, at in retired],
+        }
+        token = jwt.encode(
+            claims,
+            root,
+            algorithm="EdDSA",
+            headers={"typ": KEY_REVOCATIONS_TYPE, "kid": thumbprint(root.public_key())},
+        )
         _write_public(self.keys_dir / REVOCATIONS, token.encode(), replace=True)
 
     def export_public(self, out_dir: Path) -> list[Path]:

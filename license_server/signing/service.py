@@ -27,7 +27,7 @@ class Signer:
         self._refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
         self._keyring: Keyring | None = None
-        self._loaded_mtime = 0.0
+        self._loaded_version = b""
         self._checked_at = 0.0
 
     @property
@@ -41,16 +41,17 @@ class Signer:
             return self._keyring
         with self._lock:
             self._checked_at = now
-            mtime = self._store.keyring_mtime()
-            if self._keyring is None or mtime != self._loaded_mtime:
+            version = self._store.keyring_version()
+            if self._keyring is None or version != self._loaded_version:
                 self._keyring = self._store.load()
-                self._loaded_mtime = mtime
+                self._loaded_version = version
             return self._keyring
 
     def reload(self) -> Keyring:
         with self._lock:
+            version = self._store.keyring_version()  # read first: a change during load() is seen next time
             self._keyring = self._store.load()
-            self._loaded_mtime = self._store.keyring_mtime()
+            self._loaded_version = version
             self._checked_at = time.monotonic()
             return self._keyring
 
@@ -64,22 +65,32 @@ class Signer:
         return jwt.encode(claims, signer.private_key, algorithm="EdDSA", headers=headers)
 
 
-async def rotate_signing_key(session: AsyncSession, *, actor: Actor, signer: Signer,
-                             clock: Clock = utcnow) -> IssuingKey:
+async def rotate_signing_key(
+    session: AsyncSession, *, actor: Actor, signer: Signer, clock: Clock = utcnow
+) -> IssuingKey:
     previous = signer.keyring().signer_kid
     kid = await anyio.to_thread.run_sync(signer.store.rotate)
     keyring = signer.reload()
-    await record_audit(session, actor=actor, action="key.rotated", target_type="key", target_id=kid,
-                       detail={"previous_signer": previous}, clock=clock)
+    await record_audit(
+        session,
+        actor=actor,
+        action="key.rotated",
+        target_type="key",
+        target_id=kid,
+        detail={"previous_signer": previous},
+        clock=clock,
+    )
     await session.commit()
     return keyring.keys[kid]
 
 
-async def retire_signing_key(session: AsyncSession, *, actor: Actor, signer: Signer, kid: str,
-                             clock: Clock = utcnow) -> IssuingKey:
+async def retire_signing_key(
+    session: AsyncSession, *, actor: Actor, signer: Signer, kid: str, clock: Clock = utcnow
+) -> IssuingKey:
     await anyio.to_thread.run_sync(signer.store.retire, kid)
     keyring = signer.reload()
-    await record_audit(session, actor=actor, action="key.retired", target_type="key", target_id=kid, detail={},
-                       clock=clock)
+    await record_audit(
+        session, actor=actor, action="key.retired", target_type="key", target_id=kid, detail={}, clock=clock
+    )
     await session.commit()
     return keyring.keys[kid]

@@ -84,10 +84,14 @@ class Verifier:
         """Trust a root-signed revocation list (``revocations.jws``) and refuse the keys it retires."""
         header, claims = self._verify_signed(token.strip(), self.root_public_key, KEY_REVOCATIONS_TYPE)
         retired = claims.get("retired")
-        if not isinstance(retired, list) or not all(isinstance(item, dict) and "kid" in item for item in retired):
+        if not isinstance(retired, list) or not all(
+            isinstance(item, dict) and "kid" in item for item in retired
+        ):
             raise VerificationError(Reason.MALFORMED, "revocation list has no 'retired' array")
         kids = frozenset(str(item["kid"]) for item in retired)
-        return Verifier(self.root_public_key, self.retired_kids | kids, self.clock, self.leeway, self.expected_type)
+        return Verifier(
+            self.root_public_key, self.retired_kids | kids, self.clock, self.leeway, self.expected_type
+        )
 
     def verify(self, token: str | bytes) -> VerifiedDocument:
         if isinstance(token, bytes):
@@ -140,7 +144,9 @@ class Verifier:
                 self.root_public_key.verify(certificate.signature, certificate.tbs_certificate_bytes)
                 public_key = certificate.public_key()
             except (ValueError, InvalidSignature) as exc:
-                raise VerificationError(Reason.UNCERTIFIED_KEY, "key is not certified by the pinned root") from exc
+                raise VerificationError(
+                    Reason.UNCERTIFIED_KEY, "key is not certified by the pinned root"
+                ) from exc
             if not isinstance(public_key, Ed25519PublicKey):
                 raise VerificationError(Reason.UNCERTIFIED_KEY, "certified key is not Ed25519")
             cached = (thumbprint(public_key), public_key)
@@ -150,8 +156,9 @@ class Verifier:
             raise VerificationError(Reason.UNCERTIFIED_KEY, "certificate is for a different key id")
         return public_key
 
-    def _verify_signed(self, token: str, key: Ed25519PublicKey, typ: str,
-                       header: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _verify_signed(
+        self, token: str, key: Ed25519PublicKey, typ: str, header: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         header = header if header is not None else self._parse_header(token)
         if header.get("typ") != typ:
             raise VerificationError(Reason.WRONG_TYPE, f"typ {header.get('typ')!r} is not {typ!r}")
@@ -169,7 +176,9 @@ class Verifier:
     def _check_claims(self, claims: dict[str, Any]) -> None:
         version = claims.get("ver")
         if version not in SUPPORTED_SCHEMA_VERSIONS:
-            raise VerificationError(Reason.UNSUPPORTED_VERSION, f"schema version {version!r} is not supported")
+            raise VerificationError(
+                Reason.UNSUPPORTED_VERSION, f"schema version {version!r} is not supported"
+            )
         now = self.clock().timestamp()
         nbf, exp = claims.get("nbf"), claims.get("exp")
         if not _is_number(nbf) or not _is_number(exp):
@@ -187,4 +196,3 @@ def _is_number(value: object) -> bool:
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
-
