@@ -113,9 +113,7 @@ def _document_error_responses(app: Litestar) -> None:
     """Declare the problem responses each route can give, so the OpenAPI schema is complete."""
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
-            responses: dict[int, ResponseSpec] = {
-                400: _problem_spec("Invalid input; `errors` names the fields")
-            }
+            responses: dict[int, ResponseSpec] = {400: _problem_spec("Invalid input; `errors` names the fields")}
             if route.path.startswith(ADMIN_PREFIX):
                 responses[401] = _problem_spec("Missing, unknown or revoked admin token")
                 responses[403] = _problem_spec("The token's role lacks the permission this route needs")

@@ -20,9 +20,7 @@ class LicenseServerError(Exception):
     code = "internal_error"
     title = "Internal error"
 
-    def __init__(
-        self, detail: str | None = None, *, field: str | None = None, code: str | None = None
-    ) -> None:
+    def __init__(self, detail: str | None = None, *, field: str | None = None, code: str | None = None) -> None:
         self.detail = detail or self.title
         self.field = field
         if code is not None:

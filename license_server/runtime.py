@@ -19,9 +19,7 @@ def key_store(settings: Settings, *, clock: Clock = utcnow) -> KeyStore:
         settings.key_passphrase.get_secret_value() if settings.key_passphrase else None,
         settings.passphrase_path,
     )
-    return KeyStore(
-        settings.keys_dir, passphrase, allow_unencrypted=settings.allow_unencrypted_keys, clock=clock
-    )
+    return KeyStore(settings.keys_dir, passphrase, allow_unencrypted=settings.allow_unencrypted_keys, clock=clock)
 
 
 @dataclass

@@ -11,21 +11,21 @@ T = TypeVar("T")
 EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 
-def _date_only(value: Any) -> Any:
-    """Read ``YYYY-MM-DD`` as a date before pydantic's lax mode turns it into a naive datetime."""
+def _date_means_midnight_utc(value: Any) -> Any:
+    """``YYYY-MM-DD`` (or a date) means 00:00 UTC that day; pydantic would otherwise read it as a naive datetime."""
     if isinstance(value, str) and len(value) == 10:
         try:
-            return date.fromisoformat(value)
+            value = date.fromisoformat(value)
         except ValueError:
             return value
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time(0), tzinfo=UTC)
     return value
 
 
-def _to_utc(value: datetime | date) -> datetime:
-    """A bare date means 00:00 UTC that day; a datetime must carry an offset and is converted to UTC."""
-    if not isinstance(value, datetime):
-        value = datetime.combine(value, time(0), tzinfo=UTC)
-    elif value.tzinfo is None:
+def _to_utc(value: datetime) -> datetime:
+    """A timestamp must carry an offset; it is converted to UTC and kept within NumericDate's useful range."""
+    if value.tzinfo is None:
         raise ValueError("a timestamp needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
     value = value.astimezone(UTC)
     if not EARLIEST <= value < LATEST:
@@ -34,10 +34,10 @@ def _to_utc(value: datetime | date) -> datetime:
 
 
 UTCTimestamp = Annotated[
-    datetime | date,
-    BeforeValidator(_date_only),
+    datetime,
+    BeforeValidator(_date_means_midnight_utc),
     AfterValidator(_to_utc),
-    Field(description="RFC 3339 timestamp with offset, or a date (00:00 UTC that day)"),
+    Field(description="RFC 3339 timestamp with offset, or a date YYYY-MM-DD (00:00 UTC that day)"),
 ]
 
 
@@ -68,6 +68,4 @@ class Problem(Model):
     errors: list[FieldProblem] = Field(default_factory=list)
 
 
-Metadata = Annotated[
-    dict[str, Any], Field(max_length=50, description="Free-form JSON for the vendor's own use")
-]
+Metadata = Annotated[dict[str, Any], Field(max_length=50, description="Free-form JSON for the vendor's own use")]

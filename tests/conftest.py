@@ -16,15 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
+from litestar import Litestar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # Settings read the environment; a developer's own LICENSE_SERVER_* variables must not leak into the tests.
-for _name in [
-    n for n in os.environ if n.startswith("LICENSE_SERVER_") and n != "LICENSE_SERVER_REQUIRE_POSTGRES"
-]:
+for _name in [n for n in os.environ if n.startswith("LICENSE_SERVER_") and n != "LICENSE_SERVER_REQUIRE_POSTGRES"]:
     del os.environ[_name]
 
 from license_server.app import create_app  # noqa: E402
@@ -104,15 +103,13 @@ class PostgresDatabase:
 
 
 @pytest.fixture(scope="session")
-def postgres_database(
-    tmp_path_factory: pytest.TempPathFactory, shared_keys_dir: Path
-) -> Iterator[PostgresDatabase]:
+def postgres_database(tmp_path_factory: pytest.TempPathFactory, shared_keys_dir: Path) -> Iterator[PostgresDatabase]:
     """A database of its own for this test session, migrated once; tests truncate it before use."""
     reason = _postgres_unavailable_reason()
     if reason:
         if REQUIRE_POSTGRES:
             pytest.fail(f"{reason}; LICENSE_SERVER_REQUIRE_POSTGRES=1 forbids skipping", pytrace=False)
-        print(f"\nSKIPPING PostgreSQL tests: {reason}")  # noqa: T201 - the reason must reach the terminal
+        print(f"\nSKIPPING PostgreSQL tests: {reason}")
         pytest.skip(reason)
     import asyncpg
 
@@ -148,14 +145,27 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(backend: str, tmp_path: Path, shared_keys_dir: Path, request: pytest.FixtureRequest) -> Settings:
+def keys_dir(shared_keys_dir: Path) -> Path:
+    """The keyring a test's runtime uses. Tests that rotate or retire keys override this with their own."""
+    return shared_keys_dir
+
+
+@pytest.fixture
+def own_keys_dir(tmp_path: Path) -> Path:
+    keys = tmp_path / "keys"
+    KeyStore(keys, PASSPHRASE).initialise()
+    return keys
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, keys_dir: Path, request: pytest.FixtureRequest) -> Settings:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     if backend == "sqlite":
         shutil.copy(request.getfixturevalue("sqlite_template"), data_dir / "license-server.db")
-        return make_settings(data_dir, shared_keys_dir, None)
+        return make_settings(data_dir, keys_dir, None)
     database: PostgresDatabase = request.getfixturevalue("postgres_database")
-    return make_settings(data_dir, shared_keys_dir, database.url)
+    return make_settings(data_dir, keys_dir, database.url)
 
 
 async def _truncate_all(runtime: Runtime) -> None:
@@ -190,8 +200,15 @@ async def session(runtime: Runtime) -> AsyncIterator[AsyncSession]:
 
 
 @pytest.fixture
-async def client(runtime: Runtime) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(runtime)) as test_client:
+def app(runtime: Runtime) -> Litestar:
+    return create_app(runtime)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """Requests run in the test's own event loop, so the database pool is shared safely."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test_client:
         yield test_client
 
 

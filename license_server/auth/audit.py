@@ -67,10 +67,6 @@ async def list_audit_events(
         conditions.append(AuditEvent.occurred_at < filters.until)
     total = await session.scalar(select(func.count()).select_from(AuditEvent).where(*conditions))
     rows = await session.scalars(
-        select(AuditEvent)
-        .where(*conditions)
-        .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id)
-        .limit(limit)
-        .offset(offset)
+        select(AuditEvent).where(*conditions).order_by(AuditEvent.id.desc()).limit(limit).offset(offset)
     )
     return list(rows.all()), int(total or 0)

@@ -39,12 +39,8 @@ class TokenController(Controller):
     async def list_(self, db: Db) -> list[TokenOut]:
         return [TokenOut.model_validate(t) for t in await tokens.list_tokens(db)]
 
-    @delete(
-        "/{token_id:uuid}", opt=needs(Permission.MANAGE_TOKENS), status_code=200, summary="Revoke a token"
-    )
-    async def revoke(
-        self, db: Db, actor: CurrentActor, runtime: RuntimeDep, token_id: FromPath[uuid.UUID]
-    ) -> TokenOut:
+    @delete("/{token_id:uuid}", opt=needs(Permission.MANAGE_TOKENS), status_code=200, summary="Revoke a token")
+    async def revoke(self, db: Db, actor: CurrentActor, runtime: RuntimeDep, token_id: FromPath[uuid.UUID]) -> TokenOut:
         token = await tokens.revoke_token(db, actor=actor, token_id=token_id, clock=runtime.clock)
         return TokenOut.model_validate(token)
 
@@ -75,6 +71,4 @@ class AuditController(Controller):
             until=until,
         )
         rows, total = await list_audit_events(db, filters=filters, limit=limit, offset=offset)
-        return Page(
-            items=[AuditEventOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-        )
+        return Page(items=[AuditEventOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)

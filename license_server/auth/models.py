@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from license_server.clock import utcnow
@@ -36,7 +36,10 @@ class AuditEvent(Base):
         Index("ix_audit_events_action", "action"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    # A monotonically increasing id gives the log one total order, even for events in the same instant.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(64))

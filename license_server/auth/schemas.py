@@ -33,7 +33,7 @@ class TokenWithSecret(TokenOut):
 
 
 class AuditEventOut(Model):
-    id: uuid.UUID
+    id: int
     occurred_at: datetime
     actor: str
     action: str

@@ -17,7 +17,7 @@ from license_server.auth.models import AdminToken
 from license_server.clock import Clock, utcnow
 from license_server.errors import TokenNotFound
 
-TOKEN_PREFIX = "lsat_"
+TOKEN_PREFIX = "lsat_"  # noqa: S105 - a public prefix that makes tokens recognisable, not a secret
 # Writing last_used_at on every request would turn reads into writes; once a minute is plenty.
 LAST_USED_RESOLUTION_SECONDS = 60
 
@@ -144,10 +144,7 @@ async def authenticate(
     if token is None or token.revoked_at is not None or not hasher.matches(secret, token.token_hash):
         return None
     now = clock()
-    if (
-        token.last_used_at is None
-        or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS
-    ):
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
         token.last_used_at = now
         await session.commit()
     return Actor(name=f"token:{token.name}:{token.id}", role=Role(token.role))

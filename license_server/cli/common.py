@@ -49,9 +49,7 @@ def run_with_session(work: Callable[[Runtime, AsyncSession], Awaitable[T]], *, a
     try:
         return asyncio.run(main())
     except LicenseServerError as exc:
-        fields = "".join(
-            f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail
-        )
+        fields = "".join(f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail)
         fail(exc.detail + fields, exc.code, as_json=as_json)
 
 

@@ -53,9 +53,7 @@ def rotate(as_json: bool) -> None:
         return (await rotate_signing_key(session, actor=cli_actor(), signer=runtime.signer)).kid
 
     kid = run_with_session(work, as_json=as_json)
-    emit(
-        {"kid": kid}, as_json=as_json, human=f"new signing key {kid}; older keys stay published until retired"
-    )
+    emit({"kid": kid}, as_json=as_json, human=f"new signing key {kid}; older keys stay published until retired")
 
 
 @keys.command()
@@ -72,9 +70,7 @@ def retire(kid: str, as_json: bool) -> None:
 
 
 @keys.command("export-public")
-@click.option(
-    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("public-keys"), show_default=True
-)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("public-keys"), show_default=True)
 @json_option
 def export_public(out_dir: Path, as_json: bool) -> None:
     """Write root.pub, jwks.json and revocations.jws: everything a verifier needs."""
@@ -83,6 +79,4 @@ def export_public(out_dir: Path, as_json: bool) -> None:
         return runtime.signer.store.export_public(out_dir)
 
     written = run_with_session(work, as_json=as_json)
-    emit(
-        {"files": [str(p) for p in written]}, as_json=as_json, human="\n".join(f"wrote {p}" for p in written)
-    )
+    emit({"files": [str(p) for p in written]}, as_json=as_json, human="\n".join(f"wrote {p}" for p in written))

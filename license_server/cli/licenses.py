@@ -247,9 +247,7 @@ def issue(
 @click.option("--limit", type=click.IntRange(1, 500), default=100)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @json_option
-def list_licenses(
-    status: str | None, customer_id: uuid.UUID | None, limit: int, offset: int, as_json: bool
-) -> None:
+def list_licenses(status: str | None, customer_id: uuid.UUID | None, limit: int, offset: int, as_json: bool) -> None:
     """List licenses with their computed status."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> tuple[list[LicenseOut], int]:
@@ -264,8 +262,7 @@ def list_licenses(
         return
     for row in rows:
         click.echo(
-            f"{row.id}  {row.status:9} {row.status_reason:17} expires {row.expires_at.date()}  "
-            f"{row.customer_name}"
+            f"{row.id}  {row.status:9} {row.status_reason:17} expires {row.expires_at.date()}  {row.customer_name}"
         )
 
 

@@ -21,9 +21,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except LicenseServerError as exc:
-            fields = "".join(
-                f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail
-            )
+            fields = "".join(f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail)
             fail(exc.detail + fields, exc.code)
 
 

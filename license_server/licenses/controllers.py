@@ -85,9 +85,7 @@ class CustomerController(Controller):
     @get("/", opt=needs(Permission.READ), summary="List customers")
     async def list_(self, db: Db, limit: Limit = 50, offset: Offset = 0) -> Page[CustomerOut]:
         rows, total = await service.list_customers(db, limit=limit, offset=offset)
-        return Page(
-            items=[CustomerOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-        )
+        return Page(items=[CustomerOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
 
     @get("/{customer_id:uuid}", opt=needs(Permission.READ), summary="Get a customer")
     async def get_(self, db: Db, customer_id: FromPath[uuid.UUID]) -> CustomerOut:
@@ -98,9 +96,7 @@ class PlanController(Controller):
     path = "/v1/admin/plans"
     tags = ["plans"]
 
-    @post(
-        "/", opt=needs(Permission.MANAGE_PLANS), summary="Create a plan (a named template of license terms)"
-    )
+    @post("/", opt=needs(Permission.MANAGE_PLANS), summary="Create a plan (a named template of license terms)")
     async def create(self, data: JSONBody[PlanCreate], db: Db, actor: CurrentActor, runtime: RuntimeDep) -> PlanOut:
         plan = await service.create_plan(
             db,
@@ -124,7 +120,12 @@ class PlanController(Controller):
 
     @patch("/{plan_ref:str}", opt=needs(Permission.MANAGE_PLANS), summary="Update a plan")
     async def update(
-        self, data: JSONBody[PlanUpdate], db: Db, actor: CurrentActor, runtime: RuntimeDep, plan_ref: FromPath[str]
+        self,
+        data: JSONBody[PlanUpdate],
+        db: Db,
+        actor: CurrentActor,
+        runtime: RuntimeDep,
+        plan_ref: FromPath[str],
     ) -> PlanOut:
         plan = await service.update_plan(
             db,
@@ -287,9 +288,7 @@ class LicenseController(Controller):
     async def reinstate(
         self, db: Db, actor: CurrentActor, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]
     ) -> LicenseOut:
-        return license_out(
-            await service.reinstate_license(db, actor=actor, license_id=license_id, clock=runtime.clock)
-        )
+        return license_out(await service.reinstate_license(db, actor=actor, license_id=license_id, clock=runtime.clock))
 
     @post(
         "/{license_id:uuid}/actions/revoke",

@@ -58,9 +58,7 @@ class IssuedLicense:
 
 def _view(license: License, now: datetime) -> LicenseView:
     terms = license.effective_terms(license.plan)
-    return LicenseView(
-        license, license.customer, license.plan, terms, compute_status(license.facts(terms), now)
-    )
+    return LicenseView(license, license.customer, license.plan, terms, compute_status(license.facts(terms), now))
 
 
 def _validated_terms(plan: Plan | None, overrides: dict[str, Any], *, field: str) -> LicenseTerms:
@@ -81,12 +79,8 @@ async def create_customer(
     external_id: str | None = None,
     clock: Clock = utcnow,
 ) -> Customer:
-    if external_id is not None and await session.scalar(
-        select(Customer.id).where(Customer.external_id == external_id)
-    ):
-        raise AlreadyExists(
-            "a customer with this external_id exists", field="external_id", code="customer_exists"
-        )
+    if external_id is not None and await session.scalar(select(Customer.id).where(Customer.external_id == external_id)):
+        raise AlreadyExists("a customer with this external_id exists", field="external_id", code="customer_exists")
     customer = Customer(
         name=name,
         contact_email=contact_email,
@@ -145,9 +139,7 @@ async def create_plan(
         raise AlreadyExists(f"a plan with code {code!r} exists", field="code", code="plan_exists")
     overrides = terms_overrides(terms)
     _validated_terms(None, overrides, field="terms")
-    plan = Plan(
-        code=code, name=name, description=description, terms=overrides, created_at=clock(), updated_at=clock()
-    )
+    plan = Plan(code=code, name=name, description=description, terms=overrides, created_at=clock(), updated_at=clock())
     session.add(plan)
     try:
         await session.flush()
@@ -401,9 +393,7 @@ async def renew_license(
 ) -> LicenseView:
     license = await _mutable_license(session, license_id)
     if expires_at <= license.expires_at:
-        raise ValidationFailed(
-            "a renewal must move expires_at later than the current expiry", field="expires_at"
-        )
+        raise ValidationFailed("a renewal must move expires_at later than the current expiry", field="expires_at")
     previous = license.expires_at
     license.renew(expires_at)
     return await _act(
@@ -423,9 +413,7 @@ async def suspend_license(
     if license.is_suspended:
         raise InvalidTransition("the license is already suspended", field="license_id")
     license.suspend(clock())
-    return await _act(
-        session, license, actor=actor, action="license.suspended", detail={"reason": reason}, clock=clock
-    )
+    return await _act(session, license, actor=actor, action="license.suspended", detail={"reason": reason}, clock=clock)
 
 
 async def reinstate_license(
@@ -443,9 +431,7 @@ async def revoke_license(
 ) -> LicenseView:
     license = await _mutable_license(session, license_id)
     license.revoke(clock())
-    return await _act(
-        session, license, actor=actor, action="license.revoked", detail={"reason": reason}, clock=clock
-    )
+    return await _act(session, license, actor=actor, action="license.revoked", detail={"reason": reason}, clock=clock)
 
 
 async def rotate_license_key(

@@ -93,9 +93,7 @@ class WorkspacePolicy(_Terms):
 class LicenseTerms(_Terms):
     """Every term with its default. As input, any subset may be given; unset fields inherit."""
 
-    notice_days: int = Field(
-        default=30, ge=0, le=3650, description="Days before expiry the status turns expiring"
-    )
+    notice_days: int = Field(default=30, ge=0, le=3650, description="Days before expiry the status turns expiring")
     grace_days: int = Field(default=0, ge=0, le=3650, description="Days after expiry the license still works")
     enforcement: Enforcement = Enforcement.RESTRICT
     heartbeat_window_days: int = Field(

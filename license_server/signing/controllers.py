@@ -39,9 +39,7 @@ class WellKnownController(Controller):
         summary="Root-signed list of retired issuing keys, for offline verifiers",
     )
     async def revocations(self, runtime: RuntimeDep) -> Response[str]:
-        return Response(
-            runtime.signer.keyring().revocations or "", media_type="application/jwt", headers=PUBLIC_CACHE
-        )
+        return Response(runtime.signer.keyring().revocations or "", media_type="application/jwt", headers=PUBLIC_CACHE)
 
 
 class KeyController(Controller):
@@ -69,8 +67,6 @@ class KeyController(Controller):
         status_code=200,
         summary="Stop publishing a key and list it as retired",
     )
-    async def retire(
-        self, db: Db, actor: CurrentActor, runtime: RuntimeDep, kid: FromPath[str]
-    ) -> SigningKeyOut:
+    async def retire(self, db: Db, actor: CurrentActor, runtime: RuntimeDep, kid: FromPath[str]) -> SigningKeyOut:
         key = await retire_signing_key(db, actor=actor, signer=runtime.signer, kid=kid, clock=runtime.clock)
         return key_out(key, runtime.signer.keyring())

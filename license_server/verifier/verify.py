@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 from cryptography import x509
@@ -82,16 +82,12 @@ class Verifier:
 
     def with_revocations(self, token: str) -> Verifier:
         """Trust a root-signed revocation list (``revocations.jws``) and refuse the keys it retires."""
-        header, claims = self._verify_signed(token.strip(), self.root_public_key, KEY_REVOCATIONS_TYPE)
+        _, claims = self._verify_signed(token.strip(), self.root_public_key, KEY_REVOCATIONS_TYPE)
         retired = claims.get("retired")
-        if not isinstance(retired, list) or not all(
-            isinstance(item, dict) and "kid" in item for item in retired
-        ):
+        if not isinstance(retired, list) or not all(isinstance(item, dict) and "kid" in item for item in retired):
             raise VerificationError(Reason.MALFORMED, "revocation list has no 'retired' array")
         kids = frozenset(str(item["kid"]) for item in retired)
-        return Verifier(
-            self.root_public_key, self.retired_kids | kids, self.clock, self.leeway, self.expected_type
-        )
+        return Verifier(self.root_public_key, self.retired_kids | kids, self.clock, self.leeway, self.expected_type)
 
     def verify(self, token: str | bytes) -> VerifiedDocument:
         if isinstance(token, bytes):
@@ -103,6 +99,8 @@ class Verifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise VerificationError(Reason.MALFORMED, "header has no 'kid'")
+        if header.get("typ") != self.expected_type:  # the documented order: WRONG_TYPE before any key check
+            raise VerificationError(Reason.WRONG_TYPE, f"typ {header.get('typ')!r} is not {self.expected_type!r}")
         if kid in self.retired_kids:
             raise VerificationError(Reason.KEY_RETIRED, f"key {kid} has been retired")
         public_key = self._certified_key(header, kid)
@@ -143,10 +141,8 @@ class Verifier:
                 certificate = x509.load_der_x509_certificate(der)
                 self.root_public_key.verify(certificate.signature, certificate.tbs_certificate_bytes)
                 public_key = certificate.public_key()
-            except (ValueError, InvalidSignature) as exc:
-                raise VerificationError(
-                    Reason.UNCERTIFIED_KEY, "key is not certified by the pinned root"
-                ) from exc
+            except (ValueError, InvalidSignature, x509.InvalidVersion) as exc:
+                raise VerificationError(Reason.UNCERTIFIED_KEY, "key is not certified by the pinned root") from exc
             if not isinstance(public_key, Ed25519PublicKey):
                 raise VerificationError(Reason.UNCERTIFIED_KEY, "certified key is not Ed25519")
             cached = (thumbprint(public_key), public_key)
@@ -175,10 +171,8 @@ class Verifier:
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
         version = claims.get("ver")
-        if version not in SUPPORTED_SCHEMA_VERSIONS:
-            raise VerificationError(
-                Reason.UNSUPPORTED_VERSION, f"schema version {version!r} is not supported"
-            )
+        if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise VerificationError(Reason.UNSUPPORTED_VERSION, f"schema version {version!r} is not supported")
         now = self.clock().timestamp()
         nbf, exp = claims.get("nbf"), claims.get("exp")
         if not _is_number(nbf) or not _is_number(exp):
@@ -190,7 +184,7 @@ class Verifier:
             raise VerificationError(Reason.DOCUMENT_EXPIRED, f"expired at {_iso(exp)}")
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

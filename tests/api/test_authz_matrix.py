@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
+import httpx
 import pytest
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from license_server.app import ADMIN_PREFIX
 from license_server.auth.guards import PERMISSION_OPT
@@ -39,17 +38,15 @@ def concrete(path: str) -> str:
     return re.sub(r"\{\w+:(\w+)\}", lambda m: SAMPLE_PATH_VALUES.get(m.group(1), "sample"), path)
 
 
-async def test_every_admin_route_declares_a_permission(client: AsyncTestClient[Any]) -> None:
-    routes = admin_routes(client.app)
+async def test_every_admin_route_declares_a_permission(app: Litestar, client: httpx.AsyncClient) -> None:
+    routes = admin_routes(app)
     assert len(routes) >= 20
-    undeclared = [
-        (method, path) for method, path, permission in routes if not isinstance(permission, Permission)
-    ]
+    undeclared = [(method, path) for method, path, permission in routes if not isinstance(permission, Permission)]
     assert undeclared == []
 
 
-async def test_every_admin_route_refuses_missing_and_unknown_tokens(client: AsyncTestClient[Any]) -> None:
-    for method, path_format, _ in admin_routes(client.app):
+async def test_every_admin_route_refuses_missing_and_unknown_tokens(app: Litestar, client: httpx.AsyncClient) -> None:
+    for method, path_format, _ in admin_routes(app):
         path = concrete(path_format)
         for headers in (
             {},
@@ -62,17 +59,15 @@ async def test_every_admin_route_refuses_missing_and_unknown_tokens(client: Asyn
 
 
 async def test_every_admin_route_refuses_roles_without_its_permission(
-    client: AsyncTestClient[Any], make_token: TokenFactory
+    app: Litestar, client: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
     tokens = {role: await make_token(role) for role in Role}
     checked = 0
-    for method, path_format, permission in admin_routes(client.app):
+    for method, path_format, permission in admin_routes(app):
         assert isinstance(permission, Permission)
         path = concrete(path_format)
         for role, token in tokens.items():
-            response = await client.request(
-                method, path, headers={"Authorization": f"Bearer {token}"}, json={}
-            )
+            response = await client.request(method, path, headers={"Authorization": f"Bearer {token}"}, json={})
             if permission in ROLE_PERMISSIONS[role]:
                 assert response.status_code not in (401, 403), (method, path, role, response.text)
             else:
@@ -82,7 +77,7 @@ async def test_every_admin_route_refuses_roles_without_its_permission(
     assert checked > 40
 
 
-async def test_a_revoked_token_is_refused(client: AsyncTestClient[Any], make_token: TokenFactory) -> None:
+async def test_a_revoked_token_is_refused(client: httpx.AsyncClient, make_token: TokenFactory) -> None:
     owner = {"Authorization": f"Bearer {await make_token(Role.OWNER)}"}
     viewer_token = await make_token(Role.VIEWER)
     viewer = {"Authorization": f"Bearer {viewer_token}"}

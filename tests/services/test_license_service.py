@@ -24,9 +24,7 @@ DAY = timedelta(days=1)
 
 async def audit_actions(session: AsyncSession, target_id: object) -> list[str]:
     rows = await session.scalars(
-        select(AuditEvent.action)
-        .where(AuditEvent.target_id == str(target_id))
-        .order_by(AuditEvent.occurred_at, AuditEvent.action)
+        select(AuditEvent.action).where(AuditEvent.target_id == str(target_id)).order_by(AuditEvent.id)
     )
     return list(rows.all())
 
@@ -49,9 +47,7 @@ async def test_new_license_reads_inactive_until_activated(make_license: LicenseF
     assert (view.status.status.value, view.status.reason.value) == ("inactive", "NOT_ACTIVATED")
 
 
-async def test_license_starting_later_reads_not_started(
-    make_license: LicenseFactory, clock: MovableClock
-) -> None:
+async def test_license_starting_later_reads_not_started(make_license: LicenseFactory, clock: MovableClock) -> None:
     view = (await make_license(starts_at=clock() + 10 * DAY)).view
     assert view.status.reason.value == "NOT_STARTED"
 
@@ -76,9 +72,7 @@ async def test_every_action_writes_its_audit_event(
     clock.advance(timedelta(seconds=1))
     await service.reinstate_license(session, actor=actor, license_id=license_id, clock=clock)
     clock.advance(timedelta(seconds=1))
-    await service.rotate_license_key(
-        session, actor=actor, hasher=runtime.hasher, license_id=license_id, clock=clock
-    )
+    await service.rotate_license_key(session, actor=actor, hasher=runtime.hasher, license_id=license_id, clock=clock)
     clock.advance(timedelta(seconds=1))
     await service.revoke_license(session, actor=actor, license_id=license_id, reason="fraud", clock=clock)
     assert await audit_actions(session, license_id) == [
@@ -90,9 +84,7 @@ async def test_every_action_writes_its_audit_event(
         "license.key_rotated",
         "license.revoked",
     ]
-    actors = set(
-        (await session.scalars(select(AuditEvent.actor).where(AuditEvent.target_id == str(license_id)))).all()
-    )
+    actors = set((await session.scalars(select(AuditEvent.actor).where(AuditEvent.target_id == str(license_id)))).all())
     assert actors == {actor.name}
 
 
@@ -129,9 +121,7 @@ async def test_revocation_is_permanent(
             expires_at=issued.view.license.expires_at + DAY,
             clock=clock,
         ),
-        service.rotate_license_key(
-            session, actor=actor, hasher=runtime.hasher, license_id=license_id, clock=clock
-        ),
+        service.rotate_license_key(session, actor=actor, hasher=runtime.hasher, license_id=license_id, clock=clock),
         service.update_license(session, actor=actor, license_id=license_id, notes="x", clock=clock),
     ]
     for attempt in attempts:
@@ -262,9 +252,7 @@ async def test_document_is_signed_and_carries_the_computed_status(
     assert issued.key not in token
 
 
-async def test_duplicate_external_id_is_refused(
-    session: AsyncSession, actor: Actor, clock: MovableClock
-) -> None:
+async def test_duplicate_external_id_is_refused(session: AsyncSession, actor: Actor, clock: MovableClock) -> None:
     await service.create_customer(session, actor=actor, name="A", external_id="crm-1", clock=clock)
     with pytest.raises(AlreadyExists):
         await service.create_customer(session, actor=actor, name="B", external_id="crm-1", clock=clock)
@@ -301,8 +289,6 @@ async def test_list_filters_by_status_and_paginates(
     assert (len(page), total) == (2, 5)
     rest, _ = await service.list_licenses(session, limit=10, offset=2, clock=clock)
     assert {v.license.id for v in page + rest} == set(ids)
-    suspended, count = await service.list_licenses(
-        session, limit=10, offset=0, status="inactive", clock=clock
-    )
+    suspended, count = await service.list_licenses(session, limit=10, offset=0, status="inactive", clock=clock)
     assert count == 5
     assert {v.status.reason.value for v in suspended} == {"SUSPENDED", "NOT_ACTIVATED"}

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 11:25:32.031054
+Create Date: 2026-11-23 11:34:06.440189
 """
 
 from collections.abc import Sequence
@@ -34,7 +34,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "audit_events",
-        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
@@ -93,14 +93,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["customer_id"],
-            ["customers.id"],
-            name=op.f("fk_licenses_customer_id_customers"),
-            ondelete="RESTRICT",
+            ["customer_id"], ["customers.id"], name=op.f("fk_licenses_customer_id_customers"), ondelete="RESTRICT"
         ),
-        sa.ForeignKeyConstraint(
-            ["plan_id"], ["plans.id"], name=op.f("fk_licenses_plan_id_plans"), ondelete="RESTRICT"
-        ),
+        sa.ForeignKeyConstraint(["plan_id"], ["plans.id"], name=op.f("fk_licenses_plan_id_plans"), ondelete="RESTRICT"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_licenses")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_licenses_key_hash")),
     )
