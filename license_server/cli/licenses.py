@@ -21,8 +21,7 @@ from license_server.cli.common import (
     run_with_session,
 )
 from license_server.licenses import service
-from license_server.licenses.controllers import license_out, license_with_key
-from license_server.licenses.schemas import CustomerOut, LicenseOut, PlanOut
+from license_server.licenses.schemas import CustomerOut, LicenseOut, PlanOut, license_out, license_with_key
 from license_server.licenses.service import LicenseView
 from license_server.licenses.terms import LicenseTerms
 from license_server.lifecycle.status import Status

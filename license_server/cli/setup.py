@@ -12,7 +12,6 @@ from license_server.auth.models import AdminToken
 from license_server.auth.tokens import Role, cli_actor, create_token
 from license_server.cli.common import emit, fail, json_option, settings
 from license_server.config import Settings
-from license_server.db.migrate import upgrade_database
 from license_server.errors import KeyringError
 from license_server.runtime import Runtime, key_store
 from license_server.signing.keys import create_dev_passphrase_file
@@ -57,6 +56,8 @@ def init(dev: bool, as_json: bool) -> None:
             )
     except KeyringError as exc:
         fail(exc.detail, exc.code, as_json=as_json)
+    from license_server.db.migrate import upgrade_database
+
     upgrade_database(config)
     try:
         token = asyncio.run(_create_owner_token_if_first(config))
@@ -89,6 +90,8 @@ def serve(host: str | None, port: int | None) -> None:
         app = create_app(Runtime.build(config))
     except KeyringError as exc:
         fail(exc.detail, exc.code)
+    from license_server.db.migrate import upgrade_database
+
     upgrade_database(config)
     click.echo(
         f"License Server on http://{host}:{port}  (API docs: http://{host}:{port}/schema, "
@@ -105,5 +108,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply all migrations."""
+    from license_server.db.migrate import upgrade_database
+
     upgrade_database(settings())
     click.echo("database is at the latest schema")

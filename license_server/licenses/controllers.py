@@ -24,44 +24,15 @@ from license_server.licenses.schemas import (
     PlanOut,
     PlanUpdate,
     RenewRequest,
+    license_out,
+    license_with_key,
 )
-from license_server.licenses.service import IssuedLicense, LicenseView
 from license_server.lifecycle.status import Status
 from license_server.schemas_common import Page
 
 LICENSE_DOCUMENT_MEDIA_TYPE = "application/jwt"
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
 Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
-
-
-def license_out(view: LicenseView) -> LicenseOut:
-    license = view.license
-    return LicenseOut(
-        id=license.id,
-        customer_id=license.customer_id,
-        customer_name=view.customer.name,
-        plan_id=license.plan_id,
-        plan_code=view.plan.code if view.plan else None,
-        key_hint=license.key_hint,
-        status=view.status.status.value,
-        status_reason=view.status.reason.value,
-        starts_at=license.starts_at,
-        expires_at=license.expires_at,
-        terms=license.terms,
-        effective_terms=view.terms,
-        notes=license.notes,
-        metadata=license.extra_metadata,
-        suspended_at=license.suspended_at,
-        revoked_at=license.revoked_at,
-        first_activated_at=license.first_activated_at,
-        last_check_in_at=license.last_check_in_at,
-        created_at=license.created_at,
-        updated_at=license.updated_at,
-    )
-
-
-def license_with_key(issued: IssuedLicense) -> LicenseWithKey:
-    return LicenseWithKey(**license_out(issued.view).model_dump(), key=issued.key)
 
 
 class CustomerController(Controller):

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import EmailStr, Field
 
+from license_server.licenses.service import IssuedLicense, LicenseView
 from license_server.licenses.terms import LicenseTerms
 from license_server.schemas_common import Metadata, Model, UTCTimestamp
 
@@ -107,3 +108,33 @@ class LicenseOut(Model):
 
 class LicenseWithKey(LicenseOut):
     key: str = Field(description="The license key. Shown only in this response; store it now.")
+
+
+def license_out(view: LicenseView) -> LicenseOut:
+    license = view.license
+    return LicenseOut(
+        id=license.id,
+        customer_id=license.customer_id,
+        customer_name=view.customer.name,
+        plan_id=license.plan_id,
+        plan_code=view.plan.code if view.plan else None,
+        key_hint=license.key_hint,
+        status=view.status.status.value,
+        status_reason=view.status.reason.value,
+        starts_at=license.starts_at,
+        expires_at=license.expires_at,
+        terms=license.terms,
+        effective_terms=view.terms,
+        notes=license.notes,
+        metadata=license.extra_metadata,
+        suspended_at=license.suspended_at,
+        revoked_at=license.revoked_at,
+        first_activated_at=license.first_activated_at,
+        last_check_in_at=license.last_check_in_at,
+        created_at=license.created_at,
+        updated_at=license.updated_at,
+    )
+
+
+def license_with_key(issued: IssuedLicense) -> LicenseWithKey:
+    return LicenseWithKey(**license_out(issued.view).model_dump(), key=issued.key)

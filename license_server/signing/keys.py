@@ -272,12 +272,6 @@ class KeyStore:
             raise KeyringError("root.pub is not an Ed25519 key")
         return key
 
-    def keyring_mtime(self) -> float:
-        try:
-            return (self.keys_dir / KEYRING).stat().st_mtime_ns / 1e9
-        except OSError:
-            return 0.0
-
     def keyring_version(self) -> bytes:
         """A digest of keyring.json: changes on every rotation or retirement, unlike a coarse mtime."""
         try:

@@ -1,8 +1,9 @@
 """Verify a license document against a pinned root public key.
 
 The order of checks is fixed, and each failure has a stable reason code that scripts may depend on:
-MALFORMED → UNSUPPORTED_ALGORITHM → WRONG_TYPE → KEY_RETIRED → UNKNOWN_KEY → UNCERTIFIED_KEY → BAD_SIGNATURE
-→ UNSUPPORTED_VERSION → NOT_YET_VALID → DOCUMENT_EXPIRED.
+MALFORMED → UNSUPPORTED_ALGORITHM → KEY_RETIRED → UNKNOWN_KEY → UNCERTIFIED_KEY → WRONG_TYPE → BAD_SIGNATURE
+→ UNSUPPORTED_VERSION → NOT_YET_VALID → DOCUMENT_EXPIRED (see docs/license-document.md). ``typ`` is checked only
+once the key is certified, so a wrong ``typ`` from a retired or uncertified key reports the key problem.
 """
 
 from __future__ import annotations
@@ -99,8 +100,6 @@ class Verifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise VerificationError(Reason.MALFORMED, "header has no 'kid'")
-        if header.get("typ") != self.expected_type:  # the documented order: WRONG_TYPE before any key check
-            raise VerificationError(Reason.WRONG_TYPE, f"typ {header.get('typ')!r} is not {self.expected_type!r}")
         if kid in self.retired_kids:
             raise VerificationError(Reason.KEY_RETIRED, f"key {kid} has been retired")
         public_key = self._certified_key(header, kid)

@@ -50,8 +50,11 @@ def make_claims(now: datetime = NOW, ttl: timedelta = timedelta(days=7), **overr
         "notice_days": 30,
         "heartbeat_window_days": 7,
         "max_activations": 3,
-        "limits": {"workspaces": {"limit": 10}, "members_per_workspace": {"limit": 50},
-                   "licensed_seats": {"limit": 500}},
+        "limits": {
+            "workspaces": {"limit": 10},
+            "members_per_workspace": {"limit": 50},
+            "licensed_seats": {"limit": 500},
+        },
         "sso": {"enabled": True},
         "entitlements": {"audit_log": True, "export": False},
     }
