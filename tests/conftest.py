@@ -207,7 +207,7 @@ def app(runtime: Runtime) -> Litestar:
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     """Requests run in the test's own event loop, so the database pool is shared safely."""
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # Litestar narrows the ASGI scope types
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test_client:
         yield test_client
 

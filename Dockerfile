@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# Build stage: install the package and its dependencies into a virtualenv.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+COPY pyproject.toml README.md ./
+COPY license_server ./license_server
+RUN /opt/venv/bin/pip install .
+
+# Runtime stage: the virtualenv only, run as an unprivileged user.
+FROM python:3.11-slim
+RUN groupadd --system --gid 10001 license && \
+    useradd --system --uid 10001 --gid license --home-dir /nonexistent --shell /usr/sbin/nologin license && \
+    mkdir -p /data /keys && chown license:license /data /keys && chmod 0700 /data /keys
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    LICENSE_SERVER_DATA_DIR=/data \
+    LICENSE_SERVER_KEYS_DIR=/keys \
+    LICENSE_SERVER_HOST=0.0.0.0 \
+    LICENSE_SERVER_PORT=8000
+USER license
+VOLUME ["/data", "/keys"]
+EXPOSE 8000
+# Keys are created once with `docker run --entrypoint license-server IMAGE init` (see README); serve refuses to
+# start without them.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4).status != 200)"]
+ENTRYPOINT ["license-server", "serve"]
