@@ -41,7 +41,7 @@ async def _create_owner_token_if_first(settings_: Settings) -> str | None:
 def init(dev: bool, as_json: bool) -> None:
     """Create the data directory, keys and database if missing; print the owner token on first init."""
     config = settings()
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     notes: list[str] = []
     if dev and config.key_passphrase is None and create_dev_passphrase_file(config.passphrase_path):
         notes.append(
@@ -84,6 +84,7 @@ def serve(host: str | None, port: int | None) -> None:
     from license_server.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = settings()
     host, port = host or config.host, port or config.port
     try:

@@ -21,5 +21,5 @@ def alembic_config(settings: Settings) -> Config:
 
 def upgrade_database(settings: Settings, revision: str = "head") -> None:
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     command.upgrade(alembic_config(settings), revision)

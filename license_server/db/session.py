@@ -24,7 +24,7 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **engine_options)
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         return engine
