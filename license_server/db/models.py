@@ -2,6 +2,21 @@
 
 from license_server.auth.models import AdminToken, AuditEvent
 from license_server.db.base import Base
+from license_server.deployments.models import Activation, UsageReport
+from license_server.events.models import Event, JobLease, WebhookDelivery, WebhookEndpoint
 from license_server.licenses.models import Customer, License, Plan
 
-__all__ = ["AdminToken", "AuditEvent", "Base", "Customer", "License", "Plan"]
+__all__ = [
+    "Activation",
+    "AdminToken",
+    "AuditEvent",
+    "Base",
+    "Customer",
+    "Event",
+    "JobLease",
+    "License",
+    "Plan",
+    "UsageReport",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from license_server.clock import utcnow
@@ -60,6 +60,14 @@ class License(Base):
     revoked_at: Mapped[datetime | None]
     first_activated_at: Mapped[datetime | None]
     last_check_in_at: Mapped[datetime | None]
+    # Derived from the dates and effective terms whenever either changes, so the sweep is one set-based statement:
+    # expiring_at = expires_at - notice; grace_ends_at = expires_at + grace;
+    # heartbeat_deadline = (last check-in or first activation) + heartbeat window.
+    expiring_at: Mapped[datetime]
+    grace_ends_at: Mapped[datetime]
+    heartbeat_deadline: Mapped[datetime | None]
+    heartbeat_seconds: Mapped[int] = mapped_column(Integer)
+    enforcement: Mapped[str] = mapped_column(String(16))
     # Materialised from compute_status for queries and counts; reads always recompute.
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str] = mapped_column(String(32))
@@ -93,7 +101,18 @@ class License(Base):
             last_check_in_at=self.last_check_in_at,
         )
 
-    def refresh_status(self, terms: LicenseTerms, now: datetime) -> StatusResult:
+    def refresh_schedule(self, terms: LicenseTerms) -> None:
+        """Recompute the derived columns the sweep reads; call whenever dates or terms change."""
+        self.expiring_at = self.expires_at - terms.notice
+        self.grace_ends_at = self.expires_at + terms.grace
+        self.heartbeat_seconds = int(terms.heartbeat_window.total_seconds())
+        self.enforcement = terms.enforcement.value
+        last_seen = self.last_check_in_at or self.first_activated_at
+        self.heartbeat_deadline = last_seen + terms.heartbeat_window if last_seen else None
+
+    def refresh(self, terms: LicenseTerms, now: datetime) -> StatusResult:
+        """Bring every derived column up to date: the sweep's schedule and the materialised status."""
+        self.refresh_schedule(terms)
         result = compute_status(self.facts(terms), now)
         self.status, self.status_reason = result.status.value, result.reason.value
         return result

@@ -249,7 +249,7 @@ async def issue_license(
         updated_at=now,
     )
     license.customer, license.plan = customer, plan
-    license.refresh_status(effective, now)
+    license.refresh(effective, now)
     session.add(license)
     await session.flush()
     await record_audit(
@@ -330,7 +330,7 @@ async def _act(
     now = clock()
     license.updated_at = now
     view = _view(license, now)
-    license.status, license.status_reason = view.status.status.value, view.status.reason.value
+    license.refresh(view.terms, now)
     await record_audit(
         session,
         actor=actor,

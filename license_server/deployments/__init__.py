@@ -1,0 +1,1 @@
+"""Activations (fingerprint, seats), polling, heartbeats, validate-with-nonce and usage reports."""

@@ -1,0 +1,1 @@
+"""Domain events, webhook endpoints, and signed deliveries with retries."""
