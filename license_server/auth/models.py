@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from license_server.clock import utcnow
-from license_server.db.base import Base, new_id
+from license_server.db.base import Base, BigIntId, new_id
 
 
 class AdminToken(Base):
@@ -37,9 +37,7 @@ class AuditEvent(Base):
     )
 
     # A monotonically increasing id gives the log one total order, even for events in the same instant.
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(64))

@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from license_server.clock import utcnow
-from license_server.db.base import Base, new_id
+from license_server.db.base import Base, BigIntId, new_id
 
 
 class Activation(Base):
@@ -62,7 +62,7 @@ class UsageReport(Base):
         Index("ix_usage_reports_license_id", "license_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     activation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("activations.id", ondelete="CASCADE"))
     license_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
     idempotency_key: Mapped[str] = mapped_column(String(128))

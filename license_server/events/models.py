@@ -6,20 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from license_server.clock import utcnow
-from license_server.db.base import Base, new_id
-
-BigId = BigInteger().with_variant(Integer(), "sqlite")
+from license_server.db.base import Base, BigIntId, new_id
 
 
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_type", "type"), Index("ix_events_license_id", "license_id"))
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     type: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     license_id: Mapped[uuid.UUID | None]
@@ -40,7 +38,7 @@ class WebhookEndpoint(Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Events with an id above this cursor have not yet been fanned out to this endpoint.
-    last_event_id: Mapped[int] = mapped_column(BigId, default=0)
+    last_event_id: Mapped[int] = mapped_column(BigIntId, default=0)
 
 
 class WebhookDelivery(Base):
@@ -52,7 +50,7 @@ class WebhookDelivery(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
-    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("events.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | succeeded | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]

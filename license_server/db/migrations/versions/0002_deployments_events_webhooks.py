@@ -6,10 +6,10 @@ Create Date: 2026-11-23 11:50:33.765562
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -140,7 +140,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_usage_reports_activation_measured", ["activation_id", "measured_at"], unique=False)
         batch_op.create_index("ix_usage_reports_license_id", ["license_id"], unique=False)
 
-    new_columns = {
+    new_columns: dict[str, sa.types.TypeEngine[Any]] = {
         "expiring_at": sa.DateTime(timezone=True),
         "grace_ends_at": sa.DateTime(timezone=True),
         "heartbeat_deadline": sa.DateTime(timezone=True),
