@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     # Seconds a signing process trusts its loaded keyring before checking the directory for rotations.
     keyring_refresh_seconds: float = 5.0
 
+    # The poll path: how stale a cached activation or license may be, and how often check-ins are written.
+    poll_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    checkin_flush_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Scheduler: the lifecycle sweep and webhook deliveries. serve runs them in-process unless told not to.
+    sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    webhook_interval_seconds: float = Field(default=5.0, gt=0)
+    # Unauthenticated routes (activate, validate): requests per minute per client address and per license key.
+    rate_limit_per_address: int = Field(default=60, ge=1)
+    rate_limit_per_license_key: int = Field(default=20, ge=1)
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -1,4 +1,8 @@
-"""The claims of a signed license document (schema version 1; see docs/license-document.md)."""
+"""The claims of a signed license document (schema version 1; see docs/license-document.md).
+
+``license_content`` is everything but the time claims; the poll path compares it to decide whether a cached
+signed document still says the right thing, and re-signs only when it changed or nears its TTL.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+from license_server.deployments.usage import LIMIT_NAMES, NO_USAGE, UsageSummary, is_over
 from license_server.licenses.models import Customer, License, Plan
 from license_server.licenses.terms import LicenseTerms
 from license_server.lifecycle.status import StatusResult
@@ -17,7 +22,7 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def build_license_claims(
+def license_content(
     *,
     license: License,
     customer: Customer,
@@ -25,22 +30,22 @@ def build_license_claims(
     terms: LicenseTerms,
     status: StatusResult,
     issuer: str,
-    now: datetime,
-    ttl: timedelta,
+    usage: UsageSummary = NO_USAGE,
 ) -> dict[str, Any]:
-    issued_at = int(now.timestamp())
-    limits = {
-        name: getattr(terms, name).model_dump(mode="json")
-        for name in ("workspaces", "members_per_workspace", "licensed_seats")
-    }
+    limits = {}
+    for name in LIMIT_NAMES:
+        limit = getattr(terms, name)
+        used = usage.used(name)
+        limits[name] = {
+            "enabled": limit.enabled,
+            "limit": limit.limit,
+            "used": used,
+            "over_limit": is_over(limit, used),
+        }
     return {
         "ver": SCHEMA_VERSION,
         "iss": issuer,
         "sub": str(license.id),
-        "jti": secrets.token_hex(16),
-        "iat": issued_at,
-        "nbf": issued_at,
-        "exp": issued_at + int(ttl.total_seconds()),
         "license_id": str(license.id),
         "customer": {"id": str(customer.id), "name": customer.name, "external_id": customer.external_id},
         "plan": {"id": str(plan.id), "code": plan.code, "name": plan.name} if plan else None,
@@ -55,6 +60,7 @@ def build_license_claims(
         "heartbeat_window_days": terms.heartbeat_window_days,
         "max_activations": terms.max_activations,
         "limits": limits,
+        "over_limit": any(item["over_limit"] for item in limits.values()),
         "sso": terms.sso.model_dump(mode="json"),
         "login": terms.login.model_dump(mode="json"),
         "webapp_auth": terms.webapp_auth.model_dump(mode="json"),
@@ -63,3 +69,32 @@ def build_license_claims(
         "workspace_policy": terms.workspace_policy.model_dump(mode="json"),
         "entitlements": dict(terms.entitlements),
     }
+
+
+def with_time_claims(content: dict[str, Any], *, now: datetime, ttl: timedelta) -> dict[str, Any]:
+    issued_at = int(now.timestamp())
+    return {
+        **content,
+        "jti": secrets.token_hex(16),
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": issued_at + int(ttl.total_seconds()),
+    }
+
+
+def build_license_claims(
+    *,
+    license: License,
+    customer: Customer,
+    plan: Plan | None,
+    terms: LicenseTerms,
+    status: StatusResult,
+    issuer: str,
+    now: datetime,
+    ttl: timedelta,
+    usage: UsageSummary = NO_USAGE,
+) -> dict[str, Any]:
+    content = license_content(
+        license=license, customer=customer, plan=plan, terms=terms, status=status, issuer=issuer, usage=usage
+    )
+    return with_time_claims(content, now=now, ttl=ttl)

@@ -71,6 +71,9 @@ class License(Base):
     # Materialised from compute_status for queries and counts; reads always recompute.
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str] = mapped_column(String(32))
+    # Set by the sweep when it moves the status, so it can emit events for exactly the rows it changed.
+    previous_status: Mapped[str | None] = mapped_column(String(16))
+    status_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

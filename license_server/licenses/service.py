@@ -21,6 +21,7 @@ from license_server.auth.audit import record_audit
 from license_server.auth.hashing import SecretHasher
 from license_server.auth.tokens import Actor
 from license_server.clock import Clock, utcnow
+from license_server.deployments.usage import usage_summary
 from license_server.errors import (
     AlreadyExists,
     CustomerNotFound,
@@ -31,6 +32,7 @@ from license_server.errors import (
     PlanNotFound,
     ValidationFailed,
 )
+from license_server.events.service import EventType, emit_event
 from license_server.licenses.documents import build_license_claims
 from license_server.licenses.license_keys import generate_license_key, key_hint
 from license_server.licenses.models import Customer, License, Plan
@@ -325,12 +327,15 @@ async def _act(
     action: str,
     detail: dict[str, Any],
     clock: Clock,
+    event: EventType | None = None,
 ) -> LicenseView:
-    """Finish an action: refresh the materialised status, audit, commit."""
+    """Finish an action: refresh the materialised status, audit, emit the domain event, commit."""
     now = clock()
     license.updated_at = now
     view = _view(license, now)
     license.refresh(view.terms, now)
+    if event is not None:
+        emit_event(session, type=event, license_id=license.id, data={"reason": detail.get("reason", "")}, clock=clock)
     await record_audit(
         session,
         actor=actor,
@@ -403,6 +408,7 @@ async def renew_license(
         action="license.renewed",
         detail={"previous_expires_at": previous.isoformat(), "expires_at": expires_at.isoformat()},
         clock=clock,
+        event=EventType.LICENSE_RENEWED,
     )
 
 
@@ -413,7 +419,15 @@ async def suspend_license(
     if license.is_suspended:
         raise InvalidTransition("the license is already suspended", field="license_id")
     license.suspend(clock())
-    return await _act(session, license, actor=actor, action="license.suspended", detail={"reason": reason}, clock=clock)
+    return await _act(
+        session,
+        license,
+        actor=actor,
+        action="license.suspended",
+        detail={"reason": reason},
+        clock=clock,
+        event=EventType.LICENSE_SUSPENDED,
+    )
 
 
 async def reinstate_license(
@@ -423,7 +437,15 @@ async def reinstate_license(
     if not license.is_suspended:
         raise InvalidTransition("only a suspended license can be reinstated", field="license_id")
     license.reinstate()
-    return await _act(session, license, actor=actor, action="license.reinstated", detail={}, clock=clock)
+    return await _act(
+        session,
+        license,
+        actor=actor,
+        action="license.reinstated",
+        detail={},
+        clock=clock,
+        event=EventType.LICENSE_REINSTATED,
+    )
 
 
 async def revoke_license(
@@ -431,7 +453,15 @@ async def revoke_license(
 ) -> LicenseView:
     license = await _mutable_license(session, license_id)
     license.revoke(clock())
-    return await _act(session, license, actor=actor, action="license.revoked", detail={"reason": reason}, clock=clock)
+    return await _act(
+        session,
+        license,
+        actor=actor,
+        action="license.revoked",
+        detail={"reason": reason},
+        clock=clock,
+        event=EventType.LICENSE_REVOKED,
+    )
 
 
 async def rotate_license_key(
@@ -456,7 +486,9 @@ async def license_document(
     """The signed document. Revoked and suspended licenses get one too: it is how deployments learn of it."""
     now = clock()
     view = _view(await _load_license(session, license_id), now)
+    usage = await usage_summary(session, license_id)
     claims = build_license_claims(
+        usage=usage,
         license=view.license,
         customer=view.customer,
         plan=view.plan,

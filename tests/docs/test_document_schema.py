@@ -171,7 +171,7 @@ def test_license_with_plan_and_rich_terms_matches_the_schema() -> None:
     assert claims["plan"]["code"] == "enterprise"
     assert claims["sso"]["enforced_for_signin"] is True
     assert claims["sso"]["signin_protocol"] == "saml"
-    assert claims["limits"]["licensed_seats"] == {"enabled": True, "limit": 5000}
+    assert claims["limits"]["licensed_seats"] == {"enabled": True, "limit": 5000, "used": 0, "over_limit": False}
     assert claims["entitlements"] == {"audit_log": True, "api.rate-limit": 1000, "support_tier": "gold", "max_apps": 0}
     assert {type(v) for v in claims["entitlements"].values()} == {bool, int, str}
     assert claims["starts_at"] == "2025-06-01T08:30:15.123456Z"

@@ -58,7 +58,7 @@ def test_issue_document_and_verify_through_the_cli(cli: Cli) -> None:
     claims = json.loads(cli.run("verify", "license.jws", "--root-key", "keys/root.pub", "--json").stdout)
     assert claims["valid"] is True
     assert claims["claims"]["license_id"] == issued["id"]
-    assert claims["claims"]["limits"]["workspaces"] == {"enabled": True, "limit": 10}
+    assert claims["claims"]["limits"]["workspaces"] == {"enabled": True, "limit": 10, "used": 0, "over_limit": False}
     assert issued["key"] not in (cli.cwd / "license.jws").read_text()
 
 

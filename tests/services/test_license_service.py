@@ -246,7 +246,7 @@ async def test_document_is_signed_and_carries_the_computed_status(
     claims = verifier.verify(token).claims
     assert claims["license_id"] == str(license_id)
     assert (claims["status"], claims["status_reason"]) == ("inactive", "SUSPENDED")
-    assert claims["limits"]["workspaces"] == {"enabled": True, "limit": 5}
+    assert claims["limits"]["workspaces"] == {"enabled": True, "limit": 5, "used": 0, "over_limit": False}
     assert claims["exp"] - claims["iat"] == DAY.total_seconds()
     assert claims["iss"] == "test-issuer"
     assert issued.key not in token
