@@ -51,7 +51,9 @@ def problem_response(
 
 def _handle_domain_error(_: Request[Any, Any, Any], exc: LicenseServerError) -> Response[Problem]:
     errors = [FieldProblem(field=e.field, message=e.message) for e in exc.field_errors]
-    return problem_response(exc.status_code, exc.code, exc.detail, exc.title, errors)
+    response = problem_response(exc.status_code, exc.code, exc.detail, exc.title, errors)
+    response.headers.update(exc.headers)
+    return response
 
 
 def _field_of(item: dict[str, Any]) -> str:

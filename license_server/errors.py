@@ -19,6 +19,7 @@ class LicenseServerError(Exception):
     status_code = 500
     code = "internal_error"
     title = "Internal error"
+    headers: dict[str, str] = {}
 
     def __init__(self, detail: str | None = None, *, field: str | None = None, code: str | None = None) -> None:
         self.detail = detail or self.title
@@ -123,3 +124,43 @@ class KeyringError(LicenseServerError):
     status_code = 503
     code = "keyring_unavailable"
     title = "Signing keys are unavailable"
+
+
+class ActivationNotFound(NotFound):
+    code = "activation_not_found"
+    title = "Activation not found"
+
+
+class LicenseKeyNotFound(NotFound):
+    """Unknown and malformed keys get this same answer, so a guess learns nothing about which keys exist."""
+
+    code = "license_key_not_found"
+    title = "No license matches this key"
+
+
+class LicenseNotUsable(LicenseServerError):
+    """The license exists but cannot be activated now; ``code`` says why (revoked, suspended, ...)."""
+
+    status_code = 403
+    code = "license_not_usable"
+    title = "The license cannot be used now"
+
+
+class TooManyActivations(Conflict):
+    code = "too_many_activations"
+    title = "All of the license's activations are in use"
+
+
+class InvalidDeploymentToken(AuthenticationRequired):
+    code = "invalid_deployment_token"
+    title = "A valid deployment token is required"
+
+
+class RateLimited(LicenseServerError):
+    status_code = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail or f"too many requests; retry after {retry_after} s")
+        self.headers = {"Retry-After": str(retry_after)}

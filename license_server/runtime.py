@@ -10,6 +10,7 @@ from license_server.auth.hashing import SecretHasher
 from license_server.clock import Clock, utcnow
 from license_server.config import Settings
 from license_server.db.session import create_engine, create_session_factory
+from license_server.deployments.runtime_state import PollState
 from license_server.signing.keys import KeyStore, resolve_passphrase
 from license_server.signing.service import Signer
 
@@ -29,6 +30,14 @@ class Runtime:
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     clock: Clock = field(default=utcnow)
+    poll_state: PollState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.poll_state = PollState(
+            cache_seconds=self.settings.poll_cache_seconds,
+            rate_limit_per_address=self.settings.rate_limit_per_address,
+            rate_limit_per_license_key=self.settings.rate_limit_per_license_key,
+        )
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock = utcnow) -> Runtime:

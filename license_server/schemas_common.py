@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
-EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _date_means_midnight_utc(value: Any) -> Any:
@@ -29,7 +29,8 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("a timestamp needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
     value = value.astimezone(UTC)
     if not EARLIEST <= value < LATEST:
-        raise ValueError("must be between 1970-01-02 and 9998-12-31")
+        # far enough from 9999 that expiry + grace (up to 10 years) still fits in a datetime
+        raise ValueError("must be between 1970-01-02 and 8999-12-31")
     return value
 
 

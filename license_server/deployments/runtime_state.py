@@ -1,0 +1,168 @@
+"""Per-process state of the poll path: short-lived caches, the check-in buffer and rate-limit windows.
+
+Nothing here is authoritative: every replica can rebuild it from the database, and losing it (a restart) costs at
+most the check-ins of the last flush interval.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from license_server.deployments.usage import UsageSummary
+from license_server.licenses.service import LicenseView
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class TTLCache(Generic[K, V]):
+    """A bounded cache whose entries expire after ``ttl`` seconds (the poll path's bounded staleness)."""
+
+    def __init__(self, ttl: float, max_entries: int = 100_000, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._monotonic = monotonic
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._monotonic():
+            self._entries.pop(key, None)
+            return None
+        return entry[1]
+
+    def put(self, key: K, value: V) -> None:
+        if self._ttl <= 0:
+            return
+        self._entries[key] = (self._monotonic() + self._ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+@dataclass(frozen=True)
+class CheckIn:
+    license_id: uuid.UUID
+    at: datetime
+    heartbeat_seconds: int
+
+
+class CheckInBuffer:
+    """Check-ins from polls, coalesced per activation until the next flush writes them in one batch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[uuid.UUID, CheckIn] = {}
+
+    def record(self, activation_id: uuid.UUID, check_in: CheckIn) -> None:
+        with self._lock:
+            self._pending[activation_id] = check_in
+
+    def drain(self) -> dict[uuid.UUID, CheckIn]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            return pending
+
+    def restore(self, pending: dict[uuid.UUID, CheckIn]) -> None:
+        """Put back check-ins a failed flush could not write (newer ones win)."""
+        with self._lock:
+            for activation_id, check_in in pending.items():
+                current = self._pending.get(activation_id)
+                if current is None or current.at < check_in.at:
+                    self._pending[activation_id] = check_in
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
+class RateLimiter:
+    """At most ``limit`` requests per key per ``window`` seconds (a sliding log, bounded in memory)."""
+
+    def __init__(
+        self, limit: int, window: float = 60.0, max_keys: int = 100_000, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self._window = window
+        self._max_keys = max_keys
+        self._monotonic = monotonic
+        self._hits: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> int | None:
+        """Count a request; None if allowed, else the seconds until it would be."""
+        now = self._monotonic()
+        with self._lock:
+            hits = [t for t in self._hits.get(key, ()) if t > now - self._window]
+            if len(hits) >= self.limit:
+                self._hits[key] = hits
+                return max(1, math.ceil(hits[0] + self._window - now))
+            hits.append(now)
+            self._hits[key] = hits
+            self._hits.move_to_end(key)
+            while len(self._hits) > self._max_keys:
+                self._hits.popitem(last=False)
+            return None
+
+
+@dataclass(frozen=True)
+class ActivationSnapshot:
+    id: uuid.UUID
+    license_id: uuid.UUID
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class LicenseSnapshot:
+    """A license as loaded from the database, treated as immutable until it expires from the cache."""
+
+    view: LicenseView
+    usage: UsageSummary
+
+
+@dataclass(frozen=True)
+class CachedDocument:
+    content_hash: str
+    token: str
+    etag: str
+    refresh_after: float  # epoch seconds: past this the document is re-signed even if its content is unchanged
+
+
+@dataclass
+class PollState:
+    """Everything the deployment API keeps in memory, held by the Runtime."""
+
+    cache_seconds: float
+    rate_limit_per_address: int = 60
+    rate_limit_per_license_key: int = 20
+    activations: TTLCache[str, ActivationSnapshot] = field(init=False)
+    licenses: TTLCache[uuid.UUID, LicenseSnapshot] = field(init=False)
+    documents: dict[uuid.UUID, CachedDocument] = field(default_factory=dict)
+    address_limiter: RateLimiter = field(init=False)
+    license_key_limiter: RateLimiter = field(init=False)
+    check_ins: CheckInBuffer = field(default_factory=CheckInBuffer)
+
+    def __post_init__(self) -> None:
+        self.activations = TTLCache(self.cache_seconds)
+        self.licenses = TTLCache(self.cache_seconds)
+        self.address_limiter = RateLimiter(self.rate_limit_per_address)
+        self.license_key_limiter = RateLimiter(self.rate_limit_per_license_key)
+
+    def forget_license(self, license_id: uuid.UUID) -> None:
+        self.licenses.discard(license_id)
+        self.documents.pop(license_id, None)

@@ -1,0 +1,490 @@
+"""The deployment API's services: activate, poll, validate, report usage, deactivate.
+
+Polls are the hot path: they read through short-lived caches (bounded staleness, ``poll_cache_seconds``), reuse the
+signed document until its content changes or it nears its TTL, and record check-ins in memory for a batched write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from license_server.clock import Clock, utcnow
+from license_server.deployments.models import Activation, UsageReport
+from license_server.deployments.runtime_state import (
+    ActivationSnapshot,
+    CachedDocument,
+    CheckIn,
+    LicenseSnapshot,
+    PollState,
+)
+from license_server.deployments.usage import UsageSummary, usage_summary
+from license_server.errors import (
+    ActivationNotFound,
+    InvalidDeploymentToken,
+    LicenseKeyNotFound,
+    LicenseNotUsable,
+    PermissionDenied,
+    RateLimited,
+    TooManyActivations,
+    ValidationFailed,
+)
+from license_server.events.service import EventType, emit_event
+from license_server.licenses.documents import license_content, with_time_claims
+from license_server.licenses.license_keys import normalise_license_key
+from license_server.licenses.models import License
+from license_server.licenses.service import LicenseView
+from license_server.lifecycle.status import Reason, Status, StatusResult, compute_status
+
+if TYPE_CHECKING:
+    from license_server.runtime import Runtime
+
+DEPLOYMENT_TOKEN_PREFIX = "lsdt_"  # noqa: S105 - a public prefix that makes tokens recognisable
+VALIDATION_TYPE = "license-validation+jwt"
+VALIDATION_TTL = timedelta(minutes=5)
+# Refusal codes of activation, by the reason the status function gives.
+UNUSABLE = {
+    Reason.REVOKED: ("license_revoked", "the license has been revoked"),
+    Reason.SUSPENDED: ("license_suspended", "the license is suspended"),
+    Reason.NOT_STARTED: ("license_not_started", "the license has not started yet"),
+    Reason.EXPIRED: ("license_expired", "the license has expired"),
+}
+
+
+def generate_deployment_token() -> str:
+    return DEPLOYMENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+# -- lookups ----------------------------------------------------------------------------------------------------
+async def _license_by_key(session: AsyncSession, runtime: Runtime, license_key: str) -> License | None:
+    """Every key, well-formed or not, costs one HMAC and one indexed lookup: timing says nothing about existence."""
+    digest = runtime.hasher.digest(normalise_license_key(license_key))
+    return await session.scalar(
+        select(License)
+        .where(License.key_hash == digest)
+        .options(selectinload(License.customer), selectinload(License.plan))
+    )
+
+
+def _view(license: License, now: datetime) -> LicenseView:
+    terms = license.effective_terms(license.plan)
+    return LicenseView(license, license.customer, license.plan, terms, compute_status(license.facts(terms), now))
+
+
+async def _load_snapshot(session: AsyncSession, license_id: uuid.UUID, now: datetime) -> LicenseSnapshot:
+    license = await session.scalar(
+        select(License)
+        .where(License.id == license_id)
+        .options(selectinload(License.customer), selectinload(License.plan))
+    )
+    if license is None:  # deleted under a live token: treat the token as unknown
+        raise InvalidDeploymentToken("the deployment token is unknown or deactivated")
+    return LicenseSnapshot(view=_view(license, now), usage=await usage_summary(session, license_id))
+
+
+async def _license_snapshot(runtime: Runtime, license_id: uuid.UUID, now: datetime) -> LicenseSnapshot:
+    state = runtime.poll_state
+    snapshot = state.licenses.get(license_id)
+    if snapshot is None:
+        async with runtime.session_factory() as session:
+            snapshot = await _load_snapshot(session, license_id, now)
+        state.licenses.put(license_id, snapshot)
+    return snapshot
+
+
+async def authenticate_deployment(runtime: Runtime, token: str | None) -> ActivationSnapshot:
+    if not token or not token.startswith(DEPLOYMENT_TOKEN_PREFIX) or len(token) > 128:
+        raise InvalidDeploymentToken("send Authorization: Bearer <deployment token>")
+    digest = runtime.hasher.digest(token)
+    state = runtime.poll_state
+    snapshot = state.activations.get(digest)
+    if snapshot is None:
+        async with runtime.session_factory() as session:
+            activation = await session.scalar(
+                select(Activation).where(Activation.token_hash == digest, Activation.deactivated_at.is_(None))
+            )
+        if activation is None:
+            raise InvalidDeploymentToken("the deployment token is unknown or deactivated")
+        snapshot = ActivationSnapshot(activation.id, activation.license_id, activation.fingerprint)
+        state.activations.put(digest, snapshot)
+    return snapshot
+
+
+# -- documents --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SignedDocument:
+    token: str
+    etag: str
+
+
+def _status_checked_in(view: LicenseView, now: datetime) -> StatusResult:
+    """The status as of this request, counting the request itself as a check-in."""
+    facts = replace(view.license.facts(view.terms), last_check_in_at=now)
+    if facts.first_activated_at is None:
+        facts = replace(facts, first_activated_at=now)
+    return compute_status(facts, now)
+
+
+def document_for(runtime: Runtime, snapshot: LicenseSnapshot, status: StatusResult, now: datetime) -> SignedDocument:
+    """The signed document for this content: reused while unchanged and fresh, re-signed otherwise."""
+    view = snapshot.view
+    content = license_content(
+        license=view.license,
+        customer=view.customer,
+        plan=view.plan,
+        terms=view.terms,
+        status=status,
+        issuer=runtime.settings.issuer,
+        usage=snapshot.usage,
+    )
+    content_hash = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    state: PollState = runtime.poll_state
+    cached = state.documents.get(view.license.id)
+    now_ts = now.timestamp()
+    if cached is not None and cached.content_hash == content_hash and now_ts < cached.refresh_after:
+        return SignedDocument(cached.token, cached.etag)
+    ttl = runtime.settings.document_ttl
+    token = runtime.signer.sign(with_time_claims(content, now=now, ttl=ttl))
+    etag = '"' + hashlib.sha256(token.encode()).hexdigest()[:32] + '"'
+    # Re-sign once half the TTL has passed, so clients always hold a document with plenty of life left.
+    state.documents[view.license.id] = CachedDocument(content_hash, token, etag, now_ts + ttl.total_seconds() / 2)
+    return SignedDocument(token, etag)
+
+
+# -- activation -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ActivationResult:
+    activation: Activation
+    token: str | None  # None when an existing activation was returned without re-issuing its token
+    created: bool
+    document: SignedDocument
+
+
+def check_rate_limits(runtime: Runtime, *, address: str | None, license_key: str | None) -> None:
+    state = runtime.poll_state
+    retry = state.address_limiter.hit(f"address:{address or 'unknown'}")
+    if retry is None and license_key is not None:
+        retry = state.license_key_limiter.hit(runtime.hasher.digest(normalise_license_key(license_key)))
+    if retry is not None:
+        raise RateLimited(retry)
+
+
+async def _lock_license(session: AsyncSession, license_id: uuid.UUID) -> None:
+    """Take the license's write lock before counting its seats.
+
+    A no-op UPDATE is the one statement that locks on both backends: the row lock on PostgreSQL, and on SQLite the
+    database write lock, taken before the transaction has read anything (so no stale snapshot can be upgraded).
+    """
+    await session.execute(update(License).where(License.id == license_id).values(updated_at=License.updated_at))
+
+
+async def activate(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    license_key: str,
+    fingerprint: str,
+    hostname: str | None = None,
+    product_version: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    reissue_token: bool = False,
+    clock: Clock = utcnow,
+) -> ActivationResult:
+    now = clock()
+    license = await _license_by_key(session, runtime, license_key)
+    if license is None:
+        raise LicenseKeyNotFound("no license matches this key", field="license_key")
+    view = _view(license, now)
+    refusal = UNUSABLE.get(view.status.reason)
+    if refusal and not (view.status.reason is Reason.EXPIRED and view.terms.enforcement.value == "maintain"):
+        raise LicenseNotUsable(refusal[1], field="license_key", code=refusal[0])
+
+    await _lock_license(session, license.id)
+    existing = await session.scalar(
+        select(Activation).where(
+            Activation.license_id == license.id,
+            Activation.fingerprint == fingerprint,
+            Activation.deactivated_at.is_(None),
+        )
+    )
+    token: str | None = None
+    heartbeat = view.terms.heartbeat_window
+    if existing is not None:
+        activation, created = existing, False
+        activation.last_seen_at, activation.heartbeat_deadline, activation.lost_at = now, now + heartbeat, None
+        if reissue_token:
+            token = generate_deployment_token()
+            activation.token_hash, activation.token_hint = runtime.hasher.digest(token), token[-4:]
+            runtime.poll_state.activations.clear()  # the old token must stop working here at once
+    else:
+        live = await session.scalar(
+            select(func.count())
+            .select_from(Activation)
+            .where(Activation.license_id == license.id, Activation.deactivated_at.is_(None))
+        )
+        seats = view.terms.max_activations
+        if seats and (live or 0) >= seats:
+            raise TooManyActivations(f"all {seats} activations of this license are in use", field="fingerprint")
+        token = generate_deployment_token()
+        activation = Activation(
+            license_id=license.id,
+            fingerprint=fingerprint,
+            hostname=hostname,
+            product_version=product_version,
+            extra_metadata=metadata or {},
+            token_hash=runtime.hasher.digest(token),
+            token_hint=token[-4:],
+            created_at=now,
+            last_seen_at=now,
+            heartbeat_deadline=now + heartbeat,
+        )
+        session.add(activation)
+        await session.flush()
+        created = True
+        emit_event(
+            session,
+            type=EventType.ACTIVATION_CREATED,
+            license_id=license.id,
+            activation_id=activation.id,
+            data={"fingerprint": fingerprint, "hostname": hostname},
+            clock=clock,
+        )
+    if license.first_activated_at is None:
+        license.first_activated_at = now
+        emit_event(session, type=EventType.LICENSE_ACTIVATED, license_id=license.id, clock=clock)
+    license.last_check_in_at = now
+    result = license.refresh(view.terms, now)
+    await session.commit()
+    runtime.poll_state.forget_license(license.id)
+    snapshot = LicenseSnapshot(view=_view(license, now), usage=await usage_summary(session, license.id))
+    document = document_for(runtime, snapshot, result, now)
+    return ActivationResult(activation=activation, token=token, created=created, document=document)
+
+
+# -- polling ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PollResult:
+    document: SignedDocument
+    not_modified: bool
+
+
+async def poll(runtime: Runtime, *, token: str | None, if_none_match: str | None) -> PollResult:
+    now = runtime.clock()
+    activation = await authenticate_deployment(runtime, token)
+    snapshot = await _license_snapshot(runtime, activation.license_id, now)
+    runtime.poll_state.check_ins.record(
+        activation.id,
+        CheckIn(activation.license_id, now, int(snapshot.view.terms.heartbeat_window.total_seconds())),
+    )
+    document = document_for(runtime, snapshot, _status_checked_in(snapshot.view, now), now)
+    not_modified = if_none_match is not None and document.etag in {tag.strip() for tag in if_none_match.split(",")}
+    return PollResult(document=document, not_modified=not_modified)
+
+
+# -- validation -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ValidationOutcome:
+    valid: bool
+    code: str
+    detail: str
+    status: str
+    nonce: str
+    ts: int
+    signed: str
+
+
+async def _validation_verdict(
+    session: AsyncSession, runtime: Runtime, license_key: str, fingerprint: str | None, now: datetime
+) -> tuple[bool, str, str, str, uuid.UUID | None]:
+    """The ordered guard clauses; the first that fails decides. (valid, code, detail, status, license id)."""
+    license = await _license_by_key(session, runtime, license_key)
+    if license is None:
+        return False, "NOT_FOUND", "no license matches this key", Status.NONE.value, None
+    view = _view(license, now)
+    status, reason = view.status.status.value, view.status.reason
+    for guard in (Reason.REVOKED, Reason.SUSPENDED, Reason.NOT_STARTED):
+        if reason is guard:
+            return False, guard.value, UNUSABLE[guard][1], status, license.id
+    maintained = reason is Reason.EXPIRED and view.terms.enforcement.value == "maintain"
+    if reason is Reason.EXPIRED and not maintained:
+        return False, "EXPIRED", "the license has expired", status, license.id
+    live = list(
+        await session.scalars(
+            select(Activation).where(Activation.license_id == license.id, Activation.deactivated_at.is_(None))
+        )
+    )
+    if not live:
+        return False, "NO_ACTIVATION", "the license has no activations", status, license.id
+    if fingerprint is not None:
+        match = next((a for a in live if a.fingerprint == fingerprint), None)
+        if match is None:
+            return False, "FINGERPRINT_MISMATCH", "no activation has this fingerprint", status, license.id
+        if match.heartbeat_deadline < now:
+            return False, "HEARTBEAT_DEAD", "this activation has not checked in within its window", status, license.id
+    seats = view.terms.max_activations
+    if seats and len(live) > seats:
+        return False, "TOO_MANY_ACTIVATIONS", f"{len(live)} activations exceed the {seats} allowed", status, license.id
+    if maintained:
+        return True, "EXPIRED", "expired; enforcement 'maintain' keeps existing deployments working", status, license.id
+    detail = "the license is valid" if status == "active" else f"the license is valid ({reason.value})"
+    return True, "VALID", detail, status, license.id
+
+
+async def validate(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    license_key: str,
+    nonce: str,
+    fingerprint: str | None = None,
+    clock: Clock = utcnow,
+) -> ValidationOutcome:
+    now = clock()
+    valid, code, detail, status, license_id = await _validation_verdict(session, runtime, license_key, fingerprint, now)
+    ts = int(now.timestamp())
+    claims: dict[str, Any] = {
+        "ver": 1,
+        "iss": runtime.settings.issuer,
+        "valid": valid,
+        "code": code,
+        "detail": detail,
+        "status": status,
+        "nonce": nonce,
+        "ts": ts,
+        "iat": ts,
+        "nbf": ts,
+        "exp": ts + int(VALIDATION_TTL.total_seconds()),
+    }
+    if license_id is not None:
+        claims["license_id"] = str(license_id)
+    signed = runtime.signer.sign(claims, typ=VALIDATION_TYPE)
+    return ValidationOutcome(valid, code, detail, status, nonce, ts, signed)
+
+
+# -- usage ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkspaceUsage:
+    id: str
+    members: int
+
+
+@dataclass(frozen=True)
+class UsageOutcome:
+    report_id: int
+    duplicate: bool
+    usage: UsageSummary
+    over_limits: list[str]
+
+
+async def report_usage(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    activation: ActivationSnapshot,
+    measured_at: datetime,
+    workspaces: list[WorkspaceUsage],
+    seats_used: int,
+    idempotency_key: str,
+    clock: Clock = utcnow,
+) -> UsageOutcome:
+    now = clock()
+    if measured_at > now + timedelta(minutes=5):
+        raise ValidationFailed("measured_at is in the future", field="measured_at")
+    if len({w.id for w in workspaces}) != len(workspaces):
+        raise ValidationFailed("workspace ids must be unique", field="workspaces")
+    license = await session.get(License, activation.license_id, options=[selectinload(License.plan)])
+    if license is None:
+        raise InvalidDeploymentToken("the deployment token is unknown or deactivated")
+    terms = license.effective_terms(license.plan)
+    previous = await session.scalar(
+        select(UsageReport).where(
+            UsageReport.activation_id == activation.id, UsageReport.idempotency_key == idempotency_key
+        )
+    )
+    if previous is not None:
+        usage = await usage_summary(session, license.id)
+        return UsageOutcome(previous.id, True, usage, usage.over_limits(terms))
+    before = await usage_summary(session, license.id)
+    report = UsageReport(
+        activation_id=activation.id,
+        license_id=license.id,
+        idempotency_key=idempotency_key,
+        measured_at=measured_at,
+        received_at=now,
+        seats_used=seats_used,
+        workspace_count=len(workspaces),
+        max_members=max((w.members for w in workspaces), default=0),
+        workspaces=[{"id": w.id, "members": w.members} for w in workspaces],
+    )
+    session.add(report)
+    try:
+        await session.flush()
+    except IntegrityError:  # the same idempotency key, concurrently: the other request stored it
+        await session.rollback()
+        return await report_usage(
+            session,
+            runtime=runtime,
+            activation=activation,
+            measured_at=measured_at,
+            workspaces=workspaces,
+            seats_used=seats_used,
+            idempotency_key=idempotency_key,
+            clock=clock,
+        )
+    after = await usage_summary(session, license.id)
+    over = after.over_limits(terms)
+    newly_over = [name for name in over if name not in before.over_limits(terms)]
+    if newly_over:
+        emit_event(
+            session,
+            type=EventType.USAGE_OVER_LIMIT,
+            license_id=license.id,
+            activation_id=activation.id,
+            data={name: {"limit": getattr(terms, name).limit, "used": after.used(name)} for name in newly_over},
+            clock=clock,
+        )
+    await session.commit()
+    runtime.poll_state.forget_license(license.id)
+    return UsageOutcome(report.id, False, after, over)
+
+
+# -- deactivation -----------------------------------------------------------------------------------------------
+async def deactivate(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    activation_id: uuid.UUID,
+    by: str,
+    own_activation: ActivationSnapshot | None = None,
+    clock: Clock = utcnow,
+) -> Activation:
+    """Free the seat. A deployment may deactivate only itself; admins (``own_activation`` None) any activation."""
+    if own_activation is not None and own_activation.id != activation_id:
+        raise PermissionDenied("a deployment token may deactivate only its own activation")
+    activation = await session.get(Activation, activation_id)
+    if activation is None:
+        raise ActivationNotFound(f"no activation with id {activation_id}", field="activation_id")
+    if activation.deactivated_at is None:
+        activation.deactivated_at, activation.deactivated_by = clock(), by
+        emit_event(
+            session,
+            type=EventType.ACTIVATION_DEACTIVATED,
+            license_id=activation.license_id,
+            activation_id=activation.id,
+            data={"by": by},
+            clock=clock,
+        )
+        await session.commit()
+    runtime.poll_state.activations.clear()
+    runtime.poll_state.forget_license(activation.license_id)
+    return activation
