@@ -20,7 +20,9 @@ from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
 from license_server.config import Settings
 from license_server.db.session import session_scope
+from license_server.deployments.controllers import AdminActivationController, DeploymentController
 from license_server.errors import LicenseServerError
+from license_server.events.controllers import EventController, WebhookController, WebhookDeliveryController
 from license_server.health.controllers import HealthController
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
 from license_server.runtime import Runtime
@@ -32,14 +34,18 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 ADMIN_PREFIX = "/v1/admin"
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 ADMIN_CONTROLLERS = [
+    AdminActivationController,
     CustomerController,
     PlanController,
     LicenseController,
     TokenController,
     AuditController,
     KeyController,
+    WebhookController,
+    WebhookDeliveryController,
+    EventController,
 ]
-PUBLIC_CONTROLLERS = [HealthController, WellKnownController]
+PUBLIC_CONTROLLERS = [HealthController, WellKnownController, DeploymentController]
 
 
 def problem_response(

@@ -71,14 +71,20 @@ def shared_keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return keys_dir
 
 
-def make_settings(data_dir: Path, keys_dir: Path, database_url: str | None) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        keys_dir=keys_dir,
-        database_url=database_url,
-        key_passphrase=PASSPHRASE.decode(),
-        keyring_refresh_seconds=0,
-    )
+def make_settings(data_dir: Path, keys_dir: Path, database_url: str | None, **overrides: Any) -> Settings:
+    """Test settings. No poll caching by default, so tests see every write at once; caching has tests of its own."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "keys_dir": keys_dir,
+        "database_url": database_url,
+        "key_passphrase": PASSPHRASE.decode(),
+        "keyring_refresh_seconds": 0,
+        "poll_cache_seconds": 0,
+        "rate_limit_per_address": 100_000,
+        "rate_limit_per_license_key": 100_000,
+        **overrides,
+    }
+    return Settings(**values)
 
 
 # -- databases ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,232 @@
+"""The deployment API (/v1) and the admin views of activations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+
+from license_server.auth.guards import authorize, bearer_secret, needs
+from license_server.auth.tokens import TOKEN_PREFIX, Permission
+from license_server.dependencies import CurrentActor, Db, RuntimeDep
+from license_server.deployments import service
+from license_server.deployments.models import Activation
+from license_server.deployments.schemas import (
+    ActivateRequest,
+    ActivationCreated,
+    ActivationOut,
+    DeactivatedOut,
+    UsageAccepted,
+    UsageOut,
+    UsageReportIn,
+    ValidateRequest,
+    ValidationOut,
+)
+from license_server.deployments.service import WorkspaceUsage
+from license_server.deployments.views import activation_out, list_activations
+from license_server.schemas_common import Page
+
+LICENSE_DOCUMENT_MEDIA_TYPE = "application/jwt"
+ActivationState = Literal["live", "lost", "deactivated"]
+
+
+def _client_address(request: Request[Any, Any, Any]) -> str | None:
+    return request.client.host if request.client else None
+
+
+class DeploymentController(Controller):
+    path = "/v1"
+    tags = ["deployments"]
+
+    @post(
+        "/activations",
+        summary="Activate a deployment with its license key and fingerprint",
+        description="201 with a new activation, or 200 with the existing one for the same fingerprint (no second "
+        "seat). Rate-limited per client address and per license key.",
+        responses={200: ResponseSpec(ActivationCreated, description="An existing activation for this fingerprint")},
+    )
+    async def activate(
+        self, request: Request[Any, Any, Any], data: JSONBody[ActivateRequest], db: Db, runtime: RuntimeDep
+    ) -> Response[ActivationCreated]:
+        service.check_rate_limits(runtime, address=_client_address(request), license_key=data.license_key)
+        result = await service.activate(
+            db,
+            runtime=runtime,
+            license_key=data.license_key,
+            fingerprint=data.fingerprint,
+            hostname=data.hostname,
+            product_version=data.product_version,
+            metadata=data.metadata,
+            reissue_token=data.reissue_token,
+            clock=runtime.clock,
+        )
+        body = ActivationCreated(
+            activation_id=result.activation.id, deployment_token=result.token, document=result.document.token
+        )
+        return Response(body, status_code=201 if result.created else 200, headers={"ETag": result.document.etag})
+
+    @get(
+        "/license",
+        media_type=LICENSE_DOCUMENT_MEDIA_TYPE,
+        summary="Poll for the signed license document (a check-in)",
+        description="Send the deployment token as a bearer token and the last ETag as If-None-Match: 304 when "
+        "nothing changed.",
+        responses={304: ResponseSpec(None, description="The document is unchanged")},
+    )
+    async def poll(
+        self,
+        request: Request[Any, Any, Any],
+        runtime: RuntimeDep,
+        if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
+    ) -> Response[str]:
+        result = await service.poll(runtime, token=bearer_secret(request), if_none_match=if_none_match)
+        headers = {"ETag": result.document.etag, "Cache-Control": "no-store"}
+        if result.not_modified:
+            return Response("", status_code=304, headers=headers, media_type=LICENSE_DOCUMENT_MEDIA_TYPE)
+        return Response(result.document.token, headers=headers, media_type=LICENSE_DOCUMENT_MEDIA_TYPE)
+
+    @post(
+        "/licenses/validate",
+        status_code=200,
+        summary="Validate a license key (and fingerprint) with a nonce; the answer is signed",
+    )
+    async def validate(
+        self, request: Request[Any, Any, Any], data: JSONBody[ValidateRequest], db: Db, runtime: RuntimeDep
+    ) -> ValidationOut:
+        service.check_rate_limits(runtime, address=_client_address(request), license_key=data.license_key)
+        outcome = await service.validate(
+            db,
+            runtime=runtime,
+            license_key=data.license_key,
+            nonce=data.nonce,
+            fingerprint=data.fingerprint,
+            clock=runtime.clock,
+        )
+        return ValidationOut(
+            valid=outcome.valid,
+            code=outcome.code,
+            detail=outcome.detail,
+            status=outcome.status,
+            nonce=outcome.nonce,
+            ts=outcome.ts,
+            signed=outcome.signed,
+        )
+
+    @post("/usage", status_code=200, summary="Report usage (deployment token); idempotent per idempotency_key")
+    async def usage(
+        self, request: Request[Any, Any, Any], data: JSONBody[UsageReportIn], db: Db, runtime: RuntimeDep
+    ) -> UsageAccepted:
+        activation = await service.authenticate_deployment(runtime, bearer_secret(request))
+        outcome = await service.report_usage(
+            db,
+            runtime=runtime,
+            activation=activation,
+            measured_at=data.measured_at,
+            workspaces=[WorkspaceUsage(w.id, w.members) for w in data.workspaces],
+            seats_used=data.seats_used,
+            idempotency_key=data.idempotency_key,
+            clock=runtime.clock,
+        )
+        usage = outcome.usage
+        return UsageAccepted(
+            report_id=outcome.report_id,
+            duplicate=outcome.duplicate,
+            over_limit=outcome.over_limits,
+            usage=UsageOut(
+                workspaces=usage.workspaces,
+                members_per_workspace=usage.members_per_workspace,
+                licensed_seats=usage.licensed_seats,
+            ),
+        )
+
+    @delete(
+        "/activations/{activation_id:uuid}",
+        status_code=200,
+        summary="Deactivate: free the seat (the deployment's own token, or an admin token)",
+        opt=needs(Permission.MANAGE_LICENSES),
+    )
+    async def deactivate(
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        runtime: RuntimeDep,
+        activation_id: FromPath[uuid.UUID],
+    ) -> DeactivatedOut:
+        secret = bearer_secret(request)
+        if secret is not None and secret.startswith(TOKEN_PREFIX):
+            await authorize(request, request.route_handler)  # admins need manage_licenses
+            by, own = str(request.state.actor.name), None
+        else:
+            own = await service.authenticate_deployment(runtime, secret)
+            by = f"deployment:{own.id}"
+        activation = await service.deactivate(
+            db, runtime=runtime, activation_id=activation_id, by=by, own_activation=own, clock=runtime.clock
+        )
+        assert activation.deactivated_at is not None
+        return DeactivatedOut(activation_id=activation.id, deactivated_at=activation.deactivated_at)
+
+
+class AdminActivationController(Controller):
+    path = "/v1/admin"
+    tags = ["activations"]
+
+    @get(
+        "/licenses/{license_id:uuid}/activations",
+        opt=needs(Permission.READ),
+        summary="A license's activations with fingerprint, host, version, first/last seen and latest usage",
+    )
+    async def for_license(
+        self,
+        db: Db,
+        license_id: FromPath[uuid.UUID],
+        activation_state: Annotated[ActivationState | None, QueryParameter(name="state")] = None,
+    ) -> list[ActivationOut]:
+        items, _ = await list_activations(db, license_id=license_id, state=activation_state)
+        return items
+
+    @get(
+        "/activations",
+        opt=needs(Permission.READ),
+        summary="Activations across licenses, e.g. state=lost for deployments that have gone quiet",
+    )
+    async def list_(
+        self,
+        db: Db,
+        activation_state: Annotated[ActivationState | None, QueryParameter(name="state")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    ) -> Page[ActivationOut]:
+        items, total = await list_activations(db, license_id=None, state=activation_state, limit=limit, offset=offset)
+        return Page(items=items, total=total, limit=limit, offset=offset)
+
+    @post(
+        "/activations/{activation_id:uuid}/deactivate",
+        opt=needs(Permission.MANAGE_LICENSES),
+        status_code=200,
+        summary="Deactivate an activation, freeing its seat",
+    )
+    async def deactivate(
+        self, db: Db, actor: CurrentActor, runtime: RuntimeDep, activation_id: FromPath[uuid.UUID]
+    ) -> ActivationOut:
+        activation: Activation = await service.deactivate(
+            db, runtime=runtime, activation_id=activation_id, by=actor.name, clock=runtime.clock
+        )
+        return activation_out(activation, None)
+
+    @get(
+        "/licenses/{license_id:uuid}/usage",
+        opt=needs(Permission.READ_USAGE),
+        summary="A license's current usage across its deployments",
+    )
+    async def usage(self, db: Db, license_id: FromPath[uuid.UUID]) -> UsageOut:
+        from license_server.deployments.usage import usage_summary
+
+        summary = await usage_summary(db, license_id)
+        return UsageOut(
+            workspaces=summary.workspaces,
+            members_per_workspace=summary.members_per_workspace,
+            licensed_seats=summary.licensed_seats,
+        )

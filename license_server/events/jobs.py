@@ -1,0 +1,34 @@
+"""The webhook job the scheduler runs every few seconds, on every replica: fan out new events, then deliver.
+
+Needs no lease. Both steps are idempotent and take their work with compare-and-set updates, so replicas
+running them at once neither double a delivery nor send the same attempt twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+
+from license_server.events.webhooks import DELIVERY_TIMEOUT_SECONDS, USER_AGENT, deliver_due, fan_out
+
+if TYPE_CHECKING:
+    from license_server.runtime import Runtime
+
+DELIVERIES_PER_RUN = 100
+
+
+async def run_webhook_jobs(runtime: Runtime, *, http_client: httpx.AsyncClient | None = None) -> int:
+    """Run fan-out, then delivery; returns the number of deliveries attempted."""
+    async with runtime.session_factory() as session:
+        await fan_out(session, clock=runtime.clock)
+    if http_client is not None:
+        return await deliver_due(
+            runtime.session_factory, http_client=http_client, clock=runtime.clock, limit=DELIVERIES_PER_RUN
+        )
+    async with httpx.AsyncClient(
+        timeout=DELIVERY_TIMEOUT_SECONDS, follow_redirects=False, headers={"user-agent": USER_AGENT}
+    ) as client:
+        return await deliver_due(
+            runtime.session_factory, http_client=client, clock=runtime.clock, limit=DELIVERIES_PER_RUN
+        )

@@ -1,0 +1,669 @@
+"""Webhook endpoints, fan-out of events into deliveries, and signed delivery with retries (Standard Webhooks).
+
+Three steps, each safe to run on several replicas at once:
+
+- ``fan_out`` turns new events into one pending delivery per matching endpoint. Each endpoint keeps a cursor (the
+  last event id it has seen); the deliveries and the cursor advance are written in one transaction, and the advance
+  is a compare-and-set, so a second or concurrent run that lost the race rolls back and nothing is doubled.
+- ``deliver_due`` claims due deliveries with a compare-and-set on ``next_attempt_at`` (a lease), POSTs the signed
+  event, and records the outcome: success, or another attempt later with exponential backoff and full jitter.
+- The admin actions (create, update, delete, rotate the secret, redeliver) write an audit event, as every action does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, NamedTuple, cast
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import CursorResult, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import license_server
+from license_server.auth.audit import record_audit
+from license_server.auth.tokens import Actor
+from license_server.clock import Clock, utcnow
+from license_server.db.base import new_id
+from license_server.errors import FieldError, NotFound, ValidationFailed
+from license_server.events.models import Event, WebhookDelivery, WebhookEndpoint
+from license_server.events.service import EventType
+
+logger = logging.getLogger("license_server.webhooks")
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+SECRET_BYTES = 32
+MAX_URL_LENGTH = 2048
+
+FAN_OUT_BATCH = 1000
+# PostgreSQL: how long fan-out waits for transactions still writing events before skipping this run.
+FAN_OUT_LOCK_TIMEOUT_MS = 500
+
+DELIVERY_TIMEOUT_SECONDS = 10.0
+DELIVERY_CONCURRENCY = 10
+MAX_ATTEMPTS = 15
+BACKOFF_BASE = timedelta(seconds=5)
+BACKOFF_CAP = timedelta(hours=6)
+BACKOFF_FLOOR = timedelta(seconds=1)
+MAX_ERROR_LENGTH = 500
+USER_AGENT = f"license-server-webhooks/{license_server.__version__}"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class EndpointWithSecret(NamedTuple):
+    endpoint: WebhookEndpoint
+    secret: str  # shown once, in the response to the create or rotate request
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    delivery: WebhookDelivery
+    event_type: str
+
+
+# -- secrets and signatures -------------------------------------------------------------------------------------
+def generate_secret() -> str:
+    """``whsec_`` + base64 of 32 random bytes, as Standard Webhooks specifies."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def _secret_key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def sign(secret: str, *, message_id: str, timestamp: int, body: str) -> str:
+    """The ``webhook-signature`` header value: ``v1,`` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))."""
+    digest = hmac.new(_secret_key(secret), f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def message_id(event_id: int) -> str:
+    """The ``webhook-id``: one per event, so it is the same on every retry and redelivery."""
+    return f"evt_{event_id}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    """The body Standard Webhooks recommends: type, timestamp, and the data (with the ids it concerns)."""
+    data = dict(event.data or {})
+    data.update(
+        event_id=event.id,
+        license_id=str(event.license_id) if event.license_id else None,
+        activation_id=str(event.activation_id) if event.activation_id else None,
+    )
+    return {"type": event.type, "timestamp": _iso(event.occurred_at), "data": data}
+
+
+def backoff_delay(attempts: int, *, rng: random.Random | None = None) -> timedelta:
+    """Full jitter: uniformly random up to min(cap, base * 2^(attempts-1)), but never below the floor."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(attempts - 1, 0))
+    chosen = (rng or _system_random).uniform(0, ceiling.total_seconds())
+    return max(BACKOFF_FLOOR, timedelta(seconds=chosen))
+
+
+_system_random = random.SystemRandom()
+
+
+# -- validation -------------------------------------------------------------------------------------------------
+def _validated_url(url: str) -> str:
+    url = url.strip()
+    problem = "url must be an absolute http:// or https:// URL with a host"
+    if not url or len(url) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 0x20 for c in url):
+        raise ValidationFailed(problem, field="url")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ValidationFailed(problem, field="url") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed(problem, field="url")
+    return url
+
+
+def _validated_event_types(event_types: Sequence[str]) -> list[str]:
+    valid = {t.value for t in EventType}
+    errors = [
+        FieldError(f"event_types.{i}", f"unknown event type; valid types are {', '.join(sorted(valid))}")
+        for i, value in enumerate(event_types)
+        if value not in valid
+    ]
+    if errors:
+        raise ValidationFailed("event_types contains an unknown event type", field="event_types", errors=errors)
+    return list(dict.fromkeys(event_types))  # without duplicates, in the order given
+
+
+def _origin(url: str) -> str:
+    """What the audit log records of a URL: its paths and queries may embed the receiver's own credentials."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+async def _max_event_id(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.coalesce(func.max(Event.id), 0))) or 0)
+
+
+# -- endpoints --------------------------------------------------------------------------------------------------
+async def create_endpoint(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    url: str,
+    event_types: Sequence[str] = (),
+    description: str = "",
+    clock: Clock = utcnow,
+) -> EndpointWithSecret:
+    """A new endpoint receives the events emitted after its creation: its cursor starts at the newest event."""
+    url = _validated_url(url)
+    types = _validated_event_types(event_types)
+    secret = generate_secret()
+    endpoint = WebhookEndpoint(
+        url=url,
+        description=description,
+        event_types=types,
+        secret=secret,
+        enabled=True,
+        created_at=clock(),
+        last_event_id=await _max_event_id(session),
+    )
+    session.add(endpoint)
+    await session.flush()
+    await record_audit(
+        session,
+        actor=actor,
+        action="webhook.created",
+        target_type="webhook",
+        target_id=endpoint.id,
+        detail={"url": _origin(url), "event_types": types},
+        clock=clock,
+    )
+    await session.commit()
+    return EndpointWithSecret(endpoint, secret)
+
+
+async def get_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"no webhook endpoint with id {endpoint_id}", field="endpoint_id", code="webhook_not_found")
+    return endpoint
+
+
+async def list_endpoints(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[WebhookEndpoint], int]:
+    total = await session.scalar(select(func.count()).select_from(WebhookEndpoint))
+    rows = await session.scalars(
+        select(WebhookEndpoint).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id).limit(limit).offset(offset)
+    )
+    return list(rows.all()), int(total or 0)
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    endpoint_id: uuid.UUID,
+    url: str | None = None,
+    event_types: Sequence[str] | None = None,
+    enabled: bool | None = None,
+    description: str | None = None,
+    clock: Clock = utcnow,
+) -> WebhookEndpoint:
+    """Disabling pauses an endpoint: nothing is fanned out or sent to it until it is enabled, then it catches up."""
+    endpoint = await get_endpoint(session, endpoint_id)
+    detail: dict[str, Any] = {}
+    if url is not None:
+        endpoint.url = _validated_url(url)
+        detail["url"] = _origin(endpoint.url)
+    if event_types is not None:
+        endpoint.event_types = detail["event_types"] = _validated_event_types(event_types)
+    if enabled is not None:
+        endpoint.enabled = detail["enabled"] = enabled
+    if description is not None:
+        endpoint.description = description
+        detail["description"] = True
+    await record_audit(
+        session,
+        actor=actor,
+        action="webhook.updated",
+        target_type="webhook",
+        target_id=endpoint.id,
+        detail=detail,
+        clock=clock,
+    )
+    await session.commit()
+    return endpoint
+
+
+async def delete_endpoint(
+    session: AsyncSession, *, actor: Actor, endpoint_id: uuid.UUID, clock: Clock = utcnow
+) -> WebhookEndpoint:
+    """The endpoint and its deliveries go; an attempt in flight finds nothing to record its outcome on."""
+    endpoint = await get_endpoint(session, endpoint_id)
+    await session.delete(endpoint)
+    await record_audit(
+        session,
+        actor=actor,
+        action="webhook.deleted",
+        target_type="webhook",
+        target_id=endpoint.id,
+        detail={"url": _origin(endpoint.url)},
+        clock=clock,
+    )
+    await session.commit()
+    return endpoint
+
+
+async def rotate_secret(
+    session: AsyncSession, *, actor: Actor, endpoint_id: uuid.UUID, clock: Clock = utcnow
+) -> EndpointWithSecret:
+    """Every attempt from now on, retries included, is signed with the new secret only."""
+    endpoint = await get_endpoint(session, endpoint_id)
+    secret = generate_secret()
+    endpoint.secret = secret
+    await record_audit(
+        session,
+        actor=actor,
+        action="webhook.secret_rotated",
+        target_type="webhook",
+        target_id=endpoint.id,
+        clock=clock,
+    )
+    await session.commit()
+    return EndpointWithSecret(endpoint, secret)
+
+
+# -- fan-out ----------------------------------------------------------------------------------------------------
+def _is_lock_timeout(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "55P03" or "lock timeout" in str(exc.orig)
+
+
+async def _nothing_to_fan_out(session: AsyncSession) -> bool:
+    behind = await session.scalar(
+        select(WebhookEndpoint.id)
+        .where(
+            WebhookEndpoint.enabled.is_(True),
+            WebhookEndpoint.last_event_id < select(func.max(Event.id)).scalar_subquery(),
+        )
+        .limit(1)
+    )
+    return behind is None
+
+
+async def fan_out(session: AsyncSession, *, clock: Clock = utcnow, batch_size: int = FAN_OUT_BATCH) -> int:
+    """Create one pending delivery per new event for each enabled endpoint whose filter matches. Commits.
+
+    Returns the number of deliveries created: 0 also when another run (here or on another replica) won the race.
+    At most ``batch_size`` events per endpoint and run; the next run continues where this one stopped.
+    """
+    if await _nothing_to_fan_out(session):
+        await session.rollback()
+        return 0
+    now = clock()
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            # Event ids are taken at insert time but become visible at commit, so a transaction still open could
+            # commit an event with an id below one already seen, and the cursor would pass it by. A SHARE lock waits
+            # for every transaction that wrote events to finish, and holds new writers for the moment this takes.
+            # (SQLite has one writer at a time: ids become visible in order.)
+            await session.execute(text(f"SET LOCAL lock_timeout = {int(FAN_OUT_LOCK_TIMEOUT_MS)}"))
+            await session.execute(text("LOCK TABLE events IN SHARE MODE"))
+        endpoints = (
+            await session.execute(
+                select(WebhookEndpoint.id, WebhookEndpoint.last_event_id, WebhookEndpoint.event_types)
+                .where(WebhookEndpoint.enabled.is_(True))
+                .order_by(WebhookEndpoint.id)  # one lock order for every replica
+            )
+        ).all()
+        events_after: dict[int, Sequence[Any]] = {}  # endpoints usually share a cursor: read each range once
+        created = 0
+        for endpoint_id, cursor, event_types in endpoints:
+            if cursor not in events_after:
+                events_after[cursor] = (
+                    await session.execute(
+                        select(Event.id, Event.type).where(Event.id > cursor).order_by(Event.id).limit(batch_size)
+                    )
+                ).all()
+            events = events_after[cursor]
+            if not events:
+                continue
+            wanted = set(event_types or ())
+            rows = [
+                {
+                    "id": new_id(),
+                    "endpoint_id": endpoint_id,
+                    "event_id": event_id,
+                    "state": DeliveryState.PENDING.value,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for event_id, event_type in events
+                if not wanted or event_type in wanted
+            ]
+            if rows:
+                await session.execute(insert(WebhookDelivery), rows)
+            advanced = cast(
+                CursorResult[Any],
+                await session.execute(
+                    update(WebhookEndpoint)
+                    .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.last_event_id == cursor)
+                    .values(last_event_id=events[-1].id)
+                    .execution_options(synchronize_session=False)
+                ),
+            )
+            if advanced.rowcount != 1:  # another run fanned these events out first: keep none of ours
+                await session.rollback()
+                return 0
+            created += len(rows)
+        await session.commit()
+    except DBAPIError as exc:
+        await session.rollback()
+        if _is_lock_timeout(exc):
+            logger.info("webhook fan-out skipped: transactions writing events are still open")
+            return 0
+        raise
+    return created
+
+
+# -- delivery ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Attempt:
+    delivery_id: uuid.UUID
+    claimed_until: datetime
+    attempts: int
+    url: str
+    secret: str
+    message_id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status_code: int | None
+    error: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _redacted(message: str, secret: str) -> str:
+    for needle in (secret, secret.removeprefix(SECRET_PREFIX)):
+        message = message.replace(needle, "[redacted]")
+    return message[:MAX_ERROR_LENGTH]
+
+
+async def _claim_due(
+    session_factory: async_sessionmaker[AsyncSession], *, now: datetime, lease: timedelta, limit: int
+) -> list[_Attempt]:
+    """Take due deliveries for this run. A row is ours only if our compare-and-set on next_attempt_at won."""
+    claimed_until = now + lease
+    async with session_factory() as session:
+        due = (
+            await session.execute(
+                select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .where(
+                    WebhookDelivery.state == DeliveryState.PENDING.value,
+                    WebhookDelivery.next_attempt_at <= now,
+                    WebhookEndpoint.enabled.is_(True),
+                )
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                .limit(limit)
+            )
+        ).all()
+        claimed: list[uuid.UUID] = []
+        for delivery_id, seen in sorted(due, key=lambda row: row.id):  # one lock order for every replica
+            taken = cast(
+                CursorResult[Any],
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == delivery_id,
+                        WebhookDelivery.state == DeliveryState.PENDING.value,
+                        WebhookDelivery.next_attempt_at == seen,
+                    )
+                    .values(next_attempt_at=claimed_until)
+                    .execution_options(synchronize_session=False)
+                ),
+            )
+            if taken.rowcount == 1:
+                claimed.append(delivery_id)
+        await session.commit()
+        if not claimed:
+            return []
+        rows = (
+            await session.execute(
+                select(WebhookDelivery, WebhookEndpoint, Event)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .join(Event, Event.id == WebhookDelivery.event_id)
+                .where(WebhookDelivery.id.in_(claimed))
+                .order_by(WebhookDelivery.event_id)
+            )
+        ).all()
+        return [
+            _Attempt(
+                delivery_id=delivery.id,
+                claimed_until=claimed_until,
+                attempts=delivery.attempts,
+                url=endpoint.url,
+                secret=endpoint.secret,
+                message_id=message_id(event.id),
+                body=json.dumps(event_payload(event), separators=(",", ":"), default=str),
+            )
+            for delivery, endpoint, event in rows
+        ]
+
+
+async def _send(http_client: httpx.AsyncClient, attempt: _Attempt, *, clock: Clock, request_timeout: float) -> _Outcome:
+    timestamp = int(clock().timestamp())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": attempt.message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(
+            attempt.secret, message_id=attempt.message_id, timestamp=timestamp, body=attempt.body
+        ),
+    }
+    try:
+        async with asyncio.timeout(request_timeout):  # in all: httpx's own timeouts are per read, and a server can drip
+            async with http_client.stream(
+                "POST",
+                attempt.url,
+                content=attempt.body.encode(),
+                headers=headers,
+                timeout=request_timeout,
+                follow_redirects=False,
+            ) as response:  # the body is never read: only the status matters
+                if 200 <= response.status_code < 300:
+                    return _Outcome(response.status_code, None)
+                reason = response.reason_phrase or ""
+                return _Outcome(response.status_code, f"HTTP {response.status_code} {reason}".strip())
+    except TimeoutError:
+        return _Outcome(None, f"timed out after {request_timeout:g} s")
+    except httpx.TimeoutException as exc:
+        return _Outcome(None, f"timed out after {request_timeout:g} s ({exc.__class__.__name__})")
+    except (httpx.HTTPError, OSError, ValueError) as exc:  # ValueError: e.g. a URL httpx cannot use
+        return _Outcome(None, _redacted(f"{exc.__class__.__name__}: {exc}", attempt.secret))
+
+
+async def _record(
+    session_factory: async_sessionmaker[AsyncSession],
+    attempt: _Attempt,
+    outcome: _Outcome,
+    *,
+    clock: Clock,
+    max_attempts: int,
+    rng: random.Random | None,
+) -> None:
+    now = clock()
+    attempts = attempt.attempts + 1
+    values: dict[str, Any] = {"attempts": attempts, "last_status_code": outcome.status_code}
+    if outcome.succeeded:
+        values.update(state=DeliveryState.SUCCEEDED.value, delivered_at=now, next_attempt_at=None, last_error=None)
+    elif attempts >= max_attempts:
+        values.update(state=DeliveryState.FAILED.value, next_attempt_at=None, last_error=outcome.error)
+    else:
+        values.update(next_attempt_at=now + backoff_delay(attempts, rng=rng), last_error=outcome.error)
+    if values["last_error"] is not None:
+        values["last_error"] = _redacted(values["last_error"], attempt.secret)
+    async with session_factory() as session:
+        # Only while our claim holds: a redelivery or a deleted endpoint in the meantime wins over this outcome.
+        await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == attempt.delivery_id,
+                WebhookDelivery.state == DeliveryState.PENDING.value,
+                WebhookDelivery.next_attempt_at == attempt.claimed_until,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+
+
+async def deliver_due(
+    session_factory: async_sessionmaker[AsyncSession],
+    *,
+    http_client: httpx.AsyncClient,
+    clock: Clock = utcnow,
+    limit: int = 100,
+    request_timeout: float = DELIVERY_TIMEOUT_SECONDS,
+    max_attempts: int = MAX_ATTEMPTS,
+    concurrency: int = DELIVERY_CONCURRENCY,
+    rng: random.Random | None = None,
+) -> int:
+    """Send up to ``limit`` due deliveries, ``concurrency`` at a time; returns how many were attempted.
+
+    Each attempt gets ``request_timeout`` seconds in all. A misbehaving endpoint (errors, timeouts, bad URLs)
+    costs its own deliveries a retry; it never raises here.
+    A claim lasts well beyond the timeout: if this process dies mid-attempt, the delivery is due again after it.
+    """
+    lease = timedelta(seconds=max(60.0, 3 * request_timeout))
+    attempts = await _claim_due(session_factory, now=clock(), lease=lease, limit=limit)
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def attempt_one(attempt: _Attempt) -> None:
+        async with gate:
+            try:
+                outcome = await _send(http_client, attempt, clock=clock, request_timeout=request_timeout)
+            except Exception as exc:
+                outcome = _Outcome(None, _redacted(f"{exc.__class__.__name__}: {exc}", attempt.secret))
+            try:
+                await _record(session_factory, attempt, outcome, clock=clock, max_attempts=max_attempts, rng=rng)
+            except Exception:
+                # The claim expires and the delivery is attempted again: at least once, never lost.
+                logger.exception("could not record the outcome of webhook delivery %s", attempt.delivery_id)
+
+    await asyncio.gather(*(attempt_one(a) for a in attempts))
+    return len(attempts)
+
+
+# -- deliveries and events for the admin API --------------------------------------------------------------------
+async def _delivery_view(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryView:
+    row = (
+        await session.execute(
+            select(WebhookDelivery, Event.type)
+            .join(Event, Event.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.id == delivery_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(
+            f"no webhook delivery with id {delivery_id}", field="delivery_id", code="webhook_delivery_not_found"
+        )
+    return DeliveryView(row[0], row[1])
+
+
+async def redeliver(
+    session: AsyncSession, *, actor: Actor, delivery_id: uuid.UUID, clock: Clock = utcnow
+) -> DeliveryView:
+    """Whatever its state, the delivery is due now with a fresh budget of attempts and the same webhook-id."""
+    view = await _delivery_view(session, delivery_id)
+    delivery = view.delivery
+    previous = {"state": delivery.state, "attempts": delivery.attempts}
+    delivery.state = DeliveryState.PENDING.value
+    delivery.attempts = 0
+    delivery.next_attempt_at = clock()
+    delivery.delivered_at = None
+    await record_audit(
+        session,
+        actor=actor,
+        action="webhook.redelivered",
+        target_type="webhook_delivery",
+        target_id=delivery.id,
+        detail={"endpoint_id": str(delivery.endpoint_id), "event_id": delivery.event_id, "previous": previous},
+        clock=clock,
+    )
+    await session.commit()
+    return view
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    endpoint_id: uuid.UUID | None = None,
+    state: DeliveryState | None = None,
+    limit: int,
+    offset: int,
+) -> tuple[list[DeliveryView], int]:
+    """Newest first."""
+    conditions = []
+    if endpoint_id is not None:
+        await get_endpoint(session, endpoint_id)
+        conditions.append(WebhookDelivery.endpoint_id == endpoint_id)
+    if state is not None:
+        conditions.append(WebhookDelivery.state == state.value)
+    total = await session.scalar(select(func.count()).select_from(WebhookDelivery).where(*conditions))
+    rows = await session.execute(
+        select(WebhookDelivery, Event.type)
+        .join(Event, Event.id == WebhookDelivery.event_id)
+        .where(*conditions)
+        .order_by(WebhookDelivery.event_id.desc(), WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [DeliveryView(delivery, event_type) for delivery, event_type in rows.all()], int(total or 0)
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    type: EventType | None = None,
+    license_id: uuid.UUID | None = None,
+    after_id: int | None = None,
+    limit: int,
+    offset: int = 0,
+) -> tuple[list[Event], int]:
+    """Newest first; with ``after_id``, the events after it in ascending order (to follow the log from a cursor)."""
+    conditions = []
+    if type is not None:
+        conditions.append(Event.type == type.value)
+    if license_id is not None:
+        conditions.append(Event.license_id == license_id)
+    if after_id is not None:
+        conditions.append(Event.id > after_id)
+    total = await session.scalar(select(func.count()).select_from(Event).where(*conditions))
+    order = Event.id.asc() if after_id is not None else Event.id.desc()
+    rows = await session.scalars(select(Event).where(*conditions).order_by(order).limit(limit).offset(offset))
+    return list(rows.all()), int(total or 0)
