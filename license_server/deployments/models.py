@@ -44,6 +44,7 @@ class Activation(Base):
     # last_seen_at + the license's heartbeat window: the sweep compares it with now, set-based.
     heartbeat_deadline: Mapped[datetime]
     lost_at: Mapped[datetime | None]
+    sweep_mark: Mapped[int | None] = mapped_column(BigIntId)  # which sweep marked it lost, to emit exactly one event
     deactivated_at: Mapped[datetime | None]
     deactivated_by: Mapped[str | None] = mapped_column(String(200))
 

@@ -10,7 +10,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from license_server.clock import utcnow
-from license_server.db.base import Base, new_id
+from license_server.db.base import Base, BigIntId, new_id
 from license_server.licenses.terms import LicenseTerms, effective_terms
 from license_server.lifecycle.status import LicenseFacts, StatusResult, compute_status
 
@@ -74,6 +74,7 @@ class License(Base):
     # Set by the sweep when it moves the status, so it can emit events for exactly the rows it changed.
     previous_status: Mapped[str | None] = mapped_column(String(16))
     status_changed_at: Mapped[datetime | None]
+    sweep_mark: Mapped[int | None] = mapped_column(BigIntId)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

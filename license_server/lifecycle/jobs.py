@@ -8,12 +8,13 @@ runs under a lease, so one replica at a time runs it; running it again changes n
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import JSON, and_, case, insert, literal, or_, select, update
+from sqlalchemy import JSON, Table, and_, bindparam, case, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.deployments.models import Activation
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from license_server.runtime import Runtime
 
 SWEEP_LEASE = "lifecycle.sweep"
+_EVENTS = cast(Table, Event.__table__)  # Core INSERT ... SELECT; the ORM form would treat parameters as rows
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -75,32 +77,43 @@ class SweepResult:
 
 
 async def sweep(session: AsyncSession, *, now: datetime) -> tuple[int, int, int]:
-    """One transaction: move statuses, mark lost activations, and emit their events. Returns the three counts."""
+    """One transaction: move statuses, mark lost activations, and emit their events. Returns the three counts.
+
+    Each sweep marks the rows it changes with its own random id, and emits events for exactly those rows.
+    """
+    mark = secrets.randbits(62)
     new_status, new_reason = status_expressions(now)
     changed = or_(new_status != License.status, new_reason != License.status_reason)
     moved = await session.execute(
         update(License)
         .where(changed)
-        .values(previous_status=License.status, status=new_status, status_reason=new_reason, status_changed_at=now)
+        .values(
+            previous_status=License.status,
+            status=new_status,
+            status_reason=new_reason,
+            status_changed_at=now,
+            sweep_mark=mark,
+        )
         .execution_options(synchronize_session=False)
     )
     event_type = transition_event_type()
     license_events = await session.execute(
-        insert(Event).from_select(
+        insert(_EVENTS).from_select(
             ["type", "occurred_at", "license_id", "data"],
             select(event_type, literal(now, License.status_changed_at.type), License.id, literal({}, JSON)).where(
-                License.status_changed_at == now, event_type.is_not(None)
+                License.sweep_mark == bindparam("mark"), event_type.is_not(None)
             ),
-        )
+        ),
+        {"mark": mark},
     )
     lost = await session.execute(
         update(Activation)
         .where(Activation.deactivated_at.is_(None), Activation.lost_at.is_(None), Activation.heartbeat_deadline < now)
-        .values(lost_at=now)
+        .values(lost_at=now, sweep_mark=mark)
         .execution_options(synchronize_session=False)
     )
     activation_events = await session.execute(
-        insert(Event).from_select(
+        insert(_EVENTS).from_select(
             ["type", "occurred_at", "license_id", "activation_id", "data"],
             select(
                 literal(EventType.ACTIVATION_LOST.value),
@@ -108,8 +121,9 @@ async def sweep(session: AsyncSession, *, now: datetime) -> tuple[int, int, int]
                 Activation.license_id,
                 Activation.id,
                 literal({}, JSON),
-            ).where(Activation.lost_at == now),
-        )
+            ).where(Activation.sweep_mark == bindparam("mark")),
+        ),
+        {"mark": mark},
     )
     await session.commit()
     counts = (moved.rowcount, lost.rowcount, license_events.rowcount + activation_events.rowcount)  # type: ignore[attr-defined]

@@ -67,14 +67,17 @@ async def test_unusable_licenses_are_refused_with_their_code(
     future = await make_license(starts_at=clock() + 5 * DAY)
     expired = await make_license(starts_at=clock() - 30 * DAY, expires_at=clock() - DAY)
     maintained = await make_license(
-        starts_at=clock() - 30 * DAY, expires_at=clock() - DAY,
+        starts_at=clock() - 30 * DAY,
+        expires_at=clock() - DAY,
         terms=LicenseTerms.model_validate({"enforcement": "maintain"}),
     )
     async with runtime.session_factory() as db:
         await licenses.revoke_license(db, actor=actor, license_id=revoked.view.license.id, clock=clock)
         await licenses.suspend_license(db, actor=actor, license_id=suspended.view.license.id, clock=clock)
     for issued, code in [
-        (revoked, "license_revoked"), (suspended, "license_suspended"), (future, "license_not_started"),
+        (revoked, "license_revoked"),
+        (suspended, "license_suspended"),
+        (future, "license_not_started"),
         (expired, "license_expired"),
     ]:
         response = await activate(client, issued)
@@ -133,11 +136,16 @@ async def test_polls_without_a_valid_token_are_refused(client: httpx.AsyncClient
 async def test_usage_shows_beside_limits_and_over_limit_raises_a_flag_and_one_event(
     client: httpx.AsyncClient, make_license: LicenseFactory, runtime: Runtime, clock: MovableClock
 ) -> None:
-    issued = await make_license(terms=LicenseTerms.model_validate(
-        {"workspaces": {"enabled": True, "limit": 2}, "members_per_workspace": {"enabled": True, "limit": 10}}))
+    issued = await make_license(
+        terms=LicenseTerms.model_validate(
+            {"workspaces": {"enabled": True, "limit": 2}, "members_per_workspace": {"enabled": True, "limit": 10}}
+        )
+    )
     token = (await activate(client, issued)).json()["deployment_token"]
     report = {
-        "measured_at": clock().isoformat(), "seats_used": 7, "idempotency_key": "r1",
+        "measured_at": clock().isoformat(),
+        "seats_used": 7,
+        "idempotency_key": "r1",
         "workspaces": [{"id": "w1", "members": 3}, {"id": "w2", "members": 12}, {"id": "w3", "members": 1}],
     }
     accepted = await client.post("/v1/usage", json=report, headers=bearer(token))
@@ -192,10 +200,11 @@ async def test_a_deployment_deactivates_itself_and_frees_its_seat(
     assert second.status_code == 201
     by_admin = await client.delete(f"/v1/activations/{second.json()['activation_id']}", headers=owner_headers)
     assert by_admin.status_code == 200
-    listing = await client.get(
-        f"/v1/admin/licenses/{issued.view.license.id}/activations", headers=owner_headers
-    )
-    assert sorted((a["fingerprint"], a["deactivated_at"] is not None) for a in listing.json()) == [("a", True), ("c", True)]
+    listing = await client.get(f"/v1/admin/licenses/{issued.view.license.id}/activations", headers=owner_headers)
+    assert sorted((a["fingerprint"], a["deactivated_at"] is not None) for a in listing.json()) == [
+        ("a", True),
+        ("c", True),
+    ]
     assert (await event_types(runtime)).count("activation.deactivated") == 2
 
 
@@ -205,9 +214,14 @@ async def test_admin_sees_activations_with_latest_usage(
     issued = await make_license(terms=LicenseTerms.model_validate({"max_activations": 3}))
     token = (await activate(client, issued, "node-1", hostname="h1", product_version="2.0")).json()["deployment_token"]
     await client.post(
-        "/v1/usage", headers=bearer(token),
-        json={"measured_at": clock().isoformat(), "idempotency_key": "x", "seats_used": 4,
-              "workspaces": [{"id": "w", "members": 2}]},
+        "/v1/usage",
+        headers=bearer(token),
+        json={
+            "measured_at": clock().isoformat(),
+            "idempotency_key": "x",
+            "seats_used": 4,
+            "workspaces": [{"id": "w", "members": 2}],
+        },
     )
     rows = (await client.get(f"/v1/admin/licenses/{issued.view.license.id}/activations", headers=owner_headers)).json()
     assert rows[0]["hostname"] == "h1"

@@ -1,0 +1,133 @@
+"""The lifecycle sweep: set-based SQL that agrees with compute_status, one event per transition, one replica."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select
+
+from license_server.deployments.jobs import flush_check_ins
+from license_server.events.leases import acquire_lease
+from license_server.events.models import Event
+from license_server.licenses.models import License
+from license_server.lifecycle.jobs import run_sweep, sweep
+from license_server.lifecycle.status import compute_status
+from license_server.runtime import Runtime
+from tests.conftest import LicenseFactory, MovableClock
+from tests.deployments.conftest import activate, bearer
+
+DAY = timedelta(days=1)
+
+
+async def events(runtime: Runtime) -> list[str]:
+    async with runtime.session_factory() as db:
+        return list((await db.scalars(select(Event.type).order_by(Event.id))).all())
+
+
+async def test_sweep_sql_agrees_with_the_status_function_on_every_rung(
+    runtime: Runtime, make_license: LicenseFactory, clock: MovableClock
+) -> None:
+    now = clock()
+    starts = [now - 400 * DAY, now + DAY]
+    expires = [now - 10 * DAY, now - DAY, now + 5 * DAY, now + 100 * DAY]
+    seen = [None, now - 10 * DAY, now - DAY]
+    flags = [(False, False), (True, False), (False, True)]
+    ids = []
+    for _ in range(len(starts) * len(expires) * len(seen) * len(flags)):
+        ids.append((await make_license()).view.license.id)
+    async with runtime.session_factory() as db:
+        rows = {row.id: row for row in await db.scalars(select(License))}
+        combos = itertools.product(starts, expires, seen, flags)
+        for license_id, (start, expiry, last_seen, (suspended, revoked)) in zip(ids, combos, strict=True):
+            license = rows[license_id]
+            license.starts_at, license.expires_at = start, expiry
+            license.terms = {"grace_days": 3, "notice_days": 30, "heartbeat_window_days": 7}
+            license.first_activated_at = license.last_check_in_at = last_seen
+            license.suspended_at = now if suspended else None
+            license.revoked_at = now if revoked else None
+            license.refresh_schedule(license.effective_terms(None))
+            license.status, license.status_reason = "active", "ACTIVE"  # stale on purpose
+        await db.commit()
+        await sweep(db, now=now)
+        db.expunge_all()
+        checked = 0
+        for license in await db.scalars(select(License)):
+            expected = compute_status(license.facts(license.effective_terms(None)), now)
+            assert (license.status, license.status_reason) == (expected.status.value, expected.reason.value)
+            checked += 1
+    assert checked == len(ids) == 72
+
+
+async def test_each_transition_emits_one_event_and_a_second_sweep_emits_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, make_license: LicenseFactory, clock: MovableClock
+) -> None:
+    issued = await make_license(expires_at=clock() + 40 * DAY)
+    token = (await activate(client, issued)).json()["deployment_token"]
+    base = await events(runtime)
+    assert base == ["activation.created", "license.activated"]
+
+    clock.advance(8 * DAY)  # no check-in for longer than the 7-day window
+    result = await run_sweep(runtime)
+    assert result.ran
+    assert (result.licenses_changed, result.activations_lost) == (1, 1)
+    assert await events(runtime) == [*base, "license.lost", "activation.lost"]
+    again = await run_sweep(runtime)
+    assert await events(runtime) == [*base, "license.lost", "activation.lost"]
+    assert (again.licenses_changed, again.activations_lost, again.events) == (0, 0, 0)
+
+    assert (await client.get("/v1/license", headers=bearer(token))).status_code == 200  # the deployment is back
+    assert await flush_check_ins(runtime) == 1
+    await run_sweep(runtime)
+    assert (await events(runtime))[-1] == "license.recovered"
+
+    clock.advance(20 * DAY)  # inside the 30-day notice window
+    await client.get("/v1/license", headers=bearer(token))
+    await flush_check_ins(runtime)
+    await run_sweep(runtime)
+    assert (await events(runtime))[-1] == "license.expiring_soon"
+
+    clock.advance(15 * DAY)
+    await client.get("/v1/license", headers=bearer(token))
+    await flush_check_ins(runtime)
+    await run_sweep(runtime)
+    assert (await events(runtime))[-1] == "license.expired"
+    final = await events(runtime)
+    await run_sweep(runtime)
+    assert await events(runtime) == final
+    async with runtime.session_factory() as db:
+        license = await db.get(License, issued.view.license.id)
+        assert license is not None
+        assert (license.status, license.previous_status) == ("expired", "expiring")
+
+
+async def test_only_one_holder_gets_the_lease_until_it_expires(runtime: Runtime, clock: MovableClock) -> None:
+    async def take(holder: str) -> bool:
+        async with runtime.session_factory() as db:
+            return await acquire_lease(db, name="job", holder=holder, ttl=timedelta(seconds=60), now=clock())
+
+    results = await asyncio.gather(*(take(f"replica-{i}") for i in range(6)))
+    assert results.count(True) == 1
+    winner = f"replica-{results.index(True)}"
+    assert await take(winner)  # renewal by the holder
+    assert not await take("replica-late")
+    clock.advance(timedelta(seconds=61))
+    assert await take("replica-late")  # the lease of a silent holder expires
+    assert not await take(winner)
+
+
+async def test_check_ins_are_coalesced_into_one_write_per_activation(
+    client: httpx.AsyncClient, runtime: Runtime, make_license: LicenseFactory, clock: MovableClock
+) -> None:
+    token = (await activate(client, await make_license())).json()["deployment_token"]
+    for _ in range(25):
+        clock.advance(timedelta(seconds=1))
+        await client.get("/v1/license", headers=bearer(token))
+    assert len(runtime.poll_state.check_ins) == 1
+    assert await flush_check_ins(runtime) == 1
+    assert await flush_check_ins(runtime) == 0
+    async with runtime.session_factory() as db:
+        license = (await db.scalars(select(License))).one()
+    assert license.last_check_in_at == clock()
