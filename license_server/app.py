@@ -21,11 +21,13 @@ from license_server.auth.guards import authorize, provide_actor
 from license_server.config import Settings
 from license_server.db.session import session_scope
 from license_server.deployments.controllers import AdminActivationController, DeploymentController
+from license_server.deployments.jobs import flush_check_ins
 from license_server.errors import LicenseServerError
 from license_server.events.controllers import EventController, WebhookController, WebhookDeliveryController
 from license_server.health.controllers import HealthController
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
 from license_server.runtime import Runtime
+from license_server.scheduler import build_scheduler
 from license_server.schemas_common import FieldProblem, Problem
 from license_server.signing.controllers import KeyController, WellKnownController
 
@@ -138,15 +140,35 @@ async def _provide_db(runtime: NamedDependency[Runtime]) -> AsyncIterator[AsyncS
         yield session
 
 
-def create_app(runtime: Runtime | None = None, *, settings: Settings | None = None) -> Litestar:
-    """Build the app. Without a runtime one is built from settings, which loads the keys or refuses to start."""
+def create_app(
+    runtime: Runtime | None = None,
+    *,
+    settings: Settings | None = None,
+    run_jobs: bool = False,
+    run_shared_jobs: bool = True,
+) -> Litestar:
+    """Build the app. Without a runtime one is built from settings, which loads the keys or refuses to start.
+
+    With ``run_jobs`` the process runs its scheduled jobs: always the per-process check-in flush, and the shared
+    jobs (sweep, webhooks) unless ``run_shared_jobs`` is False (``serve --no-scheduler``).
+    """
     runtime = runtime or Runtime.build(settings or Settings())
+    scheduler = build_scheduler(runtime, shared=run_shared_jobs, per_process=True) if run_jobs else None
 
     def provide_runtime() -> Runtime:
         return runtime
 
+    async def start_jobs() -> None:
+        if scheduler is not None:
+            scheduler.start()
+
     async def close_runtime() -> None:
-        await runtime.close()
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        try:
+            await flush_check_ins(runtime)  # the last polls' check-ins are not lost on a clean shutdown
+        finally:
+            await runtime.close()
 
     app = Litestar(
         route_handlers=[
@@ -164,6 +186,7 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
             HTTPException: _handle_http,
             Exception: _handle_unexpected,
         },
+        on_startup=[start_jobs],
         on_shutdown=[close_runtime],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
         openapi_config=OpenAPIConfig(

@@ -12,6 +12,7 @@ from license_server import __version__
 COMMANDS = {
     "init": "license_server.cli.setup:init",
     "serve": "license_server.cli.setup:serve",
+    "scheduler": "license_server.cli.setup:scheduler",
     "db": "license_server.cli.setup:db",
     "keys": "license_server.cli.keys:keys",
     "customers": "license_server.cli.licenses:customers",

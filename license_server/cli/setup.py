@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import click
@@ -77,7 +78,8 @@ def init(dev: bool, as_json: bool) -> None:
 @click.command()
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option("--no-scheduler", is_flag=True, help="Leave the sweep and webhooks to `license-server scheduler`.")
+def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
     """Apply migrations and serve the API."""
     import uvicorn
 
@@ -88,7 +90,7 @@ def serve(host: str | None, port: int | None) -> None:
     config = settings()
     host, port = host or config.host, port or config.port
     try:
-        app = create_app(Runtime.build(config))
+        app = create_app(Runtime.build(config), run_jobs=True, run_shared_jobs=not no_scheduler)
     except KeyringError as exc:
         fail(exc.detail, exc.code)
     from license_server.db.migrate import upgrade_database
@@ -113,3 +115,31 @@ def db_upgrade() -> None:
 
     upgrade_database(settings())
     click.echo("database is at the latest schema")
+
+
+@click.command()
+def scheduler() -> None:
+    """Run the lifecycle sweep and webhook deliveries without the HTTP server."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from license_server.db.migrate import upgrade_database
+    from license_server.scheduler import build_scheduler
+
+    config = settings()
+    try:
+        runtime = Runtime.build(config)
+    except KeyringError as exc:
+        fail(exc.detail, exc.code)
+    upgrade_database(config)
+
+    async def main() -> None:
+        jobs = build_scheduler(runtime, shared=True, per_process=False)
+        jobs.start()
+        click.echo("scheduler running: lifecycle sweep and webhook deliveries (Ctrl+C to stop)")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            jobs.shutdown(wait=False)
+            await runtime.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

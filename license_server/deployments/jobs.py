@@ -10,6 +10,7 @@ from sqlalchemy import Table, bindparam, or_, update
 
 from license_server.deployments.models import Activation
 from license_server.licenses.models import License
+from license_server.scheduling import ScheduledJob
 
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
@@ -62,3 +63,8 @@ async def flush_check_ins(runtime: Runtime) -> int:
         logger.exception("writing %d check-ins failed; they stay buffered", len(pending))
         raise
     return len(pending)
+
+
+FLUSH_CHECK_INS_JOB = ScheduledJob(
+    "deployments.flush_check_ins", flush_check_ins, lambda settings: settings.checkin_flush_seconds, per_process=True
+)

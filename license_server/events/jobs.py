@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from license_server.events.webhooks import DELIVERY_TIMEOUT_SECONDS, USER_AGENT, deliver_due, fan_out
+from license_server.scheduling import ScheduledJob
 
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
@@ -32,3 +33,6 @@ async def run_webhook_jobs(runtime: Runtime, *, http_client: httpx.AsyncClient |
         return await deliver_due(
             runtime.session_factory, http_client=client, clock=runtime.clock, limit=DELIVERIES_PER_RUN
         )
+
+
+WEBHOOKS_JOB = ScheduledJob("events.webhooks", run_webhook_jobs, lambda settings: settings.webhook_interval_seconds)

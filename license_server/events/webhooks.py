@@ -38,7 +38,7 @@ from license_server.auth.audit import record_audit
 from license_server.auth.tokens import Actor
 from license_server.clock import Clock, utcnow
 from license_server.db.base import new_id
-from license_server.errors import FieldError, NotFound, ValidationFailed
+from license_server.errors import NotFound, ValidationFailed
 from license_server.events.models import Event, WebhookDelivery, WebhookEndpoint
 from license_server.events.service import EventType
 
@@ -142,14 +142,11 @@ def _validated_url(url: str) -> str:
 
 
 def _validated_event_types(event_types: Sequence[str]) -> list[str]:
-    valid = {t.value for t in EventType}
-    errors = [
-        FieldError(f"event_types.{i}", f"unknown event type; valid types are {', '.join(sorted(valid))}")
-        for i, value in enumerate(event_types)
-        if value not in valid
-    ]
-    if errors:
-        raise ValidationFailed("event_types contains an unknown event type", field="event_types", errors=errors)
+    valid = [t.value for t in EventType]
+    unknown = [str(i) for i, value in enumerate(event_types) if value not in valid]
+    if unknown:
+        message = f"unknown event type at position {', '.join(unknown)}; valid types are {', '.join(valid)}"
+        raise ValidationFailed(message, field="event_types")
     return list(dict.fromkeys(event_types))  # without duplicates, in the order given
 
 

@@ -23,6 +23,7 @@ from license_server.events.models import Event
 from license_server.events.service import EventType
 from license_server.licenses.models import License
 from license_server.lifecycle.status import Reason, Status
+from license_server.scheduling import ScheduledJob
 
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
@@ -139,3 +140,6 @@ async def run_sweep(runtime: Runtime, *, lease_ttl: timedelta | None = None) -> 
             return SweepResult(ran=False)
         changed, lost, events = await sweep(session, now=now)
     return SweepResult(ran=True, licenses_changed=changed, activations_lost=lost, events=events)
+
+
+SWEEP_JOB = ScheduledJob("lifecycle.sweep", run_sweep, lambda settings: settings.sweep_interval_seconds)

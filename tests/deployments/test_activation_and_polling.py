@@ -44,7 +44,8 @@ async def test_reissued_token_replaces_the_old_one(client: httpx.AsyncClient, ma
     issued = await make_license()
     first = (await activate(client, issued)).json()["deployment_token"]
     second = (await activate(client, issued, reissue_token=True)).json()["deployment_token"]
-    assert second and second != first
+    assert second
+    assert second != first
     assert (await client.get("/v1/license", headers=bearer(second))).status_code == 200
     old = await client.get("/v1/license", headers=bearer(first))
     assert (old.status_code, old.json()["code"]) == (401, "invalid_deployment_token")
