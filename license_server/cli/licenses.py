@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -243,15 +244,29 @@ def issue(
 @licenses.command("list")
 @click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
 @click.option("--customer", "customer_id", type=click.UUID, default=None)
+@click.option("--expires-within-days", type=click.IntRange(0, 36500), default=None, help="e.g. 30: expiring soon.")
 @click.option("--limit", type=click.IntRange(1, 500), default=100)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @json_option
-def list_licenses(status: str | None, customer_id: uuid.UUID | None, limit: int, offset: int, as_json: bool) -> None:
+def list_licenses(
+    status: str | None,
+    customer_id: uuid.UUID | None,
+    expires_within_days: int | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
     """List licenses with their computed status."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> tuple[list[LicenseOut], int]:
         views, total = await service.list_licenses(
-            session, limit=limit, offset=offset, status=status, customer_id=customer_id, clock=runtime.clock
+            session,
+            limit=limit,
+            offset=offset,
+            status=status,
+            customer_id=customer_id,
+            clock=runtime.clock,
+            expires_within=timedelta(days=expires_within_days) if expires_within_days is not None else None,
         )
         return [license_out(v) for v in views], total
 

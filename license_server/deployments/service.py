@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from license_server.clock import Clock, utcnow
+from license_server.db.base import new_id
 from license_server.deployments.models import Activation, UsageReport
 from license_server.deployments.runtime_state import (
     ActivationSnapshot,
@@ -72,7 +73,7 @@ async def _license_by_key(session: AsyncSession, runtime: Runtime, license_key: 
     return await session.scalar(
         select(License)
         .where(License.key_hash == digest)
-        .options(selectinload(License.customer), selectinload(License.plan))
+        .options(joinedload(License.customer), joinedload(License.plan))
     )
 
 
@@ -248,8 +249,8 @@ async def activate(
             last_seen_at=now,
             heartbeat_deadline=now + heartbeat,
         )
+        activation.id = new_id()  # known now, so its event joins the same flush at commit
         session.add(activation)
-        await session.flush()
         created = True
         emit_event(
             session,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from litestar import Controller, Response, get, patch, post
@@ -152,6 +153,7 @@ class LicenseController(Controller):
         offset: Offset = 0,
         status: FromQuery[Status | None] = None,
         customer_id: FromQuery[uuid.UUID | None] = None,
+        expires_within_days: Annotated[int | None, QueryParameter(ge=0, le=36500)] = None,
     ) -> Page[LicenseOut]:
         views, total = await service.list_licenses(
             db,
@@ -159,6 +161,7 @@ class LicenseController(Controller):
             offset=offset,
             status=status.value if status else None,
             customer_id=customer_id,
+            expires_within=timedelta(days=expires_within_days) if expires_within_days is not None else None,
             clock=runtime.clock,
         )
         return Page(items=[license_out(v) for v in views], total=total, limit=limit, offset=offset)

@@ -298,10 +298,15 @@ async def list_licenses(
     offset: int,
     status: str | None = None,
     customer_id: uuid.UUID | None = None,
+    expires_within: timedelta | None = None,
     clock: Clock = utcnow,
 ) -> tuple[list[LicenseView], int]:
-    """Filtering by status uses the materialised status; every returned item carries the status computed now."""
+    """Filtering by status uses the materialised status (kept current by the sweep); every returned item carries the
+    status computed now. ``expires_within`` selects licenses whose expiry falls between now and now + that."""
     conditions = []
+    if expires_within is not None:
+        now = clock()
+        conditions += [License.expires_at > now, License.expires_at <= now + expires_within]
     if status is not None:
         conditions.append(License.status == status)
     if customer_id is not None:

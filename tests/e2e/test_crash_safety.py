@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow
 def test_sigkill_during_activation_load_loses_no_acknowledged_activation(cli: Cli) -> None:
     cli.run("init", "--dev")
     customer = cli.json("customers", "create", "--name", "Load Corp")
-    key = cli.json("licenses", "issue", "--customer", customer["id"], "--expires", "2035-01-01",
-                   "--max-activations", "0")["key"]
+    key = cli.json(
+        "licenses", "issue", "--customer", customer["id"], "--expires", "2035-01-01", "--max-activations", "0"
+    )["key"]
     port = free_port()
     acknowledged: set[str] = set()
     lock = threading.Lock()

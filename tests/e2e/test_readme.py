@@ -37,7 +37,18 @@ def test_readme_walkthrough_runs_as_written(cli: Cli, server: Server) -> None:
     lines = result.stdout.splitlines()
     assert any(line.startswith("LSK-") for line in lines)
     assert "VALID  signed by" in result.stdout
-    assert lines[-5:] == ["inactive", "SUSPENDED", "True", "inactive SUSPENDED oidc", "2"]
+    tail = lines[lines.index("inactive") :]
+    assert tail == [
+        "inactive",
+        "SUSPENDED",
+        "True",
+        "inactive SUSPENDED oidc",
+        "2",  # steps 3-5
+        "304",
+        "'status': 'active'",  # step 6
+        "{'workspaces': 2, 'members_per_workspace': 8, 'licensed_seats': 12}",
+        "dify-1 12",  # step 7
+    ]
 
 
 def test_makefile_run_target_is_init_then_serve() -> None:

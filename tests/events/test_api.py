@@ -68,7 +68,8 @@ async def test_an_endpoint_is_created_listed_updated_rotated_and_deleted(
     rotated = await client.post(f"{endpoint_url}/rotate-secret", headers=owner_headers)
     assert rotated.status_code == 200, rotated.text
     new_secret = rotated.json()["secret"]
-    assert new_secret.startswith("whsec_") and new_secret != secret
+    assert new_secret.startswith("whsec_")
+    assert new_secret != secret
     assert new_secret.removeprefix("whsec_") not in (await client.get(endpoint_url, headers=owner_headers)).text
 
     deleted = await client.delete(endpoint_url, headers=owner_headers)
@@ -212,4 +213,8 @@ async def test_the_event_log_is_newest_first_or_ascending_after_a_cursor(
     assert await ids(after_id=revoked, limit=1) == ([renewed], 3)
     response = await client.get("/v1/admin/events", params={"type": "usage.over_limit"}, headers=viewer)
     [item] = response.json()["items"]
-    assert (item["type"], item["license_id"], item["data"]) == ("usage.over_limit", str(license_id), {"workspaces": {"limit": 5}})
+    assert (item["type"], item["license_id"], item["data"]) == (
+        "usage.over_limit",
+        str(license_id),
+        {"workspaces": {"limit": 5}},
+    )

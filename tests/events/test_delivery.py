@@ -135,7 +135,9 @@ async def test_fan_out_twice_creates_each_delivery_once(runtime: Runtime, actor:
     assert await delivery_count(runtime) == 12
 
 
-async def test_concurrent_fan_outs_create_each_delivery_once(runtime: Runtime, actor: Actor, receiver: Receiver) -> None:
+async def test_concurrent_fan_outs_create_each_delivery_once(
+    runtime: Runtime, actor: Actor, receiver: Receiver
+) -> None:
     """Two replicas at once: the one whose cursor advance loses the race rolls back everything it wrote."""
     endpoints = [
         await make_endpoint(runtime, actor, receiver.url("/1")),

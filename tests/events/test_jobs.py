@@ -53,7 +53,7 @@ async def test_run_webhook_jobs_retries_and_is_safe_on_several_replicas(
 
     for _ in range(3):  # three ticks of three replicas each
         await asyncio.gather(*(run_webhook_jobs(runtime, http_client=http_client) for _ in range(3)))
-        clock.advance(timedelta(seconds=5))
+        clock.advance(timedelta(seconds=10))  # past either backoff (at most 5 s, then 10 s)
 
     [row] = await delivery_rows(runtime)
     assert (row.state, row.attempts) == ("succeeded", 3)

@@ -25,7 +25,7 @@ def race_before(
     results: list[int] = []
 
     async def execute(self: AsyncSession, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        if not results and isinstance(statement, kind) and statement.table.name == table:  # type: ignore[attr-defined]
+        if not results and isinstance(statement, kind) and getattr(statement.table, "name", None) == table:
             results.append(-1)  # the rival's own statements pass straight through
             results[0] = await rival()
         return await original(self, statement, *args, **kwargs)

@@ -38,14 +38,14 @@ def test_signatures_match_the_reference_implementation() -> None:
 
 
 def test_backoff_doubles_from_five_seconds_up_to_six_hours_with_full_jitter() -> None:
-    rng = random.Random(20261123)
+    rng = random.Random(20261123)  # noqa: S311 - a seeded, repeatable schedule; production uses SystemRandom
     ceilings = []
     for attempts in range(1, 20):
         ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempts - 1))
         samples = [backoff_delay(attempts, rng=rng) for _ in range(300)]
         assert all(BACKOFF_FLOOR <= s <= ceiling for s in samples), attempts
         assert max(samples) > ceiling * 0.9  # the whole range is used
-        assert min(samples) < max(BACKOFF_FLOOR, ceiling * 0.1)
+        assert min(samples) <= max(BACKOFF_FLOOR, ceiling * 0.1)
         ceilings.append(ceiling)
     assert ceilings[:4] == [timedelta(seconds=s) for s in (5, 10, 20, 40)]
     assert ceilings[-1] == BACKOFF_CAP == timedelta(hours=6)

@@ -292,3 +292,16 @@ async def test_list_filters_by_status_and_paginates(
     suspended, count = await service.list_licenses(session, limit=10, offset=0, status="inactive", clock=clock)
     assert count == 5
     assert {v.status.reason.value for v in suspended} == {"SUSPENDED", "NOT_ACTIVATED"}
+
+
+async def test_list_selects_licenses_expiring_within_a_window(
+    make_license: LicenseFactory, session: AsyncSession, clock: MovableClock
+) -> None:
+    soon = (await make_license(expires_at=clock() + 10 * DAY)).view.license.id
+    await make_license(expires_at=clock() + 90 * DAY)
+    lapsed = await make_license(starts_at=clock() - 9 * DAY, expires_at=clock() + DAY)
+    clock.advance(2 * DAY)
+    views, total = await service.list_licenses(session, limit=10, offset=0, expires_within=30 * DAY, clock=clock)
+    assert [v.license.id for v in views] == [soon]
+    assert total == 1
+    assert lapsed.view.license.id not in {v.license.id for v in views}
