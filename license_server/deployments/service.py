@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
 from license_server.clock import Clock, utcnow
 from license_server.db.base import new_id
@@ -180,15 +181,6 @@ def check_rate_limits(runtime: Runtime, *, address: str | None, license_key: str
         raise RateLimited(retry)
 
 
-async def _lock_license(session: AsyncSession, license_id: uuid.UUID) -> None:
-    """Take the license's write lock before counting its seats.
-
-    A no-op UPDATE is the one statement that locks on both backends: the row lock on PostgreSQL, and on SQLite the
-    database write lock, taken before the transaction has read anything (so no stale snapshot can be upgraded).
-    """
-    await session.execute(update(License).where(License.id == license_id).values(updated_at=License.updated_at))
-
-
 async def activate(
     session: AsyncSession,
     *,
@@ -201,6 +193,47 @@ async def activate(
     reissue_token: bool = False,
     clock: Clock = utcnow,
 ) -> ActivationResult:
+    try:
+        return await _activate(
+            session,
+            runtime=runtime,
+            license_key=license_key,
+            fingerprint=fingerprint,
+            hostname=hostname,
+            product_version=product_version,
+            metadata=metadata,
+            reissue_token=reissue_token,
+            clock=clock,
+        )
+    except IntegrityError:
+        # The same fingerprint activated concurrently and won: the retry finds and returns that activation.
+        await session.rollback()
+        session.expunge_all()
+        return await _activate(
+            session,
+            runtime=runtime,
+            license_key=license_key,
+            fingerprint=fingerprint,
+            hostname=hostname,
+            product_version=product_version,
+            metadata=metadata,
+            reissue_token=reissue_token,
+            clock=clock,
+        )
+
+
+async def _activate(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    license_key: str,
+    fingerprint: str,
+    hostname: str | None,
+    product_version: str | None,
+    metadata: dict[str, Any] | None,
+    reissue_token: bool,
+    clock: Clock,
+) -> ActivationResult:
     now = clock()
     license = await _license_by_key(session, runtime, license_key)
     if license is None:
@@ -209,8 +242,7 @@ async def activate(
     refusal = UNUSABLE.get(view.status.reason)
     if refusal and not (view.status.reason is Reason.EXPIRED and view.terms.enforcement.value == "maintain"):
         raise LicenseNotUsable(refusal[1], field="license_key", code=refusal[0])
-
-    await _lock_license(session, license.id)
+    # Read before any write, so on SQLite no transaction (and no lock) is open yet.
     existing = await session.scalar(
         select(Activation).where(
             Activation.license_id == license.id,
@@ -218,6 +250,26 @@ async def activate(
             Activation.deactivated_at.is_(None),
         )
     )
+    first_activation = license.first_activated_at is None
+    if first_activation:
+        # Known to the status computation but not flushed: the guarded UPDATE below writes it, so that of two
+        # concurrent first activations only one records it and emits license.activated.
+        set_committed_value(license, "first_activated_at", now)
+    license.last_check_in_at = license.updated_at = now
+    result = license.refresh(view.terms, now)
+    flag_modified(license, "updated_at")  # the UPDATE must happen even when no value changed: it is the lock
+    # Flushing the license is the lock: its UPDATE is the first write of the transaction, so seats are counted under
+    # the row lock (PostgreSQL) or the database write lock (SQLite) until the commit.
+    await session.flush()
+    if first_activation:
+        claimed = await session.execute(
+            update(License)
+            .where(License.id == license.id, License.first_activated_at.is_(None))
+            .values(first_activated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount:  # type: ignore[attr-defined]
+            emit_event(session, type=EventType.LICENSE_ACTIVATED, license_id=license.id, clock=clock)
     token: str | None = None
     heartbeat = view.terms.heartbeat_window
     if existing is not None:
@@ -228,16 +280,19 @@ async def activate(
             activation.token_hash, activation.token_hint = runtime.hasher.digest(token), token[-4:]
             runtime.poll_state.activations.clear()  # the old token must stop working here at once
     else:
-        live = await session.scalar(
-            select(func.count())
-            .select_from(Activation)
-            .where(Activation.license_id == license.id, Activation.deactivated_at.is_(None))
-        )
         seats = view.terms.max_activations
-        if seats and (live or 0) >= seats:
-            raise TooManyActivations(f"all {seats} activations of this license are in use", field="fingerprint")
+        if seats:
+            live = await session.scalar(
+                select(func.count())
+                .select_from(Activation)
+                .where(Activation.license_id == license.id, Activation.deactivated_at.is_(None))
+            )
+            if (live or 0) >= seats:
+                await session.rollback()
+                raise TooManyActivations(f"all {seats} activations of this license are in use", field="fingerprint")
         token = generate_deployment_token()
         activation = Activation(
+            id=new_id(),
             license_id=license.id,
             fingerprint=fingerprint,
             hostname=hostname,
@@ -249,7 +304,6 @@ async def activate(
             last_seen_at=now,
             heartbeat_deadline=now + heartbeat,
         )
-        activation.id = new_id()  # known now, so its event joins the same flush at commit
         session.add(activation)
         created = True
         emit_event(
@@ -260,11 +314,6 @@ async def activate(
             data={"fingerprint": fingerprint, "hostname": hostname},
             clock=clock,
         )
-    if license.first_activated_at is None:
-        license.first_activated_at = now
-        emit_event(session, type=EventType.LICENSE_ACTIVATED, license_id=license.id, clock=clock)
-    license.last_check_in_at = now
-    result = license.refresh(view.terms, now)
     await session.commit()
     runtime.poll_state.forget_license(license.id)
     snapshot = LicenseSnapshot(view=_view(license, now), usage=await usage_summary(session, license.id))
