@@ -109,6 +109,17 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return response
 
 
+def _handle_undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Problem]:
+    # msgspec hands invalid UTF-8 inside JSON strings through as this, from the body parser.
+    return problem_response(
+        400,
+        "validation_error",
+        "the request body is not valid UTF-8",
+        "The request body is invalid",
+        [FieldProblem(field="body", message="not valid UTF-8")],
+    )
+
+
 def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     # The traceback goes to the log without request bodies or headers, which may carry secrets.
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -184,6 +195,7 @@ def create_app(
             LicenseServerError: _handle_domain_error,
             ValidationException: _handle_validation,
             HTTPException: _handle_http,
+            UnicodeDecodeError: _handle_undecodable,
             Exception: _handle_unexpected,
         },
         on_startup=[start_jobs],
