@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from typing import Any
 
 import httpx
@@ -94,6 +94,6 @@ async def test_cached_polls_see_admin_changes_within_the_staleness_bound(
         await licenses.suspend_license(db, actor=cli_actor(), license_id=issued.view.license.id, clock=runtime.clock)
     cached = await client.get("/v1/license", headers={**bearer(token), "If-None-Match": etag})
     assert cached.status_code == 304  # served from the cache: the suspension is not visible yet
-    time.sleep(cache_seconds + 0.1)
+    await asyncio.sleep(cache_seconds + 0.1)
     fresh = await client.get("/v1/license", headers={**bearer(token), "If-None-Match": etag})
     assert fresh.status_code == 200  # after the bound, the document says suspended
