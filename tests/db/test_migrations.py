@@ -104,7 +104,8 @@ def test_upgrade_backfills_the_sweep_schedule_of_existing_licenses(
             row = (
                 await connection.execute(
                     sa.text(
-                        "SELECT expiring_at, grace_ends_at, heartbeat_deadline, heartbeat_seconds, enforcement FROM licenses"
+                        "SELECT expiring_at, grace_ends_at, heartbeat_deadline, heartbeat_seconds, enforcement"
+                        " FROM licenses"
                     )
                 )
             ).one()
