@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -54,7 +55,7 @@ def test_upgrade_backfills_the_sweep_schedule_of_existing_licenses(
     customer_id, plan_id, license_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     now = datetime(2026, 11, 23, tzinfo=UTC)
 
-    async def seed_and_read() -> sa.Row[tuple[object, ...]]:
+    async def seed_and_read() -> tuple[Any, ...]:
         engine = create_async_engine(settings.resolved_database_url)
         # The models' tables give the column types (UUIDs, UTC timestamps); only 0001's columns are written.
         tables = Base.metadata.tables
@@ -110,7 +111,7 @@ def test_upgrade_backfills_the_sweep_schedule_of_existing_licenses(
                 )
             ).one()
         await engine.dispose()
-        return row
+        return tuple(row)
 
     row = asyncio.run(seed_and_read())
 
