@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import Actor
@@ -11,3 +14,7 @@ from license_server.runtime import Runtime
 Db = NamedDependency[AsyncSession]
 CurrentActor = NamedDependency[Actor]
 RuntimeDep = NamedDependency[Runtime]
+
+# Pagination query parameters every list route takes.
+Limit = Annotated[int, QueryParameter(ge=1, le=500)]
+Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]

@@ -14,11 +14,9 @@ from license_server.auth.audit import AuditFilter, list_audit_events
 from license_server.auth.guards import needs
 from license_server.auth.schemas import AuditEventOut, TokenCreate, TokenOut, TokenWithSecret
 from license_server.auth.tokens import Permission
-from license_server.dependencies import CurrentActor, Db, RuntimeDep
+from license_server.dependencies import CurrentActor, Db, Limit, Offset, RuntimeDep
 from license_server.schemas_common import Page
 
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
 Filter = Annotated[str | None, QueryParameter(max_length=200)]
 
 

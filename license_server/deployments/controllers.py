@@ -11,7 +11,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from license_server.auth.guards import authorize, bearer_secret, needs
 from license_server.auth.tokens import TOKEN_PREFIX, Permission
-from license_server.dependencies import CurrentActor, Db, RuntimeDep
+from license_server.dependencies import CurrentActor, Db, Limit, Offset, RuntimeDep
 from license_server.deployments import service
 from license_server.deployments.models import Activation
 from license_server.deployments.schemas import (
@@ -196,8 +196,8 @@ class AdminActivationController(Controller):
         self,
         db: Db,
         activation_state: Annotated[ActivationState | None, QueryParameter(name="state")] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Limit = 100,
+        offset: Offset = 0,
     ) -> Page[ActivationOut]:
         items, total = await list_activations(db, license_id=None, state=activation_state, limit=limit, offset=offset)
         return Page(items=items, total=total, limit=limit, offset=offset)

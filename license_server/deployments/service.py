@@ -45,7 +45,7 @@ from license_server.events.service import EventType, emit_event
 from license_server.licenses.documents import license_content, with_time_claims
 from license_server.licenses.license_keys import normalise_license_key
 from license_server.licenses.models import License
-from license_server.licenses.service import LicenseView
+from license_server.licenses.service import LicenseView, license_view
 from license_server.lifecycle.status import Reason, Status, StatusResult, compute_status
 
 if TYPE_CHECKING:
@@ -78,11 +78,6 @@ async def _license_by_key(session: AsyncSession, runtime: Runtime, license_key: 
     )
 
 
-def _view(license: License, now: datetime) -> LicenseView:
-    terms = license.effective_terms(license.plan)
-    return LicenseView(license, license.customer, license.plan, terms, compute_status(license.facts(terms), now))
-
-
 async def _load_snapshot(session: AsyncSession, license_id: uuid.UUID, now: datetime) -> LicenseSnapshot:
     license = await session.scalar(
         select(License)
@@ -91,7 +86,7 @@ async def _load_snapshot(session: AsyncSession, license_id: uuid.UUID, now: date
     )
     if license is None:  # deleted under a live token: treat the token as unknown
         raise InvalidDeploymentToken("the deployment token is unknown or deactivated")
-    return LicenseSnapshot(view=_view(license, now), usage=await usage_summary(session, license_id))
+    return LicenseSnapshot(view=license_view(license, now), usage=await usage_summary(session, license_id))
 
 
 async def _license_snapshot(runtime: Runtime, license_id: uuid.UUID, now: datetime) -> LicenseSnapshot:
@@ -193,33 +188,26 @@ async def activate(
     reissue_token: bool = False,
     clock: Clock = utcnow,
 ) -> ActivationResult:
-    try:
-        return await _activate(
-            session,
-            runtime=runtime,
-            license_key=license_key,
-            fingerprint=fingerprint,
-            hostname=hostname,
-            product_version=product_version,
-            metadata=metadata,
-            reissue_token=reissue_token,
-            clock=clock,
-        )
-    except IntegrityError:
-        # The same fingerprint activated concurrently and won: the retry finds and returns that activation.
-        await session.rollback()
-        session.expunge_all()
-        return await _activate(
-            session,
-            runtime=runtime,
-            license_key=license_key,
-            fingerprint=fingerprint,
-            hostname=hostname,
-            product_version=product_version,
-            metadata=metadata,
-            reissue_token=reissue_token,
-            clock=clock,
-        )
+    for attempt in range(2):
+        try:
+            return await _activate(
+                session,
+                runtime=runtime,
+                license_key=license_key,
+                fingerprint=fingerprint,
+                hostname=hostname,
+                product_version=product_version,
+                metadata=metadata,
+                reissue_token=reissue_token,
+                clock=clock,
+            )
+        except IntegrityError:
+            # The same fingerprint activated concurrently and won: the retry finds and returns that activation.
+            await session.rollback()
+            session.expunge_all()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _activate(
@@ -238,7 +226,7 @@ async def _activate(
     license = await _license_by_key(session, runtime, license_key)
     if license is None:
         raise LicenseKeyNotFound("no license matches this key", field="license_key")
-    view = _view(license, now)
+    view = license_view(license, now)
     refusal = UNUSABLE.get(view.status.reason)
     if refusal and not (view.status.reason is Reason.EXPIRED and view.terms.enforcement.value == "maintain"):
         raise LicenseNotUsable(refusal[1], field="license_key", code=refusal[0])
@@ -316,7 +304,7 @@ async def _activate(
         )
     await session.commit()
     runtime.poll_state.forget_license(license.id)
-    snapshot = LicenseSnapshot(view=_view(license, now), usage=await usage_summary(session, license.id))
+    snapshot = LicenseSnapshot(view=license_view(license, now), usage=await usage_summary(session, license.id))
     document = document_for(runtime, snapshot, result, now)
     return ActivationResult(activation=activation, token=token, created=created, document=document)
 
@@ -360,7 +348,7 @@ async def _validation_verdict(
     license = await _license_by_key(session, runtime, license_key)
     if license is None:
         return False, "NOT_FOUND", "no license matches this key", Status.NONE.value, None
-    view = _view(license, now)
+    view = license_view(license, now)
     status, reason = view.status.status.value, view.status.reason
     for guard in (Reason.REVOKED, Reason.SUSPENDED, Reason.NOT_STARTED):
         if reason is guard:

@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from license_server.auth.guards import needs
 from license_server.auth.tokens import Permission
-from license_server.dependencies import CurrentActor, Db, RuntimeDep
+from license_server.dependencies import CurrentActor, Db, Limit, Offset, RuntimeDep
 from license_server.events import webhooks
 from license_server.events.schemas import (
     EventOut,
@@ -26,8 +26,6 @@ from license_server.events.service import EventType
 from license_server.events.webhooks import DeliveryState
 from license_server.schemas_common import Page
 
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
 AfterId = Annotated[int | None, QueryParameter(ge=0)]
 # "state" is a name Litestar reserves for the app state; the query parameter is still called state.
 StateFilter = Annotated[DeliveryState | None, QueryParameter(name="state")]

@@ -11,7 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from license_server.auth.guards import needs
 from license_server.auth.tokens import Permission
-from license_server.dependencies import CurrentActor, Db, RuntimeDep
+from license_server.dependencies import CurrentActor, Db, Limit, Offset, RuntimeDep
 from license_server.licenses import service
 from license_server.licenses.schemas import (
     ActionRequest,
@@ -32,8 +32,6 @@ from license_server.lifecycle.status import Status
 from license_server.schemas_common import Page
 
 LICENSE_DOCUMENT_MEDIA_TYPE = "application/jwt"
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
 
 
 class CustomerController(Controller):

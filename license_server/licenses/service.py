@@ -58,7 +58,8 @@ class IssuedLicense:
     key: str  # shown once, never stored
 
 
-def _view(license: License, now: datetime) -> LicenseView:
+def license_view(license: License, now: datetime) -> LicenseView:
+    """A loaded license (customer and plan loaded too) with its effective terms and status computed at ``now``."""
     terms = license.effective_terms(license.plan)
     return LicenseView(license, license.customer, license.plan, terms, compute_status(license.facts(terms), now))
 
@@ -270,7 +271,7 @@ async def issue_license(
         clock=clock,
     )
     await session.commit()
-    return IssuedLicense(view=_view(license, now), key=key)
+    return IssuedLicense(view=license_view(license, now), key=key)
 
 
 async def _load_license(session: AsyncSession, license_id: uuid.UUID, *, for_update: bool = False) -> License:
@@ -288,7 +289,7 @@ async def _load_license(session: AsyncSession, license_id: uuid.UUID, *, for_upd
 
 
 async def get_license(session: AsyncSession, license_id: uuid.UUID, *, clock: Clock = utcnow) -> LicenseView:
-    return _view(await _load_license(session, license_id), clock())
+    return license_view(await _load_license(session, license_id), clock())
 
 
 async def list_licenses(
@@ -321,7 +322,7 @@ async def list_licenses(
         .offset(offset)
     )
     now = clock()
-    return [_view(license, now) for license in rows.all()], int(total or 0)
+    return [license_view(license, now) for license in rows.all()], int(total or 0)
 
 
 async def _act(
@@ -337,7 +338,7 @@ async def _act(
     """Finish an action: refresh the materialised status, audit, emit the domain event, commit."""
     now = clock()
     license.updated_at = now
-    view = _view(license, now)
+    view = license_view(license, now)
     license.refresh(view.terms, now)
     if event is not None:
         emit_event(session, type=event, license_id=license.id, data={"reason": detail.get("reason", "")}, clock=clock)
@@ -490,7 +491,7 @@ async def license_document(
 ) -> str:
     """The signed document. Revoked and suspended licenses get one too: it is how deployments learn of it."""
     now = clock()
-    view = _view(await _load_license(session, license_id), now)
+    view = license_view(await _load_license(session, license_id), now)
     usage = await usage_summary(session, license_id)
     claims = build_license_claims(
         usage=usage,
