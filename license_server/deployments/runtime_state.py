@@ -141,6 +141,9 @@ class CachedDocument:
     token: str
     etag: str
     refresh_after: float  # epoch seconds: past this the document is re-signed even if its content is unchanged
+    # What the content was built from: while the same cached snapshot gives the same status, it is not rebuilt.
+    snapshot: LicenseSnapshot | None = None
+    status: object = None
 
 
 @dataclass

@@ -134,7 +134,12 @@ def _status_checked_in(view: LicenseView, now: datetime) -> StatusResult:
 
 def document_for(runtime: Runtime, snapshot: LicenseSnapshot, status: StatusResult, now: datetime) -> SignedDocument:
     """The signed document for this content: reused while unchanged and fresh, re-signed otherwise."""
+    state: PollState = runtime.poll_state
     view = snapshot.view
+    cached = state.documents.get(view.license.id)
+    now_ts = now.timestamp()
+    if cached is not None and cached.snapshot is snapshot and cached.status == status and now_ts < cached.refresh_after:
+        return SignedDocument(cached.token, cached.etag)  # the hot path: nothing to build, hash or sign
     content = license_content(
         license=view.license,
         customer=view.customer,
@@ -145,16 +150,16 @@ def document_for(runtime: Runtime, snapshot: LicenseSnapshot, status: StatusResu
         usage=snapshot.usage,
     )
     content_hash = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    state: PollState = runtime.poll_state
-    cached = state.documents.get(view.license.id)
-    now_ts = now.timestamp()
     if cached is not None and cached.content_hash == content_hash and now_ts < cached.refresh_after:
+        state.documents[view.license.id] = replace(cached, snapshot=snapshot, status=status)
         return SignedDocument(cached.token, cached.etag)
     ttl = runtime.settings.document_ttl
     token = runtime.signer.sign(with_time_claims(content, now=now, ttl=ttl))
     etag = '"' + hashlib.sha256(token.encode()).hexdigest()[:32] + '"'
     # Re-sign once half the TTL has passed, so clients always hold a document with plenty of life left.
-    state.documents[view.license.id] = CachedDocument(content_hash, token, etag, now_ts + ttl.total_seconds() / 2)
+    state.documents[view.license.id] = CachedDocument(
+        content_hash, token, etag, now_ts + ttl.total_seconds() / 2, snapshot=snapshot, status=status
+    )
     return SignedDocument(token, etag)
 
 
