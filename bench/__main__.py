@@ -1,82 +1,50 @@
-"""``make bench``: signing and offline verification against raw Ed25519 from ``cryptography``.
+"""``make bench``: every benchmark in turn, one markdown table. ``python -m bench poll sweep`` runs only those named.
 
-Each benchmark times the product's path and a baseline doing the irreducible work (one Ed25519 operation on the
-same bytes) in the same process, interleaved, best of several rounds, and reports the ratio.
+Every figure is judged against a baseline measured in the same run on the same machine (or, where the target is
+absolute, reported beside one for context). Missing a target does not fail the run; a benchmark that errors does.
 """
 
 from __future__ import annotations
 
-import tempfile
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
-from license_server.signing.keys import KeyStore
-from license_server.signing.service import Signer
-from license_server.verifier import Verifier
+from bench import activations, crypto, poll, sweep
+from bench.common import Report, Row, print_report
 
-ROUNDS, SECONDS_PER_ROUND = 5, 0.4
-
-
-def throughput(operation: Callable[[], object]) -> float:
-    """Operations per second: best of ROUNDS rounds of about SECONDS_PER_ROUND each."""
-    best = 0.0
-    for _ in range(ROUNDS):
-        count, started = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < SECONDS_PER_ROUND:
-            for _ in range(50):
-                operation()
-            count += 50
-        best = max(best, count / elapsed)
-    return best
+BENCHMARKS: dict[str, Callable[[], Report]] = {
+    "crypto": crypto.run,
+    "poll": poll.run,
+    "activations": activations.run,
+    "sweep": sweep.run,
+}
 
 
-def sample_claims(now: int) -> dict[str, object]:
-    return {
-        "ver": 1,
-        "iss": "bench",
-        "sub": "license",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 3600,
-        "status": "active",
-        "limits": {"workspaces": {"enabled": True, "limit": 20}},
-        "entitlements": {f"feature_{i}": True for i in range(20)},
-    }
-
-
-def main() -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        store = KeyStore(Path(directory), b"bench-passphrase")
-        store.initialise()
-        signer = Signer(store, refresh_seconds=60)
-        keyring = signer.keyring()
-        private = keyring.signer.private_key
-        assert private is not None
-        now = int(datetime.now(UTC).timestamp())
-        token = signer.sign(sample_claims(now))
-        signing_input, _, _ = token.rpartition(".")
-        signature = private.sign(signing_input.encode())
-        public = keyring.signer.public_key
-        verifier = Verifier(keyring.root_public_key)
-
-        raw_verify = throughput(lambda: public.verify(signature, signing_input.encode()))
-        document_verify = throughput(lambda: verifier.verify(token))
-        raw_sign = throughput(lambda: private.sign(signing_input.encode()))
-        document_sign = throughput(lambda: signer.sign(sample_claims(now)))
-
-    rows = [
-        ("offline verification of a license document", document_verify, "raw Ed25519 verify", raw_verify),
-        ("signing a license document", document_sign, "raw Ed25519 sign", raw_sign),
-    ]
-    print("| benchmark | ops/s | baseline | ops/s | ratio |\n|---|---:|---|---:|---:|")
-    for name, value, baseline_name, baseline in rows:
-        print(f"| {name} | {value:,.0f} | {baseline_name} | {baseline:,.0f} | {value / baseline:.0%} |")
-    print(
-        f"\n(token {len(token)} bytes; best of {ROUNDS} rounds of {SECONDS_PER_ROUND}s; {datetime.now(UTC):%Y-%m-%d})"
-    )
+def main(argv: list[str]) -> int:
+    unknown = [name for name in argv if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    report, failed, started = Report(), False, time.monotonic()
+    for name in argv or list(BENCHMARKS):
+        print(f"bench: running {name} ...", file=sys.stderr, flush=True)
+        began = time.monotonic()
+        try:
+            result = BENCHMARKS[name]()
+        except Exception as exc:
+            traceback.print_exc()
+            failed = True
+            result = Report([Row(name, "error", "—", "—", f"{type(exc).__name__}: {exc}"[:200], False)])
+        report.rows += result.rows
+        report.notes += [note for note in result.notes if note not in report.notes]
+        print(f"bench: {name} took {time.monotonic() - began:.0f}s", file=sys.stderr, flush=True)
+    print_report(report)
+    print(f"\n({datetime.now(UTC):%Y-%m-%d %H:%M} UTC; whole run {time.monotonic() - started:.0f}s)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -75,7 +75,11 @@ def _lua_string(value: str) -> str:
 
 def _lua_request(request: Request) -> str:
     headers = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in request.headers.items())
-    fields = [f"method = {_lua_string(request.method)}", f"path = {_lua_string(request.path)}", f"headers = {{{headers}}}"]
+    fields = [
+        f"method = {_lua_string(request.method)}",
+        f"path = {_lua_string(request.path)}",
+        f"headers = {{{headers}}}",
+    ]
     if request.body is not None and UNIQUE in request.body:
         prefix, _, suffix = request.body.partition(UNIQUE)
         fields += [f"prefix = {_lua_string(prefix)}", f"suffix = {_lua_string(suffix)}"]

@@ -69,6 +69,11 @@ def _server_software() -> str:
     return f"uvicorn (http={http}, loop={loop}) {' '.join(UVICORN_FLAGS)}"
 
 
+def _tool() -> str:
+    tool = load_tool()
+    return "wrk -t1 (Lua script sets Authorization / If-None-Match)" if tool == "wrk" else "bench/loadgen.py (asyncio)"
+
+
 def _cpu(result: LoadResult) -> str:
     return (
         f"server {result.server_cpu:.0%}, {result.tool} {result.generator_cpu:.0%}, "
@@ -114,8 +119,8 @@ def run() -> Report:
             )
         )
     notes = [
-        f"poll: load by {load_tool()} ({CONNECTIONS} keep-alive connections, 1 thread), {WARMUP_SECONDS:g}s warm-up "
-        f"then {SECONDS:g}s measured per run; {len(deployments)} deployment tokens ({LICENSES} licenses × "
+        f"poll: load by {_tool()} with {CONNECTIONS} keep-alive connections, {WARMUP_SECONDS:g}s warm-up "
+        f"then {SECONDS:g}s measured per run; {len(deployments)} deployment tokens ({LICENSES} licenses x "
         f"{ACTIVATIONS_PER_LICENSE} activations) used round-robin; both apps served by {_server_software()}.",
         f"poll: statuses — 304 run: {not_modified.status_summary()}; 200 run: {full.status_summary()}; "
         f"bare: {bare_result.status_summary()}.",
@@ -125,6 +130,11 @@ def run() -> Report:
         f"200 run: {_cpu(full)}.",
         RATE_LIMIT_NOTE,
     ]
+    if load_tool() != "wrk":
+        notes.append(
+            "poll: wrk is not installed (`apt-get install wrk`), so the asyncio generator made the load; it shares "
+            "the 2 cores with the server and understates both apps."
+        )
     for label, result, expected in (("304 run", not_modified, 304), ("200 run", full, 200), ("bare", bare_result, 200)):
         if result.count(expected) < 0.99 * sum(result.statuses.values()) or result.socket_errors:
             notes.append(f"**poll: suspicious** — the {label} did not answer {expected} throughout.")

@@ -94,7 +94,7 @@ SELECT
     CASE WHEN {_NEVER_ACTIVATED} THEN NULL ELSE {_days(f"({_CHECK_IN_DAYS}) + 7")} END,
     {7 * DAY}, 'restrict', NULL, NULL, NULL
 FROM rows
-"""
+"""  # noqa: S608 - SQL assembled from this module's own constants, no input
 
 # Every fifth license has an activation; by a = (rowid / 5) mod 20: 0-2 past the deadline (-> lost, event),
 # 3 already lost, 4 deactivated long ago, the rest checked in recently.
@@ -112,7 +112,7 @@ SELECT
     CASE WHEN a = 4 THEN {_days("-20")} END, CASE WHEN a = 4 THEN 'bench' END
 FROM (SELECT id, rowid AS n, (rowid / 5) % 20 AS a, (rowid * 7919) % 3600 AS jitter FROM licenses WHERE rowid % 5 = 0)
 LIMIT :count
-"""
+"""  # noqa: S608 - as above
 
 
 def build_database(data_dir: Path) -> Path:
@@ -127,7 +127,14 @@ def build_database(data_dir: Path) -> Path:
     try:
         for pragma in ("journal_mode=MEMORY", "synchronous=OFF", "cache_size=-262144"):
             connection.execute(f"PRAGMA {pragma}")
+        # Secondary indexes are dropped while filling and recreated from their own DDL: the same schema, built faster.
+        indexes = connection.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            "AND tbl_name IN ('licenses', 'activations')"
+        ).fetchall()
         connection.execute("BEGIN")
+        for name, _ in indexes:
+            connection.execute(f'DROP INDEX "{name}"')
         connection.execute(
             "INSERT INTO customers (id, name, contact_email, external_id, created_at, updated_at) "
             "VALUES (?, 'Bench Customer', NULL, NULL, ?, ?)",
@@ -135,6 +142,8 @@ def build_database(data_dir: Path) -> Path:
         )
         connection.execute(FILL_LICENSES, {"count": LICENSES, "customer_id": customer_id})
         connection.execute(FILL_ACTIVATIONS, {"count": ACTIVATIONS})
+        for _, sql in indexes:
+            connection.execute(sql)
         connection.execute("COMMIT")
         connection.execute("PRAGMA journal_mode=WAL")  # as the product's own migrations leave the file
     finally:
@@ -157,8 +166,8 @@ def _check_formats(path: Path) -> None:
             license = session.scalars(select(License).limit(1)).one()
             customer = session.get(Customer, license.customer_id)
             activation = session.scalars(select(Activation).limit(1)).one()
-            assert customer is not None and activation.license_id is not None
-            assert license.expires_at.tzinfo is not None and license.grace_ends_at > license.expiring_at
+            if customer is None or activation.license_id is None or license.grace_ends_at <= license.expiring_at:
+                raise RuntimeError("the generated rows do not read back through the product's models")
     finally:
         engine.dispose()
 
@@ -190,7 +199,7 @@ RAW_SWEEP = (
         status = {_STATUS},
         status_reason = {_REASON},
         status_changed_at = :now, sweep_mark = :mark, updated_at = :updated_at
-    WHERE {_STATUS} != status OR {_REASON} != status_reason""",
+    WHERE {_STATUS} != status OR {_REASON} != status_reason""",  # noqa: S608 - constants only
     """INSERT INTO events (type, occurred_at, license_id, data)
     SELECT type, :now, id, '{}' FROM (
         SELECT id, CASE
@@ -315,7 +324,7 @@ def run() -> Report:
             f"{product['seconds']:.2f} s",
             "hand-written set-based SQL via sqlite3",
             f"{raw['seconds']:.2f} s",
-            f"{ratio:.2f}× (target ≤ {TARGET_RATIO:g}×)",
+            f"{ratio:.2f}x (target ≤ {TARGET_RATIO:g}x)",
             ratio <= TARGET_RATIO,
         ),
         Row(
