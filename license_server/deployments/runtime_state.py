@@ -6,12 +6,14 @@ most the check-ins of the last flush interval.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import random
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -23,37 +25,71 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class TTLCache(Generic[K, V]):
-    """A bounded cache whose entries expire after ``ttl`` seconds (the poll path's bounded staleness)."""
+@dataclass
+class _Entry(Generic[V]):
+    value: V
+    refresh_at: float
+    expires_at: float
+
+
+class LoadingCache(Generic[K, V]):
+    """The poll path's cache: bounded staleness without stampedes.
+
+    An entry is served as is until ``refresh_at`` (about 80 % of its life), then still served while one background
+    load replaces it, and never after ``expires_at`` (at most ``ttl`` after it was loaded). Concurrent misses for a
+    key share one load. Lifetimes are jittered so entries loaded together do not all expire together.
+    """
 
     def __init__(self, ttl: float, max_entries: int = 100_000, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
         self._max = max_entries
         self._monotonic = monotonic
-        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
+        self._loading: dict[K, asyncio.Task[V]] = {}
 
-    def get(self, key: K) -> V | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[0] <= self._monotonic():
-            self._entries.pop(key, None)
-            return None
-        return entry[1]
-
-    def put(self, key: K, value: V) -> None:
+    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         if self._ttl <= 0:
-            return
-        self._entries[key] = (self._monotonic() + self._ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+            return await load()
+        now = self._monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now < entry.expires_at:
+            if now >= entry.refresh_at and key not in self._loading:
+                self._start_load(key, load).add_done_callback(_consume_exception)
+            return entry.value
+        task = self._loading.get(key) or self._start_load(key, load)
+        return await asyncio.shield(task)
+
+    def _start_load(self, key: K, load: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        async def run() -> V:
+            try:
+                value = await load()
+            except BaseException:
+                self._entries.pop(key, None)  # e.g. a token deactivated elsewhere: stop serving the old answer
+                raise
+            finally:
+                self._loading.pop(key, None)
+            lifetime = self._ttl * (1 - 0.2 * random.random())  # noqa: S311 - jitter, not security
+            loaded = self._monotonic()
+            self._entries[key] = _Entry(value, loaded + 0.8 * lifetime, loaded + lifetime)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+            return value
+
+        task = asyncio.ensure_future(run())
+        self._loading[key] = task
+        return task
 
     def discard(self, key: K) -> None:
         self._entries.pop(key, None)
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+def _consume_exception(task: asyncio.Task[object]) -> None:
+    if not task.cancelled():
+        task.exception()  # a failed background refresh is retried by the next request; nothing to report here
 
 
 @dataclass(frozen=True)
@@ -153,16 +189,16 @@ class PollState:
     cache_seconds: float
     rate_limit_per_address: int = 60
     rate_limit_per_license_key: int = 20
-    activations: TTLCache[str, ActivationSnapshot] = field(init=False)
-    licenses: TTLCache[uuid.UUID, LicenseSnapshot] = field(init=False)
+    activations: LoadingCache[str, ActivationSnapshot] = field(init=False)
+    licenses: LoadingCache[uuid.UUID, LicenseSnapshot] = field(init=False)
     documents: dict[uuid.UUID, CachedDocument] = field(default_factory=dict)
     address_limiter: RateLimiter = field(init=False)
     license_key_limiter: RateLimiter = field(init=False)
     check_ins: CheckInBuffer = field(default_factory=CheckInBuffer)
 
     def __post_init__(self) -> None:
-        self.activations = TTLCache(self.cache_seconds)
-        self.licenses = TTLCache(self.cache_seconds)
+        self.activations = LoadingCache(self.cache_seconds)
+        self.licenses = LoadingCache(self.cache_seconds)
         self.address_limiter = RateLimiter(self.rate_limit_per_address)
         self.license_key_limiter = RateLimiter(self.rate_limit_per_license_key)
 

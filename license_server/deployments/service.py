@@ -90,31 +90,28 @@ async def _load_snapshot(session: AsyncSession, license_id: uuid.UUID, now: date
 
 
 async def _license_snapshot(runtime: Runtime, license_id: uuid.UUID, now: datetime) -> LicenseSnapshot:
-    state = runtime.poll_state
-    snapshot = state.licenses.get(license_id)
-    if snapshot is None:
+    async def load() -> LicenseSnapshot:
         async with runtime.session_factory() as session:
-            snapshot = await _load_snapshot(session, license_id, now)
-        state.licenses.put(license_id, snapshot)
-    return snapshot
+            return await _load_snapshot(session, license_id, now)
+
+    return await runtime.poll_state.licenses.get(license_id, load)
 
 
 async def authenticate_deployment(runtime: Runtime, token: str | None) -> ActivationSnapshot:
     if not token or not token.startswith(DEPLOYMENT_TOKEN_PREFIX) or len(token) > 128:
         raise InvalidDeploymentToken("send Authorization: Bearer <deployment token>")
     digest = runtime.hasher.digest(token)
-    state = runtime.poll_state
-    snapshot = state.activations.get(digest)
-    if snapshot is None:
+
+    async def load() -> ActivationSnapshot:
         async with runtime.session_factory() as session:
             activation = await session.scalar(
                 select(Activation).where(Activation.token_hash == digest, Activation.deactivated_at.is_(None))
             )
         if activation is None:
             raise InvalidDeploymentToken("the deployment token is unknown or deactivated")
-        snapshot = ActivationSnapshot(activation.id, activation.license_id, activation.fingerprint)
-        state.activations.put(digest, snapshot)
-    return snapshot
+        return ActivationSnapshot(activation.id, activation.license_id, activation.fingerprint)
+
+    return await runtime.poll_state.activations.get(digest, load)
 
 
 # -- documents --------------------------------------------------------------------------------------------------

@@ -81,12 +81,12 @@ async def test_cached_polls_see_admin_changes_within_the_staleness_bound(
     client: httpx.AsyncClient, make_license: LicenseFactory, runtime: Runtime
 ) -> None:
     from license_server.auth.tokens import cli_actor
-    from license_server.deployments.runtime_state import TTLCache
+    from license_server.deployments.runtime_state import LoadingCache
     from license_server.licenses import service as licenses
 
     cache_seconds = 0.5
-    runtime.poll_state.activations = TTLCache(cache_seconds)
-    runtime.poll_state.licenses = TTLCache(cache_seconds)
+    runtime.poll_state.activations = LoadingCache(cache_seconds)
+    runtime.poll_state.licenses = LoadingCache(cache_seconds)
     issued = await make_license()
     token = (await activate(client, issued)).json()["deployment_token"]
     etag = (await client.get("/v1/license", headers=bearer(token))).headers["etag"]
