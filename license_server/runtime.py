@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -31,8 +33,12 @@ class Runtime:
     session_factory: async_sessionmaker[AsyncSession]
     clock: Clock = field(default=utcnow)
     poll_state: PollState = field(init=False)
+    # SQLite takes one writer at a time; writers in this process queue here (first come, first served) instead of
+    # spinning in SQLite's busy handler, which sleeps and retries. PostgreSQL locks rows, so no gate is needed.
+    write_gate: contextlib.AbstractAsyncContextManager[object] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.write_gate = asyncio.Lock() if self.settings.is_sqlite else contextlib.nullcontext()
         self.poll_state = PollState(
             cache_seconds=self.settings.poll_cache_seconds,
             rate_limit_per_address=self.settings.rate_limit_per_address,

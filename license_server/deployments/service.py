@@ -240,73 +240,76 @@ async def _activate(
             Activation.deactivated_at.is_(None),
         )
     )
-    first_activation = license.first_activated_at is None
-    if first_activation:
-        # Known to the status computation but not flushed: the guarded UPDATE below writes it, so that of two
-        # concurrent first activations only one records it and emits license.activated.
-        set_committed_value(license, "first_activated_at", now)
-    license.last_check_in_at = license.updated_at = now
-    result = license.refresh(view.terms, now)
-    flag_modified(license, "updated_at")  # the UPDATE must happen even when no value changed: it is the lock
-    # Flushing the license is the lock: its UPDATE is the first write of the transaction, so seats are counted under
-    # the row lock (PostgreSQL) or the database write lock (SQLite) until the commit.
-    await session.flush()
-    if first_activation:
-        claimed = await session.execute(
-            update(License)
-            .where(License.id == license.id, License.first_activated_at.is_(None))
-            .values(first_activated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount:  # type: ignore[attr-defined]
-            emit_event(session, type=EventType.LICENSE_ACTIVATED, license_id=license.id, clock=clock)
-    token: str | None = None
-    heartbeat = view.terms.heartbeat_window
-    if existing is not None:
-        activation, created = existing, False
-        activation.last_seen_at, activation.heartbeat_deadline, activation.lost_at = now, now + heartbeat, None
-        if reissue_token:
-            token = generate_deployment_token()
-            activation.token_hash, activation.token_hint = runtime.hasher.digest(token), token[-4:]
-            runtime.poll_state.activations.clear()  # the old token must stop working here at once
-    else:
-        seats = view.terms.max_activations
-        if seats:
-            live = await session.scalar(
-                select(func.count())
-                .select_from(Activation)
-                .where(Activation.license_id == license.id, Activation.deactivated_at.is_(None))
+    # The document returned below needs the license's usage; read it now, before the transaction takes the lock.
+    usage = await usage_summary(session, license.id)
+    async with runtime.write_gate:
+        first_activation = license.first_activated_at is None
+        if first_activation:
+            # Known to the status computation but not flushed: the guarded UPDATE below writes it, so that of two
+            # concurrent first activations only one records it and emits license.activated.
+            set_committed_value(license, "first_activated_at", now)
+        license.last_check_in_at = license.updated_at = now
+        result = license.refresh(view.terms, now)
+        flag_modified(license, "updated_at")  # the UPDATE must happen even when no value changed: it is the lock
+        # Flushing the license is the lock: its UPDATE is the first write of the transaction, so seats are counted under
+        # the row lock (PostgreSQL) or the database write lock (SQLite) until the commit.
+        await session.flush()
+        if first_activation:
+            claimed = await session.execute(
+                update(License)
+                .where(License.id == license.id, License.first_activated_at.is_(None))
+                .values(first_activated_at=now)
+                .execution_options(synchronize_session=False)
             )
-            if (live or 0) >= seats:
-                await session.rollback()
-                raise TooManyActivations(f"all {seats} activations of this license are in use", field="fingerprint")
-        token = generate_deployment_token()
-        activation = Activation(
-            id=new_id(),
-            license_id=license.id,
-            fingerprint=fingerprint,
-            hostname=hostname,
-            product_version=product_version,
-            extra_metadata=metadata or {},
-            token_hash=runtime.hasher.digest(token),
-            token_hint=token[-4:],
-            created_at=now,
-            last_seen_at=now,
-            heartbeat_deadline=now + heartbeat,
-        )
-        session.add(activation)
-        created = True
-        emit_event(
-            session,
-            type=EventType.ACTIVATION_CREATED,
-            license_id=license.id,
-            activation_id=activation.id,
-            data={"fingerprint": fingerprint, "hostname": hostname},
-            clock=clock,
-        )
-    await session.commit()
+            if claimed.rowcount:  # type: ignore[attr-defined]
+                emit_event(session, type=EventType.LICENSE_ACTIVATED, license_id=license.id, clock=clock)
+        token: str | None = None
+        heartbeat = view.terms.heartbeat_window
+        if existing is not None:
+            activation, created = existing, False
+            activation.last_seen_at, activation.heartbeat_deadline, activation.lost_at = now, now + heartbeat, None
+            if reissue_token:
+                token = generate_deployment_token()
+                activation.token_hash, activation.token_hint = runtime.hasher.digest(token), token[-4:]
+                runtime.poll_state.activations.clear()  # the old token must stop working here at once
+        else:
+            seats = view.terms.max_activations
+            if seats:
+                live = await session.scalar(
+                    select(func.count())
+                    .select_from(Activation)
+                    .where(Activation.license_id == license.id, Activation.deactivated_at.is_(None))
+                )
+                if (live or 0) >= seats:
+                    await session.rollback()
+                    raise TooManyActivations(f"all {seats} activations of this license are in use", field="fingerprint")
+            token = generate_deployment_token()
+            activation = Activation(
+                id=new_id(),
+                license_id=license.id,
+                fingerprint=fingerprint,
+                hostname=hostname,
+                product_version=product_version,
+                extra_metadata=metadata or {},
+                token_hash=runtime.hasher.digest(token),
+                token_hint=token[-4:],
+                created_at=now,
+                last_seen_at=now,
+                heartbeat_deadline=now + heartbeat,
+            )
+            session.add(activation)
+            created = True
+            emit_event(
+                session,
+                type=EventType.ACTIVATION_CREATED,
+                license_id=license.id,
+                activation_id=activation.id,
+                data={"fingerprint": fingerprint, "hostname": hostname},
+                clock=clock,
+            )
+        await session.commit()
     runtime.poll_state.forget_license(license.id)
-    snapshot = LicenseSnapshot(view=license_view(license, now), usage=await usage_summary(session, license.id))
+    snapshot = LicenseSnapshot(view=license_view(license, now), usage=usage)
     document = document_for(runtime, snapshot, result, now)
     return ActivationResult(activation=activation, token=token, created=created, document=document)
 
