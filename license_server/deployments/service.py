@@ -240,8 +240,7 @@ async def _activate(
             Activation.deactivated_at.is_(None),
         )
     )
-    # The document returned below needs the license's usage; read it now, before the transaction takes the lock.
-    usage = await usage_summary(session, license.id)
+    previous_status = (license.status, license.status_reason)
     async with runtime.write_gate:
         first_activation = license.first_activated_at is None
         if first_activation:
@@ -308,8 +307,11 @@ async def _activate(
                 clock=clock,
             )
         await session.commit()
-    runtime.poll_state.forget_license(license.id)
-    snapshot = LicenseSnapshot(view=license_view(license, now), usage=usage)
+    if first_activation or (license.status, license.status_reason) != previous_status:
+        runtime.poll_state.forget_license(license.id)  # the license's document content changed
+    # A new activation adds no usage, so the usage polls see (at most poll_cache_seconds old) is the usage to show.
+    cached = await _license_snapshot(runtime, license.id, now)
+    snapshot = LicenseSnapshot(view=license_view(license, now), usage=cached.usage)
     document = document_for(runtime, snapshot, result, now)
     return ActivationResult(activation=activation, token=token, created=created, document=document)
 
