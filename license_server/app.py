@@ -28,11 +28,10 @@ from license_server.health.controllers import HealthController
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
 from license_server.runtime import Runtime
 from license_server.scheduler import build_scheduler
-from license_server.schemas_common import FieldProblem, Problem
+from license_server.schemas_common import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, problem_spec
 from license_server.signing.controllers import KeyController, WellKnownController
 
 logger = logging.getLogger("license_server")
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 ADMIN_PREFIX = "/v1/admin"
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 ADMIN_CONTROLLERS = [
@@ -126,22 +125,18 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
     return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred")
 
 
-def _problem_spec(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=Problem, media_type=PROBLEM_MEDIA_TYPE, description=description)
-
-
 def _document_error_responses(app: Litestar) -> None:
     """Declare the problem responses each route can give, so the OpenAPI schema is complete."""
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
-            responses: dict[int, ResponseSpec] = {400: _problem_spec("Invalid input; `errors` names the fields")}
+            responses: dict[int, ResponseSpec] = {400: problem_spec("Invalid input; `errors` names the fields")}
             if route.path.startswith(ADMIN_PREFIX):
-                responses[401] = _problem_spec("Missing, unknown or revoked admin token")
-                responses[403] = _problem_spec("The token's role lacks the permission this route needs")
+                responses[401] = problem_spec("Missing, unknown or revoked admin token")
+                responses[403] = problem_spec("The token's role lacks the permission this route needs")
                 if "{" in route.path:
-                    responses[404] = _problem_spec("No such resource")
+                    responses[404] = problem_spec("No such resource")
                 if "GET" not in handler.http_methods:
-                    responses[409] = _problem_spec("Conflicts with the resource's current state")
+                    responses[409] = problem_spec("Conflicts with the resource's current state")
             responses.update(handler.responses or {})
             handler.responses = responses
 

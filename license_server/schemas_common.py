@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Generic, TypeVar
 
+from litestar.openapi import ResponseSpec
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
@@ -70,3 +71,11 @@ class Problem(Model):
 
 
 Metadata = Annotated[dict[str, Any], Field(max_length=50, description="Free-form JSON for the vendor's own use")]
+
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def problem_spec(description: str) -> ResponseSpec:
+    """An error response in the OpenAPI schema: a Problem with this description."""
+    return ResponseSpec(data_container=Problem, media_type=PROBLEM_MEDIA_TYPE, description=description)

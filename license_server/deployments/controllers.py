@@ -27,7 +27,7 @@ from license_server.deployments.schemas import (
 )
 from license_server.deployments.service import WorkspaceUsage
 from license_server.deployments.views import activation_out, list_activations
-from license_server.schemas_common import Page
+from license_server.schemas_common import Page, problem_spec
 
 LICENSE_DOCUMENT_MEDIA_TYPE = "application/jwt"
 ActivationState = Literal["live", "lost", "deactivated"]
@@ -46,7 +46,13 @@ class DeploymentController(Controller):
         summary="Activate a deployment with its license key and fingerprint",
         description="201 with a new activation, or 200 with the existing one for the same fingerprint (no second "
         "seat). Rate-limited per client address and per license key.",
-        responses={200: ResponseSpec(ActivationCreated, description="An existing activation for this fingerprint")},
+        responses={
+            200: ResponseSpec(ActivationCreated, description="An existing activation for this fingerprint"),
+            403: problem_spec("Revoked, suspended, not started, or expired under enforcement 'restrict'"),
+            404: problem_spec("No license matches this key (unknown and malformed keys alike)"),
+            409: problem_spec("All of the license's activations are in use (too_many_activations)"),
+            429: problem_spec("Rate limited; see Retry-After"),
+        },
     )
     async def activate(
         self, request: Request[Any, Any, Any], data: JSONBody[ActivateRequest], db: Db, runtime: RuntimeDep
@@ -74,7 +80,10 @@ class DeploymentController(Controller):
         summary="Poll for the signed license document (a check-in)",
         description="Send the deployment token as a bearer token and the last ETag as If-None-Match: 304 when "
         "nothing changed.",
-        responses={304: ResponseSpec(None, description="The document is unchanged")},
+        responses={
+            304: ResponseSpec(None, description="The document is unchanged"),
+            401: problem_spec("Missing, unknown or deactivated deployment token"),
+        },
     )
     async def poll(
         self,
@@ -92,6 +101,7 @@ class DeploymentController(Controller):
         "/licenses/validate",
         status_code=200,
         summary="Validate a license key (and fingerprint) with a nonce; the answer is signed",
+        responses={429: problem_spec("Rate limited; see Retry-After")},
     )
     async def validate(
         self, request: Request[Any, Any, Any], data: JSONBody[ValidateRequest], db: Db, runtime: RuntimeDep
@@ -115,7 +125,12 @@ class DeploymentController(Controller):
             signed=outcome.signed,
         )
 
-    @post("/usage", status_code=200, summary="Report usage (deployment token); idempotent per idempotency_key")
+    @post(
+        "/usage",
+        status_code=200,
+        summary="Report usage (deployment token); idempotent per idempotency_key",
+        responses={401: problem_spec("Missing, unknown or deactivated deployment token")},
+    )
     async def usage(
         self, request: Request[Any, Any, Any], data: JSONBody[UsageReportIn], db: Db, runtime: RuntimeDep
     ) -> UsageAccepted:
@@ -146,6 +161,11 @@ class DeploymentController(Controller):
         "/activations/{activation_id:uuid}",
         status_code=200,
         summary="Deactivate: free the seat (the deployment's own token, or an admin token)",
+        responses={
+            401: problem_spec("Missing or unknown token"),
+            403: problem_spec("Another deployment's activation, or an admin role without manage_licenses"),
+            404: problem_spec("No such activation"),
+        },
         opt=needs(Permission.MANAGE_LICENSES),
     )
     async def deactivate(
