@@ -70,11 +70,11 @@ async def test_oversized_body_gets_413_and_nothing_is_written(client: httpx.Asyn
 async def test_admin_tokens_do_not_work_as_deployment_tokens(
     client: httpx.AsyncClient, owner_headers: dict[str, str]
 ) -> None:
-    for path in ("/v1/license",):
-        response = await client.get(path, headers=owner_headers)
-        assert (response.status_code, response.json()["code"]) == (401, "invalid_deployment_token")
-    usage = await client.post("/v1/usage", json={}, headers=owner_headers)
-    assert usage.status_code in (400, 401)
+    response = await client.get("/v1/license", headers=owner_headers)
+    assert (response.status_code, response.json()["code"]) == (401, "invalid_deployment_token")
+    report = {"measured_at": "2026-01-01T00:00:00Z", "idempotency_key": "k", "workspaces": []}
+    usage = await client.post("/v1/usage", json=report, headers=owner_headers)
+    assert (usage.status_code, usage.json()["code"]) == (401, "invalid_deployment_token")
 
 
 async def test_cached_polls_see_admin_changes_within_the_staleness_bound(
