@@ -44,6 +44,7 @@ def build_scheduler(runtime: Runtime, *, shared: bool, per_process: bool) -> Asy
                 "interval",
                 seconds=job.interval_seconds(runtime.settings),
                 id=job.name,
+                name=job.name,
                 max_instances=1,
                 coalesce=True,
                 next_run_time=datetime.now(UTC),

@@ -85,8 +85,7 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
 
     from license_server.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _configure_logging()
     config = settings()
     host, port = host or config.host, port or config.port
     try:
@@ -117,10 +116,18 @@ def db_upgrade() -> None:
     click.echo("database is at the latest schema")
 
 
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Migrations and APScheduler narrate every step (a line per job run, every few seconds); their warnings and a
+    # failed job's traceback (logged by our own wrapper) still get through.
+    for noisy in ("alembic", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 @click.command()
 def scheduler() -> None:
     """Run the lifecycle sweep and webhook deliveries without the HTTP server."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging()
     from license_server.db.migrate import upgrade_database
     from license_server.scheduler import build_scheduler
 
