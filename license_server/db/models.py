@@ -15,22 +15,22 @@ from license_server.inner_api.models import (
 from license_server.licenses.models import Customer, License, Plan
 
 __all__ = [
-    "AppAccessMode",
-    "AppAllowedUser",
-    "DefaultWorkspaceMember",
-    "InnerApiCredential",
-    "InnerApiLicenseSettings",
-    "WorkspacePolicyOverride",
     "Activation",
     "AdminToken",
+    "AppAccessMode",
+    "AppAllowedUser",
     "AuditEvent",
     "Base",
     "Customer",
+    "DefaultWorkspaceMember",
     "Event",
+    "InnerApiCredential",
+    "InnerApiLicenseSettings",
     "JobLease",
     "License",
     "Plan",
     "UsageReport",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WorkspacePolicyOverride",
 ]
