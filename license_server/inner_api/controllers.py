@@ -60,7 +60,7 @@ def _json(value: Any) -> Response[bytes]:
     return Response(json.dumps(value, separators=(",", ":")).encode(), media_type=MediaType.JSON)
 
 
-def _dify_id(value: str, field: str) -> str:
+def dify_id(value: str, field: str) -> str:
     if not _ID.match(value):
         raise ValidationFailed(f"{field} must be an id of up to 64 letters, digits and _.:@-", field=field)
     return value
@@ -100,7 +100,7 @@ class InnerApiController(Controller):
     @get("/workspace/{tenant_id:str}/info", summary="Members limit and use of one workspace", responses=_INNER_ERRORS)
     async def workspace_info(self, request: Request[Any, Any, Any], tenant_id: FromPath[str]) -> dict[str, Any]:
         caller, inner_store = _caller(request)
-        workspace_id = _dify_id(tenant_id, "tenant_id")
+        workspace_id = dify_id(tenant_id, "tenant_id")
         state = await inner_store.license_state(caller)
         return workspace_info_body(state.terms, await inner_store.workspace_members(caller, workspace_id))
 
@@ -113,7 +113,7 @@ class InnerApiController(Controller):
         self, request: Request[Any, Any, Any], workspace_id: FromPath[str]
     ) -> dict[str, Any]:
         caller, inner_store = _caller(request)
-        _dify_id(workspace_id, "workspace_id")
+        dify_id(workspace_id, "workspace_id")
         policy = await inner_store.workspace_policy_override(caller, workspace_id)
         if policy is None:
             policy = (await inner_store.license_state(caller)).terms.workspace_policy
@@ -208,7 +208,7 @@ class InnerApiController(Controller):
 
 
 # -- admin ------------------------------------------------------------------------------------------------------
-def _credential_out(credential: InnerApiCredential) -> CredentialOut:
+def credential_out(credential: InnerApiCredential) -> CredentialOut:
     return CredentialOut(
         id=credential.id,
         license_id=credential.license_id,
@@ -220,7 +220,7 @@ def _credential_out(credential: InnerApiCredential) -> CredentialOut:
     )
 
 
-def _policy_out(row: WorkspacePolicyOverride) -> WorkspacePolicyOut:
+def policy_out(row: WorkspacePolicyOverride) -> WorkspacePolicyOut:
     return WorkspacePolicyOut(
         workspace_id=row.workspace_id,
         allow_member_invite=row.allow_member_invite,
@@ -233,7 +233,7 @@ def _app_out(view: service.AppAccessView) -> AppAccessOut:
     return AppAccessOut(app_id=view.app_id, access_mode=view.access_mode, allowed_users=view.allowed_users)
 
 
-def _settings_out(view: service.InnerApiSettingsView) -> InnerApiSettingsOut:
+def settings_out(view: service.InnerApiSettingsView) -> InnerApiSettingsOut:
     return InnerApiSettingsOut(
         license_id=view.license_id,
         default_workspace_id=view.default_workspace_id,
@@ -269,11 +269,11 @@ class InnerApiAdminController(Controller):
             label=data.label if data else "",
             clock=runtime.clock,
         )
-        return CredentialCreated(**_credential_out(created.credential).model_dump(), secret=created.secret)
+        return CredentialCreated(**credential_out(created.credential).model_dump(), secret=created.secret)
 
     @get("/credentials", opt=needs(Permission.READ), summary="A license's inner-API credentials (never the secrets)")
     async def list_credentials(self, db: Db, license_id: FromPath[uuid.UUID]) -> list[CredentialOut]:
-        return [_credential_out(c) for c in await service.list_credentials(db, license_id=license_id)]
+        return [credential_out(c) for c in await service.list_credentials(db, license_id=license_id)]
 
     @delete(
         "/credentials/{credential_id:uuid}",
@@ -296,11 +296,11 @@ class InnerApiAdminController(Controller):
         store = _store(request)
         if isinstance(store, SqlInnerApiStore):
             store.forget_credentials()  # the revoked secret stops working in this process at once
-        return _credential_out(credential)
+        return credential_out(credential)
 
     @get("/", opt=needs(Permission.READ), summary="Default workspace and SSO change times")
     async def settings(self, db: Db, license_id: FromPath[uuid.UUID]) -> InnerApiSettingsOut:
-        return _settings_out(await service.get_settings(db, license_id=license_id))
+        return settings_out(await service.get_settings(db, license_id=license_id))
 
     @put("/default-workspace", opt=needs(Permission.MANAGE_LICENSES), summary="Set or clear the default workspace")
     async def set_default_workspace(
@@ -314,11 +314,11 @@ class InnerApiAdminController(Controller):
         view = await service.set_default_workspace(
             db, actor=actor, license_id=license_id, workspace_id=data.workspace_id, clock=runtime.clock
         )
-        return _settings_out(view)
+        return settings_out(view)
 
     @get("/workspaces", opt=needs(Permission.READ), summary="Workspaces whose policy overrides the license default")
     async def list_workspace_policies(self, db: Db, license_id: FromPath[uuid.UUID]) -> list[WorkspacePolicyOut]:
-        return [_policy_out(row) for row in await service.list_workspace_policies(db, license_id=license_id)]
+        return [policy_out(row) for row in await service.list_workspace_policies(db, license_id=license_id)]
 
     @put(
         "/workspaces/{workspace_id:str}",
@@ -338,12 +338,12 @@ class InnerApiAdminController(Controller):
             db,
             actor=actor,
             license_id=license_id,
-            workspace_id=_dify_id(workspace_id, "workspace_id"),
+            workspace_id=dify_id(workspace_id, "workspace_id"),
             allow_member_invite=data.allow_member_invite,
             allow_owner_transfer=data.allow_owner_transfer,
             clock=runtime.clock,
         )
-        return _policy_out(row)
+        return policy_out(row)
 
     @delete(
         "/workspaces/{workspace_id:str}",
@@ -363,14 +363,14 @@ class InnerApiAdminController(Controller):
             db,
             actor=actor,
             license_id=license_id,
-            workspace_id=_dify_id(workspace_id, "workspace_id"),
+            workspace_id=dify_id(workspace_id, "workspace_id"),
             clock=runtime.clock,
         )
         return WorkspacePolicyCleared(workspace_id=workspace_id, removed=removed)
 
     @get("/apps/{app_id:str}", opt=needs(Permission.READ), summary="A web app's access mode and allow-list")
     async def get_app(self, db: Db, license_id: FromPath[uuid.UUID], app_id: FromPath[str]) -> AppAccessOut:
-        return _app_out(await service.get_app_access(db, license_id=license_id, app_id=_dify_id(app_id, "app_id")))
+        return _app_out(await service.get_app_access(db, license_id=license_id, app_id=dify_id(app_id, "app_id")))
 
     @put("/apps/{app_id:str}/access-mode", opt=needs(Permission.MANAGE_LICENSES), summary="Set a web app's mode")
     async def set_app_mode(
@@ -386,7 +386,7 @@ class InnerApiAdminController(Controller):
             db,
             actor=actor,
             license_id=license_id,
-            app_id=_dify_id(app_id, "app_id"),
+            app_id=dify_id(app_id, "app_id"),
             mode=data.access_mode,
             clock=runtime.clock,
         )
@@ -411,7 +411,7 @@ class InnerApiAdminController(Controller):
             db,
             actor=actor,
             license_id=license_id,
-            app_id=_dify_id(app_id, "app_id"),
+            app_id=dify_id(app_id, "app_id"),
             user_ids=data.user_ids,
             clock=runtime.clock,
         )
@@ -436,8 +436,8 @@ class InnerApiAdminController(Controller):
             db,
             actor=actor,
             license_id=license_id,
-            app_id=_dify_id(app_id, "app_id"),
-            user_id=_dify_id(user_id, "user_id"),
+            app_id=dify_id(app_id, "app_id"),
+            user_id=dify_id(user_id, "user_id"),
             clock=runtime.clock,
         )
         return _app_out(view)

@@ -9,7 +9,6 @@ test_store.py.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -56,8 +55,9 @@ class Target(Protocol):
 
     async def set_default_workspace(self, licensed: Licensed, workspace_id: str | None) -> None: ...
 
-    async def override_workspace(self, licensed: Licensed, workspace_id: str, *, invite: bool, transfer: bool) -> None:
-        ...
+    async def override_workspace(
+        self, licensed: Licensed, workspace_id: str, *, invite: bool, transfer: bool
+    ) -> None: ...
 
     async def allow_user(self, licensed: Licensed, app_id: str, user_id: str) -> None: ...
 
@@ -156,8 +156,8 @@ def backend() -> str:
 @pytest.fixture
 async def target(
     client: httpx.AsyncClient, runtime: Runtime, clock: MovableClock, owner_headers: dict[str, str]
-) -> AsyncIterator[Target]:
-    yield VendorTarget(client, runtime, clock, owner_headers)
+) -> Target:
+    return VendorTarget(client, runtime, clock, owner_headers)
 
 
 class Dify:

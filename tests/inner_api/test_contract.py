@@ -67,7 +67,9 @@ async def test_info_has_every_key_of_the_contract_with_its_type(target: Target) 
     assert set(body["License"]) == {"status", "expiredAt", "workspaces", "licensedSeats"}
     for limit in (body["License"]["workspaces"], body["License"]["licensedSeats"]):
         assert set(limit) == {"enabled", "limit", "used"}
-        assert isinstance(limit["enabled"], bool) and isinstance(limit["limit"], int) and isinstance(limit["used"], int)
+        assert isinstance(limit["enabled"], bool)
+        assert isinstance(limit["limit"], int)
+        assert isinstance(limit["used"], int)
     assert set(body["PluginInstallationPermission"]) == {"pluginInstallationScope", "restrictToMarketplaceOnly"}
     assert body["License"]["status"] in STATUSES
 
@@ -107,7 +109,8 @@ async def test_info_workspaces_used_comes_from_the_latest_usage_report(target: T
     dify = Dify(target, licensed)
     await target.report_members(licensed, {"ws-a": 2, "ws-b": 1}, seats=7)
     first = (await dify.info())["License"]
-    assert first["workspaces"]["used"] == 2 and first["licensedSeats"]["used"] == 7
+    assert first["workspaces"]["used"] == 2
+    assert first["licensedSeats"]["used"] == 7
     await target.report_members(licensed, {"ws-a": 2, "ws-b": 1, "ws-c": 3}, seats=9)
     latest = (await dify.info())["License"]
     assert latest["workspaces"] == {"enabled": True, "limit": 3, "used": 3}
@@ -119,7 +122,8 @@ async def test_the_limit_rule_applies_to_license_workspaces(target: Target) -> N
     dify = Dify(target, licensed)
     await target.report_members(licensed, {"ws-a": 1, "ws-b": 1})
     workspaces = (await dify.info())["License"]["workspaces"]
-    assert limit_available(workspaces, 1) and not limit_available(workspaces, 2)
+    assert limit_available(workspaces, 1)
+    assert not limit_available(workspaces, 2)
     await target.update_terms(licensed, {"workspaces": {"enabled": True, "limit": 0}})
     assert limit_available((await dify.info())["License"]["workspaces"], 1000)  # 0 means unlimited
     await target.update_terms(licensed, {"workspaces": {"enabled": False, "limit": 1}})
@@ -185,7 +189,8 @@ async def test_workspace_info_gives_members_of_that_workspace_and_the_limit(targ
     assert response.status_code == 200
     members = response.json()["WorkspaceMembers"]
     assert members == {"used": 3, "limit": 4, "enabled": True}
-    assert limit_available(members, 1) and not limit_available(members, 2)
+    assert limit_available(members, 1)
+    assert not limit_available(members, 2)
     unknown = (await dify.get("/workspace/ws-unreported/info")).json()["WorkspaceMembers"]
     assert unknown == {"used": 0, "limit": 4, "enabled": True}
 
@@ -207,7 +212,8 @@ async def _times(dify: Dify) -> tuple[datetime, datetime]:
     answers = [await dify.get(f"/sso/{kind}/last-update-time") for kind in ("app", "workspace")]
     for answer in answers:
         assert answer.status_code == 200
-        assert isinstance(answer.json(), str) and answer.json().endswith("+00:00"), answer.text
+        assert isinstance(answer.json(), str), answer.text
+        assert answer.json().endswith("+00:00"), answer.text
     app, workspace = (datetime.fromisoformat(a.json()) for a in answers)
     return app, workspace
 
@@ -243,17 +249,20 @@ async def test_access_mode_defaults_to_private_and_can_be_set_read_and_forgotten
     assert (await dify.get("/webapp/access-mode/id", params={"appId": "app-1"})).json() == {"accessMode": "private"}
     for mode in ("public", "private_all", "private"):
         answer = await dify.post("/webapp/access-mode", {"appId": "app-1", "accessMode": mode})
-        assert answer.status_code == 200 and answer.json() == {"result": True}
+        assert answer.status_code == 200
+        assert answer.json() == {"result": True}
         assert (await dify.get("/webapp/access-mode/id", params={"appId": "app-1"})).json() == {"accessMode": mode}
     await dify.post("/webapp/access-mode", {"appId": "app-2", "accessMode": "public"})
     batch = await dify.post("/webapp/access-mode/batch/id", {"appIds": ["app-1", "app-2", "app-3"]})
     assert batch.status_code == 200
     assert batch.json() == {"accessModes": {"app-1": "private", "app-2": "public", "app-3": "private"}}
     cleaned = await dify.delete("/webapp/clean", params={"appId": "app-2"})
-    assert cleaned.status_code == 200 and cleaned.json() == {"result": True}
+    assert cleaned.status_code == 200
+    assert cleaned.json() == {"result": True}
     assert (await dify.get("/webapp/access-mode/id", params={"appId": "app-2"})).json() == {"accessMode": "private"}
     again = await dify.delete("/webapp/clean", params={"appId": "never-existed"})
-    assert again.status_code == 200 and again.json() == {"result": True}
+    assert again.status_code == 200
+    assert again.json() == {"result": True}
 
 
 async def test_access_modes_are_per_license(target: Target) -> None:
@@ -280,9 +289,11 @@ async def test_webapp_permission_follows_the_mode_and_the_allow_list(
     if listed:
         await target.allow_user(licensed, "app-1", "user-1")
     single = await dify.get("/webapp/permission", params={"userId": "user-1", "appId": "app-1"})
-    assert single.status_code == 200 and single.json() == {"result": expected}
+    assert single.status_code == 200
+    assert single.json() == {"result": expected}
     batch = await dify.post("/webapp/permission/batch", {"userId": "user-1", "appIds": ["app-1"]})
-    assert batch.status_code == 200 and batch.json() == {"permissions": {"app-1": expected}}
+    assert batch.status_code == 200
+    assert batch.json() == {"permissions": {"app-1": expected}}
 
 
 async def test_permission_batch_answers_each_app_and_an_unknown_app_is_private(target: Target) -> None:
@@ -295,7 +306,8 @@ async def test_permission_batch_answers_each_app_and_an_unknown_app_is_private(t
     other_user = await dify.post("/webapp/permission/batch", {"userId": "user-2", "appIds": ["listed"]})
     assert other_user.json() == {"permissions": {"listed": False}}
     empty = await dify.post("/webapp/permission/batch", {"userId": "user-1", "appIds": []})
-    assert empty.status_code == 200 and empty.json() == {"permissions": {}}
+    assert empty.status_code == 200
+    assert empty.json() == {"permissions": {}}
 
 
 async def test_cleaning_an_app_forgets_its_allow_list(target: Target) -> None:
@@ -315,7 +327,9 @@ async def test_default_workspace_join_without_one_configured(target: Target) -> 
     assert answer.status_code == 200
     body = answer.json()
     assert set(body) == {"workspaceId", "joined", "message"}
-    assert body["workspaceId"] == "" and body["joined"] is False and body["message"]
+    assert body["workspaceId"] == ""
+    assert body["joined"] is False
+    assert body["message"]
 
 
 async def test_default_workspace_join_is_idempotent(target: Target) -> None:
@@ -328,7 +342,8 @@ async def test_default_workspace_join_is_idempotent(target: Target) -> None:
     second = (await dify.post("/default-workspace/members", {"account_id": account})).json()
     for body in (first, second):
         assert set(body) == {"workspaceId", "joined", "message"}
-        assert body == {"workspaceId": workspace, "joined": True, "message": body["message"]} and body["message"]
+        assert body == {"workspaceId": workspace, "joined": True, "message": body["message"]}
+        assert body["message"]
     assert first["message"] != second["message"]  # the second says the account was already a member
     await target.set_default_workspace(licensed, None)
     assert (await dify.post("/default-workspace/members", {"account_id": account})).json()["joined"] is False
@@ -357,7 +372,8 @@ async def test_a_revoked_secret_is_401(target: Target) -> None:
     assert (await dify.get("/info")).status_code == 200
     await target.revoke_secret(licensed)
     answer = await dify.get("/info")
-    assert answer.status_code == 401 and answer.json()["message"]
+    assert answer.status_code == 401
+    assert answer.json()["message"]
 
 
 @pytest.mark.parametrize(
@@ -387,10 +403,12 @@ async def test_malformed_json_and_missing_query_parameters_are_400(target: Targe
         headers={**dify.headers, "Content-Type": "application/json"},
         content=b'{"appId": ',
     )
-    assert malformed.status_code == 400 and malformed.json()["message"]
+    assert malformed.status_code == 400
+    assert malformed.json()["message"]
     for path in ("/webapp/access-mode/id", "/webapp/permission?appId=a"):
         answer = await dify.get(path)
-        assert answer.status_code == 400 and answer.json()["message"], path
+        assert answer.status_code == 400, path
+        assert answer.json()["message"], path
     assert (await dify.delete("/webapp/clean")).status_code == 400
     assert (await dify.get("/workspaces/bad%20id/permission")).status_code == 400
 
@@ -398,7 +416,8 @@ async def test_malformed_json_and_missing_query_parameters_are_400(target: Targe
 async def test_an_unknown_route_is_404_with_a_message(target: Target) -> None:
     dify = await dify_for(target)
     answer = await dify.get("/no-such-route")
-    assert answer.status_code == 404 and answer.json()["message"]
+    assert answer.status_code == 404
+    assert answer.json()["message"]
 
 
 async def test_every_success_has_a_json_body_and_traceparent_is_tolerated(target: Target) -> None:
@@ -423,4 +442,5 @@ async def test_every_success_has_a_json_body_and_traceparent_is_tolerated(target
         answer = await dify.client.request(method, "/inner/api" + path, headers=dify.headers, json=body)
         assert 200 <= answer.status_code < 300, (method, path, answer.text)
         assert answer.headers["content-type"].startswith("application/json"), (method, path)
-        assert answer.content and answer.json() not in (None, ""), (method, path)
+        assert answer.content, (method, path)
+        assert answer.json() not in (None, ""), (method, path)
