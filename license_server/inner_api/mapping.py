@@ -72,7 +72,7 @@ def info_body(*, terms: LicenseTerms, expires_at: datetime, status: Status, usag
             "pluginInstallationScope": terms.plugin_installation.scope.value,
             "restrictToMarketplaceOnly": terms.plugin_installation.restrict_to_marketplace_only,
         },
-        "EnableAppDeploy": app_deploy is True,
+        "EnableAppDeploy": app_deploy is not False,
     }
 
 

@@ -383,6 +383,7 @@ async def test_a_revoked_secret_is_401(target: Target) -> None:
         ("/webapp/access-mode", {"appId": "app-1", "accessMode": "sso_verified"}),  # not settable by the client
         ("/webapp/access-mode", {"accessMode": "public"}),
         ("/webapp/access-mode/batch/id", {"appIds": "app-1"}),
+        ("/webapp/access-mode/batch/id", {"appIds": ["app"] * 1001}),
         ("/webapp/permission/batch", {"appIds": ["app-1"]}),
         ("/webapp/permission/batch", {"userId": "u", "appIds": ["../../etc"]}),
         ("/default-workspace/members", {}),
