@@ -15,14 +15,12 @@ from pathlib import Path
 import httpx
 
 from bench.common import Report, Row, percent, print_report, rate
-from bench.load import LoadResult, Request, load_tool, run_load
-from bench.poll import _cpu, _server_software
+from bench.load import Request, load_tool
+from bench.poll import CONNECTIONS, SECONDS, WARMUP_SECONDS, _cpu, _load, _server_software
 from bench.server import LicenseServerData, bare_server, cli, product_server
 from license_server.inner_api.controllers import SECRET_HEADER
 
-CONNECTIONS = 32
-LICENSES = 8
-WARMUP_SECONDS, SECONDS = 2.0, 6.0
+LICENSES = 8  # the load settings (32 connections, 2 s warm-up, 6 s measured) are the poll benchmark's
 TARGET_SHARE = 0.5
 
 
@@ -45,18 +43,6 @@ def _check(base_url: str, secrets: list[str]) -> None:
 
 def _tool() -> str:
     return "wrk -t1 (Lua script sets the secret header)" if load_tool() == "wrk" else "bench/loadgen.py (asyncio)"
-
-
-def _load(port: int, pid: int, requests: list[Request], tag: str) -> LoadResult:
-    return run_load(
-        port=port,
-        server_pid=pid,
-        requests=requests,
-        connections=CONNECTIONS,
-        seconds=SECONDS,
-        warmup=WARMUP_SECONDS,
-        tag=tag,
-    )
 
 
 def run() -> Report:
