@@ -66,6 +66,14 @@ def run() -> Report:
             share >= TARGET_SHARE,
         ),
         Row(
+            "`/inner/api/info` requests per server CPU-second (context on a busy machine)",
+            rate(info.rps / max(info.server_cpu, 1e-9), " req/cpu-s"),
+            "bare, the same",
+            rate(bare_result.rps / max(bare_result.server_cpu, 1e-9), " req/cpu-s"),
+            percent((info.rps / max(info.server_cpu, 1e-9)) / (bare_result.rps / max(bare_result.server_cpu, 1e-9))),
+            None,
+        ),
+        Row(
             "inner /info p99 latency",
             f"{info.p99_ms:.1f} ms",
             "bare p99",

@@ -360,7 +360,14 @@ async def test_default_workspace_join_refuses_a_non_uuid_account(target: Target)
 async def test_a_missing_or_wrong_secret_is_401_with_a_message(target: Target) -> None:
     await target.license()
     for headers in ({}, {SECRET_HEADER: "lsia_wrong"}, {SECRET_HEADER: ""}, {"Authorization": "Bearer x"}):
-        for method, path in (("GET", "/info"), ("POST", "/webapp/access-mode"), ("DELETE", "/webapp/clean?appId=a")):
+        for method, path in (
+            ("GET", "/info"),
+            ("GET", "/webapp/permission"),  # missing query parameters: still 401 first
+            ("GET", "/workspaces/bad%20id/permission"),
+            ("POST", "/webapp/access-mode"),
+            ("POST", "/default-workspace/members"),
+            ("DELETE", "/webapp/clean?appId=a"),
+        ):
             answer = await target.client.request(method, "/inner/api" + path, headers=headers, json={})
             assert answer.status_code == 401, (method, path, headers)
             assert answer.json()["message"], answer.text
