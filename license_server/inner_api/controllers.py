@@ -11,6 +11,7 @@ from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response.base import ASGIResponse
 
 from license_server.auth.guards import needs
 from license_server.auth.tokens import Permission
@@ -103,12 +104,12 @@ class InnerApiController(Controller):
     @get(
         "/info", summary="License, SSO, login, branding and plugin policy, as Dify reads them", responses=_INNER_ERRORS
     )
-    async def info(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+    async def info(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         inner_store = _store(request)
         caller = await inner_store.authenticate(_secret(request))
         state = await inner_store.license_state(caller)
-        body = inner_store.info_bodies.body(caller.license_id, state)
-        return Response(body, media_type=MediaType.JSON)
+        # The body is already serialised (and cached); an ASGI response skips Litestar's response conversion.
+        return ASGIResponse(body=inner_store.info_bodies.body(caller.license_id, state), media_type=MediaType.JSON)
 
     @get(
         "/workspace/{tenant_id:str}/info",
