@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from litestar import Controller, MediaType, Request, Response, delete, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response.base import ASGIResponse
 
@@ -102,7 +103,12 @@ class InnerApiController(Controller):
     tags = ["inner-api (Dify)"]
 
     @get(
-        "/info", summary="License, SSO, login, branding and plugin policy, as Dify reads them", responses=_INNER_ERRORS
+        "/info",
+        summary="License, SSO, login, branding and plugin policy, as Dify reads them",
+        responses={
+            200: ResponseSpec(dict[str, Any], description="The /info object (docs/inner-api.md)"),
+            **_INNER_ERRORS,
+        },
     )
     async def info(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         inner_store = _store(request)
