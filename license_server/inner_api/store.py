@@ -246,7 +246,7 @@ class SqlInnerApiStore:
         return settings.default_workspace_id
 
     async def join_default_workspace(self, caller: Caller, workspace_id: str, account_id: str) -> bool:
-        async with self._runtime.session_factory() as session:
+        async with self._runtime.session_factory() as session, self._runtime.write_gate:
             statement = dialect_insert(session, DefaultWorkspaceMember).values(
                 license_id=caller.license_id,
                 workspace_id=workspace_id,
