@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import httpx
 
@@ -116,3 +117,20 @@ async def test_bad_admin_input_is_400_naming_the_field(
         assert field in answer.text
     settings = (await client.get(base + "/", headers=owner_headers)).json()
     assert settings["default_workspace_id"] is None  # nothing was written
+
+
+async def test_a_quiet_deployment_is_lost_to_staff_until_its_next_call(
+    target: Target, client: httpx.AsyncClient, owner_headers: dict[str, str]
+) -> None:
+    licensed = await target.license(terms={"heartbeat_window_days": 1})
+    inner = {SECRET_HEADER: licensed.secret}
+    admin_view = f"/v1/admin/licenses/{licensed.license_id}"
+    assert (await client.get(admin_view, headers=owner_headers)).json()["status"] == "inactive"  # never used
+    assert (await client.get("/inner/api/info", headers=inner)).json()["License"]["status"] == "active"
+    await target.settle()
+    assert (await client.get(admin_view, headers=owner_headers)).json()["status"] == "active"  # first use activated
+    target.clock.advance(timedelta(days=2))
+    assert (await client.get(admin_view, headers=owner_headers)).json()["status"] == "lost"
+    assert (await client.get("/inner/api/info", headers=inner)).json()["License"]["status"] == "active"
+    await target.settle()
+    assert (await client.get(admin_view, headers=owner_headers)).json()["status"] == "active"
