@@ -25,7 +25,7 @@ from license_server.deployments.jobs import flush_check_ins
 from license_server.errors import LicenseServerError
 from license_server.events.controllers import EventController, WebhookController, WebhookDeliveryController
 from license_server.health.controllers import HealthController
-from license_server.inner_api.controllers import InnerApiAdminController, InnerApiController
+from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiAdminController, InnerApiController
 from license_server.inner_api.store import SqlInnerApiStore
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
 from license_server.runtime import Runtime
@@ -207,7 +207,7 @@ def create_app(
             "`Authorization: Bearer <admin token>`; errors are RFC 9457 problem details with a `code`.",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
-        state=State({"runtime": runtime, "inner_store": SqlInnerApiStore(runtime)}),
+        state=State({"runtime": runtime, STORE_STATE_KEY: SqlInnerApiStore(runtime)}),
         debug=False,
     )
     _document_error_responses(app)
