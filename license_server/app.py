@@ -25,6 +25,8 @@ from license_server.deployments.jobs import flush_check_ins
 from license_server.errors import LicenseServerError
 from license_server.events.controllers import EventController, WebhookController, WebhookDeliveryController
 from license_server.health.controllers import HealthController
+from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiAdminController, InnerApiController
+from license_server.inner_api.store import SqlInnerApiStore
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
 from license_server.runtime import Runtime
 from license_server.scheduler import build_scheduler
@@ -45,14 +47,15 @@ ADMIN_CONTROLLERS = [
     WebhookController,
     WebhookDeliveryController,
     EventController,
+    InnerApiAdminController,
 ]
-PUBLIC_CONTROLLERS = [HealthController, WellKnownController, DeploymentController]
+PUBLIC_CONTROLLERS = [HealthController, WellKnownController, DeploymentController, InnerApiController]
 
 
 def problem_response(
     status: int, code: str, detail: str, title: str | None = None, errors: list[FieldProblem] | None = None
 ) -> Response[Problem]:
-    body = Problem(title=title or detail, status=status, detail=detail, code=code, errors=errors or [])
+    body = Problem(title=title or detail, status=status, detail=detail, code=code, errors=errors or [], message=detail)
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -204,7 +207,7 @@ def create_app(
             "`Authorization: Bearer <admin token>`; errors are RFC 9457 problem details with a `code`.",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
-        state=State({"runtime": runtime}),
+        state=State({"runtime": runtime, STORE_STATE_KEY: SqlInnerApiStore(runtime)}),
         debug=False,
     )
     _document_error_responses(app)

@@ -164,3 +164,13 @@ class RateLimited(LicenseServerError):
     def __init__(self, retry_after: int, detail: str | None = None) -> None:
         super().__init__(detail or f"too many requests; retry after {retry_after} s")
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class CredentialNotFound(NotFound):
+    code = "credential_not_found"
+    title = "Inner-API credential not found"
+
+
+class InvalidInnerApiSecret(AuthenticationRequired):
+    code = "invalid_inner_api_secret"
+    title = "A valid Enterprise-Api-Secret-Key is required"

@@ -68,6 +68,8 @@ class Problem(Model):
     detail: str
     code: str
     errors: list[FieldProblem] = Field(default_factory=list)
+    # The same text as ``detail``, for clients that read ``message`` (Dify's enterprise client does).
+    message: str = ""
 
 
 Metadata = Annotated[dict[str, Any], Field(max_length=50, description="Free-form JSON for the vendor's own use")]

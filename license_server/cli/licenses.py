@@ -448,3 +448,11 @@ def document(license_id: uuid.UUID, out_file: Path | None) -> None:
     else:
         out_file.write_text(token + "\n")
         click.echo(f"wrote {out_file}")
+
+
+# The inner API (Dify) settings of a license, as subcommands: licenses credentials|workspace-policy|default-workspace.
+from license_server.cli.inner_api import credentials, default_workspace, workspace_policy  # noqa: E402
+
+licenses.add_command(credentials)
+licenses.add_command(workspace_policy)
+licenses.add_command(default_workspace)

@@ -4,19 +4,33 @@ from license_server.auth.models import AdminToken, AuditEvent
 from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
 from license_server.events.models import Event, JobLease, WebhookDelivery, WebhookEndpoint
+from license_server.inner_api.models import (
+    AppAccessMode,
+    AppAllowedUser,
+    DefaultWorkspaceMember,
+    InnerApiCredential,
+    InnerApiLicenseSettings,
+    WorkspacePolicyOverride,
+)
 from license_server.licenses.models import Customer, License, Plan
 
 __all__ = [
     "Activation",
     "AdminToken",
+    "AppAccessMode",
+    "AppAllowedUser",
     "AuditEvent",
     "Base",
     "Customer",
+    "DefaultWorkspaceMember",
     "Event",
+    "InnerApiCredential",
+    "InnerApiLicenseSettings",
     "JobLease",
     "License",
     "Plan",
     "UsageReport",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WorkspacePolicyOverride",
 ]

@@ -55,7 +55,9 @@ async def flush_check_ins(runtime: Runtime) -> int:
     try:
         async with runtime.session_factory() as session:
             connection = await session.connection()
-            await connection.execute(_activation_check_in, activations)
+            activation_rows = [row for row, c in zip(activations, pending.values(), strict=True) if c.activation]
+            if activation_rows:
+                await connection.execute(_activation_check_in, activation_rows)
             await connection.execute(_license_check_in, list(latest.values()))
             await session.commit()
     except Exception:

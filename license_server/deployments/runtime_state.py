@@ -97,10 +97,12 @@ class CheckIn:
     license_id: uuid.UUID
     at: datetime
     heartbeat_seconds: int
+    # False for a license-level check-in (an inner-API call): keyed by its credential, it has no activation row.
+    activation: bool = True
 
 
 class CheckInBuffer:
-    """Check-ins from polls, coalesced per activation until the next flush writes them in one batch."""
+    """Check-ins from polls (and inner-API calls), coalesced per activation (or credential) until the next flush."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -33,6 +33,7 @@ from license_server.errors import (
     ValidationFailed,
 )
 from license_server.events.service import EventType, emit_event
+from license_server.inner_api.changes import record_sso_changes
 from license_server.licenses.documents import build_license_claims
 from license_server.licenses.license_keys import generate_license_key, key_hint
 from license_server.licenses.models import Customer, License, Plan
@@ -176,9 +177,11 @@ async def update_plan(
     changes: dict[str, Any] = {}
     if terms is not None:
         merged = merge_overrides(plan.terms, terms_overrides(terms))
-        _validated_terms(None, merged, field="terms")
+        before = _validated_terms(None, plan.terms, field="terms")
+        after = _validated_terms(None, merged, field="terms")
         plan.terms = merged
         changes["terms"] = terms_overrides(terms)
+        await record_sso_changes(session, before=before, after=after, now=clock(), plan_id=plan.id)
     if name is not None:
         plan.name = changes["name"] = name
     if description is not None:
@@ -375,6 +378,7 @@ async def update_license(
     clock: Clock = utcnow,
 ) -> LicenseView:
     license = await _mutable_license(session, license_id)
+    before = license.effective_terms(license.plan)
     detail: dict[str, Any] = {}
     if plan_ref is not None:
         plan = await resolve_plan(session, plan_ref)
@@ -384,7 +388,7 @@ async def update_license(
         changes = terms_overrides(terms)
         license.terms = merge_overrides(license.terms, changes)
         detail["terms"] = changes
-    _validated_terms(license.plan, license.terms, field="terms")
+    after = _validated_terms(license.plan, license.terms, field="terms")
     if starts_at is not None:
         if starts_at >= license.expires_at:
             raise ValidationFailed("starts_at must be before expires_at", field="starts_at")
@@ -396,6 +400,7 @@ async def update_license(
     if metadata is not None:
         license.extra_metadata = metadata
         detail["metadata"] = True
+    await record_sso_changes(session, before=before, after=after, now=clock(), license_id=license.id)
     return await _act(session, license, actor=actor, action="license.updated", detail=detail, clock=clock)
 
 

@@ -1,0 +1,284 @@
+"""What the inner API's controllers depend on: a small store protocol, and the vendor server's implementation.
+
+The controllers call only ``InnerApiStore``. The vendor server answers from its database through the poll path's
+in-process caches (``SqlInnerApiStore``); the edge can answer from a verified license file and its own SQLite file by
+implementing the same protocol, without touching the controllers.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
+
+from license_server.deployments.models import Activation, UsageReport
+from license_server.deployments.runtime_state import CheckIn, LicenseSnapshot, LoadingCache
+
+# The poll path's rule, shared: the status as of this call, counting the call itself as a check-in.
+from license_server.deployments.service import _status_checked_in as status_as_checked_in
+from license_server.deployments.usage import UsageSummary, usage_summary
+from license_server.errors import InvalidInnerApiSecret
+from license_server.events.service import EventType, emit_event
+from license_server.inner_api import service
+from license_server.inner_api.changes import dialect_insert
+from license_server.inner_api.mapping import AccessMode, info_body
+from license_server.inner_api.models import DefaultWorkspaceMember, InnerApiCredential, WorkspacePolicyOverride
+from license_server.licenses.models import License
+from license_server.licenses.service import license_view
+from license_server.licenses.terms import LicenseTerms, WorkspacePolicy
+from license_server.lifecycle.status import Reason, Status
+
+if TYPE_CHECKING:
+    from license_server.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated inner-API call: which license, through which credential."""
+
+    license_id: uuid.UUID
+    credential_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class LicenseState:
+    """What ``/info`` and the per-workspace answers are built from."""
+
+    terms: LicenseTerms
+    expires_at: datetime
+    status: Status
+    usage: UsageSummary
+    # Changes identity whenever the facts behind terms/usage are reloaded: the /info body is rebuilt only then.
+    version: object
+
+
+@dataclass(frozen=True)
+class SSOChangeTimes:
+    app: datetime  # web-app SSO switches
+    signin: datetime  # console sign-in SSO switches
+
+
+class InnerApiStore(Protocol):
+    info_bodies: InfoBodyCache
+
+    async def authenticate(self, secret: str | None) -> Caller:
+        """The caller for this secret (a check-in for its license), or raise ``InvalidInnerApiSecret``."""
+
+    async def license_state(self, caller: Caller) -> LicenseState: ...
+
+    async def workspace_members(self, caller: Caller, workspace_id: str) -> int: ...
+
+    async def workspace_policy_override(self, caller: Caller, workspace_id: str) -> WorkspacePolicy | None: ...
+
+    async def access_modes(self, caller: Caller, app_ids: list[str]) -> dict[str, AccessMode]: ...
+
+    async def set_access_mode(self, caller: Caller, app_id: str, mode: AccessMode) -> None: ...
+
+    async def forget_app(self, caller: Caller, app_id: str) -> None: ...
+
+    async def allow_listed_apps(self, caller: Caller, user_id: str, app_ids: list[str]) -> set[str]: ...
+
+    async def default_workspace(self, caller: Caller) -> str | None: ...
+
+    async def join_default_workspace(self, caller: Caller, workspace_id: str, account_id: str) -> bool:
+        """Record the join; True if the account was not a member yet."""
+
+    async def sso_change_times(self, caller: Caller) -> SSOChangeTimes: ...
+
+
+class InfoBodyCache:
+    """The serialised ``/info`` body per license, rebuilt only when its state's version or status changes."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._entries: OrderedDict[uuid.UUID, tuple[object, Status, bytes]] = OrderedDict()
+        self._max = max_entries
+
+    def body(self, license_id: uuid.UUID, state: LicenseState) -> bytes:
+        cached = self._entries.get(license_id)
+        if cached is not None and cached[0] is state.version and cached[1] is state.status:
+            return cached[2]
+        body = json.dumps(
+            info_body(terms=state.terms, expires_at=state.expires_at, status=state.status, usage=state.usage),
+            separators=(",", ":"),
+        ).encode()
+        self._entries[license_id] = (state.version, state.status, body)
+        self._entries.move_to_end(license_id)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+        return body
+
+
+MAX_SECRET_LENGTH = 256
+
+
+class SqlInnerApiStore:
+    """The vendor server's store: the license through the poll path's caches, the rest from the database."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        ttl = runtime.settings.poll_cache_seconds
+        self._callers: LoadingCache[str, Caller] = LoadingCache(ttl)
+        self._workspace_members: LoadingCache[uuid.UUID, dict[str, int]] = LoadingCache(ttl)
+        self.info_bodies = InfoBodyCache()
+
+    def forget_credentials(self) -> None:
+        """After a revocation: the revoked secret must stop working in this process at once."""
+        self._callers.clear()
+
+    # -- authentication and the license ------------------------------------------------------------------------
+    async def authenticate(self, secret: str | None) -> Caller:
+        if not secret or len(secret) > MAX_SECRET_LENGTH:
+            raise InvalidInnerApiSecret("send the Enterprise-Api-Secret-Key header with an inner-API secret")
+        digest = self._runtime.hasher.digest(secret)  # one HMAC and one indexed lookup, known secret or not
+
+        async def load() -> Caller:
+            async with self._runtime.session_factory() as session:
+                row = (
+                    await session.execute(
+                        select(InnerApiCredential.id, InnerApiCredential.license_id).where(
+                            InnerApiCredential.secret_hash == digest, InnerApiCredential.revoked_at.is_(None)
+                        )
+                    )
+                ).first()
+            if row is None:
+                raise InvalidInnerApiSecret("the Enterprise-Api-Secret-Key is unknown or revoked")
+            return Caller(license_id=row.license_id, credential_id=row.id)
+
+        caller = await self._callers.get(digest, load)
+        now = self._runtime.clock()
+        snapshot = await self._snapshot(caller.license_id)
+        license, terms = snapshot.view.license, snapshot.view.terms
+        if license.first_activated_at is None and snapshot.view.status.reason is Reason.NOT_ACTIVATED:
+            await self._first_use(caller.license_id, now)
+        self._runtime.poll_state.check_ins.record(
+            caller.credential_id,
+            CheckIn(caller.license_id, now, int(terms.heartbeat_window.total_seconds()), activation=False),
+        )
+        return caller
+
+    async def _snapshot(self, license_id: uuid.UUID) -> LicenseSnapshot:
+        """The poll path's cached snapshot of the license (shared with polls; at most poll_cache_seconds old)."""
+
+        async def load() -> LicenseSnapshot:
+            async with self._runtime.session_factory() as session:
+                license = await session.scalar(
+                    select(License)
+                    .where(License.id == license_id)
+                    .options(selectinload(License.customer), selectinload(License.plan))
+                )
+                if license is None:  # credentials cascade with their license; this is a race with a deletion
+                    raise InvalidInnerApiSecret("the Enterprise-Api-Secret-Key is unknown or revoked")
+                view = license_view(license, self._runtime.clock())
+                return LicenseSnapshot(view=view, usage=await usage_summary(session, license_id))
+
+        return await self._runtime.poll_state.licenses.get(license_id, load)
+
+    async def _first_use(self, license_id: uuid.UUID, now: datetime) -> None:
+        """The first call with a credential activates a never-activated license, as a first activation would."""
+        runtime = self._runtime
+        async with runtime.session_factory() as session, runtime.write_gate:
+            claimed = await session.execute(
+                update(License)
+                .where(License.id == license_id, License.first_activated_at.is_(None))
+                .values(first_activated_at=now, last_check_in_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount:  # type: ignore[attr-defined]
+                license = await session.get(License, license_id, options=[selectinload(License.plan)])
+                assert license is not None
+                license.refresh(license.effective_terms(license.plan), now)
+                emit_event(
+                    session,
+                    type=EventType.LICENSE_ACTIVATED,
+                    license_id=license_id,
+                    data={"by": "inner_api"},
+                    clock=runtime.clock,
+                )
+            await session.commit()
+        runtime.poll_state.forget_license(license_id)
+
+    async def license_state(self, caller: Caller) -> LicenseState:
+        snapshot = await self._snapshot(caller.license_id)
+        view = snapshot.view
+        status = status_as_checked_in(view, self._runtime.clock())
+        return LicenseState(view.terms, view.license.expires_at, status.status, snapshot.usage, snapshot)
+
+    # -- workspaces --------------------------------------------------------------------------------------------
+    async def workspace_members(self, caller: Caller, workspace_id: str) -> int:
+        async def load() -> dict[str, int]:
+            latest = (
+                select(func.max(UsageReport.id))
+                .join(Activation, Activation.id == UsageReport.activation_id)
+                .where(UsageReport.license_id == caller.license_id, Activation.deactivated_at.is_(None))
+                .group_by(UsageReport.activation_id)
+            )
+            async with self._runtime.session_factory() as session:
+                reports = await session.scalars(select(UsageReport.workspaces).where(UsageReport.id.in_(latest)))
+                members: dict[str, int] = {}
+                for workspaces in reports.all():
+                    for item in workspaces:
+                        key = str(item.get("id", ""))
+                        members[key] = max(members.get(key, 0), int(item.get("members", 0)))
+            return members
+
+        members = await self._workspace_members.get(caller.license_id, load)
+        return members.get(workspace_id, 0)
+
+    async def workspace_policy_override(self, caller: Caller, workspace_id: str) -> WorkspacePolicy | None:
+        async with self._runtime.session_factory() as session:
+            row = await session.get(WorkspacePolicyOverride, (caller.license_id, workspace_id))
+        if row is None:
+            return None
+        return WorkspacePolicy(
+            allow_member_invite=row.allow_member_invite, allow_owner_transfer=row.allow_owner_transfer
+        )
+
+    async def default_workspace(self, caller: Caller) -> str | None:
+        async with self._runtime.session_factory() as session:
+            settings = await service.get_settings(session, license_id=caller.license_id)
+        return settings.default_workspace_id
+
+    async def join_default_workspace(self, caller: Caller, workspace_id: str, account_id: str) -> bool:
+        async with self._runtime.session_factory() as session, self._runtime.write_gate:
+            statement = dialect_insert(session, DefaultWorkspaceMember).values(
+                license_id=caller.license_id,
+                workspace_id=workspace_id,
+                account_id=account_id,
+                joined_at=self._runtime.clock(),
+            )
+            result = await session.execute(statement.on_conflict_do_nothing())
+            await session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def sso_change_times(self, caller: Caller) -> SSOChangeTimes:
+        async with self._runtime.session_factory() as session:
+            settings = await service.get_settings(session, license_id=caller.license_id)
+        return SSOChangeTimes(app=settings.sso_app_changed_at, signin=settings.sso_signin_changed_at)
+
+    # -- web apps ----------------------------------------------------------------------------------------------
+    async def access_modes(self, caller: Caller, app_ids: list[str]) -> dict[str, AccessMode]:
+        async with self._runtime.session_factory() as session:
+            return await service.access_modes(session, license_id=caller.license_id, app_ids=app_ids)
+
+    async def set_access_mode(self, caller: Caller, app_id: str, mode: AccessMode) -> None:
+        async with self._runtime.session_factory() as session, self._runtime.write_gate:
+            await service.set_access_mode(
+                session, license_id=caller.license_id, app_id=app_id, mode=mode, clock=self._runtime.clock
+            )
+
+    async def forget_app(self, caller: Caller, app_id: str) -> None:
+        async with self._runtime.session_factory() as session, self._runtime.write_gate:
+            await service.forget_app(session, license_id=caller.license_id, app_id=app_id)
+
+    async def allow_listed_apps(self, caller: Caller, user_id: str, app_ids: Iterable[str]) -> set[str]:
+        async with self._runtime.session_factory() as session:
+            return await service.allow_listed_apps(
+                session, license_id=caller.license_id, user_id=user_id, app_ids=app_ids
+            )
