@@ -5,6 +5,7 @@ from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
 from license_server.events.models import Event, JobLease, WebhookDelivery, WebhookEndpoint
 from license_server.licenses.models import Customer, License, Plan
+from license_server.offline.models import OfflineBinding, OfflineUsageImport
 
 __all__ = [
     "Activation",
@@ -15,6 +16,8 @@ __all__ = [
     "Event",
     "JobLease",
     "License",
+    "OfflineBinding",
+    "OfflineUsageImport",
     "Plan",
     "UsageReport",
     "WebhookDelivery",

@@ -38,6 +38,11 @@ class Reason(StrEnum):
     UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
     NOT_YET_VALID = "NOT_YET_VALID"
     DOCUMENT_EXPIRED = "DOCUMENT_EXPIRED"
+    # License files (license_server.offline.files) add these, checked after the signature:
+    NOT_A_LICENSE_FILE = "NOT_A_LICENSE_FILE"
+    FINGERPRINT_MISMATCH = "FINGERPRINT_MISMATCH"
+    INSTALL_KEY_MISMATCH = "INSTALL_KEY_MISMATCH"
+    ISSUED_IN_FUTURE = "ISSUED_IN_FUTURE"
 
 
 class VerificationError(Exception):
@@ -98,7 +103,7 @@ class Verifier:
     def verify(self, token: str | bytes) -> VerifiedDocument:
         """Authenticity, schema version and the document's validity dates (``nbf``/``exp``)."""
         document = self.verify_authentic(token)
-        self._check_dates(document.claims)
+        self.check_dates(document.claims)
         return document
 
     def verify_authentic(self, token: str | bytes) -> VerifiedDocument:
@@ -161,7 +166,7 @@ class Verifier:
             raise VerificationError(Reason.UNCERTIFIED_KEY, "certificate is for a different key id")
         return public_key
 
-    def _check_dates(self, claims: dict[str, Any]) -> None:
+    def check_dates(self, claims: dict[str, Any]) -> None:
         now = self.clock().timestamp()
         nbf, exp = claims.get("nbf"), claims.get("exp")
         if not _is_number(nbf) or not _is_number(exp):
