@@ -450,7 +450,9 @@ def check_next_link(report: UsageReportFile, *, last_seq: int, last_hash: str) -
     if report.seq > last_seq + 1:
         raise FileError(
             FileReason.USAGE_CHAIN_GAP,
-            f"reports {last_seq + 1}..{report.seq - 1} are missing; import them first",
+            f"report {last_seq + 1} is missing; import it first"
+            if report.seq == last_seq + 2
+            else f"reports {last_seq + 1} to {report.seq - 1} are missing; import them first",
             "seq",
         )
     if report.prev != last_hash:
