@@ -99,14 +99,14 @@ def test_another_install_key_is_refused_with_its_own_reason(
     assert _reason(offline_verifier, make_license_file(), install_key=other) is Reason.INSTALL_KEY_MISMATCH
 
 
-def test_expired_file_is_refused_with_its_own_reason(
-    make_license_file: LicenseFileFactory, offline_store: Any
-) -> None:
+def test_expired_file_is_refused_with_its_own_reason(make_license_file: LicenseFileFactory, offline_store: Any) -> None:
     text = make_license_file(ttl=timedelta(days=30))
     later = Verifier(offline_store.load().root_public_key, clock=fixed_clock(NOW + timedelta(days=31)))
     assert _reason(later, text) is Reason.DOCUMENT_EXPIRED
     # Dates are the caller's to judge when it asks so (the edge reports such a file as expired, not refused).
-    assert files.verify_license_file(text, later, check_dates=False).claims["exp"] < (NOW + timedelta(days=31)).timestamp()
+    assert (
+        files.verify_license_file(text, later, check_dates=False).claims["exp"] < (NOW + timedelta(days=31)).timestamp()
+    )
 
 
 def test_iat_too_far_in_the_future_is_refused_with_its_own_reason(
