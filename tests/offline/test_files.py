@@ -50,7 +50,8 @@ def test_license_file_round_trips_with_its_binding(
     )
     assert verified.binding.fingerprint == FINGERPRINT
     assert verified.claims["license_id"] in text  # the informational header line
-    assert text.startswith(files.ARMOR_BEGIN) and text.rstrip().endswith(files.ARMOR_END)
+    assert text.startswith(files.ARMOR_BEGIN)
+    assert text.rstrip().endswith(files.ARMOR_END)
 
 
 @PROPERTY
@@ -235,9 +236,9 @@ def test_usage_chain_missing_or_repeated_link_is_refused_with_its_own_reason(len
     assert gap.value.reason is FileReason.USAGE_CHAIN_GAP
     repeated = data.draw(st.integers(min_value=0, max_value=length - 1))
     with pytest.raises(FileError) as replay:
-        _import_all(key, chain[: repeated + 1] + [chain[repeated]])
+        _import_all(key, [*chain[: repeated + 1], chain[repeated]])
     assert replay.value.reason is FileReason.USAGE_REPLAYED
-    swapped = chain[:skipped] + [chain[skipped + 1], chain[skipped]]
+    swapped = [*chain[:skipped], chain[skipped + 1], chain[skipped]]
     with pytest.raises(FileError) as reorder:
         _import_all(key, swapped)
     assert reorder.value.reason is FileReason.USAGE_CHAIN_GAP  # the later link arrives first: one is missing
