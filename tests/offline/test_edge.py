@@ -24,6 +24,14 @@ from tests.offline.conftest import FINGERPRINT, LicenseFileFactory
 EdgeFactory = Callable[..., EdgeRuntime]
 
 
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
 @pytest.fixture
 def edge_clock() -> MovableClock:
     return MovableClock(NOW)
@@ -79,7 +87,7 @@ async def test_edge_serves_the_files_document_with_its_status_and_304_when_uncha
 ) -> None:
     response = await edge_client.get("/v1/license")
     assert response.status_code == 200
-    assert response.text == files.dearmor(license_path.read_text())
+    assert response.text == files.dearmor(_read(license_path))
     assert (response.headers["license-status"], response.headers["license-status-reason"]) == ("active", "ACTIVE")
     again = await edge_client.get("/v1/license", headers={"If-None-Match": response.headers["etag"]})
     assert again.status_code == 304
@@ -152,11 +160,11 @@ async def test_a_renewed_file_is_picked_up_and_a_tampered_one_is_refused_while_t
 ) -> None:
     before = await edge_client.get("/v1/license")
     renewed = bound_file(expires_at="2033-01-01T00:00:00Z")
-    license_path.write_text(renewed)
+    _write(license_path, renewed)
     after = await edge_client.get("/v1/license")
     assert after.text == files.dearmor(renewed)
     assert after.headers["etag"] != before.headers["etag"]
-    license_path.write_text(renewed.replace("Customer: ", "Customer: X"))
+    _write(license_path, renewed.replace("Customer: ", "Customer: X"))
     still = await edge_client.get("/v1/license")
     assert still.text == files.dearmor(renewed)
     ready = await edge_client.get("/health/ready")
