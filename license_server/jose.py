@@ -22,12 +22,20 @@ def b64url_decode_strict(segment: str) -> bytes:
 
     ``base64.urlsafe_b64decode`` ignores stray characters and the unused low bits of the last character, so two
     different strings can decode to the same bytes. A verifier that accepted both would let a changed document pass.
+    Checked without re-encoding (this is on the verifier's hot path): no padding, no characters of the other
+    alphabet, a possible length, and zero unused bits in the last character.
     """
-    padded = segment + "=" * (-len(segment) % 4)
-    data = base64.b64decode(padded, altchars=b"-_", validate=True)
-    if b64url_encode(data) != segment:
+    remainder = len(segment) % 4
+    if remainder == 1 or "=" in segment or "+" in segment or "/" in segment:
+        raise ValueError("non-canonical base64url")
+    data = base64.b64decode(segment + "=" * (-remainder % 4), altchars=b"-_", validate=True)
+    if remainder and _B64URL_ALPHABET.index(segment[-1]) & _UNUSED_BITS[remainder]:
         raise ValueError("non-canonical base64url")
     return data
+
+
+_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_UNUSED_BITS = {2: 0x0F, 3: 0x03}  # the low bits of the last character that carry no data
 
 
 def raw_public_bytes(public_key: Ed25519PublicKey) -> bytes:

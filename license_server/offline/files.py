@@ -18,7 +18,6 @@ import binascii
 import hashlib
 import json
 import secrets
-import textwrap
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -233,27 +232,40 @@ class LicenseFile:
 
 def armor(token: str, claims: dict[str, Any]) -> str:
     """The license file's text: informational header lines, a blank line, the JWS wrapped at 64 characters."""
-    customer = claims.get("customer") if isinstance(claims.get("customer"), dict) else {}
-    binding = claims.get("binding") if isinstance(claims.get("binding"), dict) else {}
-    headers = [
+    body = [token[i : i + ARMOR_WIDTH] for i in range(0, len(token), ARMOR_WIDTH)]
+    return "\n".join([ARMOR_BEGIN, *_armor_headers(claims), "", *body, ARMOR_END]) + "\n"
+
+
+ARMOR_WIDTH = 64
+
+
+def _armor_headers(claims: dict[str, Any]) -> list[str]:
+    customer = claims.get("customer")
+    binding = claims.get("binding")
+    return [
         ARMOR_NOTICE,
-        f"Customer: {_header_value((customer or {}).get('name'))}",
+        f"Customer: {_header_value(customer.get('name') if isinstance(customer, dict) else None)}",
         f"License-Id: {_header_value(claims.get('license_id'))}",
         f"Expires: {_header_value(claims.get('expires_at'))}",
-        f"Fingerprint: {_header_value((binding or {}).get('fingerprint'))}",
+        f"Fingerprint: {_header_value(binding.get('fingerprint') if isinstance(binding, dict) else None)}",
     ]
-    body = textwrap.wrap(token, 64, break_on_hyphens=False)
-    return "\n".join([ARMOR_BEGIN, *headers, "", *body, ARMOR_END]) + "\n"
 
 
 def _header_value(value: object) -> str:
     # Header lines are one line each and ASCII, whatever the claim holds.
-    text = str(value) if value is not None else "-"
-    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:200]
+    text = str(value)[:200] if value is not None else "-"
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
 
 
 def dearmor(text: str | bytes) -> str:
     """The JWS inside a license file (its header lines are checked against the claims after verification)."""
+    return _dearmor(text)[1]
+
+
+def _dearmor(text: str | bytes) -> tuple[list[str], str]:
+    """(the header lines, the JWS). The body must be wrapped exactly as ``armor`` wraps it."""
     if isinstance(text, bytes):
         try:
             text = text.decode("ascii")
@@ -270,7 +282,10 @@ def dearmor(text: str | bytes) -> str:
         blank = lines.index("")
     except ValueError as exc:
         raise VerificationError(Reason.MALFORMED, "no blank line after the header lines") from exc
-    return "".join(lines[blank + 1 : -1])
+    body = lines[blank + 1 : -1]
+    if not body or not 0 < len(body[-1]) <= ARMOR_WIDTH or any(len(line) != ARMOR_WIDTH for line in body[:-1]):
+        raise VerificationError(Reason.MALFORMED, f"the signed block is not wrapped at {ARMOR_WIDTH} characters")
+    return lines[1:blank], "".join(body)
 
 
 def _normalised(text: str) -> str:
@@ -291,7 +306,7 @@ def verify_license_file(
     """Verify a license file. Reasons, in order: the verifier's (MALFORMED ... UNSUPPORTED_VERSION), then
     NOT_A_LICENSE_FILE, FINGERPRINT_MISMATCH, INSTALL_KEY_MISMATCH, ISSUED_IN_FUTURE, NOT_YET_VALID,
     DOCUMENT_EXPIRED. ``check_dates=False`` skips the last three, for callers that judge time themselves."""
-    token = dearmor(text)
+    headers, token = _dearmor(text)
     document = verifier.verify_authentic(token)
     claims = document.claims
     raw_binding = claims.get("binding")
@@ -299,9 +314,7 @@ def verify_license_file(
         isinstance(raw_binding.get(name), str) for name in ("activation_id", "fingerprint", "install_key")
     ):
         raise VerificationError(Reason.NOT_A_LICENSE_FILE, "the document is not bound to an install")
-    expected = armor(token, claims)
-    normalised = _normalised(text if isinstance(text, str) else text.decode("ascii"))
-    if normalised != expected.rstrip("\n"):
+    if headers != _armor_headers(claims):
         raise VerificationError(Reason.MALFORMED, "the header lines differ from the signed claims (edited?)")
     binding = Binding(raw_binding["activation_id"], raw_binding["fingerprint"], raw_binding["install_key"])
     if fingerprint is not None and binding.fingerprint != fingerprint:
