@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from license_server.clock import Clock, utcnow
 from license_server.lifecycle.status import Status, compute_status
 from license_server.offline.observer import DEFAULT_CLOCK_TOLERANCE, TrustedTime, facts_from_claims
-from license_server.verifier import VerificationError, VerifiedDocument, Verifier, load_root_public_key
+from license_server.verifier import Reason, VerificationError, VerifiedDocument, Verifier, load_root_public_key
 from license_server.verifier.fingerprint import resolve_fingerprint
 
 logger = logging.getLogger("license_server.client")
@@ -160,8 +160,18 @@ class LicenseClient:
         """``fingerprint`` None or ``"auto"`` uses the machine's default fingerprint (docs/offline.md)."""
         self.server_url = server_url.rstrip("/")
         self._license_key = license_key
-        key = root_public_key
-        self._verifier = Verifier(key if isinstance(key, Ed25519PublicKey) else load_root_public_key(key), clock=clock)
+        self._detail: str | None = None
+        self._verifier: Verifier | None = None
+        try:
+            key = (
+                root_public_key
+                if isinstance(root_public_key, Ed25519PublicKey)
+                else load_root_public_key(root_public_key)
+            )
+            self._verifier = Verifier(key, clock=clock)
+        except ValueError as exc:  # misconfigured: nothing can be verified, so nothing is used (and nothing raised)
+            logger.error("the pinned root key is unusable: %s", exc)
+            self._detail = "the pinned root key is unusable; no document can be verified"
         self.cache_dir = Path(cache_dir)
         self.fingerprint = resolve_fingerprint(fingerprint)
         self.hostname = hostname or socket.gethostname()
@@ -177,7 +187,6 @@ class LicenseClient:
         self._token: str | None = None  # the deployment token
         self._etag: str | None = None
         self._unreachable = False
-        self._detail: str | None = None
         self._trusted = TrustedTime(tolerance=clock_tolerance.total_seconds())
         self._load_cache()
 
@@ -367,7 +376,7 @@ class LicenseClient:
             with self._lock:
                 self._token = token
         try:
-            document = self._verifier.verify_authentic(document_token)
+            document = self._verify(document_token)
         except VerificationError as exc:
             logger.error("the server sent a document that fails verification (%s); keeping the last good one", exc)
             with self._lock:
@@ -381,6 +390,11 @@ class LicenseClient:
         with self._lock:
             self._document, self._etag, self._detail = document, etag, None
             self._trusted.observe(self.clock(), iat if isinstance(iat, int | float) else None)
+
+    def _verify(self, token: str | bytes) -> VerifiedDocument:
+        if self._verifier is None:
+            raise VerificationError(Reason.UNCERTIFIED_KEY, "no usable root key is pinned")
+        return self._verifier.verify_authentic(token)
 
     # -- the cache ---------------------------------------------------------------------------------------------
     def _load_cache(self) -> None:
@@ -402,7 +416,7 @@ class LicenseClient:
         except OSError:
             return
         try:
-            self._document = self._verifier.verify_authentic(cached)
+            self._document = self._verify(cached)
         except VerificationError as exc:
             logger.warning("the cached license document is not usable (%s); asking the server", exc.reason)
             self._etag = None  # make the next poll fetch a full document

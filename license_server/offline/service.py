@@ -140,6 +140,17 @@ async def respond(
         raise OfflineBindingConflict(
             "this install key is already bound to another license or fingerprint", field="install_key"
         )
+    stale = (
+        bound is not None
+        and await session.scalar(
+            select(Activation.id).where(Activation.id == bound.activation_id, Activation.deactivated_at.is_(None))
+        )
+        is None
+    )
+    if stale and bound is not None:
+        # The install's activation was deactivated: it asks again, so it gets a new activation and a new chain.
+        await session.delete(bound)
+        await session.commit()
     await session.rollback()  # end the read transaction: activation takes its own locks
     result = await deployments.activate(
         session,

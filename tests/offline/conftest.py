@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,8 @@ LicenseFileFactory = Callable[..., str]
 def make_license_file(offline_signer: Signer, install_key: Ed25519PrivateKey) -> LicenseFileFactory:
     """An armored license file bound to FINGERPRINT and the install key; keywords override claims."""
 
-    def make(ttl: timedelta = timedelta(days=365), **overrides: Any) -> str:
-        claims = make_claims(ttl=ttl)
+    def make(ttl: timedelta = timedelta(days=365), now: datetime = NOW, **overrides: Any) -> str:
+        claims = make_claims(now, ttl=ttl)
         claims["binding"] = {
             "activation_id": "7d1f0c3c-2d7a-4c4e-9d0b-8f6f0c2b7a11",
             "fingerprint": FINGERPRINT,

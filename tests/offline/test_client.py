@@ -292,3 +292,14 @@ def test_importing_the_client_in_a_fresh_interpreter_loads_no_web_database_or_ht
     loaded = set(json.loads(completed.stdout))
     assert {"license_server", "cryptography", "urllib"} <= loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_an_unusable_root_key_is_logged_not_raised_and_no_document_is_trusted(
+    make_client: Callable[..., LicenseClient], tmp_path: Path
+) -> None:
+    client = make_client(root_public_key=tmp_path / "missing-root.pub")
+    client.refresh()
+    state = client.license()
+    assert (state.status, state.usable) == ("none", False)
+    assert state.detail is not None
+    assert "refused" in state.detail

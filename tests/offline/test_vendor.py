@@ -234,3 +234,37 @@ async def test_concurrent_imports_of_the_same_report_count_it_once(
 
     outcomes = await asyncio.gather(*(attempt() for _ in range(4)))
     assert sorted(outcomes) == ["imported", *["offline_usage_replayed"] * 3]
+
+
+async def test_after_a_deactivation_the_same_install_asks_again_for_a_new_activation_and_chain(
+    client: httpx.AsyncClient,
+    make_license: LicenseFactory,
+    issuer: dict[str, str],
+    owner_headers: dict[str, str],
+    clock: MovableClock,
+) -> None:
+    issued = await make_license()
+    key = Ed25519PrivateKey.generate()
+    genesis = files.genesis_hash(files.install_key_id(key.public_key()))
+    first = (
+        await client.post(
+            "/v1/admin/offline/responses", json={"request": _request(key, issued.key, clock)}, headers=issuer
+        )
+    ).json()
+    assert (
+        await client.post(
+            "/v1/admin/offline/usage-reports", json={"report": _report(key, first, 1, genesis, clock)}, headers=issuer
+        )
+    ).status_code == 200
+    freed = await client.post(f"/v1/admin/activations/{first['activation_id']}/deactivate", headers=owner_headers)
+    assert freed.status_code == 200
+    again = await client.post(
+        "/v1/admin/offline/responses", json={"request": _request(key, issued.key, clock)}, headers=issuer
+    )
+    assert again.status_code == 201, again.text
+    second = again.json()
+    assert second["activation_id"] != first["activation_id"]
+    restarted = await client.post(
+        "/v1/admin/offline/usage-reports", json={"report": _report(key, second, 1, genesis, clock)}, headers=issuer
+    )
+    assert restarted.status_code == 200, restarted.text
