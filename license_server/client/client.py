@@ -21,14 +21,11 @@ import random
 import secrets
 import socket
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -37,6 +34,9 @@ from license_server.lifecycle.status import Status, compute_status
 from license_server.offline.observer import DEFAULT_CLOCK_TOLERANCE, TrustedTime, facts_from_claims
 from license_server.verifier import Reason, VerificationError, VerifiedDocument, Verifier, load_root_public_key
 from license_server.verifier.fingerprint import resolve_fingerprint
+
+if TYPE_CHECKING:
+    from email.message import Message
 
 logger = logging.getLogger("license_server.client")
 DOCUMENT_FILE = "license.jws"
@@ -317,6 +317,10 @@ class LicenseClient:
         bearer: str | None = None,
         etag: str | None = None,
     ) -> tuple[int, Message, bytes]:
+        # Imported on first use, in the polling thread: http.client and ssl are a third of the import cost.
+        import urllib.error
+        import urllib.request
+
         headers = {"Accept": "application/json, application/jwt"}
         if body is not None:
             headers["Content-Type"] = "application/json"
