@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 
@@ -28,14 +29,17 @@ def b64url_decode_strict(segment: str) -> bytes:
     remainder = len(segment) % 4
     if remainder == 1 or "=" in segment or "+" in segment or "/" in segment:
         raise ValueError("non-canonical base64url")
-    data = base64.b64decode(segment + "=" * (-remainder % 4), altchars=b"-_", validate=True)
+    # strict_mode refuses anything outside the (translated) alphabet and misplaced padding, like validate=True.
+    padded = (segment + "=" * (-remainder % 4)).encode("ascii").translate(_TO_STANDARD_ALPHABET)
+    data = binascii.a2b_base64(padded, strict_mode=True)
     if remainder and _B64URL_ALPHABET.index(segment[-1]) & _UNUSED_BITS[remainder]:
         raise ValueError("non-canonical base64url")
     return data
 
 
 _B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_UNUSED_BITS = {2: 0x0F, 3: 0x03}  # the low bits of the last character that carry no data
+_UNUSED_BITS = {2: 0x0F, 3: 0x03}
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")  # the low bits of the last character that carry no data
 
 
 def raw_public_bytes(public_key: Ed25519PublicKey) -> bytes:
