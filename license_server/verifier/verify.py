@@ -121,7 +121,7 @@ class Verifier:
         version = claims.get("ver")
         if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
             raise VerificationError(Reason.UNSUPPORTED_VERSION, f"schema version {version!r} is not supported")
-        return VerifiedDocument(header=header, claims=claims)
+        return VerifiedDocument(header, claims)
 
     # -- steps ------------------------------------------------------------------------------------------------
     def _checked_header(self, segment: str) -> tuple[dict[str, Any], Ed25519PublicKey]:
@@ -185,14 +185,14 @@ def _segments(token: str) -> tuple[str, str, bytes, bytes]:
     """(header text, signing input, payload, signature): the payload and signature strictly decoded (the header is
     decoded once per distinct header). The signing input is the ASCII text of the first two segments (RFC 7515 5.2).
     """
-    parts = token.split(".")
-    if len(parts) != 3 or not all(parts):
+    first, last = token.find("."), token.rfind(".")
+    if first <= 0 or last <= first + 1 or last == len(token) - 1 or token.count(".", first + 1, last):
         raise VerificationError(Reason.MALFORMED, "not a JWS compact serialization")
     try:
-        payload, signature = b64url_decode_strict(parts[1]), b64url_decode_strict(parts[2])
+        payload, signature = b64url_decode_strict(token[first + 1 : last]), b64url_decode_strict(token[last + 1 :])
     except (ValueError, binascii.Error) as exc:
         raise VerificationError(Reason.MALFORMED, "a segment is not canonical base64url") from exc
-    return parts[0], token[: len(parts[0]) + 1 + len(parts[1])], payload, signature
+    return token[:first], token[:last], payload, signature
 
 
 def _decode_header(segment: str) -> dict[str, Any]:
@@ -216,8 +216,8 @@ def _verified_claims(segments: tuple[str, str, bytes, bytes], key: Ed25519Public
     except (InvalidSignature, UnicodeEncodeError) as exc:
         raise VerificationError(Reason.BAD_SIGNATURE, "signature does not match") from exc
     try:
-        claims = json.loads(payload)
-    except ValueError as exc:
+        claims = json.loads(payload.decode("utf-8"))  # a str skips json's encoding detection
+    except ValueError as exc:  # UnicodeDecodeError included
         raise VerificationError(Reason.MALFORMED, "payload is not valid JSON") from exc
     if not isinstance(claims, dict):
         raise VerificationError(Reason.MALFORMED, "claims are not a JSON object")
