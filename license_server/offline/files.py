@@ -330,15 +330,17 @@ def verify_license_file(
     if install_key is not None and binding.install_key != install_key:
         raise VerificationError(Reason.INSTALL_KEY_MISMATCH, "the file is bound to another install key")
     if check_dates:
-        moment = verifier.clock()
-        now = moment.timestamp()
+        now = verifier.clock().timestamp()
         iat = claims.get("iat")
-        if not isinstance(iat, int | float) or isinstance(iat, bool):
+        if not isinstance(iat, (int, float)) or isinstance(iat, bool):  # a tuple: faster than int | float
             raise VerificationError(Reason.MALFORMED, "'iat' must be a numeric date")
-        if iat > now + FUTURE_TOLERANCE.total_seconds():
+        if iat > now + _FUTURE_TOLERANCE_SECONDS:
             raise VerificationError(Reason.ISSUED_IN_FUTURE, "issued after this machine's clock (clock wrong?)")
-        verifier.check_dates(claims, now=moment)
-    return LicenseFile(token=token, document=document, binding=binding)
+        verifier.check_dates(claims, at=now)
+    return LicenseFile(token, document, binding)
+
+
+_FUTURE_TOLERANCE_SECONDS = FUTURE_TOLERANCE.total_seconds()
 
 
 # -- usage reports --------------------------------------------------------------------------------------------------

@@ -165,17 +165,21 @@ class Verifier:
             raise VerificationError(Reason.UNCERTIFIED_KEY, "certificate is for a different key id")
         return public_key
 
-    def check_dates(self, claims: dict[str, Any], *, now: datetime | None = None) -> None:
-        """``nbf``/``exp`` against the verifier's clock (or ``now``, read once by a caller that needs it too)."""
-        moment = (now or self.clock()).timestamp()
+    def check_dates(self, claims: dict[str, Any], *, at: float | None = None) -> None:
+        """``nbf``/``exp`` against the verifier's clock (or ``at``, a timestamp a caller already read)."""
+        moment = self.clock().timestamp() if at is None else at
         nbf, exp = claims.get("nbf"), claims.get("exp")
         if not _is_number(nbf) or not _is_number(exp):
             raise VerificationError(Reason.MALFORMED, "'nbf' and 'exp' must be numeric dates")
-        leeway = self.leeway.total_seconds()
+        leeway = self._leeway_seconds
         if moment + leeway < nbf:
             raise VerificationError(Reason.NOT_YET_VALID, f"not valid before {_iso(nbf)}")
         if moment - leeway >= exp:
             raise VerificationError(Reason.DOCUMENT_EXPIRED, f"expired at {_iso(exp)}")
+
+    @property
+    def _leeway_seconds(self) -> float:
+        return self.leeway.total_seconds()
 
 
 MAX_CACHED_HEADERS = 64  # a handful of issuing keys in a verifier's life; the bound only stops hostile growth
@@ -225,7 +229,7 @@ def _verified_claims(segments: tuple[str, str, bytes, bytes], key: Ed25519Public
 
 
 def _is_number(value: object) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # a tuple: faster than int | float
 
 
 def _iso(timestamp: float) -> str:
