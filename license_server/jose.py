@@ -18,7 +18,7 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode_strict(segment: str) -> bytes:
+def b64url_decode_strict(segment: str | bytes) -> bytes:
     """Decode base64url and insist on the canonical form.
 
     ``base64.urlsafe_b64decode`` ignores stray characters and the unused low bits of the last character, so two
@@ -26,18 +26,19 @@ def b64url_decode_strict(segment: str) -> bytes:
     Checked without re-encoding (this is on the verifier's hot path): no padding, no characters of the other
     alphabet, a possible length, and zero unused bits in the last character.
     """
-    remainder = len(segment) % 4
-    if remainder == 1 or "=" in segment or "+" in segment or "/" in segment:
+    data = segment.encode("ascii") if isinstance(segment, str) else segment
+    remainder = len(data) % 4
+    if remainder == 1 or b"=" in data or b"+" in data or b"/" in data:
         raise ValueError("non-canonical base64url")
     # strict_mode refuses anything outside the (translated) alphabet and misplaced padding, like validate=True.
-    padded = (segment + "=" * (-remainder % 4)).encode("ascii").translate(_TO_STANDARD_ALPHABET)
-    data = binascii.a2b_base64(padded, strict_mode=True)
-    if remainder and _B64URL_ALPHABET.index(segment[-1]) & _UNUSED_BITS[remainder]:
+    decoded = binascii.a2b_base64(data.translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder], strict_mode=True)
+    if remainder and _B64URL_ALPHABET.index(data[-1]) & _UNUSED_BITS[remainder]:
         raise ValueError("non-canonical base64url")
-    return data
+    return decoded
 
 
-_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_PADDING = {0: b"", 2: b"==", 3: b"="}
 _UNUSED_BITS = {2: 0x0F, 3: 0x03}
 _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")  # the low bits of the last character that carry no data
 

@@ -185,7 +185,7 @@ class Verifier:
 MAX_CACHED_HEADERS = 64  # a handful of issuing keys in a verifier's life; the bound only stops hostile growth
 
 
-def _segments(token: str) -> tuple[str, str, bytes, bytes]:
+def _segments(token: str) -> tuple[str, bytes, bytes, bytes]:
     """(header text, signing input, payload, signature): the payload and signature strictly decoded (the header is
     decoded once per distinct header). The signing input is the ASCII text of the first two segments (RFC 7515 5.2).
     """
@@ -193,10 +193,11 @@ def _segments(token: str) -> tuple[str, str, bytes, bytes]:
     if first <= 0 or last <= first + 1 or last == len(token) - 1 or token.count(".", first + 1, last):
         raise VerificationError(Reason.MALFORMED, "not a JWS compact serialization")
     try:
-        payload, signature = b64url_decode_strict(token[first + 1 : last]), b64url_decode_strict(token[last + 1 :])
+        data = token.encode("ascii")  # once: the signing input and both segments are slices of it
+        payload, signature = b64url_decode_strict(data[first + 1 : last]), b64url_decode_strict(data[last + 1 :])
     except (ValueError, binascii.Error) as exc:
         raise VerificationError(Reason.MALFORMED, "a segment is not canonical base64url") from exc
-    return token[:first], token[:last], payload, signature
+    return token[:first], data[:last], payload, signature
 
 
 def _decode_header(segment: str) -> dict[str, Any]:
@@ -213,11 +214,11 @@ def _decode_header(segment: str) -> dict[str, Any]:
     return header
 
 
-def _verified_claims(segments: tuple[str, str, bytes, bytes], key: Ed25519PublicKey) -> dict[str, Any]:
+def _verified_claims(segments: tuple[str, bytes, bytes, bytes], key: Ed25519PublicKey) -> dict[str, Any]:
     _, signing_input, payload, signature = segments
     try:
-        key.verify(signature, signing_input.encode("ascii"))
-    except (InvalidSignature, UnicodeEncodeError) as exc:
+        key.verify(signature, signing_input)
+    except InvalidSignature as exc:
         raise VerificationError(Reason.BAD_SIGNATURE, "signature does not match") from exc
     try:
         claims = json.loads(payload.decode("utf-8"))  # a str skips json's encoding detection
