@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +13,8 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from license_server.cli.verify import verify
+from license_server.offline import files
+from license_server.offline.install import load_or_create_install_key
 from license_server.signing.keys import KeyStore
 from license_server.verifier.fingerprint import default_fingerprint
 from tests.offline.conftest import FINGERPRINT, LicenseFileFactory
@@ -54,3 +58,24 @@ def test_the_default_fingerprint_is_stable_hashed_and_falls_back_past_missing_so
     zeros.write_text("0" * 32)
     assert default_fingerprint((zeros,)) == default_fingerprint((tmp_path / "absent",))  # placeholder: hostname
     assert default_fingerprint() == default_fingerprint()
+
+
+def test_the_edge_command_refuses_to_start_on_a_file_for_another_machine(
+    tmp_path: Path, root_pub: Path, make_license_file: LicenseFileFactory
+) -> None:
+    """Before anything listens: exit 1 with the reason code."""
+    data_dir = tmp_path / "edge-data"
+    key = files.install_key_id(load_or_create_install_key(data_dir).public_key())
+    binding = {"activation_id": "7d1f0c3c-2d7a-4c4e-9d0b-8f6f0c2b7a11", "fingerprint": FINGERPRINT, "install_key": key}
+    license_file = tmp_path / "customer.lic"
+    license_file.write_text(make_license_file(now=datetime.now(UTC), binding=binding))
+    arguments = ["--license-file", str(license_file), "--root-key", str(root_pub), "--data-dir", str(data_dir)]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "license-server"), "edge", *arguments, "--fingerprint", "fp1:elsewhere"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "FINGERPRINT_MISMATCH" in result.stderr
