@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import license_server
@@ -28,6 +29,7 @@ from license_server.health.controllers import HealthController
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiAdminController, InnerApiController
 from license_server.inner_api.store import SqlInnerApiStore
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
+from license_server.offline.controllers import OfflineController
 from license_server.runtime import Runtime
 from license_server.scheduler import build_scheduler
 from license_server.schemas_common import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, problem_spec
@@ -48,6 +50,7 @@ ADMIN_CONTROLLERS = [
     WebhookDeliveryController,
     EventController,
     InnerApiAdminController,
+    OfflineController,
 ]
 PUBLIC_CONTROLLERS = [HealthController, WellKnownController, DeploymentController, InnerApiController]
 
@@ -128,6 +131,16 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
     return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred")
 
 
+# The one error-to-response mapping; the edge app uses it too.
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    LicenseServerError: _handle_domain_error,
+    ValidationException: _handle_validation,
+    HTTPException: _handle_http,
+    UnicodeDecodeError: _handle_undecodable,
+    Exception: _handle_unexpected,
+}
+
+
 def _document_error_responses(app: Litestar) -> None:
     """Declare the problem responses each route can give, so the OpenAPI schema is complete."""
     for route in app.routes:
@@ -189,13 +202,7 @@ def create_app(
             "db": Provide(_provide_db),
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
-        exception_handlers={
-            LicenseServerError: _handle_domain_error,
-            ValidationException: _handle_validation,
-            HTTPException: _handle_http,
-            UnicodeDecodeError: _handle_undecodable,
-            Exception: _handle_unexpected,
-        },
+        exception_handlers=dict(EXCEPTION_HANDLERS),
         on_startup=[start_jobs],
         on_shutdown=[close_runtime],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
@@ -214,4 +221,4 @@ def create_app(
     return app
 
 
-__all__ = ["MediaType", "create_app", "problem_response"]
+__all__ = ["EXCEPTION_HANDLERS", "MediaType", "create_app", "problem_response"]

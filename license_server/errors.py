@@ -174,3 +174,21 @@ class CredentialNotFound(NotFound):
 class InvalidInnerApiSecret(AuthenticationRequired):
     code = "invalid_inner_api_secret"
     title = "A valid Enterprise-Api-Secret-Key is required"
+
+
+class OfflineFileRejected(LicenseServerError):
+    """An activation request, license file or usage report was refused; ``code`` is ``offline_`` + the reason."""
+
+    status_code = 400
+    code = "offline_file_rejected"
+    title = "The file was refused"
+
+    def __init__(self, reason: str, detail: str, *, field: str | None = None, status_code: int = 400) -> None:
+        super().__init__(detail, field=field, code=f"offline_{reason.lower()}")
+        self.reason = reason
+        self.status_code = status_code
+
+
+class OfflineBindingConflict(Conflict):
+    code = "offline_binding_conflict"
+    title = "The activation is bound to another install key"

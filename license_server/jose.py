@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 
@@ -17,17 +18,29 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode_strict(segment: str) -> bytes:
+def b64url_decode_strict(segment: str | bytes) -> bytes:
     """Decode base64url and insist on the canonical form.
 
     ``base64.urlsafe_b64decode`` ignores stray characters and the unused low bits of the last character, so two
     different strings can decode to the same bytes. A verifier that accepted both would let a changed document pass.
+    Checked without re-encoding (this is on the verifier's hot path): no padding, no characters of the other
+    alphabet, a possible length, and zero unused bits in the last character.
     """
-    padded = segment + "=" * (-len(segment) % 4)
-    data = base64.b64decode(padded, altchars=b"-_", validate=True)
-    if b64url_encode(data) != segment:
+    data = segment.encode("ascii") if isinstance(segment, str) else segment
+    remainder = len(data) % 4
+    if remainder == 1 or b"=" in data or b"+" in data or b"/" in data:
         raise ValueError("non-canonical base64url")
-    return data
+    # strict_mode refuses anything outside the (translated) alphabet and misplaced padding, like validate=True.
+    decoded = binascii.a2b_base64(data.translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder], strict_mode=True)
+    if remainder and _B64URL_ALPHABET.index(data[-1]) & _UNUSED_BITS[remainder]:
+        raise ValueError("non-canonical base64url")
+    return decoded
+
+
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_PADDING = {0: b"", 2: b"==", 3: b"="}
+_UNUSED_BITS = {2: 0x0F, 3: 0x03}
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")  # the low bits of the last character that carry no data
 
 
 def raw_public_bytes(public_key: Ed25519PublicKey) -> bytes:

@@ -20,6 +20,8 @@ COMMANDS = {
     "licenses": "license_server.cli.licenses:licenses",
     "tokens": "license_server.cli.tokens:tokens",
     "verify": "license_server.cli.verify:verify",
+    "offline": "license_server.cli.offline:offline",
+    "edge": "license_server.cli.offline:edge",
 }
 
 

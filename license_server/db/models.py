@@ -13,6 +13,7 @@ from license_server.inner_api.models import (
     WorkspacePolicyOverride,
 )
 from license_server.licenses.models import Customer, License, Plan
+from license_server.offline.models import OfflineBinding, OfflineUsageImport
 
 __all__ = [
     "Activation",
@@ -28,6 +29,8 @@ __all__ = [
     "InnerApiLicenseSettings",
     "JobLease",
     "License",
+    "OfflineBinding",
+    "OfflineUsageImport",
     "Plan",
     "UsageReport",
     "WebhookDelivery",

@@ -30,6 +30,14 @@ class Reason(StrEnum):
     IN_GRACE_PERIOD = "IN_GRACE_PERIOD"
     EXPIRES_SOON = "EXPIRES_SOON"
     ACTIVE = "ACTIVE"
+    # Observed by an offline verifier (the client library, the edge), never by the server:
+    CLOCK_ROLLBACK = "CLOCK_ROLLBACK"  # the local clock went back past the trusted-time high-water mark
+    SERVER_UNREACHABLE = "SERVER_UNREACHABLE"  # no contact, and the last good document is past its TTL + grace
+    NO_LICENSE = "NO_LICENSE"  # no license document at all
+
+
+# Reasons only an offline observer gives: a document the server signs never carries them.
+OBSERVER_REASONS = frozenset({Reason.CLOCK_ROLLBACK, Reason.SERVER_UNREACHABLE, Reason.NO_LICENSE})
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,10 @@ class LicenseFacts:
     revoked: bool = False
     first_activated_at: datetime | None = None
     last_check_in_at: datetime | None = None
+    # What an offline observer knows besides the license: its clock went back, or until when its last good
+    # document may stand in for the server (the document's TTL plus the offline grace).
+    clock_rolled_back: bool = False
+    offline_deadline: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -53,12 +65,23 @@ class StatusResult:
     reason: Reason
 
 
-def compute_status(facts: LicenseFacts, now: datetime) -> StatusResult:
-    """The precedence ladder: the first rung that matches decides."""
+def compute_status(facts: LicenseFacts | None, now: datetime, *, unreachable: bool = False) -> StatusResult:
+    """The precedence ladder: the first rung that matches decides.
+
+    ``facts`` is None when an offline observer holds no license document at all; ``unreachable`` says whether it
+    could not ask the server either.
+    """
+    if facts is None:
+        if unreachable:
+            return StatusResult(Status.LOST, Reason.SERVER_UNREACHABLE)
+        return StatusResult(Status.NONE, Reason.NO_LICENSE)
     if facts.revoked:
         return StatusResult(Status.INACTIVE, Reason.REVOKED)
     if facts.suspended:
         return StatusResult(Status.INACTIVE, Reason.SUSPENDED)
+    if facts.clock_rolled_back:
+        # Every rung below compares dates with a clock that can no longer be trusted.
+        return StatusResult(Status.LOST, Reason.CLOCK_ROLLBACK)
     if now < facts.starts_at:
         return StatusResult(Status.INACTIVE, Reason.NOT_STARTED)
     if now >= facts.expires_at + facts.grace:
@@ -68,6 +91,8 @@ def compute_status(facts: LicenseFacts, now: datetime) -> StatusResult:
     last_seen = facts.last_check_in_at or facts.first_activated_at
     if now - last_seen > facts.heartbeat_window:
         return StatusResult(Status.LOST, Reason.HEARTBEAT_MISSED)
+    if facts.offline_deadline is not None and now >= facts.offline_deadline:
+        return StatusResult(Status.LOST, Reason.SERVER_UNREACHABLE)
     if now >= facts.expires_at:
         # Past expiry but inside the grace period: still usable, and as urgent a warning as there is.
         return StatusResult(Status.EXPIRING, Reason.IN_GRACE_PERIOD)

@@ -1,6 +1,6 @@
 """Offline verification of signed license documents.
 
-Imports only ``cryptography`` and PyJWT — never Litestar or SQLAlchemy — so air-gapped installs and embedding
+Imports only ``cryptography`` — never Litestar or SQLAlchemy — so air-gapped installs and embedding
 products can use it alone (a test proves this in a fresh interpreter).
 """
 

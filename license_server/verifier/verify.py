@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
-import jwt
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -40,6 +38,11 @@ class Reason(StrEnum):
     UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
     NOT_YET_VALID = "NOT_YET_VALID"
     DOCUMENT_EXPIRED = "DOCUMENT_EXPIRED"
+    # License files (license_server.offline.files) add these, checked after the signature:
+    NOT_A_LICENSE_FILE = "NOT_A_LICENSE_FILE"
+    FINGERPRINT_MISMATCH = "FINGERPRINT_MISMATCH"
+    INSTALL_KEY_MISMATCH = "INSTALL_KEY_MISMATCH"
+    ISSUED_IN_FUTURE = "ISSUED_IN_FUTURE"
 
 
 class VerificationError(Exception):
@@ -49,8 +52,7 @@ class VerificationError(Exception):
         super().__init__(f"{reason}: {detail}")
 
 
-@dataclass(frozen=True)
-class VerifiedDocument:
+class VerifiedDocument(NamedTuple):  # a named tuple: the cheapest immutable record, on the hot path
     header: dict[str, Any]
     claims: dict[str, Any]
 
@@ -80,10 +82,17 @@ class Verifier:
     expected_type: str = LICENSE_DOCUMENT_TYPE
     # Certificates already checked, by their bytes: a verifier checks each issuing key's certificate once.
     _certified: dict[bytes, tuple[str, Ed25519PublicKey]] = field(default_factory=dict, repr=False)
+    # Header segments that passed every header check (alg, kid, retirement, certificate, typ), by their exact text:
+    # every document one issuing key signs carries the same header, so it is decoded and checked once.
+    _headers: dict[str, tuple[dict[str, Any], Ed25519PublicKey]] = field(default_factory=dict, repr=False)
 
     def with_revocations(self, token: str) -> Verifier:
         """Trust a root-signed revocation list (``revocations.jws``) and refuse the keys it retires."""
-        _, claims = self._verify_signed(token.strip(), self.root_public_key, KEY_REVOCATIONS_TYPE)
+        segments = _segments(token.strip())
+        header = _decode_header(segments[0])
+        if header.get("typ") != KEY_REVOCATIONS_TYPE:
+            raise VerificationError(Reason.WRONG_TYPE, f"typ {header.get('typ')!r} is not {KEY_REVOCATIONS_TYPE!r}")
+        claims = _verified_claims(segments, self.root_public_key)
         retired = claims.get("retired")
         if not isinstance(retired, list) or not all(isinstance(item, dict) and "kid" in item for item in retired):
             raise VerificationError(Reason.MALFORMED, "revocation list has no 'retired' array")
@@ -91,40 +100,43 @@ class Verifier:
         return Verifier(self.root_public_key, self.retired_kids | kids, self.clock, self.leeway, self.expected_type)
 
     def verify(self, token: str | bytes) -> VerifiedDocument:
+        """Authenticity, schema version and the document's validity dates (``nbf``/``exp``)."""
+        document = self.verify_authentic(token)
+        self.check_dates(document.claims)
+        return document
+
+    def verify_authentic(self, token: str | bytes) -> VerifiedDocument:
+        """Every check but the validity dates: for callers that judge time themselves (license files, caches)."""
         if isinstance(token, bytes):
             try:
                 token = token.decode("ascii")
             except UnicodeDecodeError as exc:
                 raise VerificationError(Reason.MALFORMED, "document is not ASCII") from exc
-        header = self._parse_header(token)
+        segments = _segments(token)
+        cached = self._headers.get(segments[0])
+        if cached is None:
+            cached = self._checked_header(segments[0])
+        header, public_key = cached
+        claims = _verified_claims(segments, public_key)
+        version = claims.get("ver")
+        if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise VerificationError(Reason.UNSUPPORTED_VERSION, f"schema version {version!r} is not supported")
+        return VerifiedDocument(header, claims)
+
+    # -- steps ------------------------------------------------------------------------------------------------
+    def _checked_header(self, segment: str) -> tuple[dict[str, Any], Ed25519PublicKey]:
+        header = _decode_header(segment)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise VerificationError(Reason.MALFORMED, "header has no 'kid'")
         if kid in self.retired_kids:
             raise VerificationError(Reason.KEY_RETIRED, f"key {kid} has been retired")
         public_key = self._certified_key(header, kid)
-        _, claims = self._verify_signed(token, public_key, self.expected_type, header=header)
-        self._check_claims(claims)
-        return VerifiedDocument(header=header, claims=claims)
-
-    # -- steps ------------------------------------------------------------------------------------------------
-    def _parse_header(self, token: str) -> dict[str, Any]:
-        parts = token.split(".")
-        if len(parts) != 3 or not all(parts):
-            raise VerificationError(Reason.MALFORMED, "not a JWS compact serialization")
-        try:
-            for part in parts:
-                b64url_decode_strict(part)
-            header = json.loads(b64url_decode_strict(parts[0]))
-        except (ValueError, binascii.Error) as exc:
-            raise VerificationError(Reason.MALFORMED, "a segment is not canonical base64url or JSON") from exc
-        if not isinstance(header, dict):
-            raise VerificationError(Reason.MALFORMED, "header is not a JSON object")
-        if header.get("alg") != "EdDSA":
-            raise VerificationError(Reason.UNSUPPORTED_ALGORITHM, f"alg {header.get('alg')!r} is not EdDSA")
-        if "crit" in header:
-            raise VerificationError(Reason.MALFORMED, "critical header parameters are not understood")
-        return header
+        if header.get("typ") != self.expected_type:
+            raise VerificationError(Reason.WRONG_TYPE, f"typ {header.get('typ')!r} is not {self.expected_type!r}")
+        if len(self._headers) < MAX_CACHED_HEADERS:
+            self._headers[segment] = (header, public_key)
+        return header, public_key
 
     def _certified_key(self, header: dict[str, Any], kid: str) -> Ed25519PublicKey:
         chain = header.get("x5c")
@@ -136,6 +148,8 @@ class Verifier:
             raise VerificationError(Reason.UNCERTIFIED_KEY, "certificate is not base64") from exc
         cached = self._certified.get(der)
         if cached is None:
+            from cryptography import x509  # only when a certificate is first seen: keeps the import light
+
             try:
                 certificate = x509.load_der_x509_certificate(der)
                 self.root_public_key.verify(certificate.signature, certificate.tbs_certificate_bytes)
@@ -151,40 +165,72 @@ class Verifier:
             raise VerificationError(Reason.UNCERTIFIED_KEY, "certificate is for a different key id")
         return public_key
 
-    def _verify_signed(
-        self, token: str, key: Ed25519PublicKey, typ: str, header: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        header = header if header is not None else self._parse_header(token)
-        if header.get("typ") != typ:
-            raise VerificationError(Reason.WRONG_TYPE, f"typ {header.get('typ')!r} is not {typ!r}")
-        try:
-            payload = jwt.api_jws.decode_complete(token, key=key, algorithms=["EdDSA"])["payload"]
-            claims = json.loads(payload)
-        except jwt.InvalidSignatureError as exc:
-            raise VerificationError(Reason.BAD_SIGNATURE, "signature does not match") from exc
-        except (jwt.InvalidTokenError, ValueError) as exc:
-            raise VerificationError(Reason.MALFORMED, "payload is not valid JSON") from exc
-        if not isinstance(claims, dict):
-            raise VerificationError(Reason.MALFORMED, "claims are not a JSON object")
-        return header, claims
-
-    def _check_claims(self, claims: dict[str, Any]) -> None:
-        version = claims.get("ver")
-        if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
-            raise VerificationError(Reason.UNSUPPORTED_VERSION, f"schema version {version!r} is not supported")
-        now = self.clock().timestamp()
+    def check_dates(self, claims: dict[str, Any], *, at: float | None = None) -> None:
+        """``nbf``/``exp`` against the verifier's clock (or ``at``, a timestamp a caller already read)."""
+        moment = self.clock().timestamp() if at is None else at
         nbf, exp = claims.get("nbf"), claims.get("exp")
         if not _is_number(nbf) or not _is_number(exp):
             raise VerificationError(Reason.MALFORMED, "'nbf' and 'exp' must be numeric dates")
-        leeway = self.leeway.total_seconds()
-        if now + leeway < nbf:
+        leeway = self._leeway_seconds
+        if moment + leeway < nbf:
             raise VerificationError(Reason.NOT_YET_VALID, f"not valid before {_iso(nbf)}")
-        if now - leeway >= exp:
+        if moment - leeway >= exp:
             raise VerificationError(Reason.DOCUMENT_EXPIRED, f"expired at {_iso(exp)}")
+
+    @property
+    def _leeway_seconds(self) -> float:
+        return self.leeway.total_seconds()
+
+
+MAX_CACHED_HEADERS = 64  # a handful of issuing keys in a verifier's life; the bound only stops hostile growth
+
+
+def _segments(token: str) -> tuple[str, bytes, bytes, bytes]:
+    """(header text, signing input, payload, signature): the payload and signature strictly decoded (the header is
+    decoded once per distinct header). The signing input is the ASCII text of the first two segments (RFC 7515 5.2).
+    """
+    first, last = token.find("."), token.rfind(".")
+    if first <= 0 or last <= first + 1 or last == len(token) - 1 or token.count(".", first + 1, last):
+        raise VerificationError(Reason.MALFORMED, "not a JWS compact serialization")
+    try:
+        data = token.encode("ascii")  # once: the signing input and both segments are slices of it
+        payload, signature = b64url_decode_strict(data[first + 1 : last]), b64url_decode_strict(data[last + 1 :])
+    except (ValueError, binascii.Error) as exc:
+        raise VerificationError(Reason.MALFORMED, "a segment is not canonical base64url") from exc
+    return token[:first], data[:last], payload, signature
+
+
+def _decode_header(segment: str) -> dict[str, Any]:
+    try:
+        header = json.loads(b64url_decode_strict(segment))
+    except (ValueError, binascii.Error) as exc:
+        raise VerificationError(Reason.MALFORMED, "a segment is not canonical base64url or JSON") from exc
+    if not isinstance(header, dict):
+        raise VerificationError(Reason.MALFORMED, "header is not a JSON object")
+    if header.get("alg") != "EdDSA":
+        raise VerificationError(Reason.UNSUPPORTED_ALGORITHM, f"alg {header.get('alg')!r} is not EdDSA")
+    if "crit" in header:
+        raise VerificationError(Reason.MALFORMED, "critical header parameters are not understood")
+    return header
+
+
+def _verified_claims(segments: tuple[str, bytes, bytes, bytes], key: Ed25519PublicKey) -> dict[str, Any]:
+    _, signing_input, payload, signature = segments
+    try:
+        key.verify(signature, signing_input)
+    except InvalidSignature as exc:
+        raise VerificationError(Reason.BAD_SIGNATURE, "signature does not match") from exc
+    try:
+        claims = json.loads(payload.decode("utf-8"))  # a str skips json's encoding detection
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise VerificationError(Reason.MALFORMED, "payload is not valid JSON") from exc
+    if not isinstance(claims, dict):
+        raise VerificationError(Reason.MALFORMED, "claims are not a JSON object")
+    return claims
 
 
 def _is_number(value: object) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # a tuple: faster than int | float
 
 
 def _iso(timestamp: float) -> str:

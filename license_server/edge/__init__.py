@@ -1,0 +1,1 @@
+"""The edge: an air-gapped install's local license server, serving one verified license file."""

@@ -1,0 +1,343 @@
+"""The vendor's side of air-gapped installs: answer activation requests, renew files, import usage reports.
+
+An answer is an activation like an online one (``deployments.service.activate``: the same seat limits, events and
+refusals), bound to the install's key, and a license file signed for that binding. Usage reports are imported
+through ``deployments.service.report_usage``, so imported usage is stored and shown exactly as online usage is.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from license_server.auth.audit import record_audit
+from license_server.clock import Clock, utcnow
+from license_server.deployments import service as deployments
+from license_server.deployments.jobs import flush_check_ins
+from license_server.deployments.models import Activation
+from license_server.deployments.runtime_state import ActivationSnapshot, CheckIn
+from license_server.deployments.usage import UsageSummary, usage_summary
+from license_server.errors import (
+    Conflict,
+    LicenseKeyNotFound,
+    OfflineBindingConflict,
+    OfflineFileRejected,
+    ValidationFailed,
+)
+from license_server.licenses.documents import license_content
+from license_server.licenses.models import License
+from license_server.licenses.service import license_view
+from license_server.lifecycle.status import compute_status
+from license_server.offline import files
+from license_server.offline.files import FileError, FileReason
+from license_server.offline.models import OfflineBinding, OfflineUsageImport
+from license_server.verifier import VerificationError, Verifier
+
+if TYPE_CHECKING:
+    from license_server.auth.tokens import Actor
+    from license_server.runtime import Runtime
+
+# HTTP status of each refusal that is not plain bad input.
+_REFUSAL_STATUS = {
+    FileReason.UNKNOWN_BINDING: 404,
+    FileReason.USAGE_REPLAYED: 409,
+    FileReason.USAGE_CHAIN_GAP: 409,
+    FileReason.USAGE_CHAIN_BROKEN: 409,
+}
+
+
+def _rejected(error: FileError | VerificationError) -> OfflineFileRejected:
+    if isinstance(error, VerificationError):
+        return OfflineFileRejected(error.reason.value, error.detail, field="license_file")
+    return OfflineFileRejected(
+        error.reason.value, error.detail, field=error.field, status_code=_REFUSAL_STATUS.get(error.reason, 400)
+    )
+
+
+@dataclass(frozen=True)
+class IssuedLicenseFile:
+    text: str
+    license_id: uuid.UUID
+    activation_id: uuid.UUID
+    created: bool  # a new activation (a seat) was taken for it
+    expires_at: datetime  # the file's own ``exp``
+
+
+async def _license_file(
+    session: AsyncSession, *, runtime: Runtime, binding: OfflineBinding, now: datetime
+) -> tuple[str, datetime]:
+    """Sign a license file for the binding with the license's current terms, status and usage."""
+    license = await session.scalar(
+        select(License)
+        .where(License.id == binding.license_id)
+        .options(selectinload(License.customer), selectinload(License.plan))
+        .execution_options(populate_existing=True)
+    )
+    assert license is not None  # the binding's foreign key cascades
+    view = license_view(license, now)
+    # Answering for an install is hearing from it: the status as of a check-in now (as a poll computes it).
+    facts = replace(view.license.facts(view.terms), last_check_in_at=now)
+    status = compute_status(replace(facts, first_activated_at=facts.first_activated_at or now), now)
+    content = license_content(
+        license=view.license,
+        customer=view.customer,
+        plan=view.plan,
+        terms=view.terms,
+        status=status,
+        issuer=runtime.settings.issuer,
+        usage=await usage_summary(session, license.id),
+    )
+    issued_at = int(now.timestamp())
+    # A file lives until the license's grace ends, and at least one document TTL so a fresh file always verifies.
+    expires = max(
+        int((license.expires_at + view.terms.grace).timestamp()),
+        issued_at + int(runtime.settings.document_ttl.total_seconds()),
+    )
+    claims: dict[str, Any] = {
+        **content,
+        "jti": secrets.token_hex(16),
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": expires,
+        "binding": {
+            "activation_id": str(binding.activation_id),
+            "fingerprint": binding.fingerprint,
+            "install_key": binding.install_key,
+        },
+    }
+    token = runtime.signer.sign(claims)
+    binding.files_issued += 1
+    binding.last_file_at = now
+    return files.armor(token, claims), datetime.fromtimestamp(expires, now.tzinfo)
+
+
+async def respond(
+    session: AsyncSession, *, runtime: Runtime, actor: Actor, request: str | bytes, clock: Clock = utcnow
+) -> IssuedLicenseFile:
+    """Answer an activation request with a license file bound to its fingerprint and install key.
+
+    Asking again with the same request (or a new request from the same install key) returns a new file for the same
+    activation: no second seat.
+    """
+    now = clock()
+    try:
+        parsed = files.parse_activation_request(request, now=now)
+    except FileError as exc:
+        raise _rejected(exc) from exc
+    license = await deployments._license_by_key(session, runtime, parsed.license_key)
+    if license is None:
+        raise LicenseKeyNotFound("no license matches the request's key", field="license_key")
+    bound = await session.scalar(select(OfflineBinding).where(OfflineBinding.install_key == parsed.install_key))
+    if bound is not None and (bound.license_id != license.id or bound.fingerprint != parsed.fingerprint):
+        raise OfflineBindingConflict(
+            "this install key is already bound to another license or fingerprint", field="install_key"
+        )
+    stale = (
+        bound is not None
+        and await session.scalar(
+            select(Activation.id).where(Activation.id == bound.activation_id, Activation.deactivated_at.is_(None))
+        )
+        is None
+    )
+    if stale and bound is not None:
+        # The install's activation was deactivated: it asks again, so it gets a new activation and a new chain.
+        await session.delete(bound)
+        await session.commit()
+    await session.rollback()  # end the read transaction: activation takes its own locks
+    result = await deployments.activate(
+        session,
+        runtime=runtime,
+        license_key=parsed.license_key,
+        fingerprint=parsed.fingerprint,
+        hostname=parsed.hostname,
+        product_version=parsed.product_version,
+        metadata={"offline": True},
+        clock=clock,
+    )
+    activation = result.activation
+    binding = await session.scalar(select(OfflineBinding).where(OfflineBinding.activation_id == activation.id))
+    if binding is not None and binding.install_key != parsed.install_key:
+        raise OfflineBindingConflict(
+            "this fingerprint's activation is bound to another install key; deactivate it to bind a new install",
+            field="install_key",
+        )
+    if binding is None:
+        binding = OfflineBinding(
+            activation_id=activation.id,
+            license_id=activation.license_id,
+            fingerprint=parsed.fingerprint,
+            install_key=parsed.install_key,
+            request_nonce=parsed.nonce,
+            created_at=now,
+            usage_head=files.genesis_hash(parsed.install_key),
+        )
+        session.add(binding)
+    text, expires_at = await _license_file(session, runtime=runtime, binding=binding, now=now)
+    await record_audit(
+        session,
+        actor=actor,
+        action="offline.responded",
+        target_type="license",
+        target_id=activation.license_id,
+        detail={
+            "activation_id": str(activation.id),
+            "fingerprint": parsed.fingerprint,
+            "hostname": parsed.hostname,
+            "nonce": parsed.nonce,
+            "new_activation": result.created,
+        },
+        clock=clock,
+    )
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # the same install answered concurrently: that answer stands
+        await session.rollback()
+        raise Conflict("this request is being answered concurrently; try again") from exc
+    return IssuedLicenseFile(text, activation.license_id, activation.id, result.created, expires_at)
+
+
+async def renew(
+    session: AsyncSession, *, runtime: Runtime, actor: Actor, license_file: str | bytes, clock: Clock = utcnow
+) -> IssuedLicenseFile:
+    """A new file for the binding of an earlier one (which may have expired), with the license's current terms."""
+    now = clock()
+    verifier = Verifier(runtime.signer.keyring().root_public_key, clock=clock)
+    try:
+        previous = files.verify_license_file(license_file, verifier, check_dates=False)
+    except VerificationError as exc:
+        raise _rejected(exc) from exc
+    binding = await session.scalar(
+        select(OfflineBinding).where(OfflineBinding.install_key == previous.binding.install_key)
+    )
+    if binding is None or str(binding.activation_id) != previous.binding.activation_id:
+        raise OfflineFileRejected(
+            FileReason.UNKNOWN_BINDING.value, "no offline activation matches this file", status_code=404
+        )
+    activation = await session.get(Activation, binding.activation_id)
+    if activation is None or activation.deactivated_at is not None:
+        raise Conflict(
+            "the file's activation was deactivated; answer a new activation request", code="activation_deactivated"
+        )
+    text, expires_at = await _license_file(session, runtime=runtime, binding=binding, now=now)
+    await record_audit(
+        session,
+        actor=actor,
+        action="offline.renewed",
+        target_type="license",
+        target_id=binding.license_id,
+        detail={"activation_id": str(binding.activation_id), "files_issued": binding.files_issued},
+        clock=clock,
+    )
+    await session.commit()
+    return IssuedLicenseFile(text, binding.license_id, binding.activation_id, False, expires_at)
+
+
+@dataclass(frozen=True)
+class UsageImported:
+    license_id: uuid.UUID
+    activation_id: uuid.UUID
+    seq: int
+    measurements: int
+    usage: UsageSummary
+    over_limits: list[str]
+
+
+async def import_usage(
+    session: AsyncSession, *, runtime: Runtime, actor: Actor, report: str | bytes, clock: Clock = utcnow
+) -> UsageImported:
+    """Import the next link of an install's usage chain. The newest measurement becomes the activation's usage."""
+    now = clock()
+    try:
+        parsed = files.parse_usage_report(report)
+    except FileError as exc:
+        raise _rejected(exc) from exc
+    binding = await session.scalar(select(OfflineBinding).where(OfflineBinding.install_key == parsed.install_key))
+    if binding is None:
+        raise _rejected(
+            FileError(FileReason.UNKNOWN_BINDING, "no offline activation has this install key", "install_key")
+        )
+    if (parsed.activation_id, parsed.license_id, parsed.fingerprint) != (
+        str(binding.activation_id),
+        str(binding.license_id),
+        binding.fingerprint,
+    ):
+        raise _rejected(FileError(FileReason.BINDING_MISMATCH, "the report names another activation", "activation_id"))
+    try:
+        files.check_next_link(parsed, last_seq=binding.usage_seq, last_hash=binding.usage_head)
+    except FileError as exc:
+        raise _rejected(exc) from exc
+    for index, measurement in enumerate(parsed.measurements):
+        if measurement.measured_at > now + timedelta(minutes=5):
+            raise ValidationFailed("measured in the future", field=f"measurements.{index}.measured_at")
+        if len({wid for wid, _ in measurement.workspaces}) != len(measurement.workspaces):
+            raise ValidationFailed("workspace ids must be unique", field=f"measurements.{index}.workspaces")
+    activation = await session.get(Activation, binding.activation_id)
+    if activation is None or activation.deactivated_at is not None:
+        raise Conflict("the install's activation was deactivated", code="activation_deactivated")
+    license_id, activation_id, last_seq = binding.license_id, binding.activation_id, binding.usage_seq
+    license = await session.get(License, license_id, options=[selectinload(License.plan)])
+    assert license is not None  # the binding's foreign key cascades
+    terms = license.effective_terms(license.plan)
+    # The chain advances only from the state it was checked against: a concurrent import of the same link loses here.
+    advanced = await session.execute(
+        update(OfflineBinding)
+        .where(OfflineBinding.id == binding.id, OfflineBinding.usage_seq == last_seq)
+        .values(usage_seq=parsed.seq, usage_head=parsed.hash, usage_imported_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not advanced.rowcount:  # type: ignore[attr-defined]
+        await session.rollback()
+        raise _rejected(FileError(FileReason.USAGE_REPLAYED, "this report was imported concurrently", "seq"))
+    session.add(
+        OfflineUsageImport(
+            binding_id=binding.id,
+            seq=parsed.seq,
+            report_hash=parsed.hash,
+            report_created_at=parsed.created_at,
+            measurements=[m.to_json() for m in parsed.measurements],
+            imported_at=now,
+            imported_by=actor.name,
+        )
+    )
+    await record_audit(
+        session,
+        actor=actor,
+        action="offline.usage_imported",
+        target_type="license",
+        target_id=license_id,
+        detail={"activation_id": str(activation_id), "seq": parsed.seq, "measurements": len(parsed.measurements)},
+        clock=clock,
+    )
+    if parsed.measurements:
+        newest = parsed.measurements[-1]
+        outcome = await deployments.report_usage(
+            session,
+            runtime=runtime,
+            activation=ActivationSnapshot(activation_id, license_id, binding.fingerprint),
+            measured_at=newest.measured_at,
+            workspaces=[deployments.WorkspaceUsage(wid, members) for wid, members in newest.workspaces],
+            seats_used=newest.seats_used,
+            idempotency_key=f"offline:{parsed.seq}",
+            clock=clock,
+        )  # commits this whole import, or rolls it back and reports a duplicate
+        if outcome.duplicate:
+            raise _rejected(FileError(FileReason.USAGE_REPLAYED, "this report was imported concurrently", "seq"))
+        usage, over = outcome.usage, outcome.over_limits
+    else:
+        await session.commit()
+        usage = await usage_summary(session, license_id)
+        over = usage.over_limits(terms)
+    # A usage report is the install being heard from: the same check-in an online poll records.
+    runtime.poll_state.check_ins.record(
+        activation_id, CheckIn(license_id, now, int(terms.heartbeat_window.total_seconds()))
+    )
+    await flush_check_ins(runtime)
+    return UsageImported(license_id, activation_id, parsed.seq, len(parsed.measurements), usage, over)

@@ -1,0 +1,270 @@
+"""The vendor's side, over the admin API on SQLite and PostgreSQL: answers are activations, usage imports are usage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from license_server.auth.tokens import Role
+from license_server.errors import OfflineFileRejected
+from license_server.offline import files, service
+from license_server.offline.files import Binding, Measurement
+from license_server.runtime import Runtime
+from license_server.verifier import Verifier
+from tests.conftest import LicenseFactory, MovableClock, TokenFactory
+
+FINGERPRINT = "fp1:" + "cd" * 32
+
+
+def _request(key: Ed25519PrivateKey, license_key: str, clock: MovableClock, fingerprint: str = FINGERPRINT) -> Any:
+    text = files.build_activation_request(
+        install_key=key, license_key=license_key, fingerprint=fingerprint, hostname="airgap-1", now=clock()
+    )
+    return json.loads(text)
+
+
+def _report(
+    key: Ed25519PrivateKey, answer: dict[str, Any], seq: int, prev: str, clock: MovableClock, **usage: Any
+) -> Any:
+    measurements = [
+        Measurement(
+            clock() - timedelta(hours=1), f"u-{seq}", usage.get("seats", 4), usage.get("workspaces", (("ws-1", 6),))
+        )
+    ]
+    text = files.build_usage_report(
+        install_key=key,
+        binding=Binding(answer["activation_id"], FINGERPRINT, files.install_key_id(key.public_key())),
+        license_id=answer["license_id"],
+        seq=seq,
+        prev=prev,
+        measurements=measurements,
+        now=clock(),
+    )
+    return json.loads(text)
+
+
+@pytest.fixture
+async def issuer(make_token: TokenFactory) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await make_token(Role.ISSUER)}"}
+
+
+async def test_an_answer_is_a_bound_license_file_counted_as_an_activation_and_audited(
+    client: httpx.AsyncClient,
+    make_license: LicenseFactory,
+    issuer: dict[str, str],
+    owner_headers: dict[str, str],
+    runtime: Runtime,
+    clock: MovableClock,
+) -> None:
+    issued = await make_license()
+    key = Ed25519PrivateKey.generate()
+    response = await client.post(
+        "/v1/admin/offline/responses", json={"request": _request(key, issued.key, clock)}, headers=issuer
+    )
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    verifier = Verifier(runtime.signer.keyring().root_public_key, clock=clock)
+    verified = files.verify_license_file(
+        answer["license_file"], verifier, fingerprint=FINGERPRINT, install_key=files.install_key_id(key.public_key())
+    )
+    assert verified.claims["status"] == "active"
+    assert verified.binding.activation_id == answer["activation_id"]
+    assert verified.claims["exp"] == int(
+        issued.view.license.expires_at.timestamp()
+    )  # the file lives as long as the license
+    license_id = answer["license_id"]
+    activations = (await client.get(f"/v1/admin/licenses/{license_id}/activations", headers=owner_headers)).json()
+    assert [(a["fingerprint"], a["hostname"]) for a in activations] == [(FINGERPRINT, "airgap-1")]
+    audit = (await client.get(f"/v1/admin/audit-events?target_id={license_id}", headers=owner_headers)).json()
+    assert "offline.responded" in {event["action"] for event in audit["items"]}
+
+
+async def test_seat_limits_apply_and_asking_again_takes_no_second_seat(
+    client: httpx.AsyncClient, make_license: LicenseFactory, issuer: dict[str, str], clock: MovableClock
+) -> None:
+    issued = await make_license()  # max_activations defaults to 1
+    first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    answered = await client.post(
+        "/v1/admin/offline/responses", json={"request": _request(first, issued.key, clock)}, headers=issuer
+    )
+    again = await client.post(
+        "/v1/admin/offline/responses", json={"request": _request(first, issued.key, clock)}, headers=issuer
+    )
+    assert (answered.status_code, again.status_code) == (201, 200)
+    assert again.json()["activation_id"] == answered.json()["activation_id"]
+    refused = await client.post(
+        "/v1/admin/offline/responses",
+        json={"request": _request(second, issued.key, clock, fingerprint="fp1:other")},
+        headers=issuer,
+    )
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "too_many_activations"
+
+
+async def test_an_install_key_cannot_be_rebound_to_another_fingerprint(
+    client: httpx.AsyncClient, make_license: LicenseFactory, issuer: dict[str, str], clock: MovableClock
+) -> None:
+    issued = await make_license(terms=None)
+    key = Ed25519PrivateKey.generate()
+    await client.post("/v1/admin/offline/responses", json={"request": _request(key, issued.key, clock)}, headers=issuer)
+    moved = await client.post(
+        "/v1/admin/offline/responses",
+        json={"request": _request(key, issued.key, clock, fingerprint="fp1:elsewhere")},
+        headers=issuer,
+    )
+    assert moved.status_code == 409
+    assert moved.json()["code"] == "offline_binding_conflict"
+
+
+async def test_a_changed_request_is_refused_with_a_reason_code_and_takes_no_seat(
+    client: httpx.AsyncClient,
+    make_license: LicenseFactory,
+    issuer: dict[str, str],
+    owner_headers: dict[str, str],
+    clock: MovableClock,
+) -> None:
+    issued = await make_license()
+    request = _request(Ed25519PrivateKey.generate(), issued.key, clock)
+    request["hostname"] = "someone-else"
+    response = await client.post("/v1/admin/offline/responses", json={"request": request}, headers=issuer)
+    assert response.status_code == 400
+    assert response.json()["code"] == "offline_bad_signature"
+    assert response.json()["errors"][0]["field"] == "signature"
+    activations = await client.get(f"/v1/admin/licenses/{issued.view.license.id}/activations", headers=owner_headers)
+    assert activations.json() == []
+
+
+async def test_renewal_answers_the_same_binding_without_a_new_activation(
+    client: httpx.AsyncClient,
+    make_license: LicenseFactory,
+    issuer: dict[str, str],
+    owner_headers: dict[str, str],
+    clock: MovableClock,
+) -> None:
+    issued = await make_license()
+    key = Ed25519PrivateKey.generate()
+    first = (
+        await client.post(
+            "/v1/admin/offline/responses", json={"request": _request(key, issued.key, clock)}, headers=issuer
+        )
+    ).json()
+    clock.advance(timedelta(days=400))  # the first file has expired: renewal still accepts it
+    renewed = await client.post(
+        "/v1/admin/offline/renewals", json={"license_file": first["license_file"]}, headers=issuer
+    )
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["activation_id"] == first["activation_id"]
+    assert renewed.json()["created"] is False
+    assert renewed.json()["license_file"] != first["license_file"]
+    activations = await client.get(f"/v1/admin/licenses/{issued.view.license.id}/activations", headers=owner_headers)
+    assert len(activations.json()) == 1
+    tampered = first["license_file"].replace("Customer: Acme Corp", "Customer: Evil Corp")
+    refused = await client.post("/v1/admin/offline/renewals", json={"license_file": tampered}, headers=issuer)
+    assert (refused.status_code, refused.json()["code"]) == (400, "offline_malformed")
+
+
+async def test_imported_usage_shows_up_exactly_like_online_usage_and_replays_and_gaps_are_refused(
+    client: httpx.AsyncClient,
+    make_license: LicenseFactory,
+    issuer: dict[str, str],
+    owner_headers: dict[str, str],
+    clock: MovableClock,
+) -> None:
+    issued = await make_license()
+    key = Ed25519PrivateKey.generate()
+    answer = (
+        await client.post(
+            "/v1/admin/offline/responses", json={"request": _request(key, issued.key, clock)}, headers=issuer
+        )
+    ).json()
+    genesis = files.genesis_hash(files.install_key_id(key.public_key()))
+    first = _report(key, answer, 1, genesis, clock, seats=7, workspaces=(("ws-1", 9), ("ws-2", 2)))
+    imported = await client.post("/v1/admin/offline/usage-reports", json={"report": first}, headers=issuer)
+    assert imported.status_code == 200, imported.text
+    expected = {"workspaces": 2, "members_per_workspace": 9, "licensed_seats": 7}
+    assert imported.json()["usage"] == expected
+    usage = await client.get(f"/v1/admin/licenses/{issued.view.license.id}/usage", headers=owner_headers)
+    assert usage.json() == expected
+    activations = await client.get(f"/v1/admin/licenses/{issued.view.license.id}/activations", headers=owner_headers)
+    assert activations.json()[0]["latest_usage"]["seats_used"] == 7
+    replay = await client.post("/v1/admin/offline/usage-reports", json={"report": first}, headers=issuer)
+    assert (replay.status_code, replay.json()["code"]) == (409, "offline_usage_replayed")
+    third = _report(key, answer, 3, genesis, clock)
+    gap = await client.post("/v1/admin/offline/usage-reports", json={"report": third}, headers=issuer)
+    assert (gap.status_code, gap.json()["code"]) == (409, "offline_usage_chain_gap")
+    stranger = _report(Ed25519PrivateKey.generate(), answer, 1, genesis, clock)
+    unknown = await client.post("/v1/admin/offline/usage-reports", json={"report": stranger}, headers=issuer)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "offline_unknown_binding")
+    tampered = dict(first, seq=2)
+    changed = await client.post("/v1/admin/offline/usage-reports", json={"report": tampered}, headers=issuer)
+    assert (changed.status_code, changed.json()["code"]) == (400, "offline_bad_signature")
+
+
+async def test_concurrent_imports_of_the_same_report_count_it_once(
+    runtime: Runtime, make_license: LicenseFactory, clock: MovableClock, actor: Any
+) -> None:
+    issued = await make_license()
+    key = Ed25519PrivateKey.generate()
+    async with runtime.session_factory() as session:
+        answer = await service.respond(
+            session,
+            runtime=runtime,
+            actor=actor,
+            request=files.canonical_json(_request(key, issued.key, clock)),
+            clock=clock,
+        )
+    as_json = {"activation_id": str(answer.activation_id), "license_id": str(answer.license_id)}
+    report = files.canonical_json(
+        _report(key, as_json, 1, files.genesis_hash(files.install_key_id(key.public_key())), clock)
+    )
+
+    async def attempt() -> str:
+        async with runtime.session_factory() as session:
+            try:
+                await service.import_usage(session, runtime=runtime, actor=actor, report=report, clock=clock)
+            except OfflineFileRejected as exc:
+                return exc.code
+            return "imported"
+
+    outcomes = await asyncio.gather(*(attempt() for _ in range(4)))
+    assert sorted(outcomes) == ["imported", *["offline_usage_replayed"] * 3]
+
+
+async def test_after_a_deactivation_the_same_install_asks_again_for_a_new_activation_and_chain(
+    client: httpx.AsyncClient,
+    make_license: LicenseFactory,
+    issuer: dict[str, str],
+    owner_headers: dict[str, str],
+    clock: MovableClock,
+) -> None:
+    issued = await make_license()
+    key = Ed25519PrivateKey.generate()
+    genesis = files.genesis_hash(files.install_key_id(key.public_key()))
+    first = (
+        await client.post(
+            "/v1/admin/offline/responses", json={"request": _request(key, issued.key, clock)}, headers=issuer
+        )
+    ).json()
+    assert (
+        await client.post(
+            "/v1/admin/offline/usage-reports", json={"report": _report(key, first, 1, genesis, clock)}, headers=issuer
+        )
+    ).status_code == 200
+    freed = await client.post(f"/v1/admin/activations/{first['activation_id']}/deactivate", headers=owner_headers)
+    assert freed.status_code == 200
+    again = await client.post(
+        "/v1/admin/offline/responses", json={"request": _request(key, issued.key, clock)}, headers=issuer
+    )
+    assert again.status_code == 201, again.text
+    second = again.json()
+    assert second["activation_id"] != first["activation_id"]
+    restarted = await client.post(
+        "/v1/admin/offline/usage-reports", json={"report": _report(key, second, 1, genesis, clock)}, headers=issuer
+    )
+    assert restarted.status_code == 200, restarted.text
