@@ -22,11 +22,15 @@ from typing import Any
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
 
 from license_server.app import create_app
 from license_server.auth.tokens import Actor, Role
 from license_server.client import LicenseClient
 from license_server.client.client import DOCUMENT_FILE, STATE_FILE
+from license_server.config import Settings
+from license_server.deployments import service as deployments
+from license_server.deployments.models import Activation
 from license_server.licenses import service
 from license_server.licenses.terms import LicenseTerms
 from license_server.runtime import Runtime
@@ -49,6 +53,7 @@ class LiveServer:
     license_key: str
     root: Ed25519PublicKey
     stop: Callable[[], None]
+    settings: Settings
 
 
 @pytest.fixture
@@ -94,9 +99,8 @@ def live_server(tmp_path: Path, sqlite_template: Path, shared_keys_dir: Path) ->
         thread.join(10)
 
     try:
-        yield LiveServer(
-            f"http://127.0.0.1:{port}", key, KeyStore(shared_keys_dir, PASSPHRASE).load().root_public_key, stop
-        )
+        root = KeyStore(shared_keys_dir, PASSPHRASE).load().root_public_key
+        yield LiveServer(f"http://127.0.0.1:{port}", key, root, stop, settings)
     finally:
         stop()
 
@@ -303,3 +307,35 @@ def test_an_unusable_root_key_is_logged_not_raised_and_no_document_is_trusted(
     assert (state.status, state.usable) == ("none", False)
     assert state.detail is not None
     assert "refused" in state.detail
+
+
+def test_a_deactivated_client_activates_again_on_its_next_poll(
+    make_client: Callable[..., LicenseClient], live_server: LiveServer
+) -> None:
+    client = make_client()
+    client.refresh()
+
+    async def deactivate_all() -> list[bool]:
+        runtime = Runtime.build(live_server.settings)
+        try:
+            async with runtime.session_factory() as db:
+                live = list(await db.scalars(select(Activation)))
+                for activation in live:
+                    await deployments.deactivate(db, runtime=runtime, activation_id=activation.id, by="test")
+                return [a.deactivated_at is None for a in await db.scalars(select(Activation))]
+        finally:
+            await runtime.close()
+
+    assert asyncio.run(deactivate_all()) == [False]
+    assert client.refresh() is True  # 401, then a new activation with a new token
+    assert client.license().status == "active"
+
+    async def live_count() -> int:
+        runtime = Runtime.build(live_server.settings)
+        try:
+            async with runtime.session_factory() as db:
+                return len([a for a in await db.scalars(select(Activation)) if a.deactivated_at is None])
+        finally:
+            await runtime.close()
+
+    assert asyncio.run(live_count()) == 1
