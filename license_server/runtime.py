@@ -39,6 +39,7 @@ class Runtime:
     write_gate: contextlib.AbstractAsyncContextManager[object] = field(init=False)
     # SQLite only: activations are written in batches by one thread with its own connection (group commit).
     activation_writer: SqliteActivationWriter | None = field(init=False, default=None)
+    _hasher: tuple[bytes, SecretHasher] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.write_gate = asyncio.Lock() if self.settings.is_sqlite else contextlib.nullcontext()
@@ -68,7 +69,11 @@ class Runtime:
 
     @property
     def hasher(self) -> SecretHasher:
-        return SecretHasher(self.signer.keyring().secret_hashing_key)
+        key = self.signer.keyring().secret_hashing_key
+        cached = self._hasher
+        if cached is None or cached[0] != key:
+            cached = self._hasher = (key, SecretHasher(key))
+        return cached[1]
 
     async def close(self) -> None:
         if self.activation_writer is not None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,12 +33,13 @@ from license_server.auth.hashing import SecretHasher
 from license_server.db.base import new_id
 from license_server.db.session import configure_sqlite_connection
 from license_server.deployments.models import Activation
-from license_server.errors import LicenseKeyNotFound, LicenseNotUsable, TooManyActivations
+from license_server.errors import LicenseKeyNotFound, LicenseNotUsable, LicenseServerError, TooManyActivations
 from license_server.events.models import Event
 from license_server.events.service import EventType
 from license_server.licenses.models import License
-from license_server.licenses.service import license_view
-from license_server.lifecycle.status import Reason, StatusResult
+from license_server.licenses.service import LicenseView
+from license_server.licenses.terms import LicenseTerms, effective_terms
+from license_server.lifecycle.status import Reason, StatusResult, compute_status
 
 # Refusal codes of activation, by the reason the status function gives.
 UNUSABLE = {
@@ -79,6 +82,7 @@ _LICENSE_BY_KEY = (
     select(License)
     .where(License.key_hash == bindparam("b_key_hash"))
     .options(joinedload(License.customer), joinedload(License.plan))
+    .with_for_update(of=License)  # PostgreSQL: the row lock seats are counted under; SQLite: omitted
 )
 
 
@@ -112,39 +116,45 @@ def _activation_record(row: Any) -> Activation:
 def activate_in_transaction(session: Session, hasher: SecretHasher, request: ActivationRequest) -> ActivationOutcome:
     """Activate (or check in an existing activation) inside the caller's transaction; the caller commits.
 
-    Refusals raise before anything is written. The license row is written first: that UPDATE is the lock (the row
-    lock on PostgreSQL, the database write lock on SQLite) under which the same fingerprint is looked up and the seats
-    are counted.
+    The license is read under a lock (``FOR UPDATE`` on PostgreSQL; on SQLite the caller holds the database write
+    lock), so the same fingerprint is looked up and the seats are counted with no concurrent activation in between.
+    Every refusal is raised before the first write: a refused activation leaves nothing to undo.
     """
     now = request.now
     license = session.scalar(_LICENSE_BY_KEY, {"b_key_hash": request.key_digest})
     if license is None:
         raise LicenseKeyNotFound("no license matches this key", field="license_key")
     session.expunge(license)  # a plain record from here on: the writes below are Core statements
-    view = license_view(license, now)
+    terms = _effective_terms(license)
+    view = LicenseView(license, license.customer, license.plan, terms, compute_status(license.facts(terms), now))
     refusal = UNUSABLE.get(view.status.reason)
-    if refusal and not (view.status.reason is Reason.EXPIRED and view.terms.enforcement.value == "maintain"):
+    if refusal and not (view.status.reason is Reason.EXPIRED and terms.enforcement.value == "maintain"):
         raise LicenseNotUsable(refusal[1], field="license_key", code=refusal[0])
     connection = session.connection()
+    existing = connection.execute(
+        _SAME_FINGERPRINT, {"b_license_id": license.id, "b_fingerprint": request.fingerprint}
+    ).first()
+    seats = terms.max_activations
+    if existing is None and seats:
+        count = connection.scalar(_COUNT_LIVE, {"b_license_id": license.id}) or 0
+        if count >= seats:
+            raise TooManyActivations(f"all {seats} activations of this license are in use", field="fingerprint")
+    # -- the writes: nothing below refuses
     previous_status = (license.status, license.status_reason)
     first_activation = license.first_activated_at is None
     if first_activation:
         license.first_activated_at = now
     license.last_check_in_at = license.updated_at = now
-    status = license.refresh(view.terms, now)
-    connection.execute(
-        _UPDATE_LICENSE, {"b_id": license.id, **{name: getattr(license, name) for name in _LICENSE_DERIVED}}
-    )
+    status = license.refresh(terms, now)
+    derived = {name: getattr(license, name) for name in _LICENSE_DERIVED}
+    connection.execute(_UPDATE_LICENSE, {"b_id": license.id, **derived})
     events: list[dict[str, Any]] = []
     if first_activation:
-        # Of two concurrent first activations only one records it and emits license.activated.
+        # Guarded, so that however the license was read only one activation records it and emits license.activated.
         claimed = connection.execute(_CLAIM_FIRST_ACTIVATION, {"b_id": license.id, "b_now": now})
         if claimed.rowcount:
             events.append(_event(EventType.LICENSE_ACTIVATED, license.id, None, {}, now))
-    existing = connection.execute(
-        _SAME_FINGERPRINT, {"b_license_id": license.id, "b_fingerprint": request.fingerprint}
-    ).first()
-    heartbeat = view.terms.heartbeat_window
+    heartbeat = terms.heartbeat_window
     token: str | None = None
     if existing is not None:
         activation, created = _activation_record(existing), False
@@ -156,11 +166,6 @@ def activate_in_transaction(session: Session, hasher: SecretHasher, request: Act
             changes.update(token_hash=activation.token_hash, token_hint=activation.token_hint)
         connection.execute(_UPDATE_ACTIVATION, {"b_id": activation.id, **changes})
     else:
-        seats = view.terms.max_activations
-        if seats:
-            count = connection.scalar(_COUNT_LIVE, {"b_license_id": license.id}) or 0
-            if count >= seats:
-                raise TooManyActivations(f"all {seats} activations of this license are in use", field="fingerprint")
         token = request.token_factory()
         activation = Activation(
             id=new_id(),
@@ -179,9 +184,8 @@ def activate_in_transaction(session: Session, hasher: SecretHasher, request: Act
             deactivated_at=None,
             deactivated_by=None,
         )
-        connection.execute(
-            _INSERT_ACTIVATION, {column: getattr(activation, key) for key, column in _ACTIVATION_COLUMNS}
-        )
+        row = {column: getattr(activation, key) for key, column in _ACTIVATION_COLUMNS}
+        connection.execute(_INSERT_ACTIVATION, row)
         created = True
         events.append(
             _event(
@@ -195,6 +199,18 @@ def activate_in_transaction(session: Session, hasher: SecretHasher, request: Act
     for row in events:  # in order: license.activated before activation.created
         connection.execute(_INSERT_EVENT, row)
     return ActivationOutcome(activation, token, created, license, first_activation, previous_status, status)
+
+
+@functools.lru_cache(maxsize=1024)
+def _terms_from_json(plan_terms: str, license_terms: str) -> LicenseTerms:
+    return effective_terms(json.loads(plan_terms), json.loads(license_terms))
+
+
+def _effective_terms(license: License) -> LicenseTerms:
+    """``License.effective_terms``, memoised on the stored overrides (validating them is most of an activation's
+    Python work otherwise). The result is shared: nothing mutates terms."""
+    plan_terms = license.plan.terms if license.plan else {}
+    return _terms_from_json(json.dumps(plan_terms, sort_keys=True), json.dumps(license.terms, sort_keys=True))
 
 
 def _event(
@@ -302,28 +318,39 @@ def _begin_immediate(connection: Connection) -> None:
 def _write_batch(
     engine: Engine, hasher: SecretHasher, batch: list[_Pending]
 ) -> list[ActivationOutcome | BaseException]:
-    """One transaction for the whole batch, one savepoint per activation. Runs in the writer thread."""
+    """One transaction for the whole batch. Runs in the writer thread.
+
+    A refusal (a LicenseServerError) is raised before its activation writes anything, so it is simply that request's
+    answer. Any other failure leaves the transaction in an unknown state: it is rolled back and every activation of
+    the batch is retried in a transaction of its own, so one bad request cannot fail the others.
+    """
     results: list[ActivationOutcome | BaseException] = []
-    with engine.connect() as connection, connection.begin():
-        # Joined to the transaction begun above, the session only reads; it neither commits nor rolls back.
-        session = Session(bind=connection, join_transaction_mode="rollback_only", autoflush=False)
-        for pending in batch:
-            results.append(_one(connection, session, hasher, pending.request))
-            session.expunge_all()
+    try:
+        with engine.connect() as connection, connection.begin():
+            # Joined to the transaction begun above, the session only reads; it neither commits nor rolls back.
+            session = Session(bind=connection, join_transaction_mode="rollback_only", autoflush=False)
+            for pending in batch:
+                try:
+                    results.append(activate_in_transaction(session, hasher, pending.request))
+                except LicenseServerError as refusal:
+                    results.append(refusal)
+                session.expunge_all()
+    except Exception:
+        return [_alone(engine, hasher, pending.request) for pending in batch]
     return results
 
 
-def _one(
-    connection: Connection, session: Session, hasher: SecretHasher, request: ActivationRequest
-) -> ActivationOutcome | Exception:
+def _alone(engine: Engine, hasher: SecretHasher, request: ActivationRequest) -> ActivationOutcome | Exception:
+    """One activation in its own transaction; a conflicting same-fingerprint activation (another process) is retried
+    once, which then finds and returns it."""
     for attempt in range(2):
         try:
-            with connection.begin_nested():
+            with engine.connect() as connection, connection.begin():
+                session = Session(bind=connection, join_transaction_mode="rollback_only", autoflush=False)
                 return activate_in_transaction(session, hasher, request)
         except IntegrityError as exc:
-            # The same fingerprint was activated by another process in between: the retry returns that activation.
             if attempt:
                 return exc
-        except Exception as exc:  # a refusal (or any failure) undoes only this activation's savepoint
+        except Exception as exc:
             return exc
     raise AssertionError("unreachable")

@@ -55,11 +55,11 @@ class DeploymentController(Controller):
         },
     )
     async def activate(
-        self, request: Request[Any, Any, Any], data: JSONBody[ActivateRequest], db: Db, runtime: RuntimeDep
+        self, request: Request[Any, Any, Any], data: JSONBody[ActivateRequest], runtime: RuntimeDep
     ) -> Response[ActivationCreated]:
         service.check_rate_limits(runtime, address=_client_address(request), license_key=data.license_key)
         result = await service.activate(
-            db,
+            None,  # the service runs its own transaction (on SQLite, batched with concurrent activations)
             runtime=runtime,
             license_key=data.license_key,
             fingerprint=data.fingerprint,

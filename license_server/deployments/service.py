@@ -174,7 +174,7 @@ def check_rate_limits(runtime: Runtime, *, address: str | None, license_key: str
 
 
 async def activate(
-    session: AsyncSession,
+    session: AsyncSession | None,
     *,
     runtime: Runtime,
     license_key: str,
@@ -188,7 +188,8 @@ async def activate(
     """Activate a deployment, or check in the existing activation of the same fingerprint (no second seat).
 
     The transaction is ``activate_in_transaction``: on SQLite batched with concurrent activations by the runtime's
-    writer (group commit), elsewhere run in ``session``. Either way the answer comes only after the commit.
+    writer (group commit), elsewhere run in ``session`` (or a session of its own when None). Either way the answer
+    comes only after the commit.
     """
     now = clock()
     hasher = runtime.hasher
@@ -204,16 +205,21 @@ async def activate(
     )
     if runtime.activation_writer is not None:
         outcome = await runtime.activation_writer.submit(request)
+    elif session is None:
+        async with runtime.session_factory() as own_session:
+            outcome = await _activate_in_session(own_session, hasher, request)
     else:
         outcome = await _activate_in_session(session, hasher, request)
     if reissue_token and not outcome.created:
         runtime.poll_state.activations.clear()  # the old token must stop working here at once
     license = outcome.license
-    if outcome.first_activation or (license.status, license.status_reason) != outcome.previous_status:
+    changed = outcome.first_activation or (license.status, license.status_reason) != outcome.previous_status
+    if changed:
         runtime.poll_state.forget_license(license.id)  # the license's document content changed
     # A new activation adds no usage, so the usage polls see (at most poll_cache_seconds old) is the usage to show.
     cached = await _license_snapshot(runtime, license.id, now)
-    snapshot = LicenseSnapshot(view=license_view(license, now), usage=cached.usage)
+    # Unchanged, the license's document is the one polls are served (bounded staleness): reuse it, already signed.
+    snapshot = LicenseSnapshot(view=license_view(license, now), usage=cached.usage) if changed else cached
     document = document_for(runtime, snapshot, outcome.status, now)
     return ActivationResult(
         activation=outcome.activation, token=outcome.token, created=outcome.created, document=document
