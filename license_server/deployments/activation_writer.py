@@ -37,7 +37,6 @@ from license_server.errors import LicenseKeyNotFound, LicenseNotUsable, LicenseS
 from license_server.events.models import Event
 from license_server.events.service import EventType
 from license_server.licenses.models import License
-from license_server.licenses.service import LicenseView
 from license_server.licenses.terms import LicenseTerms, effective_terms
 from license_server.lifecycle.status import Reason, StatusResult, compute_status
 
@@ -113,31 +112,81 @@ def _activation_record(row: Any) -> Activation:
     return Activation(**{key: row._mapping[column] for key, column in _ACTIVATION_COLUMNS})
 
 
+@dataclass
+class _LockedLicense:
+    license: License  # detached; the activations of this transaction apply their changes to it
+    terms: LicenseTerms
+    live: int | None = None  # live activations: counted once, then kept up to date by this transaction
+    dirty: bool = False  # changed since read: written back by ActivationTransaction.flush
+
+
+class ActivationTransaction:
+    """The licenses one transaction has read (under its lock) and changed.
+
+    Several activations of one license in one transaction (a batch) read the license row once, count its seats once
+    and write it back once, in ``flush``, before the commit.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.connection = session.connection()
+        self._locked: dict[str, _LockedLicense] = {}
+
+    def license(self, key_digest: str) -> _LockedLicense | None:
+        locked = self._locked.get(key_digest)
+        if locked is None:
+            license = self.session.scalar(_LICENSE_BY_KEY, {"b_key_hash": key_digest})
+            if license is None:
+                return None
+            self.session.expunge(license)  # a plain record from here on: the writes are Core statements
+            locked = self._locked[key_digest] = _LockedLicense(license, _effective_terms(license))
+        return locked
+
+    def flush(self) -> None:
+        for locked in self._locked.values():
+            if locked.dirty:
+                license = locked.license
+                derived = {name: getattr(license, name) for name in _LICENSE_DERIVED}
+                self.connection.execute(_UPDATE_LICENSE, {"b_id": license.id, **derived})
+                locked.dirty = False
+
+
 def activate_in_transaction(session: Session, hasher: SecretHasher, request: ActivationRequest) -> ActivationOutcome:
-    """Activate (or check in an existing activation) inside the caller's transaction; the caller commits.
+    """Activate (or check in an existing activation) inside the caller's transaction; the caller commits."""
+    transaction = ActivationTransaction(session)
+    outcome = activate_one(transaction, hasher, request)
+    transaction.flush()
+    return outcome
+
+
+def activate_one(
+    transaction: ActivationTransaction, hasher: SecretHasher, request: ActivationRequest
+) -> ActivationOutcome:
+    """One activation in ``transaction``; the license row is written by ``transaction.flush()``.
 
     The license is read under a lock (``FOR UPDATE`` on PostgreSQL; on SQLite the caller holds the database write
     lock), so the same fingerprint is looked up and the seats are counted with no concurrent activation in between.
-    Every refusal is raised before the first write: a refused activation leaves nothing to undo.
+    Every refusal is raised before the first write (and before any change to the license read): a refused activation
+    leaves nothing to undo.
     """
     now = request.now
-    license = session.scalar(_LICENSE_BY_KEY, {"b_key_hash": request.key_digest})
-    if license is None:
+    locked = transaction.license(request.key_digest)
+    if locked is None:
         raise LicenseKeyNotFound("no license matches this key", field="license_key")
-    session.expunge(license)  # a plain record from here on: the writes below are Core statements
-    terms = _effective_terms(license)
-    view = LicenseView(license, license.customer, license.plan, terms, compute_status(license.facts(terms), now))
-    refusal = UNUSABLE.get(view.status.reason)
-    if refusal and not (view.status.reason is Reason.EXPIRED and terms.enforcement.value == "maintain"):
+    license, terms = locked.license, locked.terms
+    status_now = compute_status(license.facts(terms), now)
+    refusal = UNUSABLE.get(status_now.reason)
+    if refusal and not (status_now.reason is Reason.EXPIRED and terms.enforcement.value == "maintain"):
         raise LicenseNotUsable(refusal[1], field="license_key", code=refusal[0])
-    connection = session.connection()
+    connection = transaction.connection
     existing = connection.execute(
         _SAME_FINGERPRINT, {"b_license_id": license.id, "b_fingerprint": request.fingerprint}
     ).first()
     seats = terms.max_activations
     if existing is None and seats:
-        count = connection.scalar(_COUNT_LIVE, {"b_license_id": license.id}) or 0
-        if count >= seats:
+        if locked.live is None:
+            locked.live = connection.scalar(_COUNT_LIVE, {"b_license_id": license.id}) or 0
+        if locked.live >= seats:
             raise TooManyActivations(f"all {seats} activations of this license are in use", field="fingerprint")
     # -- the writes: nothing below refuses
     previous_status = (license.status, license.status_reason)
@@ -146,8 +195,7 @@ def activate_in_transaction(session: Session, hasher: SecretHasher, request: Act
         license.first_activated_at = now
     license.last_check_in_at = license.updated_at = now
     status = license.refresh(terms, now)
-    derived = {name: getattr(license, name) for name in _LICENSE_DERIVED}
-    connection.execute(_UPDATE_LICENSE, {"b_id": license.id, **derived})
+    locked.dirty = True
     events: list[dict[str, Any]] = []
     if first_activation:
         # Guarded, so that however the license was read only one activation records it and emits license.activated.
@@ -186,6 +234,8 @@ def activate_in_transaction(session: Session, hasher: SecretHasher, request: Act
         )
         row = {column: getattr(activation, key) for key, column in _ACTIVATION_COLUMNS}
         connection.execute(_INSERT_ACTIVATION, row)
+        if locked.live is not None:
+            locked.live += 1
         created = True
         events.append(
             _event(
@@ -329,12 +379,13 @@ def _write_batch(
         with engine.connect() as connection, connection.begin():
             # Joined to the transaction begun above, the session only reads; it neither commits nor rolls back.
             session = Session(bind=connection, join_transaction_mode="rollback_only", autoflush=False)
+            transaction = ActivationTransaction(session)
             for pending in batch:
                 try:
-                    results.append(activate_in_transaction(session, hasher, pending.request))
+                    results.append(activate_one(transaction, hasher, pending.request))
                 except LicenseServerError as refusal:
                     results.append(refusal)
-                session.expunge_all()
+            transaction.flush()
     except Exception:
         return [_alone(engine, hasher, pending.request) for pending in batch]
     return results
