@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.response.base import ASGIResponse
 
 from license_server.auth.guards import authorize, bearer_secret, needs
 from license_server.auth.tokens import TOKEN_PREFIX, Permission
@@ -27,6 +28,7 @@ from license_server.deployments.schemas import (
 )
 from license_server.deployments.service import WorkspaceUsage
 from license_server.deployments.views import activation_out, list_activations
+from license_server.runtime import Runtime
 from license_server.schemas_common import Page, problem_spec
 
 LICENSE_DOCUMENT_MEDIA_TYPE = "application/jwt"
@@ -81,6 +83,9 @@ class DeploymentController(Controller):
         description="Send the deployment token as a bearer token and the last ETag as If-None-Match: 304 when "
         "nothing changed.",
         responses={
+            200: ResponseSpec(
+                str, media_type=LICENSE_DOCUMENT_MEDIA_TYPE, description="The signed license document (a compact JWS)"
+            ),
             304: ResponseSpec(None, description="The document is unchanged"),
             401: problem_spec("Missing, unknown or deactivated deployment token"),
         },
@@ -88,14 +93,16 @@ class DeploymentController(Controller):
     async def poll(
         self,
         request: Request[Any, Any, Any],
-        runtime: RuntimeDep,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
-    ) -> Response[str]:
+    ) -> ASGIResponse:
+        # The hot path: the runtime comes from app state rather than a dependency, and the answer is a ready ASGI
+        # response (the document is already encoded text), so the framework adds as little as possible per poll.
+        runtime: Runtime = request.app.state.runtime
         result = await service.poll(runtime, token=bearer_secret(request), if_none_match=if_none_match)
         headers = {"ETag": result.document.etag, "Cache-Control": "no-store"}
         if result.not_modified:
-            return Response("", status_code=304, headers=headers, media_type=LICENSE_DOCUMENT_MEDIA_TYPE)
-        return Response(result.document.token, headers=headers, media_type=LICENSE_DOCUMENT_MEDIA_TYPE)
+            return ASGIResponse(status_code=304, headers=headers, media_type=LICENSE_DOCUMENT_MEDIA_TYPE)
+        return ASGIResponse(body=result.document.token, headers=headers, media_type=LICENSE_DOCUMENT_MEDIA_TYPE)
 
     @post(
         "/licenses/validate",
