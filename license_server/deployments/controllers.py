@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.enums import ParamType
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response.base import ASGIResponse
 
 from license_server.auth.guards import authorize, bearer_secret, needs
@@ -37,6 +40,20 @@ ActivationState = Literal["live", "lost", "deactivated"]
 
 def _client_address(request: Request[Any, Any, Any]) -> str | None:
     return request.client.host if request.client else None
+
+
+@dataclass
+class _PollOperation(Operation):
+    """The poll route reads If-None-Match itself (no per-request parameter parsing); the schema still documents it."""
+
+    def __post_init__(self) -> None:
+        header = Parameter(
+            name="If-None-Match",
+            param_in=ParamType.HEADER,
+            schema=Schema(type=OpenAPIType.STRING),
+            description="The ETag of the document the deployment holds: 304 when it is still current",
+        )
+        self.parameters = [*(self.parameters or []), header]
 
 
 class DeploymentController(Controller):
@@ -82,6 +99,7 @@ class DeploymentController(Controller):
         summary="Poll for the signed license document (a check-in)",
         description="Send the deployment token as a bearer token and the last ETag as If-None-Match: 304 when "
         "nothing changed.",
+        operation_class=_PollOperation,
         responses={
             200: ResponseSpec(
                 str, media_type=LICENSE_DOCUMENT_MEDIA_TYPE, description="The signed license document (a compact JWS)"
@@ -90,14 +108,11 @@ class DeploymentController(Controller):
             401: problem_spec("Missing, unknown or deactivated deployment token"),
         },
     )
-    async def poll(
-        self,
-        request: Request[Any, Any, Any],
-        if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
-    ) -> ASGIResponse:
-        # The hot path: the runtime comes from app state rather than a dependency, and the answer is a ready ASGI
-        # response (the document is already encoded text), so the framework adds as little as possible per poll.
+    async def poll(self, request: Request[Any, Any, Any]) -> ASGIResponse:
+        # The hot path: the runtime comes from app state rather than a dependency, the one header is read directly,
+        # and the answer is a ready ASGI response, so the framework adds as little as possible per poll.
         runtime: Runtime = request.app.state.runtime
+        if_none_match = request.headers.get("if-none-match")
         result = await service.poll(runtime, token=bearer_secret(request), if_none_match=if_none_match)
         headers = {"ETag": result.document.etag, "Cache-Control": "no-store"}
         if result.not_modified:

@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 
 from license_server.deployments.usage import UsageSummary
 from license_server.licenses.service import LicenseView
+from license_server.lifecycle.status import StatusResult
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -199,6 +200,8 @@ class PollState:
     activations: LoadingCache[str, ActivationSnapshot] = field(init=False)
     licenses: LoadingCache[uuid.UUID, LicenseSnapshot] = field(init=False)
     documents: dict[uuid.UUID, CachedDocument] = field(default_factory=dict)
+    # The status last computed for a license's polls: (from which snapshot, at which epoch second, the status).
+    statuses: dict[uuid.UUID, tuple[LicenseSnapshot, float, StatusResult]] = field(default_factory=dict)
     address_limiter: RateLimiter = field(init=False)
     license_key_limiter: RateLimiter = field(init=False)
     check_ins: CheckInBuffer = field(default_factory=CheckInBuffer)
@@ -212,3 +215,4 @@ class PollState:
     def forget_license(self, license_id: uuid.UUID) -> None:
         self.licenses.discard(license_id)
         self.documents.pop(license_id, None)
+        self.statuses.pop(license_id, None)

@@ -124,6 +124,22 @@ def _status_checked_in(view: LicenseView, now: datetime) -> StatusResult:
     return compute_status(facts, now)
 
 
+# A status computed for a poll is reused by the polls of the same license within this many seconds (a status change
+# at a boundary, e.g. expiry, shows at most this late: well inside the poll path's bounded staleness).
+STATUS_REUSE_SECONDS = 1.0
+
+
+def _poll_status(state: PollState, snapshot: LicenseSnapshot, now: datetime) -> StatusResult:
+    license_id = snapshot.view.license.id
+    now_ts = now.timestamp()
+    memo = state.statuses.get(license_id)
+    if memo is not None and memo[0] is snapshot and 0 <= now_ts - memo[1] < STATUS_REUSE_SECONDS:
+        return memo[2]
+    status = _status_checked_in(snapshot.view, now)
+    state.statuses[license_id] = (snapshot, now_ts, status)
+    return status
+
+
 def document_for(runtime: Runtime, snapshot: LicenseSnapshot, status: StatusResult, now: datetime) -> SignedDocument:
     """The signed document for this content: reused while unchanged and fresh, re-signed otherwise."""
     state: PollState = runtime.poll_state
@@ -261,7 +277,7 @@ async def poll(runtime: Runtime, *, token: str | None, if_none_match: str | None
         activation.id,
         CheckIn(activation.license_id, now, int(snapshot.view.terms.heartbeat_window.total_seconds())),
     )
-    document = document_for(runtime, snapshot, _status_checked_in(snapshot.view, now), now)
+    document = document_for(runtime, snapshot, _poll_status(runtime.poll_state, snapshot, now), now)
     not_modified = if_none_match is not None and document.etag in {tag.strip() for tag in if_none_match.split(",")}
     return PollResult(document=document, not_modified=not_modified)
 
