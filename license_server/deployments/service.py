@@ -234,11 +234,40 @@ async def activate(
         runtime.poll_state.forget_license(license.id)  # the license's document content changed
     # A new activation adds no usage, so the usage polls see (at most poll_cache_seconds old) is the usage to show.
     cached = await _license_snapshot(runtime, license.id, now)
-    # Unchanged, the license's document is the one polls are served (bounded staleness): reuse it, already signed.
-    snapshot = LicenseSnapshot(view=license_view(license, now), usage=cached.usage) if changed else cached
+    if not changed and _same_document_inputs(cached.view, license):
+        snapshot = cached  # says what a fresh view would: reuse it (and the document already signed for it)
+    else:
+        snapshot = LicenseSnapshot(view=license_view(license, now), usage=cached.usage)
     document = document_for(runtime, snapshot, outcome.status, now)
     return ActivationResult(
         activation=outcome.activation, token=outcome.token, created=outcome.created, document=document
+    )
+
+
+def _same_document_inputs(view: LicenseView, license: License) -> bool:
+    """Whether a document built from ``view`` says what one built from the freshly read ``license`` would, status
+    and usage aside: the license fields, customer, plan and terms ``license_content`` reads are all equal."""
+    cached, customer, plan = view.license, license.customer, license.plan
+    if (cached.id, cached.starts_at, cached.expires_at, cached.terms) != (
+        license.id,
+        license.starts_at,
+        license.expires_at,
+        license.terms,
+    ):
+        return False
+    if (view.customer.id, view.customer.name, view.customer.external_id) != (
+        customer.id,
+        customer.name,
+        customer.external_id,
+    ):
+        return False
+    if view.plan is None or plan is None:
+        return view.plan is None and plan is None
+    return (view.plan.id, view.plan.code, view.plan.name, view.plan.terms) == (
+        plan.id,
+        plan.code,
+        plan.name,
+        plan.terms,
     )
 
 

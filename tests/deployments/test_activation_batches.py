@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
@@ -13,12 +15,15 @@ from sqlalchemy.exc import OperationalError
 from license_server.auth.tokens import Actor
 from license_server.deployments import activation_writer, service
 from license_server.deployments.models import Activation
+from license_server.deployments.runtime_state import PollState
 from license_server.errors import LicenseKeyNotFound, LicenseNotUsable, TooManyActivations
 from license_server.events.models import Event
 from license_server.licenses import service as licenses
 from license_server.licenses.terms import LicenseTerms
 from license_server.runtime import Runtime
+from license_server.verifier import Verifier
 from tests.conftest import LicenseFactory, MovableClock
+from tests.deployments.conftest import activate, bearer
 
 
 async def _attempt(runtime: Runtime, clock: MovableClock, key: str, fingerprint: str) -> str:
@@ -120,3 +125,25 @@ async def test_concurrent_sqlite_activations_share_transactions(
     assert outcomes == ["created"] * 40
     assert sum(batches) == 40
     assert len(batches) < 40
+
+
+async def test_an_activation_answers_with_a_fresh_document_while_polls_are_served_from_the_cache(
+    client: httpx.AsyncClient, make_license: LicenseFactory, runtime: Runtime, clock: MovableClock, actor: Actor
+) -> None:
+    """Activation reuses the polled document only when it says what the freshly read license says."""
+    runtime.poll_state = PollState(
+        cache_seconds=5.0, rate_limit_per_address=100_000, rate_limit_per_license_key=100_000
+    )
+    issued = await make_license(terms=LicenseTerms.model_validate({"max_activations": 0}))
+    token = (await activate(client, issued, "host-a")).json()["deployment_token"]
+    assert (await client.get("/v1/license", headers=bearer(token))).status_code == 200  # the poll cache is warm
+    renewed_to = issued.view.license.expires_at + timedelta(days=365)
+    async with runtime.session_factory() as db:
+        await licenses.renew_license(
+            db, actor=actor, license_id=issued.view.license.id, expires_at=renewed_to, clock=clock
+        )
+
+    answer = await activate(client, issued, "host-b")
+    assert answer.status_code == 201, answer.text
+    claims = Verifier(runtime.signer.keyring().root_public_key, clock=clock).verify(answer.json()["document"]).claims
+    assert claims["expires_at"] == renewed_to.isoformat().replace("+00:00", "Z")
