@@ -12,6 +12,7 @@ from license_server.auth.hashing import SecretHasher
 from license_server.clock import Clock, utcnow
 from license_server.config import Settings
 from license_server.db.session import create_engine, create_session_factory
+from license_server.deployments.activation_writer import SqliteActivationWriter
 from license_server.deployments.runtime_state import PollState
 from license_server.signing.keys import KeyStore, resolve_passphrase
 from license_server.signing.service import Signer
@@ -36,9 +37,16 @@ class Runtime:
     # SQLite takes one writer at a time; writers in this process queue here (first come, first served) instead of
     # spinning in SQLite's busy handler, which sleeps and retries. PostgreSQL locks rows, so no gate is needed.
     write_gate: contextlib.AbstractAsyncContextManager[object] = field(init=False)
+    # SQLite only: activations are written in batches by one thread with its own connection (group commit).
+    activation_writer: SqliteActivationWriter | None = field(init=False, default=None)
+    _hasher: tuple[bytes, SecretHasher] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.write_gate = asyncio.Lock() if self.settings.is_sqlite else contextlib.nullcontext()
+        if self.settings.is_sqlite:
+            self.activation_writer = SqliteActivationWriter(
+                self.settings.resolved_database_url, hasher=lambda: self.hasher, write_gate=self.write_gate
+            )
         self.poll_state = PollState(
             cache_seconds=self.settings.poll_cache_seconds,
             rate_limit_per_address=self.settings.rate_limit_per_address,
@@ -61,7 +69,13 @@ class Runtime:
 
     @property
     def hasher(self) -> SecretHasher:
-        return SecretHasher(self.signer.keyring().secret_hashing_key)
+        key = self.signer.keyring().secret_hashing_key
+        cached = self._hasher
+        if cached is None or cached[0] != key:
+            cached = self._hasher = (key, SecretHasher(key))
+        return cached[1]
 
     async def close(self) -> None:
+        if self.activation_writer is not None:
+            await asyncio.to_thread(self.activation_writer.close)
         await self.engine.dispose()

@@ -15,9 +15,12 @@ class SecretHasher:
         if len(key) < 32:
             raise ValueError("the secret-hashing key must be at least 32 bytes")
         self._key = key
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per digest: the key schedule is done once
 
     def digest(self, secret: str) -> str:
-        return hmac.new(self._key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+        keyed = self._keyed.copy()
+        keyed.update(secret.encode("utf-8"))
+        return keyed.hexdigest()
 
     def matches(self, secret: str, stored_digest: str) -> bool:
         return hmac.compare_digest(self.digest(secret), stored_digest)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from license_server.config import Settings
 
 
-def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+def configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed during a write; busy_timeout makes writers wait instead of failing at once.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -26,7 +26,7 @@ def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **engine_options)
-        event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+        event.listen(engine.sync_engine, "connect", configure_sqlite_connection)
         return engine
     engine_options.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **engine_options)

@@ -12,7 +12,7 @@ import random
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 
 from license_server.deployments.usage import UsageSummary
 from license_server.licenses.service import LicenseView
+from license_server.lifecycle.status import StatusResult
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -130,7 +131,11 @@ class CheckInBuffer:
 
 
 class RateLimiter:
-    """At most ``limit`` requests per key per ``window`` seconds (a sliding log, bounded in memory)."""
+    """At most ``limit`` requests per key per ``window`` seconds (a sliding log, bounded in memory).
+
+    Each key's log is a deque of at most ``limit`` times, oldest first: a hit drops the expired times from the left,
+    so it costs O(1) amortised however high the limit is set.
+    """
 
     def __init__(
         self, limit: int, window: float = 60.0, max_keys: int = 100_000, monotonic: Callable[[], float] = time.monotonic
@@ -139,19 +144,22 @@ class RateLimiter:
         self._window = window
         self._max_keys = max_keys
         self._monotonic = monotonic
-        self._hits: OrderedDict[str, list[float]] = OrderedDict()
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def hit(self, key: str) -> int | None:
         """Count a request; None if allowed, else the seconds until it would be."""
         now = self._monotonic()
         with self._lock:
-            hits = [t for t in self._hits.get(key, ()) if t > now - self._window]
+            hits = self._hits.get(key)
+            if hits is None:
+                hits = self._hits[key] = deque()
+            horizon = now - self._window
+            while hits and hits[0] <= horizon:
+                hits.popleft()
             if len(hits) >= self.limit:
-                self._hits[key] = hits
                 return max(1, math.ceil(hits[0] + self._window - now))
             hits.append(now)
-            self._hits[key] = hits
             self._hits.move_to_end(key)
             while len(self._hits) > self._max_keys:
                 self._hits.popitem(last=False)
@@ -194,6 +202,8 @@ class PollState:
     activations: LoadingCache[str, ActivationSnapshot] = field(init=False)
     licenses: LoadingCache[uuid.UUID, LicenseSnapshot] = field(init=False)
     documents: dict[uuid.UUID, CachedDocument] = field(default_factory=dict)
+    # The status last computed for a license's polls: (from which snapshot, at which epoch second, the status).
+    statuses: dict[uuid.UUID, tuple[LicenseSnapshot, float, StatusResult]] = field(default_factory=dict)
     address_limiter: RateLimiter = field(init=False)
     license_key_limiter: RateLimiter = field(init=False)
     check_ins: CheckInBuffer = field(default_factory=CheckInBuffer)
@@ -207,3 +217,4 @@ class PollState:
     def forget_license(self, license_id: uuid.UUID) -> None:
         self.licenses.discard(license_id)
         self.documents.pop(license_id, None)
+        self.statuses.pop(license_id, None)

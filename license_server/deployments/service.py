@@ -14,14 +14,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
-from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
+from license_server.auth.hashing import SecretHasher
 from license_server.clock import Clock, utcnow
-from license_server.db.base import new_id
+from license_server.deployments.activation_writer import (
+    UNUSABLE,
+    ActivationOutcome,
+    ActivationRequest,
+    activate_in_transaction,
+)
 from license_server.deployments.models import Activation, UsageReport
 from license_server.deployments.runtime_state import (
     ActivationSnapshot,
@@ -34,11 +39,8 @@ from license_server.deployments.usage import UsageSummary, usage_summary
 from license_server.errors import (
     ActivationNotFound,
     InvalidDeploymentToken,
-    LicenseKeyNotFound,
-    LicenseNotUsable,
     PermissionDenied,
     RateLimited,
-    TooManyActivations,
     ValidationFailed,
 )
 from license_server.events.service import EventType, emit_event
@@ -54,13 +56,6 @@ if TYPE_CHECKING:
 DEPLOYMENT_TOKEN_PREFIX = "lsdt_"  # noqa: S105 - a public prefix that makes tokens recognisable
 VALIDATION_TYPE = "license-validation+jwt"
 VALIDATION_TTL = timedelta(minutes=5)
-# Refusal codes of activation, by the reason the status function gives.
-UNUSABLE = {
-    Reason.REVOKED: ("license_revoked", "the license has been revoked"),
-    Reason.SUSPENDED: ("license_suspended", "the license is suspended"),
-    Reason.NOT_STARTED: ("license_not_started", "the license has not started yet"),
-    Reason.EXPIRED: ("license_expired", "the license has expired"),
-}
 
 
 def generate_deployment_token() -> str:
@@ -129,6 +124,22 @@ def _status_checked_in(view: LicenseView, now: datetime) -> StatusResult:
     return compute_status(facts, now)
 
 
+# A status computed for a poll is reused by the polls of the same license within this many seconds (a status change
+# at a boundary, e.g. expiry, shows at most this late: well inside the poll path's bounded staleness).
+STATUS_REUSE_SECONDS = 1.0
+
+
+def _poll_status(state: PollState, snapshot: LicenseSnapshot, now: datetime) -> StatusResult:
+    license_id = snapshot.view.license.id
+    now_ts = now.timestamp()
+    memo = state.statuses.get(license_id)
+    if memo is not None and memo[0] is snapshot and 0 <= now_ts - memo[1] < STATUS_REUSE_SECONDS:
+        return memo[2]
+    status = _status_checked_in(snapshot.view, now)
+    state.statuses[license_id] = (snapshot, now_ts, status)
+    return status
+
+
 def document_for(runtime: Runtime, snapshot: LicenseSnapshot, status: StatusResult, now: datetime) -> SignedDocument:
     """The signed document for this content: reused while unchanged and fresh, re-signed otherwise."""
     state: PollState = runtime.poll_state
@@ -179,7 +190,7 @@ def check_rate_limits(runtime: Runtime, *, address: str | None, license_key: str
 
 
 async def activate(
-    session: AsyncSession,
+    session: AsyncSession | None,
     *,
     runtime: Runtime,
     license_key: str,
@@ -190,130 +201,94 @@ async def activate(
     reissue_token: bool = False,
     clock: Clock = utcnow,
 ) -> ActivationResult:
+    """Activate a deployment, or check in the existing activation of the same fingerprint (no second seat).
+
+    The transaction is ``activate_in_transaction``: on SQLite batched with concurrent activations by the runtime's
+    writer (group commit), elsewhere run in ``session`` (or a session of its own when None). Either way the answer
+    comes only after the commit.
+    """
+    now = clock()
+    hasher = runtime.hasher
+    request = ActivationRequest(
+        key_digest=hasher.digest(normalise_license_key(license_key)),
+        fingerprint=fingerprint,
+        now=now,
+        token_factory=generate_deployment_token,
+        hostname=hostname,
+        product_version=product_version,
+        metadata=metadata or {},
+        reissue_token=reissue_token,
+    )
+    if runtime.activation_writer is not None:
+        outcome = await runtime.activation_writer.submit(request)
+    elif session is None:
+        async with runtime.session_factory() as own_session:
+            outcome = await _activate_in_session(own_session, hasher, request)
+    else:
+        outcome = await _activate_in_session(session, hasher, request)
+    if reissue_token and not outcome.created:
+        runtime.poll_state.activations.clear()  # the old token must stop working here at once
+    license = outcome.license
+    changed = outcome.first_activation or (license.status, license.status_reason) != outcome.previous_status
+    if changed:
+        runtime.poll_state.forget_license(license.id)  # the license's document content changed
+    # A new activation adds no usage, so the usage polls see (at most poll_cache_seconds old) is the usage to show.
+    cached = await _license_snapshot(runtime, license.id, now)
+    if not changed and _same_document_inputs(cached.view, license):
+        snapshot = cached  # says what a fresh view would: reuse it (and the document already signed for it)
+    else:
+        snapshot = LicenseSnapshot(view=license_view(license, now), usage=cached.usage)
+    document = document_for(runtime, snapshot, outcome.status, now)
+    return ActivationResult(
+        activation=outcome.activation, token=outcome.token, created=outcome.created, document=document
+    )
+
+
+def _same_document_inputs(view: LicenseView, license: License) -> bool:
+    """Whether a document built from ``view`` says what one built from the freshly read ``license`` would, status
+    and usage aside: the license fields, customer, plan and terms ``license_content`` reads are all equal."""
+    cached, customer, plan = view.license, license.customer, license.plan
+    if (cached.id, cached.starts_at, cached.expires_at, cached.terms) != (
+        license.id,
+        license.starts_at,
+        license.expires_at,
+        license.terms,
+    ):
+        return False
+    if (view.customer.id, view.customer.name, view.customer.external_id) != (
+        customer.id,
+        customer.name,
+        customer.external_id,
+    ):
+        return False
+    if view.plan is None or plan is None:
+        return view.plan is None and plan is None
+    return (view.plan.id, view.plan.code, view.plan.name, view.plan.terms) == (
+        plan.id,
+        plan.code,
+        plan.name,
+        plan.terms,
+    )
+
+
+async def _activate_in_session(
+    session: AsyncSession, hasher: SecretHasher, request: ActivationRequest
+) -> ActivationOutcome:
     for attempt in range(2):
         try:
-            return await _activate(
-                session,
-                runtime=runtime,
-                license_key=license_key,
-                fingerprint=fingerprint,
-                hostname=hostname,
-                product_version=product_version,
-                metadata=metadata,
-                reissue_token=reissue_token,
-                clock=clock,
-            )
+            outcome = await session.run_sync(activate_in_transaction, hasher, request)
+            await session.commit()
+            return outcome
         except IntegrityError:
             # The same fingerprint activated concurrently and won: the retry finds and returns that activation.
             await session.rollback()
             session.expunge_all()
             if attempt:
                 raise
+        except BaseException:
+            await session.rollback()
+            raise
     raise AssertionError("unreachable")
-
-
-async def _activate(
-    session: AsyncSession,
-    *,
-    runtime: Runtime,
-    license_key: str,
-    fingerprint: str,
-    hostname: str | None,
-    product_version: str | None,
-    metadata: dict[str, Any] | None,
-    reissue_token: bool,
-    clock: Clock,
-) -> ActivationResult:
-    now = clock()
-    license = await _license_by_key(session, runtime, license_key)
-    if license is None:
-        raise LicenseKeyNotFound("no license matches this key", field="license_key")
-    view = license_view(license, now)
-    refusal = UNUSABLE.get(view.status.reason)
-    if refusal and not (view.status.reason is Reason.EXPIRED and view.terms.enforcement.value == "maintain"):
-        raise LicenseNotUsable(refusal[1], field="license_key", code=refusal[0])
-    # Read before any write, so on SQLite no transaction (and no lock) is open yet.
-    existing = await session.scalar(
-        select(Activation).where(
-            Activation.license_id == license.id,
-            Activation.fingerprint == fingerprint,
-            Activation.deactivated_at.is_(None),
-        )
-    )
-    previous_status = (license.status, license.status_reason)
-    async with runtime.write_gate:
-        first_activation = license.first_activated_at is None
-        if first_activation:
-            # Known to the status computation but not flushed: the guarded UPDATE below writes it, so that of two
-            # concurrent first activations only one records it and emits license.activated.
-            set_committed_value(license, "first_activated_at", now)
-        license.last_check_in_at = license.updated_at = now
-        result = license.refresh(view.terms, now)
-        flag_modified(license, "updated_at")  # the UPDATE must happen even when no value changed: it is the lock
-        # Flushing the license is the lock: its UPDATE is the first write of the transaction, so seats are counted under
-        # the row lock (PostgreSQL) or the database write lock (SQLite) until the commit.
-        await session.flush()
-        if first_activation:
-            claimed = await session.execute(
-                update(License)
-                .where(License.id == license.id, License.first_activated_at.is_(None))
-                .values(first_activated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if claimed.rowcount:  # type: ignore[attr-defined]
-                emit_event(session, type=EventType.LICENSE_ACTIVATED, license_id=license.id, clock=clock)
-        token: str | None = None
-        heartbeat = view.terms.heartbeat_window
-        if existing is not None:
-            activation, created = existing, False
-            activation.last_seen_at, activation.heartbeat_deadline, activation.lost_at = now, now + heartbeat, None
-            if reissue_token:
-                token = generate_deployment_token()
-                activation.token_hash, activation.token_hint = runtime.hasher.digest(token), token[-4:]
-                runtime.poll_state.activations.clear()  # the old token must stop working here at once
-        else:
-            seats = view.terms.max_activations
-            if seats:
-                live = await session.scalar(
-                    select(func.count())
-                    .select_from(Activation)
-                    .where(Activation.license_id == license.id, Activation.deactivated_at.is_(None))
-                )
-                if (live or 0) >= seats:
-                    await session.rollback()
-                    raise TooManyActivations(f"all {seats} activations of this license are in use", field="fingerprint")
-            token = generate_deployment_token()
-            activation = Activation(
-                id=new_id(),
-                license_id=license.id,
-                fingerprint=fingerprint,
-                hostname=hostname,
-                product_version=product_version,
-                extra_metadata=metadata or {},
-                token_hash=runtime.hasher.digest(token),
-                token_hint=token[-4:],
-                created_at=now,
-                last_seen_at=now,
-                heartbeat_deadline=now + heartbeat,
-            )
-            session.add(activation)
-            created = True
-            emit_event(
-                session,
-                type=EventType.ACTIVATION_CREATED,
-                license_id=license.id,
-                activation_id=activation.id,
-                data={"fingerprint": fingerprint, "hostname": hostname},
-                clock=clock,
-            )
-        await session.commit()
-    if first_activation or (license.status, license.status_reason) != previous_status:
-        runtime.poll_state.forget_license(license.id)  # the license's document content changed
-    # A new activation adds no usage, so the usage polls see (at most poll_cache_seconds old) is the usage to show.
-    cached = await _license_snapshot(runtime, license.id, now)
-    snapshot = LicenseSnapshot(view=license_view(license, now), usage=cached.usage)
-    document = document_for(runtime, snapshot, result, now)
-    return ActivationResult(activation=activation, token=token, created=created, document=document)
 
 
 # -- polling ----------------------------------------------------------------------------------------------------
@@ -331,7 +306,7 @@ async def poll(runtime: Runtime, *, token: str | None, if_none_match: str | None
         activation.id,
         CheckIn(activation.license_id, now, int(snapshot.view.terms.heartbeat_window.total_seconds())),
     )
-    document = document_for(runtime, snapshot, _status_checked_in(snapshot.view, now), now)
+    document = document_for(runtime, snapshot, _poll_status(runtime.poll_state, snapshot, now), now)
     not_modified = if_none_match is not None and document.etag in {tag.strip() for tag in if_none_match.split(",")}
     return PollResult(document=document, not_modified=not_modified)
 
