@@ -125,9 +125,7 @@ async def set_default_workspace(session: AsyncSession, *, workspace_id: str | No
         except ValueError as exc:
             raise ValidationFailed("workspace_id must be a UUID (a Dify workspace id)", field="workspace_id") from exc
     statement = insert(EdgeInnerSettings).values(id=1, default_workspace_id=value)
-    await session.execute(
-        statement.on_conflict_do_update(index_elements=["id"], set_={"default_workspace_id": value})
-    )
+    await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_={"default_workspace_id": value}))
     await session.commit()
 
 
@@ -145,11 +143,11 @@ async def access_modes(session: AsyncSession, *, app_ids: list[str]) -> dict[str
 
 
 async def set_access_mode(session: AsyncSession, *, app_id: str, mode: AccessMode, now: datetime) -> None:
-    statement = insert(EdgeAppAccessMode).values(app_id=dify_id(app_id, "app_id"), access_mode=mode.value, updated_at=now)
+    statement = insert(EdgeAppAccessMode).values(
+        app_id=dify_id(app_id, "app_id"), access_mode=mode.value, updated_at=now
+    )
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["app_id"], set_={"access_mode": mode.value, "updated_at": now}
-        )
+        statement.on_conflict_do_update(index_elements=["app_id"], set_={"access_mode": mode.value, "updated_at": now})
     )
     await session.commit()
 
@@ -182,7 +180,9 @@ class AppAccess:
 async def app_access(session: AsyncSession, *, app_id: str) -> AppAccess:
     modes = await access_modes(session, app_ids=[dify_id(app_id, "app_id")])
     users = await session.scalars(
-        select(EdgeAppAllowedUser.user_id).where(EdgeAppAllowedUser.app_id == app_id).order_by(EdgeAppAllowedUser.user_id)
+        select(EdgeAppAllowedUser.user_id)
+        .where(EdgeAppAllowedUser.app_id == app_id)
+        .order_by(EdgeAppAllowedUser.user_id)
     )
     return AppAccess(app_id, modes[app_id], list(users.all()))
 

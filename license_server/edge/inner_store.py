@@ -50,7 +50,9 @@ class _FileTerms:
 
 def _file_terms(state: EdgeLicenseState) -> _FileTerms:
     try:
-        return _FileTerms(state.etag, terms_from_claims(state.claims), parse_timestamp(state.claims["expires_at"]), True)
+        return _FileTerms(
+            state.etag, terms_from_claims(state.claims), parse_timestamp(state.claims["expires_at"]), True
+        )
     except (KeyError, TypeError, ValueError):  # signed, but not terms this version can read: the vendor's bug
         return _FileTerms(state.etag, LicenseTerms(), datetime(1970, 1, 1, tzinfo=UTC), False)
 

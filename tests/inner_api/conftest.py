@@ -47,11 +47,14 @@ class Licensed:
 
 
 class Target(Protocol):
-    client: httpx.AsyncClient
     clock: MovableClock
     # Statuses this target can be driven into through its own means (the vendor cannot report `lost` to a caller:
     # every call is itself a check-in; `none` means no license at all, which a valid secret rules out).
     reachable_statuses: frozenset[str]
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """Where the Dify deployment of the newest license sends its calls."""
 
     async def license(self, *, terms: dict[str, Any] | None = None, starts_in: timedelta = timedelta(0)) -> Licensed:
         """A license issued now, expiring in 365 days, and an inner-API secret for it."""

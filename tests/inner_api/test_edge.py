@@ -81,7 +81,9 @@ def test_the_credentials_cli_refuses_a_directory_that_is_not_an_edges(tmp_path: 
 async def test_workspaces_apps_and_default_workspace_are_managed_from_the_cli(edge: EdgeTarget) -> None:
     licensed = await edge.license(terms={"workspace_policy": {"allow_member_invite": True}})
     data_dir, dify = _data_dir(edge, licensed), Dify(edge, licensed)
-    await _cli("workspaces", "set", "ws-1", "--no-allow-member-invite", "--allow-owner-transfer", "--data-dir", data_dir)
+    await _cli(
+        "workspaces", "set", "ws-1", "--no-allow-member-invite", "--allow-owner-transfer", "--data-dir", data_dir
+    )
     permission = (await dify.get("/workspaces/ws-1/permission")).json()["permission"]
     assert (permission["allowMemberInvite"], permission["allowOwnerTransfer"]) == (False, True)
     assert [row["workspace_id"] for row in (await _cli("workspaces", "list", "--data-dir", data_dir))["items"]] == [
@@ -92,7 +94,9 @@ async def test_workspaces_apps_and_default_workspace_are_managed_from_the_cli(ed
 
     shown = await _cli("apps", "set-mode", "app-1", "sso_verified", "--data-dir", data_dir)
     assert shown == {"app_id": "app-1", "access_mode": "sso_verified", "allowed_users": []}
-    assert (await dify.get("/webapp/access-mode/id", params={"appId": "app-1"})).json() == {"accessMode": "sso_verified"}
+    assert (await dify.get("/webapp/access-mode/id", params={"appId": "app-1"})).json() == {
+        "accessMode": "sso_verified"
+    }
     await _cli("apps", "set-mode", "app-1", "private", "--data-dir", data_dir)
     await _cli("apps", "allow", "app-1", "user-1", "user-2", "--data-dir", data_dir)
     allowed = await dify.post("/webapp/permission/batch", {"userId": "user-2", "appIds": ["app-1"]})
