@@ -7,13 +7,10 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -22,17 +19,12 @@ from license_server.edge.inner_store import _file_terms, _served_status
 from license_server.edge.runtime import EdgeLicenseState
 from license_server.lifecycle.status import Reason, Status, StatusResult
 from license_server.offline import files
-from license_server.runtime import Runtime
-from tests.conftest import MovableClock
-from tests.inner_api.conftest import SECRET_HEADER, Dify, EdgeTarget, Licensed, VendorTarget
+from tests.inner_api.conftest import SECRET_HEADER, Dify, EdgeTarget, Licensed
 
 
 @pytest.fixture
-async def edge(
-    client: httpx.AsyncClient, runtime: Runtime, clock: MovableClock, owner_headers: dict[str, str], tmp_path: Path
-) -> AsyncIterator[EdgeTarget]:
-    async with AsyncExitStack() as stack:
-        yield EdgeTarget(VendorTarget(client, runtime, clock, owner_headers), tmp_path, stack)
+def edge(edge_target: EdgeTarget) -> EdgeTarget:
+    return edge_target
 
 
 async def _cli(*args: str) -> Any:
