@@ -131,15 +131,17 @@ class EdgeInnerApiStore:
         """
         if self._sso_recorded_for == state.etag:
             return
+        # Never earlier than the trusted-time mark: a file swapped in while the clock is set back takes effect now.
+        changed_at = max(state.checked_at, datetime.fromtimestamp(self._edge.trusted.mark, UTC))
         switches = {"app": app_sso_switches(file.terms), "signin": signin_sso_switches(file.terms)}
         async with self._edge.session_factory() as session:
             for kind, values in switches.items():
                 encoded = json.dumps([str(v) if not isinstance(v, bool) else v for v in values])
-                statement = insert(EdgeSsoSwitches).values(kind=kind, switches=encoded, changed_at=state.checked_at)
+                statement = insert(EdgeSsoSwitches).values(kind=kind, switches=encoded, changed_at=changed_at)
                 await session.execute(
                     statement.on_conflict_do_update(
                         index_elements=["kind"],
-                        set_={"switches": encoded, "changed_at": state.checked_at},
+                        set_={"switches": encoded, "changed_at": changed_at},
                         where=EdgeSsoSwitches.switches != statement.excluded.switches,
                     )
                 )
