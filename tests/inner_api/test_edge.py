@@ -34,6 +34,11 @@ async def _cli(*args: str) -> Any:
     return json.loads(result.output)
 
 
+def _database_bytes(data_dir: Path) -> bytes:
+    """edge.db and its write-ahead log, if any: everything the edge stores."""
+    return b"".join(path.read_bytes() for path in data_dir.glob("edge.db*"))
+
+
 def _data_dir(edge: EdgeTarget, licensed: Licensed) -> str:
     return str(edge.edges[licensed.license_id].runtime.data_dir)
 
@@ -44,7 +49,7 @@ async def test_credentials_from_the_cli_are_shown_once_stored_hashed_and_revocab
     created = await _cli("credentials", "create", "--label", "dify-prod", "--data-dir", data_dir)
     secret = created["secret"]
     assert secret.startswith("lsia_")
-    database = b"".join(path.read_bytes() for path in Path(data_dir).glob("edge.db*"))  # with the WAL, if any
+    database = _database_bytes(Path(data_dir))
     assert secret.encode() not in database
     assert hashlib.sha256(secret.encode()).hexdigest().encode() in database
 
