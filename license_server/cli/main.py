@@ -21,7 +21,7 @@ COMMANDS = {
     "tokens": "license_server.cli.tokens:tokens",
     "verify": "license_server.cli.verify:verify",
     "offline": "license_server.cli.offline:offline",
-    "edge": "license_server.cli.offline:edge",
+    "edge": "license_server.cli.edge:edge",
 }
 
 

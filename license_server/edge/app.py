@@ -1,4 +1,5 @@
-"""The edge app: the deployment API (``/v1/license``, ``/v1/usage``) and health, served from one license file.
+"""The edge app: the deployment API (``/v1/license``, ``/v1/usage``), Dify's ``/inner/api`` and health, served
+from one license file.
 
 ``create_edge_app`` takes extra route handlers and dependencies, so a feature can be mounted on the edge (the inner
 API) with the same ``edge`` dependency, the same local database (``edge_db``) and ``edge_license_state``.
@@ -26,9 +27,11 @@ from license_server.auth.guards import bearer_secret
 from license_server.deployments.controllers import LICENSE_DOCUMENT_MEDIA_TYPE
 from license_server.deployments.schemas import UsageAccepted, UsageOut, UsageReportIn
 from license_server.edge import service
+from license_server.edge.inner_store import EdgeInnerApiStore
 from license_server.edge.runtime import EdgeRuntime, edge_license_state
 from license_server.errors import AuthenticationRequired
 from license_server.health.controllers import HealthOut
+from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiController
 from license_server.schemas_common import problem_spec
 
 EdgeDep = NamedDependency[EdgeRuntime]
@@ -143,7 +146,7 @@ def create_edge_app(
         await edge.close()
 
     return Litestar(
-        route_handlers=[EdgeDeploymentController, EdgeHealthController, *route_handlers],
+        route_handlers=[EdgeDeploymentController, EdgeHealthController, InnerApiController, *route_handlers],
         dependencies={
             "edge": Provide(provide_edge, sync_to_thread=False),
             "edge_db": Provide(provide_edge_db),
@@ -156,6 +159,7 @@ def create_edge_app(
         openapi_config=OpenAPIConfig(
             title="License Server edge", version=license_server.__version__, path="/schema", render_plugins=[]
         ),
-        state=State({"edge": edge}),
+        # Dify's /inner/api, answered from the license file and the edge's own SQLite file (docs/inner-api.md).
+        state=State({"edge": edge, STORE_STATE_KEY: EdgeInnerApiStore(edge)}),
         debug=False,
     )

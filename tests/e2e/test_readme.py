@@ -93,6 +93,7 @@ def test_readme_offline_walkthrough_runs_as_written(cli: Cli, server: Server) ->
         "True",  # step 3
         "license-status: active",
         usage,  # step 4, recorded by the edge
+        "active {'enabled': True, 'limit': 10, 'used': 1}",  # step 4, Dify's /inner/api/info on the edge
         "wrote usage-1.json: usage report 1 with 1 measurement(s)",
         usage,  # step 5, imported by the vendor: the license's usage now
         "offline_usage_replayed",

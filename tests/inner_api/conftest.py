@@ -1,23 +1,35 @@
 """The contract suite runs against a ``target``: a server exposing ``/inner/api`` plus the means to set up its state.
 
-Today the target is the vendor server (state set through its admin and deployment APIs). The edge will be a second
-target implementing the same ``Target`` protocol, so every contract test runs against both without change.
+Two targets implement the ``Target`` protocol, so every contract test runs against both: the vendor server (state set
+through its admin and deployment APIs) and the edge (``license-server edge``: a license file the vendor answered for
+the edge's activation request, renewed when terms change, and edge-local state set the way the edge CLI sets it).
 The contract tests speak HTTP only and run on SQLite; the store and services run on both databases in
 test_store.py.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import pytest
 
 from license_server.deployments.jobs import flush_check_ins
+from license_server.edge import inner_service
+from license_server.edge.app import create_edge_app
+from license_server.edge.runtime import EdgeRuntime
+from license_server.offline.files import build_activation_request
+from license_server.offline.install import load_or_create_install_key
 from license_server.runtime import Runtime
+from license_server.verifier import Verifier
 from tests.conftest import MovableClock
 
 SECRET_HEADER = "Enterprise-Api-Secret-Key"
@@ -35,11 +47,14 @@ class Licensed:
 
 
 class Target(Protocol):
-    client: httpx.AsyncClient
     clock: MovableClock
     # Statuses this target can be driven into through its own means (the vendor cannot report `lost` to a caller:
     # every call is itself a check-in; `none` means no license at all, which a valid secret rules out).
     reachable_statuses: frozenset[str]
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """Where the Dify deployment of the newest license sends its calls."""
 
     async def license(self, *, terms: dict[str, Any] | None = None, starts_in: timedelta = timedelta(0)) -> Licensed:
         """A license issued now, expiring in 365 days, and an inner-API secret for it."""
@@ -147,6 +162,145 @@ class VendorTarget:
         await flush_check_ins(self.runtime)
 
 
+EDGE_FINGERPRINT = "fp1:" + "cd" * 32
+
+
+@dataclass
+class _Edge:
+    runtime: EdgeRuntime
+    client: httpx.AsyncClient
+    license_path: Path
+
+
+class EdgeTarget:
+    """Each license is one air-gapped install: its own data directory, license file and edge app.
+
+    The vendor answers the edge's activation request (and renews the file when the license changes, as an operator
+    carries a renewed file in); everything Dify's enterprise service keeps lives in the edge's own SQLite file.
+    """
+
+    reachable_statuses = frozenset({"inactive", "active", "expiring", "expired", "lost"})
+
+    def __init__(self, vendor: VendorTarget, root: Path, stack: AsyncExitStack) -> None:
+        self.vendor, self.root, self.stack, self.clock = vendor, root, stack, vendor.clock
+        self.edges: dict[str, _Edge] = {}
+        self._latest: _Edge | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The newest edge's client (a Dify deployment talks to its own edge)."""
+        assert self._latest is not None, "no edge yet: call license() first"
+        return self._latest.client
+
+    def _edge(self, licensed: Licensed) -> _Edge:
+        return self.edges[licensed.license_id]
+
+    async def license(self, *, terms: dict[str, Any] | None = None, starts_in: timedelta = timedelta(0)) -> Licensed:
+        vendor = self.vendor
+        customer = await vendor._ok("POST", "/v1/admin/customers/", json={"name": "Air-gapped Dify Inc"})
+        now = self.clock()
+        issued = await vendor._ok(
+            "POST",
+            "/v1/admin/licenses/",
+            json={
+                "customer_id": customer["id"],
+                "starts_at": now.isoformat(),
+                "expires_at": (now + timedelta(days=365)).isoformat(),
+                "terms": {"max_activations": 0, **(terms or {})},
+            },
+        )
+        data_dir = self.root / f"edge-{len(self.edges)}"
+        request = build_activation_request(
+            install_key=load_or_create_install_key(data_dir),
+            license_key=issued["key"],
+            fingerprint=EDGE_FINGERPRINT,
+            hostname="dify-airgapped",
+            now=now,
+        )
+        answer = await vendor._ok("POST", "/v1/admin/offline/responses", json={"request": json.loads(request)})
+        license_path = data_dir.parent / f"{data_dir.name}.lic"
+        license_path.write_text(answer["license_file"])
+        licensed = Licensed(license_id=issued["id"], secret="", key=issued["key"])
+        if starts_in:  # a license the vendor cannot activate yet: it moves the start after answering
+            await vendor._ok("PATCH", f"/v1/admin/licenses/{issued['id']}", json={"starts_at": iso(now + starts_in)})
+        runtime = EdgeRuntime(
+            license_path=license_path,
+            verifier=Verifier(vendor.runtime.signer.keyring().root_public_key, clock=self.clock),
+            data_dir=data_dir,
+            fingerprint=EDGE_FINGERPRINT,
+            clock=self.clock,
+        )
+        app = create_edge_app(runtime)
+        await runtime.start()  # the app's startup hook (the ASGI transport runs no lifespan)
+        self.stack.push_async_callback(runtime.close)
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # Litestar narrows the ASGI scope types
+        client = await self.stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://edge"))
+        self._latest = self.edges[issued["id"]] = _Edge(runtime, client, license_path)
+        if starts_in:
+            await self._renew(licensed)
+        async with runtime.session_factory() as session:
+            created = await inner_service.create_credential(session, label="dify", now=now)
+        licensed.secret = created.secret
+        return licensed
+
+    async def _renew(self, licensed: Licensed) -> None:
+        """The vendor renews the file; the operator writes it over the old one (the edge picks it up)."""
+        edge = self._edge(licensed)
+        answer = await self.vendor._ok(
+            "POST", "/v1/admin/offline/renewals", json={"license_file": edge.license_path.read_text()}
+        )
+        before = edge.license_path.stat().st_mtime_ns
+        edge.license_path.write_text(answer["license_file"])
+        if edge.license_path.stat().st_mtime_ns == before:  # same clock tick: make the swap visible, as time would
+            os.utime(edge.license_path, ns=(before + 1000, before + 1000))
+
+    async def update_terms(self, licensed: Licensed, terms: dict[str, Any]) -> None:
+        await self.vendor.update_terms(licensed, terms)
+        await self._renew(licensed)
+
+    async def suspend(self, licensed: Licensed) -> None:
+        await self.vendor.suspend(licensed)
+        await self._renew(licensed)
+
+    async def revoke_secret(self, licensed: Licensed) -> None:
+        async with self._edge(licensed).runtime.session_factory() as session:
+            for credential in await inner_service.list_credentials(session):
+                await inner_service.revoke_credential(session, credential_id=credential.id, now=self.clock())
+
+    async def report_members(self, licensed: Licensed, members: dict[str, int], seats: int = 0) -> None:
+        response = await self._edge(licensed).client.post(
+            "/v1/usage",
+            json={
+                "measured_at": self.clock().isoformat(),
+                "workspaces": [{"id": ws, "members": n} for ws, n in members.items()],
+                "seats_used": seats,
+                "idempotency_key": uuid.uuid4().hex,
+            },
+        )
+        assert response.status_code == 200, response.text
+
+    async def set_default_workspace(self, licensed: Licensed, workspace_id: str | None) -> None:
+        async with self._edge(licensed).runtime.session_factory() as session:
+            await inner_service.set_default_workspace(session, workspace_id=workspace_id)
+
+    async def override_workspace(self, licensed: Licensed, workspace_id: str, *, invite: bool, transfer: bool) -> None:
+        async with self._edge(licensed).runtime.session_factory() as session:
+            await inner_service.set_workspace_policy(
+                session,
+                workspace_id=workspace_id,
+                allow_member_invite=invite,
+                allow_owner_transfer=transfer,
+                now=self.clock(),
+            )
+
+    async def allow_user(self, licensed: Licensed, app_id: str, user_id: str) -> None:
+        async with self._edge(licensed).runtime.session_factory() as session:
+            await inner_service.allow_users(session, app_id=app_id, user_ids=[user_id], now=self.clock())
+
+    async def settle(self) -> None:
+        """Nothing is buffered on the edge."""
+
+
 @pytest.fixture
 def backend() -> str:
     """The contract is about HTTP shapes; the storage it relies on is covered on both databases in test_store.py."""
@@ -154,10 +308,24 @@ def backend() -> str:
 
 
 @pytest.fixture
-async def target(
+async def vendor_target(
     client: httpx.AsyncClient, runtime: Runtime, clock: MovableClock, owner_headers: dict[str, str]
-) -> Target:
+) -> VendorTarget:
     return VendorTarget(client, runtime, clock, owner_headers)
+
+
+@pytest.fixture
+def target(vendor_target: VendorTarget) -> Target:
+    """The vendor server; test_contract.py runs its tests against the edge as well (``edge_target``)."""
+    return vendor_target
+
+
+@pytest.fixture
+async def edge_target(
+    client: httpx.AsyncClient, runtime: Runtime, clock: MovableClock, owner_headers: dict[str, str], tmp_path: Path
+) -> AsyncIterator[EdgeTarget]:
+    async with AsyncExitStack() as stack:
+        yield EdgeTarget(VendorTarget(client, runtime, clock, owner_headers), tmp_path, stack)
 
 
 class Dify:

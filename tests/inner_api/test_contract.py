@@ -1,6 +1,6 @@
 """The contract of shared/contracts/dify-inner-api.md, route by route, as Dify's client would call it.
 
-Written against the ``target`` fixture, so the same tests run against the vendor server and (later) the edge.
+Written against the ``target`` fixture, so the same tests run against the vendor server and against the edge.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ RICH_TERMS: dict[str, Any] = {
     "workspace_policy": {"allow_member_invite": False, "allow_owner_transfer": True},
     "entitlements": {"app_deploy": False},
 }
+
+
+@pytest.fixture(params=["vendor", "edge"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """Every contract test runs against the vendor server and against the edge (``license-server edge``)."""
+    chosen: Target = request.getfixturevalue(f"{request.param}_target")
+    return chosen
 
 
 def limit_available(limit: dict[str, Any], required: int) -> bool:
