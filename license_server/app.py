@@ -26,6 +26,7 @@ from license_server.errors import LicenseServerError
 from license_server.events.controllers import EventController, WebhookController, WebhookDeliveryController
 from license_server.health.controllers import HealthController
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
+from license_server.openapi import StrictPydanticSchemaPlugin
 from license_server.runtime import Runtime
 from license_server.scheduler import build_scheduler
 from license_server.schemas_common import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, problem_spec
@@ -133,8 +134,8 @@ def _document_error_responses(app: Litestar) -> None:
             if route.path.startswith(ADMIN_PREFIX):
                 responses[401] = problem_spec("Missing, unknown or revoked admin token")
                 responses[403] = problem_spec("The token's role lacks the permission this route needs")
-                if "{" in route.path:
-                    responses[404] = problem_spec("No such resource")
+                # a resource named in the path, or referenced from the body (a customer, a plan), may not exist
+                responses[404] = problem_spec("No such resource")
                 if "GET" not in handler.http_methods:
                     responses[409] = problem_spec("Conflicts with the resource's current state")
             responses.update(handler.responses or {})
@@ -196,6 +197,7 @@ def create_app(
         on_startup=[start_jobs],
         on_shutdown=[close_runtime],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
+        plugins=[StrictPydanticSchemaPlugin()],
         openapi_config=OpenAPIConfig(
             title="License Server",
             version=license_server.__version__,
