@@ -85,9 +85,9 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
 
     from license_server.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = settings()
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     host, port = host or config.host, port or config.port
     try:
         app = create_app(Runtime.build(config), run_jobs=True, run_shared_jobs=not no_scheduler)
@@ -100,7 +100,7 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
         f"License Server on http://{host}:{port}  (API docs: http://{host}:{port}/schema, "
         f"OpenAPI: http://{host}:{port}/schema/openapi.json)"
     )
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    uvicorn.run(app, host=host, port=port, log_level=config.log_level.lower(), server_header=False)
 
 
 @click.group()
@@ -120,11 +120,11 @@ def db_upgrade() -> None:
 @click.command()
 def scheduler() -> None:
     """Run the lifecycle sweep and webhook deliveries without the HTTP server."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = settings()
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from license_server.db.migrate import upgrade_database
     from license_server.scheduler import build_scheduler
 
-    config = settings()
     try:
         runtime = Runtime.build(config)
     except KeyringError as exc:
