@@ -25,6 +25,7 @@ from license_server.deployments.jobs import flush_check_ins
 from license_server.errors import LicenseServerError
 from license_server.events.controllers import EventController, WebhookController, WebhookDeliveryController
 from license_server.health.controllers import HealthController
+from license_server.json_bodies import reject_ambiguous_json
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
 from license_server.openapi import StrictPydanticSchemaPlugin
 from license_server.runtime import Runtime
@@ -194,6 +195,7 @@ def create_app(
             UnicodeDecodeError: _handle_undecodable,
             Exception: _handle_unexpected,
         },
+        before_request=reject_ambiguous_json,
         on_startup=[start_jobs],
         on_shutdown=[close_runtime],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
