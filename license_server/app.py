@@ -134,6 +134,7 @@ def _document_error_responses(app: Litestar) -> None:
             responses: dict[int, ResponseSpec] = {400: problem_spec("Invalid input; `errors` names the fields")}
             if route.path.startswith(ADMIN_PREFIX):
                 responses[401] = problem_spec("Missing, unknown or revoked admin token")
+                responses[429] = problem_spec("Too many failed authentications from this address; see Retry-After")
                 responses[403] = problem_spec("The token's role lacks the permission this route needs")
                 # a resource named in the path, or referenced from the body (a customer, a plan), may not exist
                 responses[404] = problem_spec("No such resource")

@@ -83,6 +83,7 @@ class DeploymentController(Controller):
         responses={
             304: ResponseSpec(None, description="The document is unchanged"),
             401: problem_spec("Missing, unknown or deactivated deployment token"),
+            429: problem_spec("Too many failed authentications from this address; see Retry-After"),
         },
     )
     async def poll(
@@ -91,7 +92,9 @@ class DeploymentController(Controller):
         runtime: RuntimeDep,
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     ) -> Response[str]:
-        result = await service.poll(runtime, token=bearer_secret(request), if_none_match=if_none_match)
+        result = await service.poll(
+            runtime, token=bearer_secret(request), if_none_match=if_none_match, address=_client_address(request)
+        )
         headers = {"ETag": result.document.etag, "Cache-Control": "no-store"}
         if result.not_modified:
             return Response("", status_code=304, headers=headers, media_type=LICENSE_DOCUMENT_MEDIA_TYPE)
@@ -129,12 +132,17 @@ class DeploymentController(Controller):
         "/usage",
         status_code=200,
         summary="Report usage (deployment token); idempotent per idempotency_key",
-        responses={401: problem_spec("Missing, unknown or deactivated deployment token")},
+        responses={
+            401: problem_spec("Missing, unknown or deactivated deployment token"),
+            429: problem_spec("Too many failed authentications from this address; see Retry-After"),
+        },
     )
     async def usage(
         self, request: Request[Any, Any, Any], data: JSONBody[UsageReportIn], db: Db, runtime: RuntimeDep
     ) -> UsageAccepted:
-        activation = await service.authenticate_deployment(runtime, bearer_secret(request))
+        activation = await service.authenticate_deployment(
+            runtime, bearer_secret(request), address=_client_address(request)
+        )
         outcome = await service.report_usage(
             db,
             runtime=runtime,
@@ -165,6 +173,7 @@ class DeploymentController(Controller):
             401: problem_spec("Missing or unknown token"),
             403: problem_spec("Another deployment's activation, or an admin role without manage_licenses"),
             404: problem_spec("No such activation"),
+            429: problem_spec("Too many failed authentications from this address; see Retry-After"),
         },
         opt=needs(Permission.MANAGE_LICENSES),
     )
@@ -180,7 +189,7 @@ class DeploymentController(Controller):
             await authorize(request, request.route_handler)  # admins need manage_licenses
             by, own = str(request.state.actor.name), None
         else:
-            own = await service.authenticate_deployment(runtime, secret)
+            own = await service.authenticate_deployment(runtime, secret, address=_client_address(request))
             by = f"deployment:{own.id}"
         activation = await service.deactivate(
             db, runtime=runtime, activation_id=activation_id, by=by, own_activation=own, clock=runtime.clock
