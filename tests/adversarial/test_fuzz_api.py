@@ -12,6 +12,7 @@ answers are 400 problems naming the field, which the response-conformance checks
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ from schemathesis import Case, GenerationMode
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.core import media_types
 
-from tests.adversarial.conftest import SOAK, Seeded, budget
+from tests.adversarial.conftest import SOAK, Seeded, budget, log_of
 
 pytestmark = pytest.mark.slow
 
@@ -65,13 +66,24 @@ def _calling(run: Callable[[Case[Any]], None]) -> Callable[[Case[Any]], None]:
     return test
 
 
+def _well_formed(name: str, value: object) -> bool:
+    if name == "plan_ref":
+        return isinstance(value, str) and 0 < len(value) <= 64
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def _prepare(case: Case[Any], seeded: Seeded) -> None:
     path_parameters = case.path_parameters or {}
     # A deterministic half of the cases (by their own content) address real rows instead of random ids.
     digest = hashlib.sha256(repr(sorted(path_parameters.items())).encode()).digest()
     if path_parameters and digest[0] % 2 == 0:
         for name, value in _real_ids(seeded).items():
-            if name in path_parameters:
+            # only well-formed ids are swapped: a malformed one is the point of a negative case
+            if name in path_parameters and _well_formed(name, path_parameters[name]):
                 path_parameters[name] = value
     headers = case.headers
     route = (case.method.upper(), case.path)
@@ -105,7 +117,10 @@ def test_every_operation_answers_as_declared_and_never_5xx(seeded_server: Seeded
             response = case.call(timeout=30)
             cases[label] += 1
             statuses[response.status_code] += 1
-            assert response.status_code < 500, f"{case.formatted_path} -> {response.status_code}: {response.text}"
+            if response.status_code >= 500:
+                log = log_of(seeded_server.server)
+                traceback = log[log.rfind("unhandled error") :][:4000]
+                raise AssertionError(f"{case.formatted_path} -> {response.status_code}\n{case.body!r}\n{traceback}")
             case.validate_response(response, excluded_checks=[positive_data_acceptance])
 
         fuzz = settings(hypothesis.given(case=strategy)(_calling(run)))
