@@ -28,7 +28,10 @@ def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **engine_options)
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         return engine
+    # pre_ping replaces connections that died with a database restart; the connect timeout keeps a request waiting
+    # for an unreachable database from hanging for asyncpg's default minute.
     engine_options.setdefault("pool_pre_ping", True)
+    engine_options.setdefault("connect_args", {"timeout": 5})
     return create_async_engine(url, **engine_options)
 
 
