@@ -12,7 +12,6 @@ from license_server.dependencies import RuntimeDep
 from license_server.errors import KeyringError
 from license_server.schemas_common import Model
 
-
 READY_DATABASE_TIMEOUT_SECONDS = 3.0
 
 

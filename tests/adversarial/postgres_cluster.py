@@ -6,6 +6,7 @@ else it belongs to the current user. Unavailable binaries or users give a skip w
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -55,17 +56,17 @@ class PrivateCluster:
 
     def create_database(self, name: str) -> None:
         subprocess.run(
-            _as_owner([str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name]),
+            _as_owner(
+                [str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name]
+            ),
             check=True,
             capture_output=True,
             timeout=60,
         )
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 
