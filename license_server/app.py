@@ -210,6 +210,8 @@ def create_app(
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         state=State({"runtime": runtime}),
+        # The process configures logging (serve: LICENSE_SERVER_LOG_LEVEL); Litestar must not reset the root logger.
+        logging_config=None,
         debug=False,
     )
     _document_error_responses(app)
