@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Cli, Server, clean_env, free_port, start_server
+from tests.e2e.conftest import Cli, Server, clean_env, cli, free_port, start_server
+
+__all__ = ["cli"]  # the e2e fixture, for the tests here that run the real command
 
 SOAK = os.environ.get("SOAK") == "1"
 
