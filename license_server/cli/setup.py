@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 import click
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from license_server.auth.models import AdminToken
 from license_server.auth.tokens import Role, cli_actor, create_token
 from license_server.cli.common import emit, fail, json_option, settings
 from license_server.config import Settings
-from license_server.errors import KeyringError
+from license_server.errors import KeyringError, LicenseServerError
 from license_server.runtime import Runtime, key_store
 from license_server.signing.keys import create_dev_passphrase_file
 
@@ -100,7 +101,10 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
         f"License Server on http://{host}:{port}  (API docs: http://{host}:{port}/schema, "
         f"OpenAPI: http://{host}:{port}/schema/openapi.json)"
     )
-    uvicorn.run(app, host=host, port=port, log_level=config.log_level.lower(), server_header=False)
+    from license_server.db.backup import server_lock
+
+    with server_lock(config):  # `db restore` waits for no running server
+        uvicorn.run(app, host=host, port=port, log_level=config.log_level.lower(), server_header=False)
 
 
 @click.group()
@@ -115,6 +119,44 @@ def db_upgrade() -> None:
 
     upgrade_database(settings())
     click.echo("database is at the latest schema")
+
+
+@db.command("backup")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="New file.")
+@json_option
+def db_backup(out: Path, as_json: bool) -> None:
+    """Copy the SQLite database to a new file, consistently, even while servers run (0600, never overwrites)."""
+    from license_server.db.backup import backup
+
+    try:
+        info = backup(settings(), out)
+    except LicenseServerError as exc:
+        fail(exc.detail, exc.code, as_json=as_json, exit_code=2 if exc.code == "not_sqlite" else 1)
+    emit(
+        {"backup": str(info.path), "revision": info.revision, "bytes": info.bytes},
+        as_json=as_json,
+        human=f"backed up to {info.path} ({info.bytes} bytes, schema revision {info.revision})",
+    )
+
+
+@db.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def db_restore(file: Path, as_json: bool) -> None:
+    """Replace the SQLite database with a backup. Refused while any serve or scheduler process uses it; the
+    replaced database is kept beside it. Restore the keys directory that belongs to the backup too."""
+    from license_server.db.backup import restore
+
+    try:
+        info, kept = restore(settings(), file)
+    except LicenseServerError as exc:
+        fail(exc.detail, exc.code, as_json=as_json, exit_code=2 if exc.code == "not_sqlite" else 1)
+    emit(
+        {"restored": str(info.path), "revision": info.revision, "previous_database": str(kept) if kept else None},
+        as_json=as_json,
+        human=f"restored {info.path} (schema revision {info.revision})"
+        + (f"; the previous database is kept at {kept}" if kept else ""),
+    )
 
 
 @click.command()
@@ -141,5 +183,7 @@ def scheduler() -> None:
             jobs.shutdown(wait=False)
             await runtime.close()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    from license_server.db.backup import server_lock
+
+    with contextlib.suppress(KeyboardInterrupt), server_lock(config):
         asyncio.run(main())
