@@ -70,7 +70,7 @@ def test_backup_under_load_restore_after_wipe_gives_byte_identical_documents(cli
     license_ids = [cli.json(*issue, "--max-activations", str(n))["id"] for n in (1, 5, 0)]
     busy_key = cli.json(*issue, "--max-activations", "0")["key"]  # the load works on a license of its own
     server = start_server(cli, free_port())
-    stop, acknowledged = threading.Event(), []
+    stop, acknowledged = threading.Event(), list[str]()
     load = threading.Thread(target=activation_load, args=(server.url, busy_key, stop, acknowledged))
     load.start()
     try:
