@@ -121,7 +121,6 @@ def test_backup_under_load_restore_after_wipe_gives_byte_identical_documents(cli
 
 
 def test_restore_refuses_a_file_that_is_not_an_intact_database_of_ours(cli: Cli, tmp_path: Path) -> None:
-    cli.run("init", "--dev")
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database" * 100)
     result = cli.run("db", "restore", str(junk), "--json", check=False)

@@ -65,6 +65,16 @@ HOSTILE_VARIANTS: dict[str, str] = {
 }
 
 
+BOTH_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def backend() -> str:
+    """Validation happens before storage, so once on SQLite is enough; tests where storage differs (NUL,
+    metacharacters) parametrize ``backend`` over both databases themselves."""
+    return "sqlite"
+
+
 @pytest.mark.parametrize(("route", "body", "field"), ADMIN_BODIES)
 @pytest.mark.parametrize("variant", list(HOSTILE_VARIANTS))
 async def test_hostile_values_in_admin_bodies_get_400_and_store_nothing(
@@ -87,6 +97,27 @@ async def test_hostile_values_in_admin_bodies_get_400_and_store_nothing(
     problem = response.json()
     assert problem["code"] == "validation_error"
     assert problem["errors"], problem
+    assert await table_counts(runtime) == before
+
+
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
+@pytest.mark.parametrize(("route", "body", "field"), ADMIN_BODIES)
+async def test_nul_characters_are_refused_before_storage_on_both_databases(
+    client: httpx.AsyncClient,
+    owner_headers: dict[str, str],
+    runtime: Runtime,
+    route: str,
+    body: dict[str, Any],
+    field: str,
+) -> None:
+    customer_id = await make_customer(client, owner_headers)
+    before = await table_counts(runtime)
+    poisoned = {**fill(body, customer_id), field: "a\u0000b", "metadata": {"k\u0000": "v"}}
+    if route != "/v1/admin/licenses/":
+        poisoned.pop("metadata")
+    response = await client.post(route, json=poisoned, headers=owner_headers)
+    assert response.status_code == 400, response.text
+    assert {e["field"] for e in response.json()["errors"]} >= {field}
     assert await table_counts(runtime) == before
 
 
@@ -191,6 +222,7 @@ async def test_huge_or_negative_integers_in_terms_are_refused(
     assert await table_counts(runtime) == before
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
 async def test_metacharacters_in_every_string_field_are_stored_and_returned_verbatim(
     client: httpx.AsyncClient, owner_headers: dict[str, str]
 ) -> None:
