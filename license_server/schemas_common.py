@@ -13,7 +13,15 @@ EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(9000, 1, 1, tzinfo
 
 
 def _date_means_midnight_utc(value: Any) -> Any:
-    """``YYYY-MM-DD`` (or a date) means 00:00 UTC that day; pydantic would otherwise read it as a naive datetime."""
+    """``YYYY-MM-DD`` (or a date) means 00:00 UTC that day; pydantic would otherwise read it as a naive datetime.
+
+    Numbers (and numeric strings) are refused: pydantic would read them as Unix times, which the schema (an RFC 3339
+    string) does not offer and a typo would silently turn into a date.
+    """
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "").isdigit()
+    ):
+        raise ValueError("a timestamp is an RFC 3339 string with an offset or a date YYYY-MM-DD, not a number")
     if isinstance(value, str) and len(value) == 10:
         try:
             value = date.fromisoformat(value)
