@@ -32,6 +32,7 @@ from license_server.runtime import Runtime
 from license_server.scheduler import build_scheduler
 from license_server.schemas_common import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, problem_spec
 from license_server.signing.controllers import KeyController, WellKnownController
+from license_server.validation import FieldStrictPydanticInitPlugin
 
 logger = logging.getLogger("license_server")
 ADMIN_PREFIX = "/v1/admin"
@@ -200,7 +201,7 @@ def create_app(
         on_startup=[start_jobs],
         on_shutdown=[close_runtime],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
-        plugins=[StrictPydanticSchemaPlugin()],
+        plugins=[StrictPydanticSchemaPlugin(), FieldStrictPydanticInitPlugin()],
         openapi_config=OpenAPIConfig(
             title="License Server",
             version=license_server.__version__,
