@@ -211,9 +211,11 @@ async def test_dates_far_in_the_past_or_future_naive_or_numeric_are_refused(
         {"notice_days": -1},
         {"entitlements": {"x": 2**70}},
         {"entitlements": {"DROP TABLE": True}},
+        {"login": {"email_code": 1}},  # strict booleans stay strict through the framework's decoding
+        {"workspace_policy": {"allow_member_invite": "true"}},
     ],
 )
-async def test_huge_or_negative_integers_in_terms_are_refused(
+async def test_huge_negative_or_type_confused_values_in_terms_are_refused(
     client: httpx.AsyncClient, owner_headers: dict[str, str], runtime: Runtime, terms: dict[str, Any]
 ) -> None:
     customer_id = await make_customer(client, owner_headers)
