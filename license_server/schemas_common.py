@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from litestar.openapi import ResponseSpec
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -36,7 +36,10 @@ def _to_utc(value: datetime) -> datetime:
     """A timestamp must carry an offset; it is converted to UTC and kept within NumericDate's useful range."""
     if value.tzinfo is None:
         raise ValueError("a timestamp needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before the first representable instant
+        raise ValueError("must be between 1970-01-02 and 8999-12-31") from None
     if not EARLIEST <= value < LATEST:
         # far enough from 9999 that expiry + grace (up to 10 years) still fits in a datetime
         raise ValueError("must be between 1970-01-02 and 8999-12-31")
@@ -65,12 +68,14 @@ def _contains_nul(value: Any) -> bool:
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", from_attributes=True)
+    # Input models refuse NUL; the problem models below describe bad input and must be able to quote its field names.
+    _refuse_nul: ClassVar[bool] = True
 
     @field_validator("*", mode="after")
     @classmethod
     def _refuse_nul_characters(cls, value: Any) -> Any:
         """PostgreSQL text cannot hold NUL and C-based tools truncate at it: refused in every field, at any depth."""
-        if _contains_nul(value):
+        if cls._refuse_nul and _contains_nul(value):
             raise ValueError("must not contain NUL characters")
         return value
 
@@ -83,12 +88,15 @@ class Page(Model, Generic[T]):
 
 
 class FieldProblem(Model):
+    _refuse_nul: ClassVar[bool] = False
     field: str
     message: str
 
 
 class Problem(Model):
     """RFC 9457 problem details, with a stable machine-readable code."""
+
+    _refuse_nul: ClassVar[bool] = False
 
     type: str = "about:blank"
     title: str
