@@ -122,6 +122,31 @@ async def test_nul_characters_are_refused_before_storage_on_both_databases(
 
 
 @pytest.mark.parametrize(("route", "body", "field"), ADMIN_BODIES)
+async def test_unknown_keys_with_nul_characters_get_a_400_that_quotes_them(
+    client: httpx.AsyncClient,
+    owner_headers: dict[str, str],
+    runtime: Runtime,
+    route: str,
+    body: dict[str, Any],
+    field: str,
+) -> None:
+    customer_id = await make_customer(client, owner_headers)
+    before = await table_counts(runtime)
+    response = await client.post(route, json={**fill(body, customer_id), "a\u0000b": 1}, headers=owner_headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["field"] == "a\u0000b"
+    assert await table_counts(runtime) == before
+
+
+@pytest.mark.parametrize("query", ["after_id=" + "9" * 30, "after_id=-1", "limit=0", "limit=" + "9" * 30, "offset=-5"])
+async def test_out_of_range_numbers_in_query_strings_get_400(
+    client: httpx.AsyncClient, owner_headers: dict[str, str], query: str
+) -> None:
+    response = await client.get(f"/v1/admin/events?{query}", headers=owner_headers)
+    assert response.status_code == 400, (query, response.text)
+
+
+@pytest.mark.parametrize(("route", "body", "field"), ADMIN_BODIES)
 async def test_duplicated_json_keys_are_refused_naming_the_key(
     client: httpx.AsyncClient,
     owner_headers: dict[str, str],
@@ -185,6 +210,7 @@ async def test_undecodable_admin_bodies_get_400(
         "+275760-09-13T00:00:00Z",
         "2030-01-01T00:00:00",
         "2030-13-45",
+        "0001-01-01T00:00:00+01:00",  # before the first representable instant once converted to UTC
         2_000_000_000,  # a Unix time: not what the schema offers, and a typo away from any date
         "2000000000",
         1e300,

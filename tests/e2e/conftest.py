@@ -70,7 +70,7 @@ def start_server(cli: Cli, port: int, *args: str, env: dict[str, str] | None = N
         process = subprocess.Popen(
             [LICENSE_SERVER, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
             cwd=cli.cwd,
-            env=env or cli.env,
+            env={**(env or cli.env), "PYTHONUNBUFFERED": "1"},  # tracebacks reach the log at once
             stdout=sink,
             stderr=subprocess.STDOUT,
             text=True,
