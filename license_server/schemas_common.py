@@ -6,7 +6,18 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from litestar.openapi import ResponseSpec
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+from license_server.errors import ValidationFailed
 
 T = TypeVar("T")
 EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
@@ -64,6 +75,20 @@ def _contains_nul(value: Any) -> bool:
     if isinstance(value, BaseModel):
         return any(_contains_nul(item) for item in value.__dict__.values())
     return False
+
+
+_TIMESTAMP_ADAPTER: TypeAdapter[datetime] = TypeAdapter(UTCTimestamp)
+
+
+def query_timestamp(value: str | None, field: str) -> datetime | None:
+    """A timestamp from a query string, held to the same rules as in bodies (offset, range, never a number)."""
+    if value is None:
+        return None
+    try:
+        return _TIMESTAMP_ADAPTER.validate_python(value)
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ValidationFailed(f"{field}: {message}", field=field) from None
 
 
 class Model(BaseModel):
