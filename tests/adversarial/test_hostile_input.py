@@ -146,6 +146,17 @@ async def test_out_of_range_numbers_in_query_strings_get_400(
     assert response.status_code == 400, (query, response.text)
 
 
+@pytest.mark.parametrize("since", ["0.0", "1700000000", "2026-01-01T00:00:00", "0001-01-01T00:00:00+01:00", "x" * 65])
+async def test_audit_time_filters_follow_the_body_rules_for_timestamps(
+    client: httpx.AsyncClient, owner_headers: dict[str, str], since: str
+) -> None:
+    response = await client.get("/v1/admin/audit-events", params={"since": since}, headers=owner_headers)
+    assert response.status_code == 400, (since, response.text)
+    assert response.json()["errors"][0]["field"] == "since"
+    fine = await client.get("/v1/admin/audit-events", params={"since": "2026-01-01"}, headers=owner_headers)
+    assert fine.status_code == 200, fine.text
+
+
 @pytest.mark.parametrize(("route", "body", "field"), ADMIN_BODIES)
 async def test_duplicated_json_keys_are_refused_naming_the_key(
     client: httpx.AsyncClient,
