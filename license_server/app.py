@@ -28,12 +28,15 @@ from license_server.events.controllers import EventController, WebhookController
 from license_server.health.controllers import HealthController
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiAdminController, InnerApiController
 from license_server.inner_api.store import SqlInnerApiStore
+from license_server.json_bodies import reject_ambiguous_json
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
 from license_server.offline.controllers import OfflineController
+from license_server.openapi import StrictPydanticSchemaPlugin
 from license_server.runtime import Runtime
 from license_server.scheduler import build_scheduler
 from license_server.schemas_common import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, problem_spec
 from license_server.signing.controllers import KeyController, WellKnownController
+from license_server.validation import FieldStrictPydanticInitPlugin
 
 logger = logging.getLogger("license_server")
 ADMIN_PREFIX = "/v1/admin"
@@ -148,9 +151,10 @@ def _document_error_responses(app: Litestar) -> None:
             responses: dict[int, ResponseSpec] = {400: problem_spec("Invalid input; `errors` names the fields")}
             if route.path.startswith(ADMIN_PREFIX):
                 responses[401] = problem_spec("Missing, unknown or revoked admin token")
+                responses[429] = problem_spec("Too many failed authentications from this address; see Retry-After")
                 responses[403] = problem_spec("The token's role lacks the permission this route needs")
-                if "{" in route.path:
-                    responses[404] = problem_spec("No such resource")
+                # a resource named in the path, or referenced from the body (a customer, a plan), may not exist
+                responses[404] = problem_spec("No such resource")
                 if "GET" not in handler.http_methods:
                     responses[409] = problem_spec("Conflicts with the resource's current state")
             responses.update(handler.responses or {})
@@ -203,9 +207,11 @@ def create_app(
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         exception_handlers=dict(EXCEPTION_HANDLERS),
+        before_request=reject_ambiguous_json,
         on_startup=[start_jobs],
         on_shutdown=[close_runtime],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
+        plugins=[StrictPydanticSchemaPlugin(), FieldStrictPydanticInitPlugin()],
         openapi_config=OpenAPIConfig(
             title="License Server",
             version=license_server.__version__,
@@ -215,6 +221,8 @@ def create_app(
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         state=State({"runtime": runtime, STORE_STATE_KEY: SqlInnerApiStore(runtime)}),
+        # The process configures logging (serve: LICENSE_SERVER_LOG_LEVEL); Litestar must not reset the root logger.
+        logging_config=None,
         debug=False,
     )
     _document_error_responses(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,10 @@ class Settings(BaseSettings):
     # Unauthenticated routes (activate, validate): requests per minute per client address and per license key.
     rate_limit_per_address: int = Field(default=60, ge=1)
     rate_limit_per_license_key: int = Field(default=20, ge=1)
+    # Failed deployment/admin token authentications per minute per client address before it gets 429s.
+    rate_limit_failed_auth_per_address: int = Field(default=30, ge=1)
+    # serve's and scheduler's log level (uvicorn's too). Nothing secret is logged at any level.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -51,6 +51,7 @@ class Runtime:
             cache_seconds=self.settings.poll_cache_seconds,
             rate_limit_per_address=self.settings.rate_limit_per_address,
             rate_limit_per_license_key=self.settings.rate_limit_per_license_key,
+            rate_limit_failed_auth_per_address=self.settings.rate_limit_failed_auth_per_address,
         )
 
     @classmethod

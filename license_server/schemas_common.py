@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from litestar.openapi import ResponseSpec
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+from license_server.errors import ValidationFailed
 
 T = TypeVar("T")
 EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _date_means_midnight_utc(value: Any) -> Any:
-    """``YYYY-MM-DD`` (or a date) means 00:00 UTC that day; pydantic would otherwise read it as a naive datetime."""
+    """``YYYY-MM-DD`` (or a date) means 00:00 UTC that day; pydantic would otherwise read it as a naive datetime.
+
+    Numbers (and numeric strings) are refused: pydantic would read them as Unix times, which the schema (an RFC 3339
+    string) does not offer and a typo would silently turn into a date.
+    """
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "").isdigit()
+    ):
+        raise ValueError("a timestamp is an RFC 3339 string with an offset or a date YYYY-MM-DD, not a number")
     if isinstance(value, str) and len(value) == 10:
         try:
             value = date.fromisoformat(value)
@@ -28,7 +47,10 @@ def _to_utc(value: datetime) -> datetime:
     """A timestamp must carry an offset; it is converted to UTC and kept within NumericDate's useful range."""
     if value.tzinfo is None:
         raise ValueError("a timestamp needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before the first representable instant
+        raise ValueError("must be between 1970-01-02 and 8999-12-31") from None
     if not EARLIEST <= value < LATEST:
         # far enough from 9999 that expiry + grace (up to 10 years) still fits in a datetime
         raise ValueError("must be between 1970-01-02 and 8999-12-31")
@@ -43,8 +65,44 @@ UTCTimestamp = Annotated[
 ]
 
 
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(item) for item in value)
+    if isinstance(value, BaseModel):
+        return any(_contains_nul(item) for item in value.__dict__.values())
+    return False
+
+
+_TIMESTAMP_ADAPTER: TypeAdapter[datetime] = TypeAdapter(UTCTimestamp)
+
+
+def query_timestamp(value: str | None, field: str) -> datetime | None:
+    """A timestamp from a query string, held to the same rules as in bodies (offset, range, never a number)."""
+    if value is None:
+        return None
+    try:
+        return _TIMESTAMP_ADAPTER.validate_python(value)
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ValidationFailed(f"{field}: {message}", field=field) from None
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", from_attributes=True)
+    # Input models refuse NUL; the problem models below describe bad input and must be able to quote its field names.
+    _refuse_nul: ClassVar[bool] = True
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_nul_characters(cls, value: Any) -> Any:
+        """PostgreSQL text cannot hold NUL and C-based tools truncate at it: refused in every field, at any depth."""
+        if cls._refuse_nul and _contains_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class Page(Model, Generic[T]):
@@ -55,12 +113,15 @@ class Page(Model, Generic[T]):
 
 
 class FieldProblem(Model):
+    _refuse_nul: ClassVar[bool] = False
     field: str
     message: str
 
 
 class Problem(Model):
     """RFC 9457 problem details, with a stable machine-readable code."""
+
+    _refuse_nul: ClassVar[bool] = False
 
     type: str = "about:blank"
     title: str

@@ -82,6 +82,7 @@ def make_settings(data_dir: Path, keys_dir: Path, database_url: str | None, **ov
         "poll_cache_seconds": 0,
         "rate_limit_per_address": 100_000,
         "rate_limit_per_license_key": 100_000,
+        "rate_limit_failed_auth_per_address": 100_000,
         **overrides,
     }
     return Settings(**values)

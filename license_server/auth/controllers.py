@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, delete, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from license_server.auth import tokens
 from license_server.auth.audit import AuditFilter, list_audit_events
@@ -15,9 +14,13 @@ from license_server.auth.guards import needs
 from license_server.auth.schemas import AuditEventOut, TokenCreate, TokenOut, TokenWithSecret
 from license_server.auth.tokens import Permission
 from license_server.dependencies import CurrentActor, Db, Limit, Offset, RuntimeDep
-from license_server.schemas_common import Page
+from license_server.schemas_common import Page, query_timestamp
 
 Filter = Annotated[str | None, QueryParameter(max_length=200)]
+# Parsed by query_timestamp, so query strings follow the body rules (an offset, the range, never a Unix number).
+TimestampFilter = Annotated[
+    str | None, QueryParameter(max_length=64, schema_extra={"format": "date-time"}, description="RFC 3339 or a date")
+]
 
 
 class TokenController(Controller):
@@ -57,16 +60,16 @@ class AuditController(Controller):
         action: Filter = None,
         target_type: Filter = None,
         target_id: Filter = None,
-        since: FromQuery[datetime | None] = None,
-        until: FromQuery[datetime | None] = None,
+        since: TimestampFilter = None,
+        until: TimestampFilter = None,
     ) -> Page[AuditEventOut]:
         filters = AuditFilter(
             actor=actor_name,
             action=action,
             target_type=target_type,
             target_id=target_id,
-            since=since,
-            until=until,
+            since=query_timestamp(since, "since"),
+            until=query_timestamp(until, "until"),
         )
         rows, total = await list_audit_events(db, filters=filters, limit=limit, offset=offset)
         return Page(items=[AuditEventOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)

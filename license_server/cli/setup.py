@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 import click
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from license_server.auth.models import AdminToken
 from license_server.auth.tokens import Role, cli_actor, create_token
 from license_server.cli.common import emit, fail, json_option, settings
 from license_server.config import Settings
-from license_server.errors import KeyringError
+from license_server.errors import KeyringError, LicenseServerError
 from license_server.runtime import Runtime, key_store
 from license_server.signing.keys import create_dev_passphrase_file
 
@@ -85,8 +86,8 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
 
     from license_server.app import create_app
 
-    _configure_logging()
     config = settings()
+    _configure_logging(config.log_level)
     host, port = host or config.host, port or config.port
     try:
         app = create_app(Runtime.build(config), run_jobs=True, run_shared_jobs=not no_scheduler)
@@ -99,7 +100,10 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
         f"License Server on http://{host}:{port}  (API docs: http://{host}:{port}/schema, "
         f"OpenAPI: http://{host}:{port}/schema/openapi.json)"
     )
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    from license_server.db.backup import server_lock
+
+    with server_lock(config):  # `db restore` waits for no running server
+        uvicorn.run(app, host=host, port=port, log_level=config.log_level.lower(), server_header=False)
 
 
 @click.group()
@@ -116,8 +120,46 @@ def db_upgrade() -> None:
     click.echo("database is at the latest schema")
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+@db.command("backup")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="New file.")
+@json_option
+def db_backup(out: Path, as_json: bool) -> None:
+    """Copy the SQLite database to a new file, consistently, even while servers run (0600, never overwrites)."""
+    from license_server.db.backup import backup
+
+    try:
+        info = backup(settings(), out)
+    except LicenseServerError as exc:
+        fail(exc.detail, exc.code, as_json=as_json, exit_code=2 if exc.code == "not_sqlite" else 1)
+    emit(
+        {"backup": str(info.path), "revision": info.revision, "bytes": info.bytes},
+        as_json=as_json,
+        human=f"backed up to {info.path} ({info.bytes} bytes, schema revision {info.revision})",
+    )
+
+
+@db.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def db_restore(file: Path, as_json: bool) -> None:
+    """Replace the SQLite database with a backup. Refused while any serve or scheduler process uses it; the
+    replaced database is kept beside it. Restore the keys directory that belongs to the backup too."""
+    from license_server.db.backup import restore
+
+    try:
+        info, kept = restore(settings(), file)
+    except LicenseServerError as exc:
+        fail(exc.detail, exc.code, as_json=as_json, exit_code=2 if exc.code == "not_sqlite" else 1)
+    emit(
+        {"restored": str(info.path), "revision": info.revision, "previous_database": str(kept) if kept else None},
+        as_json=as_json,
+        human=f"restored {info.path} (schema revision {info.revision})"
+        + (f"; the previous database is kept at {kept}" if kept else ""),
+    )
+
+
+def _configure_logging(level: str | int) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Migrations and APScheduler narrate every step (a line per job run, every few seconds); their warnings and a
     # failed job's traceback (logged by our own wrapper) still get through.
     for noisy in ("alembic", "apscheduler"):
@@ -127,11 +169,11 @@ def _configure_logging() -> None:
 @click.command()
 def scheduler() -> None:
     """Run the lifecycle sweep and webhook deliveries without the HTTP server."""
-    _configure_logging()
+    config = settings()
+    _configure_logging(config.log_level)
     from license_server.db.migrate import upgrade_database
     from license_server.scheduler import build_scheduler
 
-    config = settings()
     try:
         runtime = Runtime.build(config)
     except KeyringError as exc:
@@ -148,5 +190,7 @@ def scheduler() -> None:
             jobs.shutdown(wait=False)
             await runtime.close()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    from license_server.db.backup import server_lock
+
+    with contextlib.suppress(KeyboardInterrupt), server_lock(config):
         asyncio.run(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +10,9 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from license_server.config import Settings
+
+# aiosqlite logs every statement with its parameters at DEBUG: secrets and personal data. Never below INFO.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -23,12 +27,17 @@ def configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
     url = settings.resolved_database_url
+    # Statement parameters carry webhook secrets and personal data: never in SQL logs or in exception messages.
+    engine_options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **engine_options)
         event.listen(engine.sync_engine, "connect", configure_sqlite_connection)
         return engine
+    # pre_ping replaces connections that died with a database restart; the connect timeout keeps a request waiting
+    # for an unreachable database from hanging for asyncpg's default minute.
     engine_options.setdefault("pool_pre_ping", True)
+    engine_options.setdefault("connect_args", {"timeout": 5})
     return create_async_engine(url, **engine_options)
 
 

@@ -106,6 +106,7 @@ class DeploymentController(Controller):
             ),
             304: ResponseSpec(None, description="The document is unchanged"),
             401: problem_spec("Missing, unknown or deactivated deployment token"),
+            429: problem_spec("Too many failed authentications from this address; see Retry-After"),
         },
     )
     async def poll(self, request: Request[Any, Any, Any]) -> ASGIResponse:
@@ -113,7 +114,9 @@ class DeploymentController(Controller):
         # and the answer is a ready ASGI response, so the framework adds as little as possible per poll.
         runtime: Runtime = request.app.state.runtime
         if_none_match = request.headers.get("if-none-match")
-        result = await service.poll(runtime, token=bearer_secret(request), if_none_match=if_none_match)
+        result = await service.poll(
+            runtime, token=bearer_secret(request), if_none_match=if_none_match, address=_client_address(request)
+        )
         headers = {"ETag": result.document.etag, "Cache-Control": "no-store"}
         if result.not_modified:
             return ASGIResponse(status_code=304, headers=headers, media_type=LICENSE_DOCUMENT_MEDIA_TYPE)
@@ -151,12 +154,17 @@ class DeploymentController(Controller):
         "/usage",
         status_code=200,
         summary="Report usage (deployment token); idempotent per idempotency_key",
-        responses={401: problem_spec("Missing, unknown or deactivated deployment token")},
+        responses={
+            401: problem_spec("Missing, unknown or deactivated deployment token"),
+            429: problem_spec("Too many failed authentications from this address; see Retry-After"),
+        },
     )
     async def usage(
         self, request: Request[Any, Any, Any], data: JSONBody[UsageReportIn], db: Db, runtime: RuntimeDep
     ) -> UsageAccepted:
-        activation = await service.authenticate_deployment(runtime, bearer_secret(request))
+        activation = await service.authenticate_deployment(
+            runtime, bearer_secret(request), address=_client_address(request)
+        )
         outcome = await service.report_usage(
             db,
             runtime=runtime,
@@ -187,6 +195,7 @@ class DeploymentController(Controller):
             401: problem_spec("Missing or unknown token"),
             403: problem_spec("Another deployment's activation, or an admin role without manage_licenses"),
             404: problem_spec("No such activation"),
+            429: problem_spec("Too many failed authentications from this address; see Retry-After"),
         },
         opt=needs(Permission.MANAGE_LICENSES),
     )
@@ -202,7 +211,7 @@ class DeploymentController(Controller):
             await authorize(request, request.route_handler)  # admins need manage_licenses
             by, own = str(request.state.actor.name), None
         else:
-            own = await service.authenticate_deployment(runtime, secret)
+            own = await service.authenticate_deployment(runtime, secret, address=_client_address(request))
             by = f"deployment:{own.id}"
         activation = await service.deactivate(
             db, runtime=runtime, activation_id=activation_id, by=by, own_activation=own, clock=runtime.clock

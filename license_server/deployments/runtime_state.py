@@ -147,6 +147,15 @@ class RateLimiter:
         self._hits: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def retry_after(self, key: str) -> int | None:
+        """Without counting anything: None if ``key`` may go on, else the seconds until it may."""
+        now = self._monotonic()
+        with self._lock:
+            hits = [t for t in self._hits.get(key, ()) if t > now - self._window]
+            if len(hits) >= self.limit:
+                return max(1, math.ceil(hits[0] + self._window - now))
+            return None
+
     def hit(self, key: str) -> int | None:
         """Count a request; None if allowed, else the seconds until it would be."""
         now = self._monotonic()
@@ -199,6 +208,7 @@ class PollState:
     cache_seconds: float
     rate_limit_per_address: int = 60
     rate_limit_per_license_key: int = 20
+    rate_limit_failed_auth_per_address: int = 30
     activations: LoadingCache[str, ActivationSnapshot] = field(init=False)
     licenses: LoadingCache[uuid.UUID, LicenseSnapshot] = field(init=False)
     documents: dict[uuid.UUID, CachedDocument] = field(default_factory=dict)
@@ -206,6 +216,8 @@ class PollState:
     statuses: dict[uuid.UUID, tuple[LicenseSnapshot, float, StatusResult]] = field(default_factory=dict)
     address_limiter: RateLimiter = field(init=False)
     license_key_limiter: RateLimiter = field(init=False)
+    # Failed token authentications (deployment and admin tokens) per client address: guessing is slowed to a crawl.
+    failed_auth_limiter: RateLimiter = field(init=False)
     check_ins: CheckInBuffer = field(default_factory=CheckInBuffer)
 
     def __post_init__(self) -> None:
@@ -213,6 +225,7 @@ class PollState:
         self.licenses = LoadingCache(self.cache_seconds)
         self.address_limiter = RateLimiter(self.rate_limit_per_address)
         self.license_key_limiter = RateLimiter(self.rate_limit_per_license_key)
+        self.failed_auth_limiter = RateLimiter(self.rate_limit_failed_auth_per_address)
 
     def forget_license(self, license_id: uuid.UUID) -> None:
         self.licenses.discard(license_id)

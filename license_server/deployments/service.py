@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from license_server.auth.hashing import SecretHasher
+from license_server.auth.throttle import record_failed_auth, refuse_if_guessing
 from license_server.clock import Clock, utcnow
 from license_server.deployments.activation_writer import (
     UNUSABLE,
@@ -92,9 +93,26 @@ async def _license_snapshot(runtime: Runtime, license_id: uuid.UUID, now: dateti
     return await runtime.poll_state.licenses.get(license_id, load)
 
 
-async def authenticate_deployment(runtime: Runtime, token: str | None) -> ActivationSnapshot:
-    if not token or not token.startswith(DEPLOYMENT_TOKEN_PREFIX) or len(token) > 128:
+async def authenticate_deployment(
+    runtime: Runtime, token: str | None, *, address: str | None = None
+) -> ActivationSnapshot:
+    """The activation a deployment token stands for. Malformed and unknown tokens get the same answer, and every
+    failure counts against the caller's address, so guessing tokens hits 429 after a few dozen tries."""
+    limiter_key = refuse_if_guessing(runtime, address)
+    try:
+        return await _authenticate_deployment(runtime, token)
+    except InvalidDeploymentToken:
+        record_failed_auth(runtime, limiter_key)
+        raise
+
+
+async def _authenticate_deployment(runtime: Runtime, token: str | None) -> ActivationSnapshot:
+    if not token:
         raise InvalidDeploymentToken("send Authorization: Bearer <deployment token>")
+    if len(token) > 128:
+        raise InvalidDeploymentToken("the deployment token is unknown or deactivated")
+    # No shortcut for a token without the lsdt_ prefix: every token costs one HMAC and one indexed lookup, so the
+    # answer and its timing are the same for a malformed token and a well-formed unknown one.
     digest = runtime.hasher.digest(token)
 
     async def load() -> ActivationSnapshot:
@@ -298,9 +316,11 @@ class PollResult:
     not_modified: bool
 
 
-async def poll(runtime: Runtime, *, token: str | None, if_none_match: str | None) -> PollResult:
+async def poll(
+    runtime: Runtime, *, token: str | None, if_none_match: str | None, address: str | None = None
+) -> PollResult:
     now = runtime.clock()
-    activation = await authenticate_deployment(runtime, token)
+    activation = await authenticate_deployment(runtime, token, address=address)
     snapshot = await _license_snapshot(runtime, activation.license_id, now)
     runtime.poll_state.check_ins.record(
         activation.id,

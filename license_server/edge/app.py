@@ -32,7 +32,10 @@ from license_server.edge.runtime import EdgeRuntime, edge_license_state
 from license_server.errors import AuthenticationRequired
 from license_server.health.controllers import HealthOut
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiController
+from license_server.json_bodies import reject_ambiguous_json
+from license_server.openapi import StrictPydanticSchemaPlugin
 from license_server.schemas_common import problem_spec
+from license_server.validation import FieldStrictPydanticInitPlugin
 
 EdgeDep = NamedDependency[EdgeRuntime]
 EdgeDb = NamedDependency[AsyncSession]
@@ -152,7 +155,10 @@ def create_edge_app(
             "edge_db": Provide(provide_edge_db),
             **(dependencies or {}),
         },
+        # The vendor app's input rules, whole: one error mapping, ambiguous JSON refused, strict fields kept strict.
         exception_handlers=dict(EXCEPTION_HANDLERS),
+        before_request=reject_ambiguous_json,
+        plugins=[StrictPydanticSchemaPlugin(), FieldStrictPydanticInitPlugin()],
         on_startup=[edge.start],
         on_shutdown=[close_edge],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,

@@ -26,7 +26,8 @@ from license_server.events.service import EventType
 from license_server.events.webhooks import DeliveryState
 from license_server.schemas_common import Page
 
-AfterId = Annotated[int | None, QueryParameter(ge=0)]
+# Bounded to a 64-bit row id: a larger number is no id at all, and the database driver would overflow on it.
+AfterId = Annotated[int | None, QueryParameter(ge=0, le=2**63 - 1, schema_extra={"minimum": 0, "maximum": 2**63 - 1})]
 # "state" is a name Litestar reserves for the app state; the query parameter is still called state.
 StateFilter = Annotated[DeliveryState | None, QueryParameter(name="state")]
 

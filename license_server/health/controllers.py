@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
 from sqlalchemy import text
@@ -9,6 +11,8 @@ from sqlalchemy import text
 from license_server.dependencies import RuntimeDep
 from license_server.errors import KeyringError
 from license_server.schemas_common import Model
+
+READY_DATABASE_TIMEOUT_SECONDS = 3.0
 
 
 class HealthOut(Model):
@@ -32,7 +36,8 @@ class HealthController(Controller):
     async def ready(self, runtime: RuntimeDep) -> Response[HealthOut]:
         checks = {"database": "ok", "signing_key": "ok"}
         try:
-            async with runtime.engine.connect() as connection:
+            # Bounded: a database that stopped answering must make this 503 quickly, not hang the probe.
+            async with asyncio.timeout(READY_DATABASE_TIMEOUT_SECONDS), runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception:
             checks["database"] = "unreachable"

@@ -151,7 +151,9 @@ class LicenseController(Controller):
         offset: Offset = 0,
         status: FromQuery[Status | None] = None,
         customer_id: FromQuery[uuid.UUID | None] = None,
-        expires_within_days: Annotated[int | None, QueryParameter(ge=0, le=36500)] = None,
+        expires_within_days: Annotated[
+            int | None, QueryParameter(ge=0, le=36500, schema_extra={"minimum": 0, "maximum": 36500})
+        ] = None,
     ) -> Page[LicenseOut]:
         views, total = await service.list_licenses(
             db,

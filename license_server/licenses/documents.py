@@ -6,7 +6,8 @@ signed document still says the right thing, and re-signs only when it changed or
 
 from __future__ import annotations
 
-import secrets
+import hashlib
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,13 +73,15 @@ def license_content(
 
 
 def with_time_claims(content: dict[str, Any], *, now: datetime, ttl: timedelta) -> dict[str, Any]:
+    """Add iat/nbf/exp and a jti derived from everything else: the same content signed at the same second is the
+    same document, byte for byte (Ed25519 is deterministic), e.g. from a server restored from a backup."""
     issued_at = int(now.timestamp())
+    timed = {**content, "iat": issued_at, "nbf": issued_at, "exp": issued_at + int(ttl.total_seconds())}
+    canonical = json.dumps(timed, sort_keys=True, separators=(",", ":"), default=str).encode()
     return {
         **content,
-        "jti": secrets.token_hex(16),
-        "iat": issued_at,
-        "nbf": issued_at,
-        "exp": issued_at + int(ttl.total_seconds()),
+        "jti": hashlib.sha256(canonical).hexdigest()[:32],
+        **{k: timed[k] for k in ("iat", "nbf", "exp")},
     }
 
 

@@ -16,7 +16,9 @@ SSOProtocol = Literal["", "saml", "oidc", "oauth2"]
 ShortText = Annotated[str, Field(max_length=200)]
 AssetReference = Annotated[str, Field(max_length=4096, description="URL or data URI")]
 EntitlementName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
-EntitlementValue = StrictBool | StrictInt | Annotated[StrictStr, Field(max_length=1000)]
+# Integers stay within I-JSON's exact range (RFC 7493), so every JSON client reads the value the document signs.
+SafeInt = Annotated[StrictInt, Field(ge=-(2**53) + 1, le=2**53 - 1)]
+EntitlementValue = StrictBool | SafeInt | Annotated[StrictStr, Field(max_length=1000)]
 MAX_LIMIT = 10_000_000
 
 

@@ -60,25 +60,29 @@ def free_port() -> int:
 class Server:
     url: str
     process: subprocess.Popen[str]
+    log: Path
 
 
-def start_server(cli: Cli, port: int) -> Server:
-    process = subprocess.Popen(
-        [LICENSE_SERVER, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=cli.cwd,
-        env=cli.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def start_server(cli: Cli, port: int, *args: str, env: dict[str, str] | None = None) -> Server:
+    """Start ``serve``; its stdout and stderr go to a file (a pipe nobody reads would block a chatty server)."""
+    log = cli.cwd / f"server-{port}-{time.monotonic_ns()}.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [LICENSE_SERVER, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            cwd=cli.cwd,
+            env={**(env or cli.env), "PYTHONUNBUFFERED": "1"},  # tracebacks reach the log at once
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{process.stdout.read() if process.stdout else ''}")
+            raise AssertionError(f"server exited early:\n{log.read_text()}")
         try:
             if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                return Server(url=url, process=process)
+                return Server(url=url, process=process, log=log)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -1,0 +1,234 @@
+"""Guessing license keys and tokens at a high rate meets 429s long before a success is plausible, and the answers
+for a malformed key and a well-formed unknown one are indistinguishable: same status, body, headers, code path.
+
+The limiters run at the production defaults here (the shared fixtures raise them for other tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import statistics
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+from sqlalchemy import event
+
+from license_server.config import Settings
+from license_server.deployments.runtime_state import RateLimiter
+from license_server.licenses.license_keys import ALPHABET, GROUP_LENGTH, GROUPS, KEY_PREFIX
+from license_server.runtime import Runtime
+from tests.adversarial.conftest import budget
+from tests.conftest import LicenseFactory
+from tests.deployments.conftest import activate, bearer
+
+KEY_SPACE_BITS = GROUPS * GROUP_LENGTH * 5
+DEFAULTS = Settings.model_fields
+
+
+def default(name: str) -> int:
+    value = DEFAULTS[name].default
+    assert isinstance(value, int)
+    return value
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the limiters are in-process; the database plays no part
+
+
+@pytest.fixture
+def production_limits(runtime: Runtime) -> Runtime:
+    state = runtime.poll_state
+    state.address_limiter = RateLimiter(default("rate_limit_per_address"))
+    state.license_key_limiter = RateLimiter(default("rate_limit_per_license_key"))
+    state.failed_auth_limiter = RateLimiter(default("rate_limit_failed_auth_per_address"))
+    return runtime
+
+
+async def client_from(app: Litestar, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def attacker(app: Litestar, production_limits: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in client_from(app, "203.0.113.66"):
+        yield http
+
+
+@pytest.fixture
+async def bystander(app: Litestar, production_limits: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in client_from(app, "198.51.100.7"):
+        yield http
+
+
+def random_key() -> str:
+    body = "".join(secrets.choice(ALPHABET) for _ in range(GROUPS * GROUP_LENGTH))
+    return "-".join([KEY_PREFIX, *(body[i : i + GROUP_LENGTH] for i in range(0, len(body), GROUP_LENGTH))])
+
+
+def random_token() -> str:
+    return "lsdt_" + secrets.token_urlsafe(32)
+
+
+def first_refusal(statuses: list[int]) -> int:
+    assert 429 in statuses, "never rate limited"
+    index = statuses.index(429)
+    assert set(statuses[index:]) == {429}, "a refused address got through again within the window"
+    return index
+
+
+def report(what: str, guesses: int, allowed: int, per_minute: int, space_bits: int) -> None:
+    per_year = per_minute * 60 * 24 * 365
+    print(
+        f"\n{what}: {guesses} guesses, {allowed} answered, {guesses - allowed} refused with 429; at most "
+        f"{per_minute}/min/address = {per_year:.2e}/year against 2^{space_bits} keys "
+        f"(success chance per address-year < 2^-{space_bits - per_year.bit_length()})"
+    )
+
+
+@pytest.mark.parametrize("route", ["/v1/activations", "/v1/licenses/validate"])
+async def test_guessing_license_keys_hits_429_long_before_success_is_plausible(
+    attacker: httpx.AsyncClient, bystander: httpx.AsyncClient, route: str
+) -> None:
+    guesses = budget(150, 3000)
+    statuses = []
+    for _ in range(guesses):
+        body: dict[str, Any] = {"license_key": random_key()}
+        body.update({"fingerprint": "guess"} if route == "/v1/activations" else {"nonce": "n" * 16})
+        response = await attacker.post(route, json=body)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert int(response.headers["Retry-After"]) >= 1
+    allowed = first_refusal(statuses)
+    assert allowed <= default("rate_limit_per_address")
+    assert all(s in {404, 200} for s in statuses[:allowed]), set(statuses[:allowed])  # 200: validate says valid=false
+    report(f"license keys via {route}", guesses, allowed, default("rate_limit_per_address"), KEY_SPACE_BITS)
+    # The limit is per address: someone else is not locked out by the attacker.
+    other = await bystander.post(route, json={**body, "license_key": random_key()})
+    assert other.status_code != 429
+
+
+@pytest.mark.parametrize(("method", "route"), [("GET", "/v1/license"), ("POST", "/v1/usage")])
+async def test_guessing_deployment_tokens_hits_429_and_then_even_a_right_token_waits(
+    attacker: httpx.AsyncClient,
+    bystander: httpx.AsyncClient,
+    make_license: LicenseFactory,
+    method: str,
+    route: str,
+) -> None:
+    issued = await make_license()
+    real_token = (await activate(bystander, issued)).json()["deployment_token"]
+    usage = {"measured_at": "2026-06-01T00:00:00Z", "idempotency_key": "k", "workspaces": []}
+    guesses = budget(80, 2000)
+    statuses = []
+    for _ in range(guesses):
+        response = await attacker.request(method, route, headers=bearer(random_token()), json=usage)
+        statuses.append(response.status_code)
+    allowed = first_refusal(statuses)
+    assert allowed == default("rate_limit_failed_auth_per_address")
+    assert set(statuses[:allowed]) == {401}
+    report(f"deployment tokens via {route}", guesses, allowed, allowed, 256)
+    # A lucky guess would not even be looked at until the window clears...
+    lucky = await attacker.request(method, route, headers=bearer(real_token), json=usage)
+    assert lucky.status_code == 429
+    # ...while the deployment that owns the token, from its own address, is unaffected.
+    owner = await bystander.request(method, route, headers=bearer(real_token), json=usage)
+    assert owner.status_code == 200, owner.text
+
+
+async def test_guessing_admin_tokens_hits_429(attacker: httpx.AsyncClient) -> None:
+    statuses = [
+        (await attacker.get("/v1/admin/licenses", headers=bearer("lsat_" + secrets.token_urlsafe(32)))).status_code
+        for _ in range(budget(60, 1000))
+    ]
+    allowed = first_refusal(statuses)
+    assert allowed == default("rate_limit_failed_auth_per_address")
+    assert set(statuses[:allowed]) == {401}
+
+
+# -- indistinguishability -----------------------------------------------------------------------------------------
+def comparable(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
+    """Status, headers and body, minus the per-request parts (the signed answer's timestamps)."""
+    headers = {k: v for k, v in response.headers.items() if k not in {"date", "content-length"}}
+    body = response.json()
+    if isinstance(body, dict) and "signed" in body:
+        claims = json.loads(base64.urlsafe_b64decode(body["signed"].split(".")[1] + "=="))
+        body = {**body, "signed": {k: v for k, v in claims.items() if k not in {"ts", "iat", "nbf", "exp"}}}
+        body.pop("ts")
+    return response.status_code, headers, body
+
+
+class StatementLog:
+    def __init__(self, runtime: Runtime) -> None:
+        self.statements: list[str] = []
+        event.listen(runtime.engine.sync_engine, "before_cursor_execute", self._record)
+
+    def _record(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.statements.append(statement)
+
+    def take(self) -> list[str]:
+        taken, self.statements = self.statements, []
+        return taken
+
+
+# Empty and over-long keys are refused by the body schema (400) before any lookup: their length is public anyway.
+MALFORMED_KEYS = ["not-a-key", "LSK-0000", "lsk-0000-iiii-oooo-uuuu-llll-0000-0000-0000", "' OR 1=1 --", "\u00e9" * 40]
+
+
+@pytest.mark.parametrize("malformed", MALFORMED_KEYS)
+@pytest.mark.parametrize("route", ["/v1/activations", "/v1/licenses/validate"])
+async def test_malformed_and_unknown_license_keys_get_identical_answers_by_the_same_code_path(
+    client: httpx.AsyncClient, runtime: Runtime, route: str, malformed: str
+) -> None:
+    extra = {"fingerprint": "f"} if route == "/v1/activations" else {"nonce": "n" * 16}
+    log = StatementLog(runtime)
+    unknown = await client.post(route, json={"license_key": random_key(), **extra})
+    unknown_sql = log.take()
+    wrong = await client.post(route, json={"license_key": malformed, **extra})
+    wrong_sql = log.take()
+    assert comparable(wrong) == comparable(unknown)
+    assert wrong_sql == unknown_sql  # the same statements: no early exit that timing could reveal
+
+
+@pytest.mark.parametrize("malformed", ["garbage", "lsat_" + "x" * 43, "Bearer", "lsdt_"])
+async def test_malformed_and_unknown_deployment_tokens_get_identical_answers_by_the_same_code_path(
+    client: httpx.AsyncClient, runtime: Runtime, malformed: str
+) -> None:
+    log = StatementLog(runtime)
+    unknown = await client.get("/v1/license", headers=bearer(random_token()))
+    unknown_sql = log.take()
+    wrong = await client.get("/v1/license", headers=bearer(malformed))
+    wrong_sql = log.take()
+    assert comparable(wrong) == comparable(unknown)
+    assert wrong_sql == unknown_sql
+
+
+async def test_timing_of_malformed_and_unknown_keys_is_comparable(client: httpx.AsyncClient) -> None:
+    """Measured, not asserted against a wall-clock bound: interleaved runs, medians and spreads are printed, and the
+    medians must lie within each other's interquartile ranges widened by the measurement's own spread."""
+    samples: dict[str, list[float]] = {"malformed": [], "unknown": []}
+    for _ in range(budget(150, 2000)):
+        for kind in ("malformed", "unknown"):
+            key = "not-a-key" if kind == "malformed" else random_key()
+            start = time.perf_counter()
+            await client.post("/v1/activations", json={"license_key": key, "fingerprint": "f"})
+            samples[kind].append(time.perf_counter() - start)
+    quartiles = {kind: statistics.quantiles(values, n=4) for kind, values in samples.items()}
+    medians = {kind: q[1] for kind, q in quartiles.items()}
+    print(
+        "\nactivation with a malformed vs an unknown key (ms): "
+        + ", ".join(
+            f"{k} median {m * 1000:.3f} IQR {(q[2] - q[0]) * 1000:.3f}"
+            for (k, q), m in zip(quartiles.items(), medians.values(), strict=True)
+        )
+    )
+    spread = max(q[2] - q[0] for q in quartiles.values())
+    assert abs(medians["malformed"] - medians["unknown"]) <= 2 * spread + 0.1 * max(medians.values())
