@@ -34,7 +34,7 @@ SECRET_KINDS = [
     "admin token",
     "deployment token",
     "webhook signing secret",
-    # "inner-API secret", "offline license file", ...: one line here when those domains land
+    "inner-API secret",
 ]
 
 
@@ -102,6 +102,13 @@ def workflow(http: httpx.Client, owner_token: str, secrets: Secrets) -> list[htt
     usage = {"measured_at": "2026-01-01T00:00:00Z", "idempotency_key": "r1", "workspaces": [{"id": "w", "members": 3}]}
     call("POST", "/v1/usage", json=usage, headers=deployment)
     call("POST", "/v1/licenses/validate", json={"license_key": key, "nonce": "n" * 16, "fingerprint": "host-a"})
+    inner_secret = call(
+        "POST", f"/v1/admin/licenses/{issued['id']}/inner-api/credentials", json={"label": "dify"}, headers=admin
+    ).json()["secret"]
+    secrets.add("inner-API secret", inner_secret)
+    dify = {"Enterprise-Api-Secret-Key": inner_secret}
+    call("GET", "/inner/api/info", headers=dify)
+    call("POST", "/inner/api/webapp/permission/batch", json={"userId": "u", "appIds": ["a"]}, headers=dify)
     # Wrong moves, each carrying a secret where a careless error message would echo it back.
     call("POST", "/v1/activations", json={"license_key": issued["key"], "fingerprint": "host-b"})  # the rotated-out key
     call("POST", "/v1/activations", json={"license_key": key, "fingerprint": "x" * 300})
@@ -119,6 +126,10 @@ def workflow(http: httpx.Client, owner_token: str, secrets: Secrets) -> list[htt
     call("GET", "/v1/admin/licenses", headers={"Authorization": f"Bearer {token}"})
     call("GET", "/v1/admin/licenses", headers={"Authorization": f"Bearer {owner_token}x"})
     call("GET", "/v1/admin/tokens/", headers={"Authorization": f"Bearer {viewer['token']}"})
+    call("GET", "/inner/api/info", headers={"Enterprise-Api-Secret-Key": inner_secret + "x"})
+    call("GET", "/inner/api/info", headers={"Enterprise-Api-Secret-Key": key})
+    call("POST", "/inner/api/webapp/access-mode", json={"appId": inner_secret, "accessMode": key}, headers=dify)
+    call("POST", "/inner/api/default-workspace/members", json={"account_id": inner_secret}, headers=dify)
     call("POST", "/v1/usage", json={**usage, "measured_at": key}, headers=deployment)
     call("POST", "/v1/admin/customers/", json={"name": key, "contact_email": key}, headers=admin)
     call("DELETE", f"/v1/activations/{activated['activation_id']}", headers=deployment)
@@ -214,6 +225,11 @@ async def _async_workflow(http: httpx.AsyncClient, owner_token: str, secrets: Se
     seen.append(await http.get("/v1/license", headers={"Authorization": f"Bearer {owner_token}"}))
     hook = (await http.post("/v1/admin/webhooks/", json={"url": "https://example.com/h"}, headers=admin)).json()
     secrets.add("webhook signing secret", hook["secret"])
+    credential = await http.post(f"/v1/admin/licenses/{issued['id']}/inner-api/credentials", json={}, headers=admin)
+    inner_secret = credential.json()["secret"]
+    secrets.add("inner-API secret", inner_secret)
+    seen.append(await http.get("/inner/api/info", headers={"Enterprise-Api-Secret-Key": inner_secret}))
+    seen.append(await http.get("/inner/api/info", headers={"Enterprise-Api-Secret-Key": inner_secret[:-1]}))
     return seen
 
 
