@@ -84,11 +84,17 @@ def _secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return None
 
 
+def _address(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    return connection.client.host if connection.client else None
+
+
 async def authenticate_secret(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """The guard of the inner-API routes that take input: it runs before the body and query are read, so a bad
     secret is 401 whatever the input. (``/info`` takes none and authenticates in its handler: a guard costs a copy of
     the route handler per request, which the hottest route does without.)"""
-    connection.state.inner_caller = await _store(connection).authenticate(_secret(connection))
+    connection.state.inner_caller = await _store(connection).authenticate(
+        _secret(connection), address=_address(connection)
+    )
 
 
 def _caller(request: Request[Any, Any, Any]) -> tuple[Caller, InnerApiStore]:
@@ -112,7 +118,7 @@ class InnerApiController(Controller):
     )
     async def info(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         inner_store = _store(request)
-        caller = await inner_store.authenticate(_secret(request))
+        caller = await inner_store.authenticate(_secret(request), address=_address(request))
         state = await inner_store.license_state(caller)
         # The body is already serialised (and cached); an ASGI response skips Litestar's response conversion.
         return ASGIResponse(body=inner_store.info_bodies.body(caller.license_id, state), media_type=MediaType.JSON)

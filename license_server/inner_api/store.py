@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
+from license_server.auth.throttle import record_failed_auth, refuse_if_guessing
 from license_server.deployments.models import Activation, UsageReport
 from license_server.deployments.runtime_state import CheckIn, LicenseSnapshot, LoadingCache
 
@@ -68,8 +69,9 @@ class SSOChangeTimes:
 class InnerApiStore(Protocol):
     info_bodies: InfoBodyCache
 
-    async def authenticate(self, secret: str | None) -> Caller:
-        """The caller for this secret (a check-in for its license), or raise ``InvalidInnerApiSecret``."""
+    async def authenticate(self, secret: str | None, *, address: str | None = None) -> Caller:
+        """The caller for this secret (a check-in for its license), or raise ``InvalidInnerApiSecret``; ``address``
+        is the client's, for stores that slow down guessing."""
 
     async def license_state(self, caller: Caller) -> LicenseState: ...
 
@@ -133,7 +135,17 @@ class SqlInnerApiStore:
         self._callers.clear()
 
     # -- authentication and the license ------------------------------------------------------------------------
-    async def authenticate(self, secret: str | None) -> Caller:
+    async def authenticate(self, secret: str | None, *, address: str | None = None) -> Caller:
+        # Failures count against the address in the limiter admin and deployment tokens share: guessing secrets
+        # hits 429 after a few dozen tries.
+        limiter_key = refuse_if_guessing(self._runtime, address)
+        try:
+            return await self._authenticate(secret)
+        except InvalidInnerApiSecret:
+            record_failed_auth(self._runtime, limiter_key)
+            raise
+
+    async def _authenticate(self, secret: str | None) -> Caller:
         if not secret or len(secret) > MAX_SECRET_LENGTH:
             raise InvalidInnerApiSecret("send the Enterprise-Api-Secret-Key header with an inner-API secret")
         digest = self._runtime.hasher.digest(secret)  # one HMAC and one indexed lookup, known secret or not

@@ -154,6 +154,42 @@ async def test_guessing_admin_tokens_hits_429(attacker: httpx.AsyncClient) -> No
     assert set(statuses[:allowed]) == {401}
 
 
+@pytest.mark.parametrize(
+    ("method", "route", "body"),
+    [
+        ("GET", "/inner/api/info", None),
+        ("POST", "/inner/api/webapp/permission/batch", {"userId": "u", "appIds": ["a"]}),
+    ],
+)
+async def test_guessing_inner_api_secrets_hits_429_and_then_even_a_right_secret_waits(
+    attacker: httpx.AsyncClient,
+    bystander: httpx.AsyncClient,
+    owner_headers: dict[str, str],
+    make_license: LicenseFactory,
+    method: str,
+    route: str,
+    body: dict[str, Any] | None,
+) -> None:
+    issued = await make_license()
+    created = await bystander.post(
+        f"/v1/admin/licenses/{issued.view.license.id}/inner-api/credentials", json={}, headers=owner_headers
+    )
+    real_secret = created.json()["secret"]
+    guesses = budget(80, 2000)
+    statuses = []
+    for _ in range(guesses):
+        guess = {"Enterprise-Api-Secret-Key": "lsia_" + secrets.token_urlsafe(32)}
+        statuses.append((await attacker.request(method, route, headers=guess, json=body)).status_code)
+    allowed = first_refusal(statuses)
+    assert allowed == default("rate_limit_failed_auth_per_address")
+    assert set(statuses[:allowed]) == {401}
+    report(f"inner-API secrets via {route}", guesses, allowed, allowed, 256)
+    right = {"Enterprise-Api-Secret-Key": real_secret}
+    assert (await attacker.request(method, route, headers=right, json=body)).status_code == 429
+    owner = await bystander.request(method, route, headers=right, json=body)
+    assert owner.status_code == 200, owner.text
+
+
 # -- indistinguishability -----------------------------------------------------------------------------------------
 def comparable(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
     """Status, headers and body, minus the per-request parts (the signed answer's timestamps)."""
