@@ -39,6 +39,7 @@ class Seeded:
     license_key: str
     activation_id: str
     deployment_token: str
+    inner_api_secret: str
 
 
 def seed(server: Server, cli: Cli, owner_token: str) -> Seeded:
@@ -55,6 +56,8 @@ def seed(server: Server, cli: Cli, owner_token: str) -> Seeded:
         activation = http.post(
             "/v1/activations", json={"license_key": license_["key"], "fingerprint": "fuzz-host"}, headers={}
         ).json()
+        credential = http.post(f"/v1/admin/licenses/{license_['id']}/inner-api/credentials", json={"label": "fuzz"})
+        assert credential.status_code == 201, credential.text
     return Seeded(
         server=server,
         cli=cli,
@@ -66,6 +69,7 @@ def seed(server: Server, cli: Cli, owner_token: str) -> Seeded:
         license_key=license_["key"],
         activation_id=activation["activation_id"],
         deployment_token=activation["deployment_token"],
+        inner_api_secret=credential.json()["secret"],
     )
 
 

@@ -91,6 +91,8 @@ def _prepare(case: Case[Any], seeded: Seeded) -> None:
         headers["Authorization"] = f"Bearer {seeded.deployment_token}"
     elif case.path.startswith("/v1/admin"):
         headers["Authorization"] = f"Bearer {seeded.owner_token}"
+    elif case.path.startswith("/inner/api"):
+        headers["Enterprise-Api-Secret-Key"] = seeded.inner_api_secret
 
 
 def test_every_operation_answers_as_declared_and_never_5xx(seeded_server: Seeded) -> None:
