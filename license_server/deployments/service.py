@@ -10,11 +10,12 @@ import hashlib
 import json
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 DEPLOYMENT_TOKEN_PREFIX = "lsdt_"  # noqa: S105 - a public prefix that makes tokens recognisable
 VALIDATION_TYPE = "license-validation+jwt"
 VALIDATION_TTL = timedelta(minutes=5)
+T = TypeVar("T")
 
 
 def generate_deployment_token() -> str:
@@ -227,15 +229,15 @@ async def activate(
     """
     now = clock()
     hasher = runtime.hasher
-    request = ActivationRequest(
-        key_digest=hasher.digest(normalise_license_key(license_key)),
+    request = _activation_request(
+        runtime,
+        license_key=license_key,
         fingerprint=fingerprint,
-        now=now,
-        token_factory=generate_deployment_token,
         hostname=hostname,
         product_version=product_version,
-        metadata=metadata or {},
+        metadata=metadata,
         reissue_token=reissue_token,
+        now=now,
     )
     if runtime.activation_writer is not None:
         outcome = await runtime.activation_writer.submit(request)
@@ -244,6 +246,91 @@ async def activate(
             outcome = await _activate_in_session(own_session, hasher, request)
     else:
         outcome = await _activate_in_session(session, hasher, request)
+    return await _activation_committed(runtime, outcome, reissue_token=reissue_token, now=now)
+
+
+async def activate_with(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    license_key: str,
+    fingerprint: str,
+    then: Callable[[Activation, bool], Awaitable[T]],
+    hostname: str | None = None,
+    product_version: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    clock: Clock = utcnow,
+) -> tuple[ActivationResult, T]:
+    """``activate``, and the caller's own writes (``then(activation, created)``), in ONE transaction of ``session``.
+
+    The activation is ``activate_in_transaction``, run in ``session`` without the SQLite group-commit writer (for rare
+    callers that must not leave an activation without their own rows). It serialises with every other activation of
+    the license as the writer does: on SQLite it queues on the runtime's write gate and begins with ``BEGIN
+    IMMEDIATE`` (the database write lock, held from the first read to the commit); on PostgreSQL the license row is
+    read ``FOR UPDATE``. Whatever raises (a refusal, ``then``, the commit) rolls back all of it. A conflicting
+    concurrent write (``IntegrityError``: the same fingerprint, or ``then``'s own unique rows) is retried once in a
+    fresh transaction, which then sees the winner's rows. ``session`` must hold no uncommitted writes: it is rolled
+    back first.
+    """
+    now = clock()
+    request = _activation_request(
+        runtime,
+        license_key=license_key,
+        fingerprint=fingerprint,
+        hostname=hostname,
+        product_version=product_version,
+        metadata=metadata,
+        reissue_token=False,
+        now=now,
+    )
+    for attempt in range(2):
+        await session.rollback()
+        try:
+            async with runtime.write_gate:
+                if runtime.settings.is_sqlite:
+                    await session.execute(text("BEGIN IMMEDIATE"))
+                outcome = await session.run_sync(activate_in_transaction, runtime.hasher, request)
+                extra = await then(outcome.activation, outcome.created)
+                await session.commit()
+            break
+        except IntegrityError:
+            await session.rollback()
+            session.expunge_all()
+            if attempt:
+                raise
+        except BaseException:
+            await session.rollback()
+            raise
+    return await _activation_committed(runtime, outcome, reissue_token=False, now=now), extra
+
+
+def _activation_request(
+    runtime: Runtime,
+    *,
+    license_key: str,
+    fingerprint: str,
+    hostname: str | None,
+    product_version: str | None,
+    metadata: dict[str, Any] | None,
+    reissue_token: bool,
+    now: datetime,
+) -> ActivationRequest:
+    return ActivationRequest(
+        key_digest=runtime.hasher.digest(normalise_license_key(license_key)),
+        fingerprint=fingerprint,
+        now=now,
+        token_factory=generate_deployment_token,
+        hostname=hostname,
+        product_version=product_version,
+        metadata=metadata or {},
+        reissue_token=reissue_token,
+    )
+
+
+async def _activation_committed(
+    runtime: Runtime, outcome: ActivationOutcome, *, reissue_token: bool, now: datetime
+) -> ActivationResult:
+    """After an activation's commit: drop what the poll caches hold that it changed, and the document to answer."""
     if reissue_token and not outcome.created:
         runtime.poll_state.activations.clear()  # the old token must stop working here at once
     license = outcome.license

@@ -140,67 +140,73 @@ async def respond(
         raise OfflineBindingConflict(
             "this install key is already bound to another license or fingerprint", field="install_key"
         )
-    stale = (
-        bound is not None
-        and await session.scalar(
-            select(Activation.id).where(Activation.id == bound.activation_id, Activation.deactivated_at.is_(None))
+
+    async def bind_and_sign(activation: Activation, created: bool) -> tuple[str, datetime]:
+        """In the activation's transaction: the binding, the file and the audit event, or (raising) none of it."""
+        current = await session.scalar(select(OfflineBinding).where(OfflineBinding.install_key == parsed.install_key))
+        if current is not None and current.activation_id != activation.id:
+            if current.license_id != license_id or current.fingerprint != parsed.fingerprint:
+                raise OfflineBindingConflict(
+                    "this install key is already current to another license or fingerprint", field="install_key"
+                )
+            # The install's activation was deactivated: it asks again, so it gets a new activation and a new chain.
+            await session.delete(current)
+            await session.flush()  # before the new binding's insert: the install key is unique
+            current = None
+        binding = current or await session.scalar(
+            select(OfflineBinding).where(OfflineBinding.activation_id == activation.id)
         )
-        is None
-    )
-    if stale and bound is not None:
-        # The install's activation was deactivated: it asks again, so it gets a new activation and a new chain.
-        await session.delete(bound)
-        await session.commit()
-    await session.rollback()  # end the read transaction: activation takes its own locks
-    result = await deployments.activate(
-        session,
-        runtime=runtime,
-        license_key=parsed.license_key,
-        fingerprint=parsed.fingerprint,
-        hostname=parsed.hostname,
-        product_version=parsed.product_version,
-        metadata={"offline": True},
-        clock=clock,
-    )
-    activation = result.activation
-    binding = await session.scalar(select(OfflineBinding).where(OfflineBinding.activation_id == activation.id))
-    if binding is not None and binding.install_key != parsed.install_key:
-        raise OfflineBindingConflict(
-            "this fingerprint's activation is bound to another install key; deactivate it to bind a new install",
-            field="install_key",
+        if binding is not None and binding.install_key != parsed.install_key:
+            raise OfflineBindingConflict(
+                "this fingerprint's activation is current to another install key; deactivate it to bind a new install",
+                field="install_key",
+            )
+        if binding is None:
+            binding = OfflineBinding(
+                activation_id=activation.id,
+                license_id=activation.license_id,
+                fingerprint=parsed.fingerprint,
+                install_key=parsed.install_key,
+                request_nonce=parsed.nonce,
+                created_at=now,
+                usage_head=files.genesis_hash(parsed.install_key),
+            )
+            session.add(binding)
+        signed = await _license_file(session, runtime=runtime, binding=binding, now=now)
+        await record_audit(
+            session,
+            actor=actor,
+            action="offline.responded",
+            target_type="license",
+            target_id=activation.license_id,
+            detail={
+                "activation_id": str(activation.id),
+                "fingerprint": parsed.fingerprint,
+                "hostname": parsed.hostname,
+                "nonce": parsed.nonce,
+                "new_activation": created,
+            },
+            clock=clock,
         )
-    if binding is None:
-        binding = OfflineBinding(
-            activation_id=activation.id,
-            license_id=activation.license_id,
-            fingerprint=parsed.fingerprint,
-            install_key=parsed.install_key,
-            request_nonce=parsed.nonce,
-            created_at=now,
-            usage_head=files.genesis_hash(parsed.install_key),
-        )
-        session.add(binding)
-    text, expires_at = await _license_file(session, runtime=runtime, binding=binding, now=now)
-    await record_audit(
-        session,
-        actor=actor,
-        action="offline.responded",
-        target_type="license",
-        target_id=activation.license_id,
-        detail={
-            "activation_id": str(activation.id),
-            "fingerprint": parsed.fingerprint,
-            "hostname": parsed.hostname,
-            "nonce": parsed.nonce,
-            "new_activation": result.created,
-        },
-        clock=clock,
-    )
+        return signed
+
+    license_id = license.id
     try:
-        await session.commit()
-    except IntegrityError as exc:  # the same install answered concurrently: that answer stands
-        await session.rollback()
+        # One transaction: the activation (a seat), the binding, the file's count and the audit event.
+        result, (text, expires_at) = await deployments.activate_with(
+            session,
+            runtime=runtime,
+            license_key=parsed.license_key,
+            fingerprint=parsed.fingerprint,
+            hostname=parsed.hostname,
+            product_version=parsed.product_version,
+            metadata={"offline": True},
+            then=bind_and_sign,
+            clock=clock,
+        )
+    except IntegrityError as exc:  # the same install was answered concurrently twice over: that answer stands
         raise Conflict("this request is being answered concurrently; try again") from exc
+    activation = result.activation
     return IssuedLicenseFile(text, activation.license_id, activation.id, result.created, expires_at)
 
 

@@ -10,14 +10,30 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import Session
 
+from license_server.auth.models import AuditEvent
 from license_server.auth.tokens import Role
-from license_server.errors import OfflineFileRejected
+from license_server.config import Settings
+from license_server.db.session import create_engine, create_session_factory
+from license_server.deployments import service as deployments
+from license_server.deployments.activation_writer import ActivationRequest, activate_in_transaction
+from license_server.deployments.models import Activation
+from license_server.errors import OfflineFileRejected, TooManyActivations
+from license_server.events.models import Event
+from license_server.events.service import EventType
+from license_server.licenses.license_keys import normalise_license_key
+from license_server.licenses.models import License
+from license_server.licenses.terms import LicenseTerms
 from license_server.offline import files, service
 from license_server.offline.files import Binding, Measurement
+from license_server.offline.models import OfflineBinding
 from license_server.runtime import Runtime
+from license_server.signing.keys import KeyStore
+from license_server.signing.service import Signer
 from license_server.verifier import Verifier
-from tests.conftest import LicenseFactory, MovableClock, TokenFactory
+from tests.conftest import PASSPHRASE, LicenseFactory, MovableClock, TokenFactory
 
 FINGERPRINT = "fp1:" + "cd" * 32
 
@@ -268,3 +284,187 @@ async def test_after_a_deactivation_the_same_install_asks_again_for_a_new_activa
         "/v1/admin/offline/usage-reports", json={"report": _report(key, second, 1, genesis, clock)}, headers=issuer
     )
     assert restarted.status_code == 200, restarted.text
+
+
+async def _written_for(runtime: Runtime, license_id: Any) -> dict[str, int]:
+    """What an answer writes, counted for one license: activations, bindings, events and audit events."""
+    async with runtime.session_factory() as session:
+
+        async def count(model: Any, *where: Any) -> int:
+            return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+        return {
+            "activations": await count(Activation, Activation.license_id == license_id),
+            "live": await count(Activation, Activation.license_id == license_id, Activation.deactivated_at.is_(None)),
+            "bindings": await count(OfflineBinding, OfflineBinding.license_id == license_id),
+            "events": await count(
+                Event,
+                Event.license_id == license_id,
+                Event.type.in_([EventType.ACTIVATION_CREATED.value, EventType.LICENSE_ACTIVATED.value]),
+            ),
+            "audit": await count(
+                AuditEvent, AuditEvent.action == "offline.responded", AuditEvent.target_id == str(license_id)
+            ),
+        }
+
+
+@pytest.mark.parametrize("failing", ["audit", "signing"])
+async def test_an_answer_that_fails_after_the_activation_leaves_nothing_behind_and_the_seat_free(
+    runtime: Runtime,
+    make_license: LicenseFactory,
+    clock: MovableClock,
+    actor: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: str,
+) -> None:
+    issued = await make_license()  # one seat
+    license_id = issued.view.license.id
+    request = files.canonical_json(_request(Ed25519PrivateKey.generate(), issued.key, clock))
+
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    if failing == "audit":  # the last write of the answer
+        monkeypatch.setattr(service, "record_audit", fail)
+    else:  # signing the file, after the binding was added
+        monkeypatch.setattr(runtime.signer, "sign", fail)
+    async with runtime.session_factory() as session:
+        with pytest.raises(RuntimeError, match="disk full"):
+            await service.respond(session, runtime=runtime, actor=actor, request=request, clock=clock)
+    assert await _written_for(runtime, license_id) == {
+        "activations": 0,
+        "live": 0,
+        "bindings": 0,
+        "events": 0,
+        "audit": 0,
+    }
+    async with runtime.session_factory() as session:
+        license = await session.get(License, license_id)
+        assert license is not None
+        assert license.first_activated_at is None
+    monkeypatch.undo()
+    # The seat is free: another install (another fingerprint) takes it.
+    other = files.canonical_json(_request(Ed25519PrivateKey.generate(), issued.key, clock, fingerprint="fp1:other"))
+    async with runtime.session_factory() as session:
+        answer = await service.respond(session, runtime=runtime, actor=actor, request=other, clock=clock)
+    assert answer.created
+    assert await _written_for(runtime, license_id) == {
+        "activations": 1,
+        "live": 1,
+        "bindings": 1,
+        "events": 2,
+        "audit": 1,
+    }
+
+
+async def test_concurrent_answers_and_online_activations_from_two_servers_take_exactly_the_seats_there_are(
+    runtime: Runtime, settings: Settings, make_license: LicenseFactory, clock: MovableClock, actor: Any
+) -> None:
+    """A second server on the same database has its own write gate and activation writer: on SQLite only the
+    database's write lock (BEGIN IMMEDIATE) stands between its activations and this server's answers."""
+    issued = await make_license(terms=LicenseTerms.model_validate({"max_activations": 4}))
+    license_id = issued.view.license.id
+    engine = create_engine(settings)
+    other = Runtime(
+        settings=settings,
+        signer=Signer(KeyStore(settings.keys_dir, PASSPHRASE), refresh_seconds=0),
+        engine=engine,
+        session_factory=create_session_factory(engine),
+        clock=clock,
+    )
+
+    async def answer(index: int) -> str:
+        request = _request(Ed25519PrivateKey.generate(), issued.key, clock, fingerprint=f"fp1:offline-{index}")
+        async with runtime.session_factory() as session:
+            try:
+                await service.respond(
+                    session, runtime=runtime, actor=actor, request=files.canonical_json(request), clock=clock
+                )
+            except TooManyActivations:
+                return "offline refused"
+        return "offline"
+
+    async def online(index: int) -> str:
+        async with other.session_factory() as session:
+            try:
+                await deployments.activate(
+                    session, runtime=other, license_key=issued.key, fingerprint=f"online-{index}", clock=clock
+                )
+            except TooManyActivations:
+                return "online refused"
+        return "online"
+
+    try:
+        outcomes = await asyncio.gather(*(x for i in range(8) for x in (answer(i), online(i))))
+    finally:
+        await other.close()
+    answered = outcomes.count("offline")
+    assert answered + outcomes.count("online") == 4
+    assert outcomes.count("offline refused") + outcomes.count("online refused") == 12
+    written = await _written_for(runtime, license_id)
+    assert written == {"activations": 4, "live": 4, "bindings": answered, "events": 5, "audit": answered}
+
+
+async def test_concurrent_answers_for_more_installs_than_seats_bind_exactly_the_seats(
+    runtime: Runtime, make_license: LicenseFactory, clock: MovableClock, actor: Any
+) -> None:
+    issued = await make_license(terms=LicenseTerms.model_validate({"max_activations": 3}))
+    requests = [
+        files.canonical_json(
+            _request(Ed25519PrivateKey.generate(), issued.key, clock, fingerprint=f"fp1:install-{index}")
+        )
+        for index in range(10)
+    ]
+
+    async def answer(request: bytes | str) -> str:
+        async with runtime.session_factory() as session:
+            try:
+                await service.respond(session, runtime=runtime, actor=actor, request=request, clock=clock)
+            except TooManyActivations:
+                return "409"
+        return "201"
+
+    outcomes = await asyncio.gather(*(answer(request) for request in requests))
+    assert (outcomes.count("201"), outcomes.count("409")) == (3, 7)
+    written = await _written_for(runtime, issued.view.license.id)
+    assert written == {"activations": 3, "live": 3, "bindings": 3, "events": 4, "audit": 3}
+
+
+async def test_an_answer_waits_for_another_servers_activation_in_progress_and_counts_its_seat(
+    runtime: Runtime, make_license: LicenseFactory, clock: MovableClock, actor: Any
+) -> None:
+    """Another server's activation holds the lock activations are serialised by (SQLite: the database write lock its
+    writer takes with BEGIN IMMEDIATE; PostgreSQL: the license row, FOR UPDATE) while it takes the last seat."""
+    issued = await make_license()  # one seat
+    online = ActivationRequest(
+        key_digest=runtime.hasher.digest(normalise_license_key(issued.key)),
+        fingerprint="online-1",
+        now=clock(),
+        token_factory=deployments.generate_deployment_token,
+    )
+    request = files.canonical_json(_request(Ed25519PrivateKey.generate(), issued.key, clock))
+
+    async def answer() -> str:
+        async with runtime.session_factory() as session:
+            try:
+                await service.respond(session, runtime=runtime, actor=actor, request=request, clock=clock)
+            except TooManyActivations:
+                return "409"
+        return "201"
+
+    def activate_there(connection: Connection) -> None:
+        session = Session(bind=connection, join_transaction_mode="rollback_only", autoflush=False)
+        activate_in_transaction(session, runtime.hasher, online)
+
+    async with runtime.engine.connect() as connection:
+        await connection.begin()
+        if runtime.settings.is_sqlite:
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")  # as the other server's activation writer begins
+        await connection.run_sync(activate_there)
+        answering = asyncio.ensure_future(answer())
+        await asyncio.sleep(0.5)
+        assert not answering.done()  # waiting for the lock, not counting seats past it
+        await connection.commit()
+    assert await answering == "409"
+    written = await _written_for(runtime, issued.view.license.id)
+    assert written == {"activations": 1, "live": 1, "bindings": 0, "events": 2, "audit": 0}
