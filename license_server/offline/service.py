@@ -125,7 +125,8 @@ async def respond(
     """Answer an activation request with a license file bound to its fingerprint and install key.
 
     Asking again with the same request (or a new request from the same install key) returns a new file for the same
-    activation: no second seat.
+    activation: no second seat. The activation, the binding and the audit event are one transaction
+    (``deployments.activate_with``): a failure anywhere leaves no seat taken and nothing bound.
     """
     now = clock()
     try:
