@@ -66,7 +66,7 @@ def generate_deployment_token() -> str:
 
 
 # -- lookups ----------------------------------------------------------------------------------------------------
-async def _license_by_key(session: AsyncSession, runtime: Runtime, license_key: str) -> License | None:
+async def license_by_key(session: AsyncSession, runtime: Runtime, license_key: str) -> License | None:
     """Every key, well-formed or not, costs one HMAC and one indexed lookup: timing says nothing about existence."""
     digest = runtime.hasher.digest(normalise_license_key(license_key))
     return await session.scalar(
@@ -136,7 +136,7 @@ class SignedDocument:
     etag: str
 
 
-def _status_checked_in(view: LicenseView, now: datetime) -> StatusResult:
+def status_checked_in(view: LicenseView, now: datetime) -> StatusResult:
     """The status as of this request, counting the request itself as a check-in."""
     facts = replace(view.license.facts(view.terms), last_check_in_at=now)
     if facts.first_activated_at is None:
@@ -155,7 +155,7 @@ def _poll_status(state: PollState, snapshot: LicenseSnapshot, now: datetime) -> 
     memo = state.statuses.get(license_id)
     if memo is not None and memo[0] is snapshot and 0 <= now_ts - memo[1] < STATUS_REUSE_SECONDS:
         return memo[2]
-    status = _status_checked_in(snapshot.view, now)
+    status = status_checked_in(snapshot.view, now)
     state.statuses[license_id] = (snapshot, now_ts, status)
     return status
 
@@ -283,24 +283,18 @@ async def activate_with(
         reissue_token=False,
         now=now,
     )
-    for attempt in range(2):
+
+    async def transaction() -> tuple[ActivationOutcome, T]:
         await session.rollback()
-        try:
-            async with runtime.write_gate:
-                if runtime.settings.is_sqlite:
-                    await session.execute(text("BEGIN IMMEDIATE"))
-                outcome = await session.run_sync(activate_in_transaction, runtime.hasher, request)
-                extra = await then(outcome.activation, outcome.created)
-                await session.commit()
-            break
-        except IntegrityError:
-            await session.rollback()
-            session.expunge_all()
-            if attempt:
-                raise
-        except BaseException:
-            await session.rollback()
-            raise
+        async with runtime.write_gate:
+            if runtime.settings.is_sqlite:
+                await session.execute(text("BEGIN IMMEDIATE"))
+            outcome = await session.run_sync(activate_in_transaction, runtime.hasher, request)
+            extra = await then(outcome.activation, outcome.created)
+            await session.commit()
+        return outcome, extra
+
+    outcome, extra = await _retried_once(session, transaction)
     return await _activation_committed(runtime, outcome, reissue_token=False, now=now), extra
 
 
@@ -379,13 +373,23 @@ def _same_document_inputs(view: LicenseView, license: License) -> bool:
 async def _activate_in_session(
     session: AsyncSession, hasher: SecretHasher, request: ActivationRequest
 ) -> ActivationOutcome:
+
+    async def transaction() -> ActivationOutcome:
+        outcome = await session.run_sync(activate_in_transaction, hasher, request)
+        await session.commit()
+        return outcome
+
+    return await _retried_once(session, transaction)
+
+
+async def _retried_once(session: AsyncSession, transaction: Callable[[], Awaitable[T]]) -> T:
+    """Run ``transaction`` (which commits); anything it raises rolls it back. An ``IntegrityError`` — the same
+    fingerprint (or a caller's unique row) written concurrently by a winner — is retried once in a fresh
+    transaction, which then finds and returns the winner's rows."""
     for attempt in range(2):
         try:
-            outcome = await session.run_sync(activate_in_transaction, hasher, request)
-            await session.commit()
-            return outcome
+            return await transaction()
         except IntegrityError:
-            # The same fingerprint activated concurrently and won: the retry finds and returns that activation.
             await session.rollback()
             session.expunge_all()
             if attempt:
@@ -434,7 +438,7 @@ async def _validation_verdict(
     session: AsyncSession, runtime: Runtime, license_key: str, fingerprint: str | None, now: datetime
 ) -> tuple[bool, str, str, str, uuid.UUID | None]:
     """The ordered guard clauses; the first that fails decides. (valid, code, detail, status, license id)."""
-    license = await _license_by_key(session, runtime, license_key)
+    license = await license_by_key(session, runtime, license_key)
     if license is None:
         return False, "NOT_FOUND", "no license matches this key", Status.NONE.value, None
     view = license_view(license, now)

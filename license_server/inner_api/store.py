@@ -23,7 +23,7 @@ from license_server.deployments.models import Activation, UsageReport
 from license_server.deployments.runtime_state import CheckIn, LicenseSnapshot, LoadingCache
 
 # The poll path's rule, shared: the status as of this call, counting the call itself as a check-in.
-from license_server.deployments.service import _status_checked_in as status_as_checked_in
+from license_server.deployments.service import status_checked_in
 from license_server.deployments.usage import UsageSummary, usage_summary
 from license_server.errors import InvalidInnerApiSecret
 from license_server.events.service import EventType, emit_event
@@ -219,7 +219,7 @@ class SqlInnerApiStore:
     async def license_state(self, caller: Caller) -> LicenseState:
         snapshot = await self._snapshot(caller.license_id)
         view = snapshot.view
-        status = status_as_checked_in(view, self._runtime.clock())
+        status = status_checked_in(view, self._runtime.clock())
         return LicenseState(view.terms, view.license.expires_at, status.status, snapshot.usage, snapshot)
 
     # -- workspaces --------------------------------------------------------------------------------------------

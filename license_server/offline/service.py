@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,6 @@ from license_server.errors import (
 from license_server.licenses.documents import license_content
 from license_server.licenses.models import License
 from license_server.licenses.service import license_view
-from license_server.lifecycle.status import compute_status
 from license_server.offline import files
 from license_server.offline.files import FileError, FileReason
 from license_server.offline.models import OfflineBinding, OfflineUsageImport
@@ -84,8 +83,7 @@ async def _license_file(
     assert license is not None  # the binding's foreign key cascades
     view = license_view(license, now)
     # Answering for an install is hearing from it: the status as of a check-in now (as a poll computes it).
-    facts = replace(view.license.facts(view.terms), last_check_in_at=now)
-    status = compute_status(replace(facts, first_activated_at=facts.first_activated_at or now), now)
+    status = deployments.status_checked_in(view, now)
     content = license_content(
         license=view.license,
         customer=view.customer,
@@ -133,7 +131,7 @@ async def respond(
         parsed = files.parse_activation_request(request, now=now)
     except FileError as exc:
         raise _rejected(exc) from exc
-    license = await deployments._license_by_key(session, runtime, parsed.license_key)
+    license = await deployments.license_by_key(session, runtime, parsed.license_key)
     if license is None:
         raise LicenseKeyNotFound("no license matches the request's key", field="license_key")
     bound = await session.scalar(select(OfflineBinding).where(OfflineBinding.install_key == parsed.install_key))
