@@ -145,6 +145,8 @@ class DeploymentController(Controller):
             code=outcome.code,
             detail=outcome.detail,
             status=outcome.status,
+            license_id=outcome.license_id,
+            fingerprint=outcome.fingerprint,
             nonce=outcome.nonce,
             ts=outcome.ts,
             signed=outcome.signed,

@@ -40,12 +40,21 @@ class ValidateRequest(Model):
 
 class ValidationOut(Model):
     valid: bool
-    code: str = Field(description="VALID, or the first failing guard: NOT_FOUND, REVOKED, SUSPENDED, ...")
+    code: str = Field(
+        description="VALID, or the first failing guard: NOT_FOUND, REVOKED, SUSPENDED, NOT_STARTED, EXPIRED, "
+        "NO_ACTIVATION, FINGERPRINT_MISMATCH, HEARTBEAT_DEAD, TOO_MANY_ACTIVATIONS (EXPIRED is valid with "
+        "enforcement 'maintain')"
+    )
     detail: str
     status: str
+    license_id: uuid.UUID | None = Field(description="The license the key belongs to; null when none (NOT_FOUND)")
+    fingerprint: str | None = Field(description="The fingerprint asked about; null when none was given")
     nonce: str
     ts: int
-    signed: str = Field(description="The same result as a JWS (typ license-validation+jwt), echoing the nonce")
+    signed: str = Field(
+        description="The same result as a JWS (typ license-validation+jwt): valid, code, detail, status, "
+        "license_id, fingerprint and the nonce echoed"
+    )
 
 
 class WorkspaceUsageIn(Model):

@@ -429,6 +429,8 @@ class ValidationOutcome:
     code: str
     detail: str
     status: str
+    license_id: uuid.UUID | None  # None when no license has the key
+    fingerprint: str | None  # the fingerprint asked about, if any
     nonce: str
     ts: int
     signed: str
@@ -462,6 +464,9 @@ async def _validation_verdict(
             return False, "FINGERPRINT_MISMATCH", "no activation has this fingerprint", status, license.id
         if match.heartbeat_deadline < now:
             return False, "HEARTBEAT_DEAD", "this activation has not checked in within its window", status, license.id
+    if reason is Reason.HEARTBEAT_MISSED:  # lost: with or without a fingerprint, nothing has checked in lately
+        detail = "no deployment of this license has checked in within its heartbeat window"
+        return False, "HEARTBEAT_DEAD", detail, status, license.id
     seats = view.terms.max_activations
     if seats and len(live) > seats:
         return False, "TOO_MANY_ACTIVATIONS", f"{len(live)} activations exceed the {seats} allowed", status, license.id
@@ -490,16 +495,17 @@ async def validate(
         "code": code,
         "detail": detail,
         "status": status,
+        # What the verdict is about, so it cannot be replayed as the answer for another license or deployment.
+        "license_id": None if license_id is None else str(license_id),
+        "fingerprint": fingerprint,
         "nonce": nonce,
         "ts": ts,
         "iat": ts,
         "nbf": ts,
         "exp": ts + int(VALIDATION_TTL.total_seconds()),
     }
-    if license_id is not None:
-        claims["license_id"] = str(license_id)
     signed = runtime.signer.sign(claims, typ=VALIDATION_TYPE)
-    return ValidationOutcome(valid, code, detail, status, nonce, ts, signed)
+    return ValidationOutcome(valid, code, detail, status, license_id, fingerprint, nonce, ts, signed)
 
 
 # -- usage ------------------------------------------------------------------------------------------------------

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
+import jwt
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from sqlalchemy import func, select
 
 from license_server.deployments import service
@@ -59,13 +63,22 @@ async def test_concurrent_activations_of_one_fingerprint_take_one_seat(
     assert created.count(True) == 1
 
 
+VERDICT_SCHEMA = Draft202012Validator(
+    json.loads((Path(__file__).resolve().parents[2] / "docs" / "license-validation.schema.json").read_text())
+)
+
+
 async def validate(client: httpx.AsyncClient, key: str, fingerprint: str | None = None) -> dict[str, object]:
+    """POST /v1/licenses/validate; every signed verdict is checked against docs/license-validation.schema.json."""
     body: dict[str, object] = {"license_key": key, "nonce": "n-123"}
     if fingerprint:
         body["fingerprint"] = fingerprint
     response = await client.post("/v1/licenses/validate", json=body)
     assert response.status_code == 200, response.text
     payload: dict[str, object] = response.json()
+    claims = jwt.decode(str(payload["signed"]), options={"verify_signature": False})
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in VERDICT_SCHEMA.iter_errors(claims)]
+    assert not errors, errors
     return payload
 
 
@@ -110,6 +123,39 @@ async def test_validation_walks_its_guard_clauses_in_order(
     async with runtime.session_factory() as db:
         await licenses.revoke_license(db, actor=cli_actor(), license_id=issued.view.license.id, clock=clock)
     assert (await validate(client, issued.key, "host-a"))["code"] == "REVOKED"
+
+
+async def test_a_lost_license_is_not_valid_with_or_without_a_fingerprint(
+    client: httpx.AsyncClient, make_license: LicenseFactory, clock: MovableClock
+) -> None:
+    issued = await make_license(terms=LicenseTerms.model_validate({"heartbeat_window_days": 1}))
+    await activate(client, issued, "host-a")
+    clock.advance(2 * DAY)  # nothing has checked in since: the license is lost
+    for fingerprint in (None, "host-a"):
+        verdict = await validate(client, issued.key, fingerprint)
+        assert (verdict["valid"], verdict["code"], verdict["status"]) == (False, "HEARTBEAT_DEAD", "lost")
+    await activate(client, issued, "host-a")  # a check-in recovers it
+    assert (await validate(client, issued.key))["code"] == "VALID"
+
+
+async def test_the_signed_verdict_names_the_license_and_the_fingerprint_asked_about(
+    client: httpx.AsyncClient, make_license: LicenseFactory, runtime: Runtime, clock: MovableClock
+) -> None:
+    issued = await make_license()
+    await activate(client, issued, "host-a")
+    verifier = Verifier(runtime.signer.keyring().root_public_key, clock=clock, expected_type="license-validation+jwt")
+    license_id = str(issued.view.license.id)
+    for key, fingerprint, expected in [
+        (issued.key, "host-a", (license_id, "host-a", "VALID")),
+        (issued.key, None, (license_id, None, "VALID")),
+        (issued.key, "host-z", (license_id, "host-z", "FINGERPRINT_MISMATCH")),
+        ("LSK-NOPE", "host-a", (None, "host-a", "NOT_FOUND")),
+    ]:
+        verdict = await validate(client, key, fingerprint)
+        claims = verifier.verify(str(verdict["signed"])).claims
+        assert (claims["license_id"], claims["fingerprint"], claims["code"]) == expected
+        assert (verdict["license_id"], verdict["fingerprint"], verdict["code"]) == expected
+        assert claims["nonce"] == verdict["nonce"] == "n-123"
 
 
 async def test_validation_reports_expiry_and_expiring(
