@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import Table, bindparam, or_, update
+from sqlalchemy import Table, bindparam, exists, or_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from license_server.deployments.models import Activation
+from license_server.deployments.runtime_state import CheckIn
 from license_server.licenses.models import License
 from license_server.scheduling import ScheduledJob
 
@@ -22,9 +25,15 @@ _activation_table = cast(Table, Activation.__table__)
 _license_table = cast(Table, License.__table__)
 _activations = _activation_table.c
 _licenses = _license_table.c
+# A deactivated activation's check-ins are no check-ins at all: not those a replica still answers for a few seconds
+# from its cached token, nor those buffered before the deactivation and flushed after it.
 _activation_check_in = (
     update(_activation_table)
-    .where(_activations.id == bindparam("b_id"), _activations.last_seen_at < bindparam("b_at"))
+    .where(
+        _activations.id == bindparam("b_id"),
+        _activations.last_seen_at < bindparam("b_at"),
+        _activations.deactivated_at.is_(None),
+    )
     .values(last_seen_at=bindparam("b_at"), heartbeat_deadline=bindparam("b_deadline"), lost_at=None)
 )
 # Never move a license's last check-in backwards: another replica may have written a later one.
@@ -36,6 +45,40 @@ _license_check_in = (
     )
     .values(last_check_in_at=bindparam("b_at"), heartbeat_deadline=bindparam("b_deadline"))
 )
+# A deployment's check-in refreshes its license only while its activation is live (checked in this statement, so a
+# deactivation committed a moment ago is seen).
+_license_check_in_by_live_activation = _license_check_in.where(
+    exists().where(_activations.id == bindparam("b_activation"), _activations.deactivated_at.is_(None))
+)
+
+
+async def write_check_ins(connection: AsyncConnection, pending: dict[uuid.UUID, CheckIn]) -> None:
+    """Write check-ins (keyed by activation, or by inner-API credential) in the caller's transaction.
+
+    One statement per kind of row. A license gets one row per deployment that checked in (newest first, so later
+    rows of the same license usually match nothing): if the newest came from a deactivated activation, an older one
+    from a live activation still counts. Rows go in id order, so concurrent flushes lock rows in the same order.
+    """
+    activation_rows: list[dict[str, object]] = []
+    license_rows: list[dict[str, object]] = []
+    license_level: dict[uuid.UUID, dict[str, object]] = {}  # inner-API calls: the newest per license
+    for key, check_in in sorted(pending.items()):
+        deadline = check_in.at + timedelta(seconds=check_in.heartbeat_seconds)
+        row: dict[str, object] = {"b_id": check_in.license_id, "b_at": check_in.at, "b_deadline": deadline}
+        if check_in.activation:
+            activation_rows.append({**row, "b_id": key})
+            license_rows.append({**row, "b_activation": key})
+        else:
+            current = license_level.get(check_in.license_id)
+            if current is None or cast(datetime, current["b_at"]) < check_in.at:
+                license_level[check_in.license_id] = row
+    license_rows.sort(key=lambda r: (cast(uuid.UUID, r["b_id"]), -cast(datetime, r["b_at"]).timestamp()))
+    if activation_rows:
+        await connection.execute(_activation_check_in, activation_rows)
+    if license_rows:
+        await connection.execute(_license_check_in_by_live_activation, license_rows)
+    if license_level:
+        await connection.execute(_license_check_in, [license_level[k] for k in sorted(license_level)])
 
 
 async def flush_check_ins(runtime: Runtime) -> int:
@@ -43,22 +86,9 @@ async def flush_check_ins(runtime: Runtime) -> int:
     pending = runtime.poll_state.check_ins.drain()
     if not pending:
         return 0
-    activations = [
-        {"b_id": activation_id, "b_at": c.at, "b_deadline": c.at + timedelta(seconds=c.heartbeat_seconds)}
-        for activation_id, c in pending.items()
-    ]
-    latest: dict[object, dict[str, object]] = {}
-    for row, check_in in zip(activations, pending.values(), strict=True):
-        current = latest.get(check_in.license_id)
-        if current is None or current["b_at"] < check_in.at:  # type: ignore[operator]
-            latest[check_in.license_id] = {**row, "b_id": check_in.license_id}
     try:
         async with runtime.session_factory() as session:
-            connection = await session.connection()
-            activation_rows = [row for row, c in zip(activations, pending.values(), strict=True) if c.activation]
-            if activation_rows:
-                await connection.execute(_activation_check_in, activation_rows)
-            await connection.execute(_license_check_in, list(latest.values()))
+            await write_check_ins(await session.connection(), pending)
             await session.commit()
     except Exception:
         runtime.poll_state.check_ins.restore(pending)

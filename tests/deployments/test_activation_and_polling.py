@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import httpx
 from sqlalchemy import select
 
+from license_server.config import Settings
+from license_server.db.session import create_engine, create_session_factory
+from license_server.deployments import service
+from license_server.deployments.jobs import flush_check_ins
+from license_server.deployments.models import Activation
 from license_server.events.models import Event
 from license_server.licenses import service as licenses
+from license_server.licenses.models import License
 from license_server.licenses.terms import LicenseTerms
 from license_server.runtime import Runtime
 from license_server.verifier import Verifier
@@ -230,3 +237,68 @@ async def test_admin_sees_activations_with_latest_usage(
     assert rows[0]["latest_usage"]["seats_used"] == 4
     usage = await client.get(f"/v1/admin/licenses/{issued.view.license.id}/usage", headers=owner_headers)
     assert usage.json() == {"workspaces": 1, "members_per_workspace": 2, "licensed_seats": 4}
+
+
+async def test_a_deactivated_activations_late_check_in_refreshes_neither_it_nor_its_license(
+    client: httpx.AsyncClient, make_license: LicenseFactory, runtime: Runtime, clock: MovableClock
+) -> None:
+    """Polls buffered before a deactivation and flushed after it are no check-in; a live neighbour's still is."""
+    issued = await make_license(terms=LicenseTerms.model_validate({"max_activations": 2}))
+    activated_at = clock()
+    leaving = (await activate(client, issued, "leaving")).json()
+    staying = (await activate(client, issued, "staying")).json()
+    clock.advance(timedelta(hours=6))
+    assert (await client.get("/v1/license", headers=bearer(staying["deployment_token"]))).status_code == 200
+    staying_seen = clock()
+    clock.advance(timedelta(hours=6))
+    assert (await client.get("/v1/license", headers=bearer(leaving["deployment_token"]))).status_code == 200
+    await client.delete(f"/v1/activations/{leaving['activation_id']}", headers=bearer(leaving["deployment_token"]))
+    # What the poll path answers a deactivated token is unchanged: 401.
+    assert (await client.get("/v1/license", headers=bearer(leaving["deployment_token"]))).status_code == 401
+    assert await flush_check_ins(runtime) == 2
+    async with runtime.session_factory() as db:
+        seen = {a.fingerprint: a.last_seen_at for a in await db.scalars(select(Activation))}
+        license = await db.get(License, issued.view.license.id)
+    assert seen == {"leaving": activated_at, "staying": staying_seen}
+    assert license is not None
+    assert license.last_check_in_at == staying_seen
+    assert license.heartbeat_deadline == staying_seen + license.effective_terms(None).heartbeat_window
+
+
+async def test_a_replica_still_answering_a_deactivated_token_from_its_cache_records_no_check_in(
+    client: httpx.AsyncClient,
+    make_license: LicenseFactory,
+    runtime: Runtime,
+    settings: Settings,
+    clock: MovableClock,
+    owner_headers: dict[str, str],
+) -> None:
+    """Another replica serves a deactivated token from its cache for up to poll_cache_seconds (bounded staleness, as
+    today); those polls are not check-ins: neither the activation nor the license is refreshed."""
+    issued = await make_license()
+    activated_at = clock()
+    activation = (await activate(client, issued, "host-1")).json()
+    engine = create_engine(settings)
+    replica = Runtime(
+        settings=settings.model_copy(update={"poll_cache_seconds": 60}),
+        signer=runtime.signer,
+        engine=engine,
+        session_factory=create_session_factory(engine),
+        clock=clock,
+    )
+    try:
+        assert (await service.poll(replica, token=activation["deployment_token"], if_none_match=None)).document
+        replica.poll_state.check_ins.drain()  # that poll was before the deactivation: not what this test is about
+        await client.delete(f"/v1/activations/{activation['activation_id']}", headers=owner_headers)
+        clock.advance(timedelta(hours=1))
+        late = await service.poll(replica, token=activation["deployment_token"], if_none_match=None)
+        assert late.document.token  # still answered from the replica's cache, within its staleness bound
+        assert await flush_check_ins(replica) == 1
+    finally:
+        await replica.close()
+    async with runtime.session_factory() as db:
+        stored = await db.get(Activation, uuid.UUID(activation["activation_id"]))
+        license = await db.get(License, issued.view.license.id)
+    assert stored is not None
+    assert license is not None
+    assert (stored.last_seen_at, license.last_check_in_at) == (activated_at, activated_at)
