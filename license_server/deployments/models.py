@@ -54,7 +54,7 @@ class Activation(Base):
 
 
 class UsageReport(Base):
-    """What a deployment measured. The newest report per activation is its current usage."""
+    """What a deployment measured. The latest-measured report per activation is its current usage."""
 
     __tablename__ = "usage_reports"
     __table_args__ = (

@@ -94,7 +94,7 @@ class ActivationOut(Model):
     lost_at: datetime | None
     deactivated_at: datetime | None
     deactivated_by: str | None
-    latest_usage: dict[str, Any] | None = Field(description="The newest usage report of this activation")
+    latest_usage: dict[str, Any] | None = Field(description="The current usage report of this activation: the latest measured_at")
 
 
 class DeactivatedOut(Model):

@@ -1,4 +1,4 @@
-"""Read models for vendor staff: activations with their latest usage."""
+"""Read models for vendor staff: activations with their current (latest-measured) usage."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.deployments.models import Activation, UsageReport
 from license_server.deployments.schemas import ActivationOut
+from license_server.deployments.usage import current_report_id
 
 
 def _state_conditions(state: str) -> list[Any]:
@@ -51,16 +52,10 @@ async def list_activations(
     if license_id is not None:
         conditions.append(Activation.license_id == license_id)
     total = await session.scalar(select(func.count()).select_from(Activation).where(*conditions))
-    latest_ids = (
-        select(func.max(UsageReport.id).label("id"), UsageReport.activation_id)
-        .group_by(UsageReport.activation_id)
-        .subquery()
-    )
     rows = await session.execute(
         select(Activation, UsageReport)
         .where(*conditions)
-        .outerjoin(latest_ids, latest_ids.c.activation_id == Activation.id)
-        .outerjoin(UsageReport, UsageReport.id == latest_ids.c.id)
+        .outerjoin(UsageReport, UsageReport.id == current_report_id(Activation.id))
         .order_by(Activation.created_at, Activation.id)
         .limit(limit)
         .offset(offset)

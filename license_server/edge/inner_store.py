@@ -27,7 +27,7 @@ from license_server.edge.inner_models import (
     EdgeWorkspacePolicy,
 )
 from license_server.edge.runtime import EdgeLicenseState, EdgeRuntime, edge_license_state
-from license_server.edge.store import EdgeUsage
+from license_server.edge.store import CURRENT_FIRST, EdgeUsage
 from license_server.errors import InvalidInnerApiSecret
 from license_server.inner_api.mapping import AccessMode, app_sso_switches, signin_sso_switches, terms_from_claims
 from license_server.inner_api.store import MAX_SECRET_LENGTH, Caller, InfoBodyCache, LicenseState, SSOChangeTimes
@@ -113,7 +113,7 @@ class EdgeInnerApiStore:
             latest = (
                 await session.execute(
                     select(EdgeUsage.id, EdgeUsage.workspace_count, EdgeUsage.max_members, EdgeUsage.seats_used)
-                    .order_by(EdgeUsage.id.desc())
+                    .order_by(*CURRENT_FIRST)
                     .limit(1)
                 )
             ).first()
@@ -159,7 +159,7 @@ class EdgeInnerApiStore:
     # -- workspaces --------------------------------------------------------------------------------------------
     async def workspace_members(self, caller: Caller, workspace_id: str) -> int:
         async with self._edge.session_factory() as session:
-            workspaces: Any = await session.scalar(select(EdgeUsage.workspaces).order_by(EdgeUsage.id.desc()).limit(1))
+            workspaces: Any = await session.scalar(select(EdgeUsage.workspaces).order_by(*CURRENT_FIRST).limit(1))
         for item in workspaces or []:
             if str(item.get("id")) == workspace_id:
                 return int(item.get("members", 0))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from license_server.edge.store import EdgeBinding, EdgeUsage, EdgeUsageReport
+from license_server.edge.store import CURRENT_FIRST, EdgeBinding, EdgeUsage, EdgeUsageReport
 from license_server.errors import NotFound, ValidationFailed
 from license_server.offline import files
 from license_server.offline.install import load_install_key
@@ -38,8 +38,8 @@ class EdgeUsageSummary:
 
 
 async def usage_summary(session: AsyncSession) -> EdgeUsageSummary:
-    """The newest report is the install's usage (one deployment)."""
-    latest = await session.scalar(select(EdgeUsage).order_by(EdgeUsage.id.desc()).limit(1))
+    """The latest-measured report is the install's usage (one deployment)."""
+    latest = await session.scalar(select(EdgeUsage).order_by(*CURRENT_FIRST).limit(1))
     if latest is None:
         return EdgeUsageSummary()
     return EdgeUsageSummary(latest.workspace_count, latest.max_members, latest.seats_used)

@@ -63,6 +63,11 @@ class EdgeUsage(EdgeBase):
     workspaces: Mapped[list[dict[str, Any]]]
 
 
+# The current report is the latest measured (on a tie, the last received), not the last received: a retried or
+# delayed post of an older measurement must not replace a newer one.
+CURRENT_FIRST = (EdgeUsage.measured_at.desc(), EdgeUsage.id.desc())
+
+
 class EdgeUsageReport(EdgeBase):
     """One exported link of the usage chain, kept verbatim so a lost file can be written again."""
 

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from license_server.auth.throttle import record_failed_auth, refuse_if_guessing
-from license_server.deployments.models import Activation, UsageReport
+from license_server.deployments.models import UsageReport
 from license_server.deployments.runtime_state import CheckIn, LicenseSnapshot, LoadingCache
 
 # The poll path's rule, shared: the status as of this call, counting the call itself as a check-in.
 from license_server.deployments.service import status_checked_in
-from license_server.deployments.usage import UsageSummary, usage_summary
+from license_server.deployments.usage import UsageSummary, select_current_reports, usage_summary
 from license_server.errors import InvalidInnerApiSecret
 from license_server.events.service import EventType, emit_event
 from license_server.inner_api import service
@@ -225,14 +225,9 @@ class SqlInnerApiStore:
     # -- workspaces --------------------------------------------------------------------------------------------
     async def workspace_members(self, caller: Caller, workspace_id: str) -> int:
         async def load() -> dict[str, int]:
-            latest = (
-                select(func.max(UsageReport.id))
-                .join(Activation, Activation.id == UsageReport.activation_id)
-                .where(UsageReport.license_id == caller.license_id, Activation.deactivated_at.is_(None))
-                .group_by(UsageReport.activation_id)
-            )
+            current = select_current_reports(caller.license_id, UsageReport.workspaces)
             async with self._runtime.session_factory() as session:
-                reports = await session.scalars(select(UsageReport.workspaces).where(UsageReport.id.in_(latest)))
+                reports = await session.scalars(current)
                 members: dict[str, int] = {}
                 for workspaces in reports.all():
                     for item in workspaces:

@@ -302,3 +302,50 @@ async def test_a_replica_still_answering_a_deactivated_token_from_its_cache_reco
     assert stored is not None
     assert license is not None
     assert (stored.last_seen_at, license.last_check_in_at) == (activated_at, activated_at)
+
+
+async def test_current_usage_is_the_latest_measurement_not_the_latest_received_report(
+    client: httpx.AsyncClient,
+    make_license: LicenseFactory,
+    runtime: Runtime,
+    owner_headers: dict[str, str],
+    clock: MovableClock,
+) -> None:
+    """A late (retried, delayed) report of an older measurement is stored but does not become the current usage:
+    not in the admin views, not in the document's `used`, not in the inner API."""
+    issued = await make_license(
+        terms=LicenseTerms.model_validate(
+            {"workspaces": {"enabled": True, "limit": 5}, "licensed_seats": {"enabled": True, "limit": 50}}
+        )
+    )
+    license_id = issued.view.license.id
+    token = (await activate(client, issued, "node-1")).json()["deployment_token"]
+    newer = {
+        "measured_at": clock().isoformat(),
+        "idempotency_key": "newer",
+        "seats_used": 9,
+        "workspaces": [{"id": "ws-a", "members": 3}, {"id": "ws-b", "members": 1}, {"id": "ws-c", "members": 1}],
+    }
+    older = {
+        "measured_at": (clock() - timedelta(hours=1)).isoformat(),
+        "idempotency_key": "older",
+        "seats_used": 2,
+        "workspaces": [{"id": "ws-a", "members": 1}],
+    }
+    assert (await client.post("/v1/usage", json=newer, headers=bearer(token))).status_code == 200
+    late = await client.post("/v1/usage", json=older, headers=bearer(token))
+    assert late.status_code == 200, late.text
+    current = {"workspaces": 3, "members_per_workspace": 3, "licensed_seats": 9}
+    assert late.json()["usage"] == current
+    assert (await client.get(f"/v1/admin/licenses/{license_id}/usage", headers=owner_headers)).json() == current
+    rows = (await client.get(f"/v1/admin/licenses/{license_id}/activations", headers=owner_headers)).json()
+    assert (rows[0]["latest_usage"]["seats_used"], rows[0]["latest_usage"]["measured_at"]) == (9, clock().isoformat())
+    document = (await client.get("/v1/license", headers=bearer(token))).text
+    claims = Verifier(runtime.signer.keyring().root_public_key, clock=clock).verify(document).claims
+    assert (claims["limits"]["workspaces"]["used"], claims["limits"]["licensed_seats"]["used"]) == (3, 9)
+    secret = await client.post(f"/v1/admin/licenses/{license_id}/inner-api/credentials", json={}, headers=owner_headers)
+    dify = {"Enterprise-Api-Secret-Key": secret.json()["secret"]}
+    info = (await client.get("/inner/api/info", headers=dify)).json()["License"]
+    assert (info["workspaces"]["used"], info["licensedSeats"]["used"]) == (3, 9)
+    workspace = (await client.get("/inner/api/workspace/ws-a/info", headers=dify)).json()
+    assert workspace["WorkspaceMembers"]["used"] == 3

@@ -65,8 +65,10 @@ class Target(Protocol):
 
     async def revoke_secret(self, licensed: Licensed) -> None: ...
 
-    async def report_members(self, licensed: Licensed, members: dict[str, int], seats: int = 0) -> None:
-        """A usage report naming each workspace with its member count."""
+    async def report_members(
+        self, licensed: Licensed, members: dict[str, int], seats: int = 0, measured_at: datetime | None = None
+    ) -> None:
+        """A usage report naming each workspace with its member count, measured now unless ``measured_at``."""
 
     async def set_default_workspace(self, licensed: Licensed, workspace_id: str | None) -> None: ...
 
@@ -119,7 +121,9 @@ class VendorTarget:
         for credential in await self._ok("GET", base):
             await self._ok("DELETE", f"{base}/{credential['id']}")
 
-    async def report_members(self, licensed: Licensed, members: dict[str, int], seats: int = 0) -> None:
+    async def report_members(
+        self, licensed: Licensed, members: dict[str, int], seats: int = 0, measured_at: datetime | None = None
+    ) -> None:
         if not licensed.deployment_token:
             activation = await self._ok(
                 "POST", "/v1/activations", headers={}, json={"license_key": licensed.key, "fingerprint": "dify-1"}
@@ -130,7 +134,7 @@ class VendorTarget:
             "/v1/usage",
             headers={"Authorization": f"Bearer {licensed.deployment_token}"},
             json={
-                "measured_at": self.clock().isoformat(),
+                "measured_at": (measured_at or self.clock()).isoformat(),
                 "workspaces": [{"id": ws, "members": n} for ws, n in members.items()],
                 "seats_used": seats,
                 "idempotency_key": uuid.uuid4().hex,
@@ -267,11 +271,13 @@ class EdgeTarget:
             for credential in await inner_service.list_credentials(session):
                 await inner_service.revoke_credential(session, credential_id=credential.id, now=self.clock())
 
-    async def report_members(self, licensed: Licensed, members: dict[str, int], seats: int = 0) -> None:
+    async def report_members(
+        self, licensed: Licensed, members: dict[str, int], seats: int = 0, measured_at: datetime | None = None
+    ) -> None:
         response = await self._edge(licensed).client.post(
             "/v1/usage",
             json={
-                "measured_at": self.clock().isoformat(),
+                "measured_at": (measured_at or self.clock()).isoformat(),
                 "workspaces": [{"id": ws, "members": n} for ws, n in members.items()],
                 "seats_used": seats,
                 "idempotency_key": uuid.uuid4().hex,

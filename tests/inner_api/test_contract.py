@@ -124,6 +124,17 @@ async def test_info_workspaces_used_comes_from_the_latest_usage_report(target: T
     assert latest["licensedSeats"]["used"] == 9
 
 
+async def test_a_late_report_of_an_older_measurement_does_not_replace_the_current_usage(target: Target) -> None:
+    licensed = await target.license(terms=RICH_TERMS)
+    dify = Dify(target, licensed)
+    await target.report_members(licensed, {"ws-a": 3, "ws-b": 1, "ws-c": 1}, seats=9)
+    late = target.clock() - timedelta(hours=1)  # measured before the report above, received after it
+    await target.report_members(licensed, {"ws-a": 1}, seats=2, measured_at=late)
+    current = (await dify.info())["License"]
+    assert (current["workspaces"]["used"], current["licensedSeats"]["used"]) == (3, 9)
+    assert (await dify.get("/workspace/ws-a/info")).json()["WorkspaceMembers"]["used"] == 3
+
+
 async def test_the_limit_rule_applies_to_license_workspaces(target: Target) -> None:
     licensed = await target.license(terms={"workspaces": {"enabled": True, "limit": 3}})
     dify = Dify(target, licensed)
