@@ -176,7 +176,8 @@ def _report_file(out: Path, issued: object, as_json: bool) -> None:
 @click.argument("report_file", type=click.Path(path_type=Path, dir_okay=False))
 @json_option
 def import_usage(report_file: Path, as_json: bool) -> None:
-    """Import an install's usage report (refused if changed, replayed, out of order or with a gap before it)."""
+    """Import an install's usage report (refused if changed, out of order, with a gap before it, or if another
+    report already took its place in the chain). The same file again answers what its import answered."""
     from license_server.auth.tokens import cli_actor
     from license_server.cli.common import run_with_session
     from license_server.offline import service

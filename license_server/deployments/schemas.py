@@ -94,7 +94,9 @@ class ActivationOut(Model):
     lost_at: datetime | None
     deactivated_at: datetime | None
     deactivated_by: str | None
-    latest_usage: dict[str, Any] | None = Field(description="The current usage report of this activation: the latest measured_at")
+    latest_usage: dict[str, Any] | None = Field(
+        description="The current usage report of this activation: the latest measured_at"
+    )
 
 
 class DeactivatedOut(Model):

@@ -542,30 +542,17 @@ async def report_usage(
     license = await session.get(License, activation.license_id, options=[selectinload(License.plan)])
     if license is None:
         raise InvalidDeploymentToken("the deployment token is unknown or deactivated")
-    terms = license.effective_terms(license.plan)
-    previous = await session.scalar(
-        select(UsageReport).where(
-            UsageReport.activation_id == activation.id, UsageReport.idempotency_key == idempotency_key
-        )
-    )
-    if previous is not None:
-        usage = await usage_summary(session, license.id)
-        return UsageOutcome(previous.id, True, usage, usage.over_limits(terms))
-    before = await usage_summary(session, license.id)
-    report = UsageReport(
-        activation_id=activation.id,
-        license_id=license.id,
-        idempotency_key=idempotency_key,
-        measured_at=measured_at,
-        received_at=now,
-        seats_used=seats_used,
-        workspace_count=len(workspaces),
-        max_members=max((w.members for w in workspaces), default=0),
-        workspaces=[{"id": w.id, "members": w.members} for w in workspaces],
-    )
-    session.add(report)
     try:
-        await session.flush()
+        outcome = await store_usage_report(
+            session,
+            license=license,
+            activation_id=activation.id,
+            measured_at=measured_at,
+            workspaces=workspaces,
+            seats_used=seats_used,
+            idempotency_key=idempotency_key,
+            clock=clock,
+        )
     except IntegrityError:  # the same idempotency key, concurrently: the other request stored it
         await session.rollback()
         return await report_usage(
@@ -578,6 +565,49 @@ async def report_usage(
             idempotency_key=idempotency_key,
             clock=clock,
         )
+    if not outcome.duplicate:
+        await session.commit()
+        runtime.poll_state.forget_license(license.id)
+    return outcome
+
+
+async def store_usage_report(
+    session: AsyncSession,
+    *,
+    license: License,
+    activation_id: uuid.UUID,
+    measured_at: datetime,
+    workspaces: list[WorkspaceUsage],
+    seats_used: int,
+    idempotency_key: str,
+    clock: Clock = utcnow,
+) -> UsageOutcome:
+    """Store one (already validated) report in the caller's transaction, which the caller commits, with the
+    ``usage.over_limit`` event if it pushes a limit over. A report already stored under the idempotency key is a
+    duplicate: nothing is written. Raises ``IntegrityError`` when the same key is being stored concurrently."""
+    terms = license.effective_terms(license.plan)
+    previous = await session.scalar(
+        select(UsageReport).where(
+            UsageReport.activation_id == activation_id, UsageReport.idempotency_key == idempotency_key
+        )
+    )
+    if previous is not None:
+        usage = await usage_summary(session, license.id)
+        return UsageOutcome(previous.id, True, usage, usage.over_limits(terms))
+    before = await usage_summary(session, license.id)
+    report = UsageReport(
+        activation_id=activation_id,
+        license_id=license.id,
+        idempotency_key=idempotency_key,
+        measured_at=measured_at,
+        received_at=clock(),
+        seats_used=seats_used,
+        workspace_count=len(workspaces),
+        max_members=max((w.members for w in workspaces), default=0),
+        workspaces=[{"id": w.id, "members": w.members} for w in workspaces],
+    )
+    session.add(report)
+    await session.flush()
     after = await usage_summary(session, license.id)
     over = after.over_limits(terms)
     newly_over = [name for name in over if name not in before.over_limits(terms)]
@@ -586,12 +616,10 @@ async def report_usage(
             session,
             type=EventType.USAGE_OVER_LIMIT,
             license_id=license.id,
-            activation_id=activation.id,
+            activation_id=activation_id,
             data={name: {"limit": getattr(terms, name).limit, "used": after.used(name)} for name in newly_over},
             clock=clock,
         )
-    await session.commit()
-    runtime.poll_state.forget_license(license.id)
     return UsageOutcome(report.id, False, after, over)
 
 

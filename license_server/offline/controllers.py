@@ -70,8 +70,10 @@ class OfflineController(Controller):
         opt=needs(Permission.ISSUE_LICENSES),
         status_code=200,
         summary="Import an install's usage report (the next link of its signed, hash-chained reports)",
-        description="Refused with offline_usage_replayed, offline_usage_chain_gap, offline_usage_chain_broken "
-        "(409), offline_unknown_binding (404), offline_bad_signature or offline_malformed (400).",
+        description="Idempotent: the same file again answers what its import answered. Refused with "
+        "offline_usage_replayed (another report took this link), offline_usage_chain_gap, "
+        "offline_usage_chain_broken (409), offline_unknown_binding (404), offline_bad_signature or "
+        "offline_malformed (400).",
     )
     async def import_usage(
         self, data: JSONBody[OfflineUsageIn], db: Db, actor: CurrentActor, runtime: RuntimeDep

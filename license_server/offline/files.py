@@ -52,7 +52,7 @@ class FileReason(StrEnum):
     REQUEST_FROM_FUTURE = "REQUEST_FROM_FUTURE"  # created after the vendor's now (beyond FUTURE_TOLERANCE)
     UNKNOWN_BINDING = "UNKNOWN_BINDING"  # no offline activation has this install key
     BINDING_MISMATCH = "BINDING_MISMATCH"  # the report names another license, activation or fingerprint
-    USAGE_REPLAYED = "USAGE_REPLAYED"  # this link (or an older one) was already imported
+    USAGE_REPLAYED = "USAGE_REPLAYED"  # this link (or an older one) was already imported (the vendor: another report)
     USAGE_CHAIN_GAP = "USAGE_CHAIN_GAP"  # a link is missing before this one
     USAGE_CHAIN_BROKEN = "USAGE_CHAIN_BROKEN"  # the right sequence number, but it does not follow the last link
     USAGE_OUT_OF_ORDER = "USAGE_OUT_OF_ORDER"  # measurements are not in time order

@@ -48,3 +48,6 @@ class OfflineUsageImport(Base):
     measurements: Mapped[list[dict[str, Any]]] = mapped_column(default=list)  # the report's, as exported
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
     imported_by: Mapped[str] = mapped_column(String(200))
+    # What the import answered ({"usage": {...}, "over_limit": [...]}), answered again to a replay of the same file.
+    # None for imports made before it was kept: a replay of those answers the usage as it is now.
+    answer: Mapped[dict[str, Any] | None]

@@ -21,9 +21,9 @@ from sqlalchemy.orm import selectinload
 from license_server.auth.audit import record_audit
 from license_server.clock import Clock, utcnow
 from license_server.deployments import service as deployments
-from license_server.deployments.jobs import flush_check_ins
+from license_server.deployments.jobs import write_check_ins
 from license_server.deployments.models import Activation
-from license_server.deployments.runtime_state import ActivationSnapshot, CheckIn
+from license_server.deployments.runtime_state import CheckIn
 from license_server.deployments.usage import UsageSummary, usage_summary
 from license_server.errors import (
     Conflict,
@@ -258,7 +258,13 @@ class UsageImported:
 async def import_usage(
     session: AsyncSession, *, runtime: Runtime, actor: Actor, report: str | bytes, clock: Clock = utcnow
 ) -> UsageImported:
-    """Import the next link of an install's usage chain. The newest measurement becomes the activation's usage."""
+    """Import the next link of an install's usage chain. The newest measurement becomes the activation's usage.
+
+    One transaction — the chain's advance, the usage report, the install's check-in, the import's record and its
+    audit event — whose commit is the last thing that can fail: an error answered means nothing was imported, so the
+    same file can be sent again. A file already imported (byte for byte the same link) answers what its import
+    answered, however often, concurrently or not.
+    """
     now = clock()
     try:
         parsed = files.parse_usage_report(report)
@@ -275,6 +281,17 @@ async def import_usage(
         binding.fingerprint,
     ):
         raise _rejected(FileError(FileReason.BINDING_MISMATCH, "the report names another activation", "activation_id"))
+    if parsed.seq <= binding.usage_seq:  # the same file again answers its import again; another one is refused
+        earlier = await _imported_before(session, binding.id, binding.license_id, binding.activation_id, parsed)
+        if earlier is not None:
+            return earlier
+        raise _rejected(
+            FileError(
+                FileReason.USAGE_REPLAYED,
+                f"another report with seq {parsed.seq} was already imported (imported up to {binding.usage_seq})",
+                "seq",
+            )
+        )
     try:
         files.check_next_link(parsed, last_seq=binding.usage_seq, last_hash=binding.usage_head)
     except FileError as exc:
@@ -287,29 +304,55 @@ async def import_usage(
     activation = await session.get(Activation, binding.activation_id)
     if activation is None or activation.deactivated_at is not None:
         raise Conflict("the install's activation was deactivated", code="activation_deactivated")
-    license_id, activation_id, last_seq = binding.license_id, binding.activation_id, binding.usage_seq
+    binding_id, license_id, activation_id = binding.id, binding.license_id, binding.activation_id
+    last_seq = binding.usage_seq
     license = await session.get(License, license_id, options=[selectinload(License.plan)])
     assert license is not None  # the binding's foreign key cascades
     terms = license.effective_terms(license.plan)
-    # The chain advances only from the state it was checked against: a concurrent import of the same link loses here.
+    # The chain advances only from the state it was checked against: a concurrent import of the same link loses here
+    # (on PostgreSQL it waits for the winner's commit), and then answers the winner's answer.
     advanced = await session.execute(
         update(OfflineBinding)
-        .where(OfflineBinding.id == binding.id, OfflineBinding.usage_seq == last_seq)
+        .where(OfflineBinding.id == binding_id, OfflineBinding.usage_seq == last_seq)
         .values(usage_seq=parsed.seq, usage_head=parsed.hash, usage_imported_at=now)
         .execution_options(synchronize_session=False)
     )
     if not advanced.rowcount:  # type: ignore[attr-defined]
-        await session.rollback()
-        raise _rejected(FileError(FileReason.USAGE_REPLAYED, "this report was imported concurrently", "seq"))
+        return await _answer_of_concurrent_import(session, binding_id, license_id, activation_id, parsed)
+    if parsed.measurements:
+        newest = parsed.measurements[-1]
+        stored = await deployments.store_usage_report(
+            session,
+            license=license,
+            activation_id=activation_id,
+            measured_at=newest.measured_at,
+            workspaces=[deployments.WorkspaceUsage(wid, members) for wid, members in newest.workspaces],
+            seats_used=newest.seats_used,
+            idempotency_key=f"offline:{parsed.seq}",
+            clock=clock,
+        )
+        if stored.duplicate:  # keyed by this activation and seq: only an earlier import of this very link stores it
+            raise _rejected(FileError(FileReason.USAGE_REPLAYED, "this report was already imported", "seq"))
+        usage, over = stored.usage, stored.over_limits
+    else:
+        usage = await usage_summary(session, license_id)
+        over = usage.over_limits(terms)
+    # A usage report is the install being heard from: the check-in an online poll records, written in this
+    # transaction (the CLI's process has no flush job, and a check-in written afterwards could fail after the commit).
+    await write_check_ins(
+        await session.connection(),
+        {activation_id: CheckIn(license_id, now, int(terms.heartbeat_window.total_seconds()))},
+    )
     session.add(
         OfflineUsageImport(
-            binding_id=binding.id,
+            binding_id=binding_id,
             seq=parsed.seq,
             report_hash=parsed.hash,
             report_created_at=parsed.created_at,
             measurements=[m.to_json() for m in parsed.measurements],
             imported_at=now,
             imported_by=actor.name,
+            answer={"usage": _usage_json(usage), "over_limit": over},
         )
     )
     await record_audit(
@@ -321,28 +364,59 @@ async def import_usage(
         detail={"activation_id": str(activation_id), "seq": parsed.seq, "measurements": len(parsed.measurements)},
         clock=clock,
     )
-    if parsed.measurements:
-        newest = parsed.measurements[-1]
-        outcome = await deployments.report_usage(
-            session,
-            runtime=runtime,
-            activation=ActivationSnapshot(activation_id, license_id, binding.fingerprint),
-            measured_at=newest.measured_at,
-            workspaces=[deployments.WorkspaceUsage(wid, members) for wid, members in newest.workspaces],
-            seats_used=newest.seats_used,
-            idempotency_key=f"offline:{parsed.seq}",
-            clock=clock,
-        )  # commits this whole import, or rolls it back and reports a duplicate
-        if outcome.duplicate:
-            raise _rejected(FileError(FileReason.USAGE_REPLAYED, "this report was imported concurrently", "seq"))
-        usage, over = outcome.usage, outcome.over_limits
-    else:
+    try:
         await session.commit()
-        usage = await usage_summary(session, license_id)
-        over = usage.over_limits(terms)
-    # A usage report is the install being heard from: the same check-in an online poll records.
-    runtime.poll_state.check_ins.record(
-        activation_id, CheckIn(license_id, now, int(terms.heartbeat_window.total_seconds()))
-    )
-    await flush_check_ins(runtime)
+    except IntegrityError:  # the same link imported concurrently (its import's unique seq): that import stands
+        return await _answer_of_concurrent_import(session, binding_id, license_id, activation_id, parsed)
+    runtime.poll_state.forget_license(license_id)  # in memory: cannot fail
     return UsageImported(license_id, activation_id, parsed.seq, len(parsed.measurements), usage, over)
+
+
+def _usage_json(usage: UsageSummary) -> dict[str, Any]:
+    return {
+        "workspaces": usage.workspaces,
+        "members_per_workspace": usage.members_per_workspace,
+        "licensed_seats": usage.licensed_seats,
+        "reported": usage.reported,
+    }
+
+
+async def _imported_before(
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    license_id: uuid.UUID,
+    activation_id: uuid.UUID,
+    parsed: files.UsageReportFile,
+) -> UsageImported | None:
+    """What the import of this very link (same seq, same hash) answered; None if it was not imported."""
+    earlier = await session.scalar(
+        select(OfflineUsageImport).where(
+            OfflineUsageImport.binding_id == binding_id, OfflineUsageImport.seq == parsed.seq
+        )
+    )
+    if earlier is None or earlier.report_hash != parsed.hash:
+        return None
+    if earlier.answer is None:  # imported before answers were kept: the usage as it is now
+        license = await session.get(License, license_id, options=[selectinload(License.plan)])
+        assert license is not None  # the binding's foreign key cascades
+        usage = await usage_summary(session, license_id)
+        over = usage.over_limits(license.effective_terms(license.plan))
+    else:
+        usage, over = UsageSummary(**earlier.answer["usage"]), list(earlier.answer["over_limit"])
+    return UsageImported(license_id, activation_id, parsed.seq, len(earlier.measurements), usage, over)
+
+
+async def _answer_of_concurrent_import(
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    license_id: uuid.UUID,
+    activation_id: uuid.UUID,
+    parsed: files.UsageReportFile,
+) -> UsageImported:
+    """This import lost the race for the chain's next link: roll it back and answer the winner's answer, if the
+    winner imported this very file."""
+    await session.rollback()
+    earlier = await _imported_before(session, binding_id, license_id, activation_id, parsed)
+    if earlier is None:
+        raise _rejected(FileError(FileReason.USAGE_REPLAYED, "another report was imported concurrently", "seq"))
+    return earlier

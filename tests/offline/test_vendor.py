@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, event, func, select
 from sqlalchemy.orm import Session
 
 from license_server.auth.models import AuditEvent
@@ -19,8 +19,8 @@ from license_server.config import Settings
 from license_server.db.session import create_engine, create_session_factory
 from license_server.deployments import service as deployments
 from license_server.deployments.activation_writer import ActivationRequest, activate_in_transaction
-from license_server.deployments.models import Activation
-from license_server.errors import OfflineFileRejected, TooManyActivations
+from license_server.deployments.models import Activation, UsageReport
+from license_server.errors import TooManyActivations
 from license_server.events.models import Event
 from license_server.events.service import EventType
 from license_server.licenses.license_keys import normalise_license_key
@@ -28,7 +28,7 @@ from license_server.licenses.models import License
 from license_server.licenses.terms import LicenseTerms
 from license_server.offline import files, service
 from license_server.offline.files import Binding, Measurement
-from license_server.offline.models import OfflineBinding
+from license_server.offline.models import OfflineBinding, OfflineUsageImport
 from license_server.runtime import Runtime
 from license_server.signing.keys import KeyStore
 from license_server.signing.service import Signer
@@ -185,7 +185,7 @@ async def test_renewal_answers_the_same_binding_without_a_new_activation(
     assert (refused.status_code, refused.json()["code"]) == (400, "offline_malformed")
 
 
-async def test_imported_usage_shows_up_exactly_like_online_usage_and_replays_and_gaps_are_refused(
+async def test_imported_usage_shows_up_exactly_like_online_usage_a_replay_answers_the_same_and_gaps_are_refused(
     client: httpx.AsyncClient,
     make_license: LicenseFactory,
     issuer: dict[str, str],
@@ -209,8 +209,14 @@ async def test_imported_usage_shows_up_exactly_like_online_usage_and_replays_and
     assert usage.json() == expected
     activations = await client.get(f"/v1/admin/licenses/{issued.view.license.id}/activations", headers=owner_headers)
     assert activations.json()[0]["latest_usage"]["seats_used"] == 7
-    replay = await client.post("/v1/admin/offline/usage-reports", json={"report": first}, headers=issuer)
-    assert (replay.status_code, replay.json()["code"]) == (409, "offline_usage_replayed")
+    for _ in range(2):  # the same file again: the first import's answer, nothing imported twice
+        replay = await client.post("/v1/admin/offline/usage-reports", json={"report": first}, headers=issuer)
+        assert (replay.status_code, replay.json()) == (200, imported.json())
+    activations = await client.get(f"/v1/admin/licenses/{issued.view.license.id}/activations", headers=owner_headers)
+    assert activations.json()[0]["latest_usage"]["seats_used"] == 7
+    other_first = _report(key, answer, 1, genesis, clock, seats=1)  # another report claiming the same link
+    replaced = await client.post("/v1/admin/offline/usage-reports", json={"report": other_first}, headers=issuer)
+    assert (replaced.status_code, replaced.json()["code"]) == (409, "offline_usage_replayed")
     third = _report(key, answer, 3, genesis, clock)
     gap = await client.post("/v1/admin/offline/usage-reports", json={"report": third}, headers=issuer)
     assert (gap.status_code, gap.json()["code"]) == (409, "offline_usage_chain_gap")
@@ -222,7 +228,7 @@ async def test_imported_usage_shows_up_exactly_like_online_usage_and_replays_and
     assert (changed.status_code, changed.json()["code"]) == (400, "offline_bad_signature")
 
 
-async def test_concurrent_imports_of_the_same_report_count_it_once(
+async def test_concurrent_imports_of_the_same_report_count_it_once_and_all_answer_the_same(
     runtime: Runtime, make_license: LicenseFactory, clock: MovableClock, actor: Any
 ) -> None:
     issued = await make_license()
@@ -240,16 +246,74 @@ async def test_concurrent_imports_of_the_same_report_count_it_once(
         _report(key, as_json, 1, files.genesis_hash(files.install_key_id(key.public_key())), clock)
     )
 
-    async def attempt() -> str:
+    async def attempt() -> service.UsageImported:
         async with runtime.session_factory() as session:
-            try:
-                await service.import_usage(session, runtime=runtime, actor=actor, report=report, clock=clock)
-            except OfflineFileRejected as exc:
-                return exc.code
-            return "imported"
+            return await service.import_usage(session, runtime=runtime, actor=actor, report=report, clock=clock)
 
     outcomes = await asyncio.gather(*(attempt() for _ in range(4)))
-    assert sorted(outcomes) == ["imported", *["offline_usage_replayed"] * 3]
+    assert outcomes[0].usage.licensed_seats == 4
+    assert all(outcome == outcomes[0] for outcome in outcomes)
+    assert await _imports_of(runtime, answer.license_id) == {"reports": 1, "imports": 1, "audit": 1, "seq": 1}
+
+
+async def _imports_of(runtime: Runtime, license_id: Any) -> dict[str, int]:
+    """What usage imports wrote for one license: usage reports, import records, audit events, the chain's head."""
+    async with runtime.session_factory() as session:
+
+        async def count(model: Any, *where: Any) -> int:
+            return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+        binding = await session.scalar(select(OfflineBinding).where(OfflineBinding.license_id == license_id))
+        assert binding is not None
+        return {
+            "reports": await count(UsageReport, UsageReport.license_id == license_id),
+            "imports": await count(OfflineUsageImport, OfflineUsageImport.binding_id == binding.id),
+            "audit": await count(
+                AuditEvent, AuditEvent.action == "offline.usage_imported", AuditEvent.target_id == str(license_id)
+            ),
+            "seq": binding.usage_seq,
+        }
+
+
+async def test_an_import_that_fails_before_its_commit_imports_nothing_and_the_same_file_imports_after(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    make_license: LicenseFactory,
+    issuer: dict[str, str],
+    clock: MovableClock,
+) -> None:
+    """The install's check-in is written in the import's transaction: when it fails, the answer is an error and
+    nothing was imported, so sending the file again imports it (it used to commit first, answer 500, then refuse
+    the retry as replayed)."""
+    issued = await make_license()
+    key = Ed25519PrivateKey.generate()
+    answer = (
+        await client.post(
+            "/v1/admin/offline/responses", json={"request": _request(key, issued.key, clock)}, headers=issuer
+        )
+    ).json()
+    report = _report(key, answer, 1, files.genesis_hash(files.install_key_id(key.public_key())), clock, seats=5)
+    clock.advance(timedelta(hours=1))  # the import's check-in is later than the answer's
+
+    def refuse_check_ins(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE LICENSES SET LAST_CHECK_IN_AT"):
+            raise RuntimeError("the database refused the check-in (injected)")
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", refuse_check_ins)
+    try:
+        failed = await client.post("/v1/admin/offline/usage-reports", json={"report": report}, headers=issuer)
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", refuse_check_ins)
+    assert failed.status_code == 500
+    assert await _imports_of(runtime, issued.view.license.id) == {"reports": 0, "imports": 0, "audit": 0, "seq": 0}
+    retried = await client.post("/v1/admin/offline/usage-reports", json={"report": report}, headers=issuer)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["usage"]["licensed_seats"] == 5
+    assert await _imports_of(runtime, issued.view.license.id) == {"reports": 1, "imports": 1, "audit": 1, "seq": 1}
+    async with runtime.session_factory() as session:
+        license = await session.get(License, issued.view.license.id)
+    assert license is not None
+    assert license.last_check_in_at == clock()  # the import was a check-in, in the same transaction
 
 
 async def test_after_a_deactivation_the_same_install_asks_again_for_a_new_activation_and_chain(
