@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, event, func, select
+from sqlalchemy import Connection, event, func, select, update
 from sqlalchemy.orm import Session
 
 from license_server.auth.models import AuditEvent
@@ -253,6 +253,32 @@ async def test_concurrent_imports_of_the_same_report_count_it_once_and_all_answe
     outcomes = await asyncio.gather(*(attempt() for _ in range(4)))
     assert outcomes[0].usage.licensed_seats == 4
     assert all(outcome == outcomes[0] for outcome in outcomes)
+    assert await _imports_of(runtime, answer.license_id) == {"reports": 1, "imports": 1, "audit": 1, "seq": 1}
+
+
+async def test_a_replay_of_a_file_imported_before_answers_were_kept_answers_the_usage_as_it_is_now(
+    runtime: Runtime, make_license: LicenseFactory, clock: MovableClock, actor: Any
+) -> None:
+    issued = await make_license()
+    key = Ed25519PrivateKey.generate()
+    async with runtime.session_factory() as session:
+        answer = await service.respond(
+            session,
+            runtime=runtime,
+            actor=actor,
+            request=files.canonical_json(_request(key, issued.key, clock)),
+            clock=clock,
+        )
+    as_json = {"activation_id": str(answer.activation_id), "license_id": str(answer.license_id)}
+    report = files.canonical_json(
+        _report(key, as_json, 1, files.genesis_hash(files.install_key_id(key.public_key())), clock, seats=3)
+    )
+    async with runtime.session_factory() as session:
+        first = await service.import_usage(session, runtime=runtime, actor=actor, report=report, clock=clock)
+        await session.execute(update(OfflineUsageImport).values(answer=None))  # as rows written before 0005
+        await session.commit()
+        replay = await service.import_usage(session, runtime=runtime, actor=actor, report=report, clock=clock)
+    assert replay == first
     assert await _imports_of(runtime, answer.license_id) == {"reports": 1, "imports": 1, "audit": 1, "seq": 1}
 
 
