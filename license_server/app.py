@@ -189,12 +189,14 @@ def create_app(
             scheduler.start()
 
     async def close_runtime() -> None:
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
         try:
-            await flush_check_ins(runtime)  # the last polls' check-ins are not lost on a clean shutdown
+            if scheduler is not None:
+                await scheduler.stop()  # hands the sweep lease back: a restarted replica need not wait it out
         finally:
-            await runtime.close()
+            try:
+                await flush_check_ins(runtime)  # the last polls' check-ins are not lost on a clean shutdown
+            finally:
+                await runtime.close()
 
     app = Litestar(
         route_handlers=[

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import signal
 from pathlib import Path
 
 import click
@@ -182,15 +182,21 @@ def scheduler() -> None:
 
     async def main() -> None:
         jobs = build_scheduler(runtime, shared=True, per_process=False)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a container's stop is SIGTERM: release leases then too
+            loop.add_signal_handler(signum, stopping.set)
         jobs.start()
         click.echo("scheduler running: lifecycle sweep and webhook deliveries (Ctrl+C to stop)")
         try:
-            await asyncio.Event().wait()
+            await stopping.wait()
         finally:
-            jobs.shutdown(wait=False)
-            await runtime.close()
+            try:
+                await jobs.stop()
+            finally:
+                await runtime.close()
 
     from license_server.db.backup import server_lock
 
-    with contextlib.suppress(KeyboardInterrupt), server_lock(config):
+    with server_lock(config):
         asyncio.run(main())
