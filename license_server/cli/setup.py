@@ -103,7 +103,16 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
     from license_server.db.backup import server_lock
 
     with server_lock(config):  # `db restore` waits for no running server
-        uvicorn.run(app, host=host, port=port, log_level=config.log_level.lower(), server_header=False)
+        # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback peer, letting a local client
+        # pick the address rate limits count against; the app applies LICENSE_SERVER_TRUSTED_PROXIES instead.
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=config.log_level.lower(),
+            server_header=False,
+            proxy_headers=False,
+        )
 
 
 @click.group()
