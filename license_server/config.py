@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATABASE_FILE_NAME = "license-server.db"
@@ -48,15 +49,15 @@ class Settings(BaseSettings):
     rate_limit_failed_auth_per_address: int = Field(default=30, ge=1)
     # Reverse proxies (CIDR list, comma-separated) whose X-Forwarded-For is believed for the client address that rate
     # limits count against. Empty: the peer's own address always, whatever a forwarded header says.
-    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     # serve's and scheduler's log level (uvicorn's too). Nothing secret is logged at any level.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
+    def _trusted_proxies_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @cached_property

@@ -266,7 +266,7 @@ async def test_a_client_retrying_one_wrong_secret_does_not_lock_out_its_address(
 @pytest.fixture
 def behind_proxy(runtime: Runtime) -> Litestar:
     """The app as deployed behind a reverse proxy at 10.0.0.2 (LICENSE_SERVER_TRUSTED_PROXIES=10.0.0.0/24)."""
-    runtime.settings = runtime.settings.model_copy(update={"trusted_proxies": (ipaddress.ip_network("10.0.0.0/24"),)})
+    runtime.settings = runtime.settings.model_copy(update={"trusted_proxies": [ipaddress.ip_network("10.0.0.0/24")]})
     return create_app(runtime)
 
 

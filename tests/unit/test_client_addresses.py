@@ -42,4 +42,4 @@ def test_trusted_proxies_are_a_comma_separated_cidr_list_in_the_environment(monk
     monkeypatch.setenv("LICENSE_SERVER_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")
     assert [str(n) for n in Settings().trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]
     monkeypatch.setenv("LICENSE_SERVER_TRUSTED_PROXIES", "")
-    assert Settings().trusted_proxies == ()
+    assert Settings().trusted_proxies == []
