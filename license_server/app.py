@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import license_server
 from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
+from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
 from license_server.db.session import session_scope
 from license_server.deployments.controllers import AdminActivationController, DeploymentController
@@ -189,12 +190,14 @@ def create_app(
             scheduler.start()
 
     async def close_runtime() -> None:
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
         try:
-            await flush_check_ins(runtime)  # the last polls' check-ins are not lost on a clean shutdown
+            if scheduler is not None:
+                await scheduler.stop()  # hands the sweep lease back: a restarted replica need not wait it out
         finally:
-            await runtime.close()
+            try:
+                await flush_check_ins(runtime)  # the last polls' check-ins are not lost on a clean shutdown
+            finally:
+                await runtime.close()
 
     app = Litestar(
         route_handlers=[
@@ -208,6 +211,10 @@ def create_app(
         },
         exception_handlers=dict(EXCEPTION_HANDLERS),
         before_request=reject_ambiguous_json,
+        # Behind trusted proxies the rate limits count the client they name, not the proxy.
+        middleware=[trusted_proxies_middleware(runtime.settings.trusted_proxies)]
+        if runtime.settings.trusted_proxies
+        else [],
         on_startup=[start_jobs],
         on_shutdown=[close_runtime],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATABASE_FILE_NAME = "license-server.db"
 
@@ -43,10 +44,21 @@ class Settings(BaseSettings):
     # Unauthenticated routes (activate, validate): requests per minute per client address and per license key.
     rate_limit_per_address: int = Field(default=60, ge=1)
     rate_limit_per_license_key: int = Field(default=20, ge=1)
-    # Failed deployment/admin token authentications per minute per client address before it gets 429s.
+    # Different wrong secrets per minute per client address and credential kind (admin token, deployment token,
+    # inner-API secret) before that kind gets 429s from that address.
     rate_limit_failed_auth_per_address: int = Field(default=30, ge=1)
+    # Reverse proxies (CIDR list, comma-separated) whose X-Forwarded-For is believed for the client address that rate
+    # limits count against. Empty: the peer's own address always, whatever a forwarded header says.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     # serve's and scheduler's log level (uvicorn's too). Nothing secret is logged at any level.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies_comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -14,6 +14,7 @@ from license_server.config import Settings
 from license_server.db.session import create_engine, create_session_factory
 from license_server.deployments.activation_writer import SqliteActivationWriter
 from license_server.deployments.runtime_state import PollState
+from license_server.events.leases import new_lease_holder
 from license_server.signing.keys import KeyStore, resolve_passphrase
 from license_server.signing.service import Signer
 
@@ -33,6 +34,8 @@ class Runtime:
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     clock: Clock = field(default=utcnow)
+    # Who this process is when it takes job leases (the sweep): unique per process start.
+    lease_holder: str = field(default_factory=new_lease_holder)
     poll_state: PollState = field(init=False)
     # SQLite takes one writer at a time; writers in this process queue here (first come, first served) instead of
     # spinning in SQLite's busy handler, which sleeps and retries. PostgreSQL locks rows, so no gate is needed.

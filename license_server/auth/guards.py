@@ -11,7 +11,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from license_server.auth.throttle import record_failed_auth, refuse_if_guessing
+from license_server.auth.throttle import CredentialKind, record_failed_auth, refuse_if_guessing
 from license_server.auth.tokens import Actor, Permission, authenticate
 from license_server.errors import AuthenticationRequired, PermissionDenied
 from license_server.runtime import Runtime
@@ -34,12 +34,13 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     if secret is None:
         raise AuthenticationRequired("send Authorization: Bearer <admin token>")
     runtime: Runtime = connection.app.state.runtime
-    # Failed admin authentications count against the address like failed deployment tokens do.
-    limiter_key = refuse_if_guessing(runtime, connection.client.host if connection.client else None)
+    limiter_key = refuse_if_guessing(
+        runtime, connection.client.host if connection.client else None, CredentialKind.ADMIN_TOKEN
+    )
     async with runtime.session_factory() as session:
         actor = await authenticate(session, hasher=runtime.hasher, secret=secret, clock=runtime.clock)
     if actor is None:
-        record_failed_auth(runtime, limiter_key)
+        record_failed_auth(runtime, limiter_key, secret)
         raise AuthenticationRequired("the bearer token is unknown or revoked")
     permission = handler.opt.get(PERMISSION_OPT)
     if not isinstance(permission, Permission) or not actor.can(permission):

@@ -1,9 +1,20 @@
-"""Guessing tokens is slowed to a crawl: failed authentications count per client address, and an address over the
-limit gets 429 (even with a right token) until its window clears. Admin and deployment tokens share one limiter.
+"""Guessing secrets is slowed to a crawl, without locking out a right credential of another kind.
+
+Failures are counted per client address (see ``client_addresses``) *and per credential kind*: a Dify with a wrong
+inner-API secret behind a customer's NAT does not stop the owner's admin token or the deployments' polls from that
+address. Only *different* wrong secrets count: a misconfigured client retrying one wrong secret counts once, while a
+guesser, whose every try is a new secret, reaches the limit after ``rate_limit_failed_auth_per_address`` tries.
+
+Once an address is over the limit for a kind, every credential of that kind from it gets 429 until the window clears,
+a right one too, and nothing is checked. Accepting a right secret while refusing wrong ones would mean checking every
+guess, and the 429 would then just be another way of saying "wrong": guessing would go on at full speed.
 """
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import secrets
 from typing import TYPE_CHECKING
 
 from license_server.errors import RateLimited
@@ -11,15 +22,27 @@ from license_server.errors import RateLimited
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
 
+# Wrong secrets are remembered only as short keyed hashes, under a key that never leaves this process.
+_FINGERPRINT_KEY = secrets.token_bytes(32)
 
-def refuse_if_guessing(runtime: Runtime, address: str | None) -> str:
-    """429 for an address with too many failed token authentications in the window; returns its limiter key."""
-    key = f"address:{address or 'unknown'}"
+
+class CredentialKind(enum.StrEnum):
+    """Each kind has its own failure count per address (the values are limiter key prefixes, not secrets)."""
+
+    ADMIN_TOKEN = "admin-token"  # noqa: S105
+    DEPLOYMENT_TOKEN = "deployment-token"  # noqa: S105
+    INNER_API_SECRET = "inner-api-secret"  # noqa: S105
+
+
+def refuse_if_guessing(runtime: Runtime, address: str | None, kind: CredentialKind) -> str:
+    """429 for an address with too many different failed secrets of ``kind`` in the window; returns its limiter key."""
+    key = f"{kind}:{address or 'unknown'}"
     retry = runtime.poll_state.failed_auth_limiter.retry_after(key)
     if retry is not None:
         raise RateLimited(retry, f"too many failed authentications from this address; retry after {retry} s")
     return key
 
 
-def record_failed_auth(runtime: Runtime, key: str) -> None:
-    runtime.poll_state.failed_auth_limiter.hit(key)
+def record_failed_auth(runtime: Runtime, key: str, secret: str | None) -> None:
+    fingerprint = hashlib.blake2b((secret or "").encode(), key=_FINGERPRINT_KEY, digest_size=16).digest()
+    runtime.poll_state.failed_auth_limiter.record(key, fingerprint)

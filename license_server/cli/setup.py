@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import signal
 from pathlib import Path
 
 import click
@@ -103,7 +103,16 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
     from license_server.db.backup import server_lock
 
     with server_lock(config):  # `db restore` waits for no running server
-        uvicorn.run(app, host=host, port=port, log_level=config.log_level.lower(), server_header=False)
+        # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback peer, letting a local client
+        # pick the address rate limits count against; the app applies LICENSE_SERVER_TRUSTED_PROXIES instead.
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=config.log_level.lower(),
+            server_header=False,
+            proxy_headers=False,
+        )
 
 
 @click.group()
@@ -182,15 +191,21 @@ def scheduler() -> None:
 
     async def main() -> None:
         jobs = build_scheduler(runtime, shared=True, per_process=False)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a container's stop is SIGTERM: release leases then too
+            loop.add_signal_handler(signum, stopping.set)
         jobs.start()
         click.echo("scheduler running: lifecycle sweep and webhook deliveries (Ctrl+C to stop)")
         try:
-            await asyncio.Event().wait()
+            await stopping.wait()
         finally:
-            jobs.shutdown(wait=False)
-            await runtime.close()
+            try:
+                await jobs.stop()
+            finally:
+                await runtime.close()
 
     from license_server.db.backup import server_lock
 
-    with contextlib.suppress(KeyboardInterrupt), server_lock(config):
+    with server_lock(config):
         asyncio.run(main())

@@ -175,6 +175,55 @@ class RateLimiter:
             return None
 
 
+class DistinctFailureLimiter:
+    """At most ``limit`` *different* failures (e.g. wrong secrets, by fingerprint) per key per ``window`` seconds.
+
+    A failure repeated within the window only refreshes its time; each key keeps at most ``limit`` fingerprints,
+    oldest first, so memory is bounded by ``limit * max_keys``.
+    """
+
+    def __init__(
+        self, limit: int, window: float = 60.0, max_keys: int = 100_000, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self._window = window
+        self._max_keys = max_keys
+        self._monotonic = monotonic
+        self._failures: OrderedDict[str, OrderedDict[bytes, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _current(self, key: str, now: float) -> OrderedDict[bytes, float] | None:
+        failures = self._failures.get(key)
+        if failures is None:
+            return None
+        horizon = now - self._window
+        while failures and next(iter(failures.values())) <= horizon:
+            failures.popitem(last=False)
+        return failures
+
+    def retry_after(self, key: str) -> int | None:
+        """None if ``key`` may go on, else the seconds until it may."""
+        now = self._monotonic()
+        with self._lock:
+            failures = self._current(key, now)
+            if failures is None or len(failures) < self.limit:
+                return None
+            return max(1, math.ceil(next(iter(failures.values())) + self._window - now))
+
+    def record(self, key: str, fingerprint: bytes) -> None:
+        now = self._monotonic()
+        with self._lock:
+            failures = self._current(key, now)
+            if failures is None:
+                failures = self._failures[key] = OrderedDict()
+            if fingerprint in failures or len(failures) < self.limit:
+                failures[fingerprint] = now
+                failures.move_to_end(fingerprint)
+            self._failures.move_to_end(key)
+            while len(self._failures) > self._max_keys:
+                self._failures.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class ActivationSnapshot:
     id: uuid.UUID
@@ -216,8 +265,8 @@ class PollState:
     statuses: dict[uuid.UUID, tuple[LicenseSnapshot, float, StatusResult]] = field(default_factory=dict)
     address_limiter: RateLimiter = field(init=False)
     license_key_limiter: RateLimiter = field(init=False)
-    # Failed token authentications (deployment and admin tokens) per client address: guessing is slowed to a crawl.
-    failed_auth_limiter: RateLimiter = field(init=False)
+    # Different wrong secrets per client address and credential kind (auth/throttle.py): guessing is slowed to a crawl.
+    failed_auth_limiter: DistinctFailureLimiter = field(init=False)
     check_ins: CheckInBuffer = field(default_factory=CheckInBuffer)
 
     def __post_init__(self) -> None:
@@ -225,7 +274,7 @@ class PollState:
         self.licenses = LoadingCache(self.cache_seconds)
         self.address_limiter = RateLimiter(self.rate_limit_per_address)
         self.license_key_limiter = RateLimiter(self.rate_limit_per_license_key)
-        self.failed_auth_limiter = RateLimiter(self.rate_limit_failed_auth_per_address)
+        self.failed_auth_limiter = DistinctFailureLimiter(self.rate_limit_failed_auth_per_address)
 
     def forget_license(self, license_id: uuid.UUID) -> None:
         self.licenses.discard(license_id)

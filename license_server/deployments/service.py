@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from license_server.auth.hashing import SecretHasher
-from license_server.auth.throttle import record_failed_auth, refuse_if_guessing
+from license_server.auth.throttle import CredentialKind, record_failed_auth, refuse_if_guessing
 from license_server.clock import Clock, utcnow
 from license_server.deployments.activation_writer import (
     UNUSABLE,
@@ -99,12 +99,12 @@ async def authenticate_deployment(
     runtime: Runtime, token: str | None, *, address: str | None = None
 ) -> ActivationSnapshot:
     """The activation a deployment token stands for. Malformed and unknown tokens get the same answer, and every
-    failure counts against the caller's address, so guessing tokens hits 429 after a few dozen tries."""
-    limiter_key = refuse_if_guessing(runtime, address)
+    different wrong token counts against the caller's address, so guessing tokens hits 429 after a few dozen tries."""
+    limiter_key = refuse_if_guessing(runtime, address, CredentialKind.DEPLOYMENT_TOKEN)
     try:
         return await _authenticate_deployment(runtime, token)
     except InvalidDeploymentToken:
-        record_failed_auth(runtime, limiter_key)
+        record_failed_auth(runtime, limiter_key, token)
         raise
 
 

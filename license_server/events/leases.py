@@ -1,7 +1,11 @@
-"""Job leases: exactly one replica runs a leased job at a time; a crashed holder's lease simply expires."""
+"""Job leases: exactly one replica runs a leased job at a time; a crashed holder's lease simply expires, and a
+process that stops cleanly hands its leases back (``release_leases``) so the next holder need not wait for that."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
@@ -9,6 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.events.models import JobLease
+
+
+def new_lease_holder() -> str:
+    """A holder id unique to this process start: host and pid alone repeat (every container can be ``host:1``, and a
+    restarted process may get its predecessor's pid), and a repeated id would renew someone else's lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
 async def acquire_lease(session: AsyncSession, *, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
@@ -35,3 +45,13 @@ async def release_lease(session: AsyncSession, *, name: str, holder: str, now: d
         update(JobLease).where(JobLease.name == name, JobLease.holder == holder).values(expires_at=now)
     )
     await session.commit()
+
+
+async def release_leases(session: AsyncSession, *, holder: str, now: datetime) -> int:
+    """Expire every lease ``holder`` has (on shutdown): another replica, or this one restarted, takes them at its next
+    run instead of after the lease's timeout. Commits; returns how many were released."""
+    released = await session.execute(
+        update(JobLease).where(JobLease.holder == holder, JobLease.expires_at > now).values(expires_at=now)
+    )
+    await session.commit()
+    return int(released.rowcount)  # type: ignore[attr-defined]

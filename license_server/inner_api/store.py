@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
-from license_server.auth.throttle import record_failed_auth, refuse_if_guessing
+from license_server.auth.throttle import CredentialKind, record_failed_auth, refuse_if_guessing
 from license_server.deployments.models import UsageReport
 from license_server.deployments.runtime_state import CheckIn, LicenseSnapshot, LoadingCache
 
@@ -136,13 +136,13 @@ class SqlInnerApiStore:
 
     # -- authentication and the license ------------------------------------------------------------------------
     async def authenticate(self, secret: str | None, *, address: str | None = None) -> Caller:
-        # Failures count against the address in the limiter admin and deployment tokens share: guessing secrets
+        # Different wrong secrets count against the address (for this kind of credential only): guessing secrets
         # hits 429 after a few dozen tries.
-        limiter_key = refuse_if_guessing(self._runtime, address)
+        limiter_key = refuse_if_guessing(self._runtime, address, CredentialKind.INNER_API_SECRET)
         try:
             return await self._authenticate(secret)
         except InvalidInnerApiSecret:
-            record_failed_auth(self._runtime, limiter_key)
+            record_failed_auth(self._runtime, limiter_key, secret)
             raise
 
     async def _authenticate(self, secret: str | None) -> Caller:

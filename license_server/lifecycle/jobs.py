@@ -7,9 +7,7 @@ runs under a lease, so one replica at a time runs it; running it again changes n
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -30,7 +28,6 @@ if TYPE_CHECKING:
 
 SWEEP_LEASE = "lifecycle.sweep"
 _EVENTS = cast(Table, Event.__table__)  # Core INSERT ... SELECT; the ORM form would treat parameters as rows
-HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _ladder(now: datetime) -> list[tuple[Any, tuple[Status, Reason]]]:
@@ -136,7 +133,7 @@ async def run_sweep(runtime: Runtime, *, lease_ttl: timedelta | None = None) -> 
     now = runtime.clock()
     ttl = lease_ttl or timedelta(seconds=max(2 * runtime.settings.sweep_interval_seconds, 30))
     async with runtime.session_factory() as session:
-        if not await acquire_lease(session, name=SWEEP_LEASE, holder=HOLDER, ttl=ttl, now=now):
+        if not await acquire_lease(session, name=SWEEP_LEASE, holder=runtime.lease_holder, ttl=ttl, now=now):
             return SweepResult(ran=False)
         changed, lost, events = await sweep(session, now=now)
     return SweepResult(ran=True, licenses_changed=changed, activations_lost=lost, events=events)

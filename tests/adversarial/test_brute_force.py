@@ -7,11 +7,13 @@ The limiters run at the production defaults here (the shared fixtures raise them
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import secrets
 import statistics
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -19,8 +21,9 @@ import pytest
 from litestar import Litestar
 from sqlalchemy import event
 
+from license_server.app import create_app
 from license_server.config import Settings
-from license_server.deployments.runtime_state import RateLimiter
+from license_server.deployments.runtime_state import DistinctFailureLimiter, RateLimiter
 from license_server.licenses.license_keys import ALPHABET, GROUP_LENGTH, GROUPS, KEY_PREFIX
 from license_server.runtime import Runtime
 from tests.adversarial.conftest import budget
@@ -47,7 +50,7 @@ def production_limits(runtime: Runtime) -> Runtime:
     state = runtime.poll_state
     state.address_limiter = RateLimiter(default("rate_limit_per_address"))
     state.license_key_limiter = RateLimiter(default("rate_limit_per_license_key"))
-    state.failed_auth_limiter = RateLimiter(default("rate_limit_failed_auth_per_address"))
+    state.failed_auth_limiter = DistinctFailureLimiter(default("rate_limit_failed_auth_per_address"))
     return runtime
 
 
@@ -188,6 +191,130 @@ async def test_guessing_inner_api_secrets_hits_429_and_then_even_a_right_secret_
     assert (await attacker.request(method, route, headers=right, json=body)).status_code == 429
     owner = await bystander.request(method, route, headers=right, json=body)
     assert owner.status_code == 200, owner.text
+
+
+# -- no self-lockout -----------------------------------------------------------------------------------------------
+@dataclass
+class Credentials:
+    """A right credential of each kind, and how to present a credential of each kind on a route that needs it."""
+
+    owner_token: str
+    deployment_token: str
+    inner_api_secret: str
+
+    def right(self, kind: str) -> str:
+        return {"admin": self.owner_token, "deployment": self.deployment_token, "inner-api": self.inner_api_secret}[
+            kind
+        ]
+
+
+KINDS = ["admin", "deployment", "inner-api"]
+
+
+def wrong(kind: str) -> str:
+    return {"admin": "lsat_", "deployment": "lsdt_", "inner-api": "lsia_"}[kind] + secrets.token_urlsafe(32)
+
+
+async def present(http: httpx.AsyncClient, kind: str, secret: str) -> int:
+    """A read that needs a credential of ``kind``: the admin license list, a deployment poll, the inner API's info."""
+    if kind == "admin":
+        return (await http.get("/v1/admin/licenses", headers=bearer(secret))).status_code
+    if kind == "deployment":
+        return (await http.get("/v1/license", headers=bearer(secret))).status_code
+    return (await http.get("/inner/api/info", headers={"Enterprise-Api-Secret-Key": secret})).status_code
+
+
+@pytest.fixture
+async def credentials(
+    bystander: httpx.AsyncClient, owner_headers: dict[str, str], make_license: LicenseFactory
+) -> Credentials:
+    issued = await make_license()
+    deployment_token = (await activate(bystander, issued)).json()["deployment_token"]
+    created = await bystander.post(
+        f"/v1/admin/licenses/{issued.view.license.id}/inner-api/credentials", json={}, headers=owner_headers
+    )
+    return Credentials(
+        owner_headers["Authorization"].removeprefix("Bearer "), deployment_token, created.json()["secret"]
+    )
+
+
+@pytest.mark.parametrize("failing", KINDS)
+async def test_guessing_one_kind_of_credential_never_blocks_a_right_credential_of_another_kind(
+    attacker: httpx.AsyncClient, credentials: Credentials, failing: str
+) -> None:
+    """A Dify with a wrong secret behind the same NAT locked out the owner's admin token, every deployment poll and
+    every inner-API call from that address: one limiter counted every kind of failure."""
+    statuses = [await present(attacker, failing, wrong(failing)) for _ in range(40)]
+    assert first_refusal(statuses) == default("rate_limit_failed_auth_per_address")
+    assert await present(attacker, failing, credentials.right(failing)) == 429  # the guessed kind waits
+    for other in (kind for kind in KINDS if kind != failing):
+        assert await present(attacker, other, credentials.right(other)) == 200, other
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_client_retrying_one_wrong_secret_does_not_lock_out_its_address(
+    attacker: httpx.AsyncClient, credentials: Credentials, kind: str
+) -> None:
+    """A misconfigured install repeats one wrong secret: that is no guessing, and its neighbours behind the same
+    address (with right credentials of the same kind) must not wait for it."""
+    stale = wrong(kind)
+    statuses = [await present(attacker, kind, stale) for _ in range(3 * default("rate_limit_failed_auth_per_address"))]
+    assert set(statuses) == {401}
+    assert await present(attacker, kind, credentials.right(kind)) == 200
+
+
+@pytest.fixture
+def behind_proxy(runtime: Runtime) -> Litestar:
+    """The app as deployed behind a reverse proxy at 10.0.0.2 (LICENSE_SERVER_TRUSTED_PROXIES=10.0.0.0/24)."""
+    runtime.settings = runtime.settings.model_copy(update={"trusted_proxies": [ipaddress.ip_network("10.0.0.0/24")]})
+    return create_app(runtime)
+
+
+@pytest.fixture
+async def proxy(behind_proxy: Litestar, production_limits: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in client_from(behind_proxy, "10.0.0.2"):
+        yield http
+
+
+def forwarded(client: str, spoofed: str | None = None) -> dict[str, str]:
+    """What the proxy sends: it appends the address it saw to whatever the client sent."""
+    return {"X-Forwarded-For": f"{spoofed}, {client}" if spoofed else client}
+
+
+async def test_behind_a_trusted_proxy_each_client_it_names_is_limited_on_its_own(
+    proxy: httpx.AsyncClient, make_license: LicenseFactory
+) -> None:
+    """All clients behind a proxy had one address, the proxy's: one guesser locked everyone out. And what a client
+    writes into X-Forwarded-For itself (left of what the proxy appended) does not move it to another count."""
+    issued = await make_license()
+    right = await proxy.post("/v1/activations", json={"license_key": issued.key, "fingerprint": "f"})
+    token = right.json()["deployment_token"]
+    statuses = []
+    for i in range(40):
+        headers = {**bearer(random_token()), **forwarded("203.0.113.66", spoofed=f"192.0.2.{i}")}
+        statuses.append((await proxy.get("/v1/license", headers=headers)).status_code)
+    assert first_refusal(statuses) == default("rate_limit_failed_auth_per_address")
+    assert (await proxy.get("/v1/license", headers={**bearer(token), **forwarded("203.0.113.66")})).status_code == 429
+    bystander = await proxy.get("/v1/license", headers={**bearer(token), **forwarded("198.51.100.7")})
+    assert bystander.status_code == 200
+    # The same address rule for the activate/validate limits: a key guesser behind the proxy is stopped alone.
+    guesses = [
+        (
+            await proxy.post(
+                "/v1/licenses/validate",
+                json={"license_key": random_key(), "nonce": "n" * 16},
+                headers=forwarded("203.0.113.66", spoofed=f"192.0.2.{i}"),
+            )
+        ).status_code
+        for i in range(default("rate_limit_per_address") + 5)
+    ]
+    assert 429 in guesses
+    other = await proxy.post(
+        "/v1/licenses/validate",
+        json={"license_key": issued.key, "nonce": "n" * 16},
+        headers=forwarded("198.51.100.7"),
+    )
+    assert other.status_code == 200
 
 
 # -- indistinguishability -----------------------------------------------------------------------------------------

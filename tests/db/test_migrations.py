@@ -1,9 +1,13 @@
-"""Upgrading a database that already holds licenses: the new sweep columns are backfilled from effective terms."""
+"""Upgrading a database that already holds licenses: the new sweep columns are backfilled from effective terms; and
+processes that upgrade one database at the same moment (replicas starting together) all succeed."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +19,7 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from license_server.db.migrate import alembic_config, upgrade_database
+from license_server.db.migrate import MIGRATION_LOCK_ID, alembic_config, upgrade_database
 from license_server.db.models import Base
 from tests.conftest import POSTGRES_ADMIN_URL, make_settings
 
@@ -124,3 +128,85 @@ def test_upgrade_backfills_the_sweep_schedule_of_existing_licenses(
     assert aware(row[1]) == expires + timedelta(days=10)  # the license's own grace period
     assert aware(row[2]) == seen + timedelta(days=3)  # last check-in + the plan's heartbeat window
     assert (row[3], row[4]) == (3 * 24 * 3600, "restrict")
+
+
+UPGRADERS = 3
+LICENSE_SERVER = str(Path(sys.executable).parent / "license-server")
+
+
+def _head_revision(settings: Any) -> str:
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory.from_config(alembic_config(settings)).get_current_head())
+
+
+async def _revisions(url: str) -> list[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return [row[0] for row in (await connection.execute(sa.text("SELECT version_num FROM alembic_version")))]
+    finally:
+        await engine.dispose()
+
+
+def _cli_env(settings: Any, database_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LICENSE_SERVER_")}
+    env["LICENSE_SERVER_DATA_DIR"] = str(settings.data_dir)
+    if database_url:
+        env["LICENSE_SERVER_DATABASE_URL"] = database_url
+    return env
+
+
+@pytest.mark.parametrize("starting_at", [None, "0003"], ids=["empty", "older"])
+def test_processes_upgrading_one_database_at_the_same_moment_all_succeed(
+    empty_database_url: str | None, tmp_path: Path, shared_keys_dir: Path, starting_at: str | None
+) -> None:
+    """Replicas start together: without serialised migrations all but one died with a duplicate-key (PostgreSQL)
+    or table-exists (SQLite) error."""
+    settings = make_settings(tmp_path / "data", shared_keys_dir, empty_database_url)
+    if starting_at:
+        command.upgrade(alembic_config(settings), starting_at)
+    env = _cli_env(settings, empty_database_url)
+    upgraders = [
+        subprocess.Popen(
+            [LICENSE_SERVER, "db", "upgrade"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(UPGRADERS)
+    ]
+    outputs = [upgrader.communicate(timeout=60)[0] for upgrader in upgraders]
+    failed = [out for upgrader, out in zip(upgraders, outputs, strict=True) if upgrader.returncode != 0]
+    assert not failed, failed[0][-2000:]
+    assert asyncio.run(_revisions(settings.resolved_database_url)) == [_head_revision(settings)]
+
+
+def test_a_process_that_finds_the_schema_current_does_not_wait_for_the_migration_lock(
+    empty_database_url: str | None, tmp_path: Path, shared_keys_dir: Path
+) -> None:
+    """Someone else holds the migration lock (an upgrade in progress elsewhere): a current schema starts at once."""
+    settings = make_settings(tmp_path / "data", shared_keys_dir, empty_database_url)
+    upgrade_database(settings)
+    env = _cli_env(settings, empty_database_url)
+
+    def upgrade_in_a_process() -> None:
+        # A process that waited for the lock would be killed by the timeout (and the test would fail).
+        subprocess.run([LICENSE_SERVER, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=20)
+
+    if empty_database_url is None:
+        fd = os.open(f"{settings.data_dir / 'license-server.db'}.migration-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            upgrade_in_a_process()
+        finally:
+            os.close(fd)
+        return
+    import asyncpg
+
+    async def hold_lock_and_upgrade() -> None:
+        holder = await asyncpg.connect(empty_database_url.replace("+asyncpg", ""))
+        try:
+            await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+            await asyncio.to_thread(upgrade_in_a_process)
+        finally:
+            await holder.close()
+
+    asyncio.run(hold_lock_and_upgrade())

@@ -63,8 +63,9 @@ class Server:
     log: Path
 
 
-def start_server(cli: Cli, port: int, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Start ``serve``; its stdout and stderr go to a file (a pipe nobody reads would block a chatty server)."""
+def spawn_server(cli: Cli, port: int, *args: str, env: dict[str, str] | None = None) -> Server:
+    """Start ``serve`` without waiting for it; its stdout and stderr go to a file (a pipe nobody reads would block a
+    chatty server)."""
     log = cli.cwd / f"server-{port}-{time.monotonic_ns()}.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
@@ -75,19 +76,26 @@ def start_server(cli: Cli, port: int, *args: str, env: dict[str, str] | None = N
             stderr=subprocess.STDOUT,
             text=True,
         )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    return Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
+
+
+def wait_until_ready(server: Server, seconds: float = 30) -> Server:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{log.read_text()}")
+        if server.process.poll() is not None:
+            raise AssertionError(f"server exited early:\n{server.log.read_text()}")
         try:
-            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                return Server(url=url, process=process, log=log)
+            if httpx.get(f"{server.url}/health/ready", timeout=1).status_code == 200:
+                return server
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    process.kill()
-    raise AssertionError("server did not become ready in 30 s")
+    server.process.kill()
+    raise AssertionError(f"server did not become ready in {seconds:.0f} s")
+
+
+def start_server(cli: Cli, port: int, *args: str, env: dict[str, str] | None = None) -> Server:
+    return wait_until_ready(spawn_server(cli, port, *args, env=env))
 
 
 @pytest.fixture

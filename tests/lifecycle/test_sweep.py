@@ -11,11 +11,12 @@ from sqlalchemy import select
 
 from license_server.deployments.jobs import flush_check_ins
 from license_server.events.leases import acquire_lease
-from license_server.events.models import Event
+from license_server.events.models import Event, JobLease
 from license_server.licenses.models import License
-from license_server.lifecycle.jobs import run_sweep, sweep
+from license_server.lifecycle.jobs import SWEEP_LEASE, run_sweep, sweep
 from license_server.lifecycle.status import compute_status
 from license_server.runtime import Runtime
+from license_server.scheduler import JobScheduler
 from tests.conftest import LicenseFactory, MovableClock
 from tests.deployments.conftest import activate, bearer
 
@@ -116,6 +117,55 @@ async def test_only_one_holder_gets_the_lease_until_it_expires(runtime: Runtime,
     clock.advance(timedelta(seconds=61))
     assert await take("replica-late")  # the lease of a silent holder expires
     assert not await take(winner)
+
+
+def another_process(runtime: Runtime) -> Runtime:
+    """A second process on the same database, as a replica started in another container would be: in a container
+    host name and pid can both be the same as the first one's."""
+    return Runtime(
+        settings=runtime.settings,
+        signer=runtime.signer,
+        engine=runtime.engine,
+        session_factory=runtime.session_factory,
+        clock=runtime.clock,
+    )
+
+
+async def test_two_processes_with_the_same_host_and_pid_do_not_share_the_sweep_lease(runtime: Runtime) -> None:
+    """Holder ids were host:pid, so a second container (also host:1) 'renewed' the first one's lease and both swept."""
+    other = another_process(runtime)
+    assert other.lease_holder != runtime.lease_holder
+    assert (await run_sweep(runtime)).ran
+    assert not (await run_sweep(other)).ran
+    assert (await run_sweep(runtime)).ran  # the holder renews
+
+
+async def _sweep_lease(runtime: Runtime) -> JobLease | None:
+    async with runtime.session_factory() as db:
+        return await db.get(JobLease, SWEEP_LEASE)
+
+
+async def test_stopping_the_scheduler_hands_the_sweep_lease_to_the_next_process_at_once(
+    runtime: Runtime, clock: MovableClock
+) -> None:
+    """A stopped holder kept its lease for twice the sweep interval: a restarted replica swept nothing until then."""
+    jobs = JobScheduler(runtime, shared=True, per_process=False)
+    jobs.start()
+    try:
+        for _ in range(200):
+            lease = await _sweep_lease(runtime)
+            if lease is not None and lease.holder == runtime.lease_holder:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the scheduler never took the sweep lease")
+    finally:
+        await jobs.stop()
+    successor = another_process(runtime)
+    assert (await run_sweep(successor)).ran  # no clock advance: the lease was released, not timed out
+    lease = await _sweep_lease(runtime)
+    assert lease is not None
+    assert lease.holder == successor.lease_holder
 
 
 async def test_check_ins_are_coalesced_into_one_write_per_activation(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from license_server.config import Settings
+from license_server.db.migrate import MIGRATION_LOCK_ID
 from license_server.db.models import Base
 from license_server.db.session import create_engine
 
@@ -22,6 +24,10 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends: a replica starting at the same moment waits here, then reads the
+            # version this one committed and has nothing to do (PostgreSQL runs DDL in the transaction).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         context.run_migrations()
 
 
