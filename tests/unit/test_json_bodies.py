@@ -12,7 +12,8 @@ import pytest
 from hypothesis import strategies as st
 
 from license_server.errors import ValidationFailed
-from license_server.json_bodies import MAX_JSON_DEPTH, check_json_body, is_json_media_type, nested_deeper_than
+from license_server.json_bodies import MAX_JSON_DEPTH, check_json_body, is_json_media_type
+from license_server.strict_json import nested_deeper_than
 
 # Strings full of what could fool a byte scanner: brackets, quotes, backslashes, escapes.
 TRICKY_TEXT = st.text(alphabet=st.sampled_from('[]{}"\\/ u0aé\n'), max_size=12)
