@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from license_server.runtime import Runtime
+from tests.adversarial.conftest import Seeded, log_of
 from tests.adversarial.test_hostile_input import make_customer, nested, table_counts
 
 OWNER_TOKEN_BY_DUPLICATE = '{"role": "viewer", "name": "d", "role": "owner"}'
@@ -150,3 +151,20 @@ async def test_the_schema_declares_415_on_every_operation_with_a_body_and_only_t
             without_body += not declared
     assert with_body >= 20
     assert without_body >= 10
+
+
+@pytest.mark.slow
+def test_a_real_server_answers_deep_bodies_of_every_type_with_a_4xx_and_logs_no_traceback(
+    seeded_server: Seeded,
+) -> None:
+    """The reported reproduction, against ``serve`` at DEBUG: unauthenticated, 100,000 ``[``, each content type."""
+    logged_before = len(log_of(seeded_server.server))
+    with httpx.Client(base_url=seeded_server.server.url, timeout=30) as http:
+        for content_type in ["text/plain", None, "application/x-www-form-urlencoded", "application/json"]:
+            for _ in range(3):  # "a traceback per request": several requests, none logs one
+                answer = http.post("/v1/activations", content=DEEP_BRACKETS, headers=with_type({}, content_type))
+                assert 400 <= answer.status_code < 500, (content_type, answer.status_code, answer.text)
+    logged = log_of(seeded_server.server)[logged_before:]
+    assert "Traceback" not in logged
+    assert "RecursionError" not in logged
+    assert "unhandled error" not in logged
