@@ -29,7 +29,7 @@ from license_server.events.controllers import EventController, WebhookController
 from license_server.health.controllers import HealthController
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiAdminController, InnerApiController
 from license_server.inner_api.store import SqlInnerApiStore
-from license_server.json_bodies import reject_ambiguous_json
+from license_server.json_bodies import document_body_rules, enforce_json_bodies
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
 from license_server.offline.controllers import OfflineController
 from license_server.openapi import StrictPydanticSchemaPlugin
@@ -95,6 +95,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "request_too_large",
+    415: "unsupported_media_type",
     429: "rate_limited",
 }
 
@@ -210,7 +211,7 @@ def create_app(
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         exception_handlers=dict(EXCEPTION_HANDLERS),
-        before_request=reject_ambiguous_json,
+        before_request=enforce_json_bodies,
         # Behind trusted proxies the rate limits count the client they name, not the proxy.
         middleware=[trusted_proxies_middleware(runtime.settings.trusted_proxies)]
         if runtime.settings.trusted_proxies
@@ -233,6 +234,7 @@ def create_app(
         debug=False,
     )
     _document_error_responses(app)
+    document_body_rules(app)
     return app
 
 

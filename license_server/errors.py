@@ -54,6 +54,12 @@ class ValidationFailed(LicenseServerError):
         return self._errors if self._errors is not None else super().field_errors
 
 
+class UnsupportedMediaType(LicenseServerError):
+    status_code = 415
+    code = "unsupported_media_type"
+    title = "The request body is not JSON"
+
+
 class NotFound(LicenseServerError):
     status_code = 404
     code = "not_found"

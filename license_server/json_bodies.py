@@ -1,72 +1,77 @@
-"""JSON request bodies that parse but mean two things are refused before any handler sees them.
+"""One set of rules for every request body, whatever its Content-Type says, applied before any parser sees it.
 
-A duplicated key is read as its last value by our parser and as its first by some others (a parser differential a
-proxy or an audit tool could be fooled by); a body nested hundreds deep costs recursion everywhere it is walked.
-Both get a 400 problem naming the field. Malformed or non-UTF-8 bodies are left to the framework's parser, whose
-errors the one error mapping in ``app.py`` already turns into problems.
+Litestar decodes a handler's ``data`` as JSON whatever the Content-Type, so rules keyed on the type are rules a
+client can opt out of: ``text/plain`` once skipped the duplicate-key check (``{"role": "viewer", "role": "owner"}``
+made an owner token) and the depth bound (100,000 ``[`` recursed until a 500). So:
+
+- a non-empty body must be JSON (``application/json`` or ``application/*+json``, UTF-8 if a charset is named);
+  anything else, and no Content-Type at all, is a 415 ``unsupported_media_type``. Every route here takes JSON.
+- nesting deeper than ``MAX_JSON_DEPTH`` is a 400, measured on the raw bytes without recursing, before any parser
+  (``json``, msgspec, pydantic) walks the body recursively; a duplicated key is a 400 naming it
+  (``strict_json.py`` says why, and reads CLI options and offline files by the same rules).
+
+Malformed or non-UTF-8 JSON is left to the framework's parser, whose errors the one error mapping in ``app.py``
+already turns into problems.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from litestar import Request
+from litestar import Litestar, Request
+from litestar.openapi import ResponseSpec
 
-from license_server.errors import ValidationFailed
+from license_server import strict_json
+from license_server.errors import UnsupportedMediaType, ValidationFailed
+from license_server.schemas_common import problem_spec
 
-MAX_JSON_DEPTH = 32
+MAX_JSON_DEPTH = strict_json.MAX_DEPTH
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
 def check_json_body(body: bytes) -> None:
-    """Raise ValidationFailed for a duplicated key or excessive nesting; anything else passes through."""
+    """Raise ValidationFailed for excessive nesting or a duplicated key; anything else passes through."""
     if not body:
         return
     try:
-        parsed = json.loads(body, object_pairs_hook=_refuse_duplicates)
-    except _DuplicateKey as exc:
-        raise ValidationFailed(f"the key {exc.key!r} appears more than once", field=exc.key) from None
-    except RecursionError:
-        parsed = None
-        deep = True
+        strict_json.loads(body, max_depth=MAX_JSON_DEPTH)
+    except strict_json.TooDeep as exc:
+        raise ValidationFailed(f"the body is {exc}", field="body") from None
+    except strict_json.DuplicateKey as exc:
+        raise ValidationFailed(str(exc), field=exc.key) from None
     except ValueError:  # malformed JSON or invalid UTF-8: the framework's parser reports it
         return
-    else:
-        deep = _depth_exceeds(parsed, MAX_JSON_DEPTH)
-    if deep:
-        raise ValidationFailed(f"the body is nested more than {MAX_JSON_DEPTH} levels deep", field="body")
 
 
-async def reject_ambiguous_json(request: Request[Any, Any, Any]) -> None:
-    """``before_request`` hook: runs after the guards, before the body is parsed into the handler's model."""
-    if request.method not in _BODY_METHODS or "json" not in request.headers.get("content-type", ""):
+def is_json_media_type(content_type: str | None) -> bool:
+    """``application/json`` or ``application/<anything>+json``, with no charset or UTF-8 (RFC 8259 §8.1)."""
+    if not content_type:
+        return False
+    media_type, *parameters = (part.strip().lower() for part in content_type.split(";"))
+    kind, _, subtype = media_type.partition("/")
+    if kind != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        return False
+    charsets = [value.strip('"') for name, _, value in (p.partition("=") for p in parameters) if name == "charset"]
+    return all(charset in {"utf-8", "utf8"} for charset in charsets)
+
+
+async def enforce_json_bodies(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` hook of the vendor and edge apps: runs after the guards, before any body is parsed."""
+    if request.method not in _BODY_METHODS:
         return
-    check_json_body(await request.body())
+    body = await request.body()
+    if not body:  # nothing to parse; a route that needs a body answers its own 400
+        return
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json", field="content-type")
+    check_json_body(body)
+
+
+def document_body_rules(app: Litestar) -> None:
+    """Declare the 415 on every operation that takes a body, so the OpenAPI schema says what the hook does."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if "data" in handler.parsed_fn_signature.parameters:
+                responses: dict[int, ResponseSpec] = dict(handler.responses or {})
+                responses.setdefault(415, problem_spec("The body is not JSON (`Content-Type: application/json`)"))
+                handler.responses = responses

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -13,6 +15,7 @@ import click
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from license_server import strict_json
 from license_server.config import Settings
 from license_server.errors import FieldError, LicenseServerError, ValidationFailed
 from license_server.runtime import Runtime
@@ -35,6 +38,54 @@ def fail(message: str, code: str = "error", *, as_json: bool = False, exit_code:
     sys.exit(exit_code)
 
 
+def usage_error(message: str, *, as_json: bool = False) -> NoReturn:
+    """A wrong option value: one line (or one JSON object) and exit 2, as click's own usage errors exit."""
+    fail(message, "usage_error", as_json=as_json, exit_code=2)
+
+
+def parse_json_option(raw: str, option: str, *, as_json: bool = False) -> Any:
+    """An option whose value is JSON, read by the rules HTTP bodies follow (nesting bounded, no duplicate keys)."""
+    try:
+        return strict_json.loads(raw)
+    except strict_json.StrictJsonError as exc:
+        usage_error(f"{option}: {exc}", as_json=as_json)
+    except ValueError as exc:  # not JSON, or not encodable as UTF-8
+        usage_error(f"{option}: not valid JSON ({exc})", as_json=as_json)
+
+
+def report_error(exc: LicenseServerError, *, as_json: bool = False) -> NoReturn:
+    fields = "".join(f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail)
+    fail(exc.detail + fields, exc.code, as_json=as_json)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts: a busy port is one line and exit 1, not a failed startup.
+
+    uvicorn binds only after the app's startup (scheduler, database pool), and a failure there unwinds all of it
+    through ~150 lines of tracebacks. Bound here, the socket is handed to uvicorn, which listens on it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn decides
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} on {host} is in use", "port_in_use")
+        fail(f"cannot listen on port {port} on {host}: {exc.strerror or exc}", "cannot_listen")
+    return sock
+
+
+def serve_on(sock: socket.socket, app: Any, *, log_level: str) -> None:
+    import uvicorn
+
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback peer, letting a local client pick
+    # the address rate limits count against; the app applies LICENSE_SERVER_TRUSTED_PROXIES instead.
+    config = uvicorn.Config(app, log_level=log_level, server_header=False, proxy_headers=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 def run_with_session(work: Callable[[Runtime, AsyncSession], Awaitable[T]], *, as_json: bool = False) -> T:
     """Run one service call in its own runtime and session, turning domain errors into a clean exit."""
 
@@ -49,8 +100,7 @@ def run_with_session(work: Callable[[Runtime, AsyncSession], Awaitable[T]], *, a
     try:
         return asyncio.run(main())
     except LicenseServerError as exc:
-        fields = "".join(f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail)
-        fail(exc.detail + fields, exc.code, as_json=as_json)
+        report_error(exc, as_json=as_json)
 
 
 def parse_timestamp(value: str | None, field: str) -> datetime | None:

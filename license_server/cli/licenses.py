@@ -17,10 +17,14 @@ from license_server.cli.common import (
     emit,
     json_option,
     model_payload,
+    parse_json_option,
     parse_model,
     parse_timestamp,
+    report_error,
     run_with_session,
+    usage_error,
 )
+from license_server.errors import ValidationFailed
 from license_server.licenses import service
 from license_server.licenses.schemas import CustomerOut, LicenseOut, PlanOut, license_out, license_with_key
 from license_server.licenses.service import LicenseView
@@ -53,10 +57,12 @@ def _terms(
     seats: int | None,
     grace_days: int | None,
     notice_days: int | None,
+    *,
+    as_json: bool,
 ) -> LicenseTerms | None:
-    data: dict[str, Any] = json.loads(terms_json) if terms_json else {}
+    data: dict[str, Any] = parse_json_option(terms_json, "--terms", as_json=as_json) if terms_json else {}
     if not isinstance(data, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--terms")
+        usage_error("--terms: must be a JSON object", as_json=as_json)
     shortcuts = {"max_activations": max_activations, "grace_days": grace_days, "notice_days": notice_days}
     data.update({k: v for k, v in shortcuts.items() if v is not None})
     limits = {
@@ -67,7 +73,10 @@ def _terms(
     data.update({k: {"enabled": True, "limit": v} for k, v in limits.items() if v is not None})
     if not data:
         return None
-    terms: LicenseTerms = parse_model(LicenseTerms, json.dumps(data), "terms")
+    try:
+        terms: LicenseTerms = parse_model(LicenseTerms, json.dumps(data), "terms")
+    except ValidationFailed as exc:
+        report_error(exc, as_json=as_json)
     return terms
 
 
@@ -154,7 +163,7 @@ def create_plan(code: str, name: str, description: str, as_json: bool, **terms_o
     data: PlanCreate = parse_model(
         PlanCreate, json.dumps({"code": code, "name": name, "description": description}), "plan"
     )
-    terms = _terms(**terms_options)
+    terms = _terms(**terms_options, as_json=as_json)
 
     async def work(runtime: Runtime, session: AsyncSession) -> PlanOut:
         return PlanOut.model_validate(
@@ -215,7 +224,7 @@ def issue(
     """Issue a license. Its key is printed once."""
     expires_at = parse_timestamp(expires, "expires")
     starts_at = parse_timestamp(starts, "starts")
-    terms = _terms(**terms_options)
+    terms = _terms(**terms_options, as_json=as_json)
     assert expires_at is not None
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
@@ -385,7 +394,7 @@ def update(
 ) -> None:
     """Change a license's terms (merged into its overrides), plan, start or notes."""
     starts_at = parse_timestamp(starts, "starts")
-    terms = _terms(**terms_options)
+    terms = _terms(**terms_options, as_json=as_json)
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
         return model_payload(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from license_server.cli.common import emit, fail, json_option
+from license_server.cli.common import emit, fail, json_option, listening_socket, serve_on
 from license_server.clock import utcnow
 
 DATA_DIR_ENV = "LICENSE_SERVER_EDGE_DATA_DIR"
@@ -236,8 +236,6 @@ def edge(
     Set LICENSE_SERVER_EDGE_TOKEN to require it as a bearer token on /v1. A renewed file written over the old one
     is picked up without a restart.
     """
-    import uvicorn
-
     from license_server.edge.app import create_edge_app
     from license_server.edge.runtime import EdgeRuntime
     from license_server.offline.files import install_key_id, verify_license_file
@@ -246,6 +244,7 @@ def edge(
     from license_server.verifier.fingerprint import resolve_fingerprint
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = listening_socket(host, port)
     machine = resolve_fingerprint(fingerprint)
     try:
         verifier = Verifier(load_root_public_key(root_key))
@@ -266,4 +265,4 @@ def edge(
         clock_tolerance=timedelta(seconds=clock_tolerance_seconds),
         token=os.environ.get("LICENSE_SERVER_EDGE_TOKEN") or None,
     )
-    uvicorn.run(create_edge_app(runtime), host=host, port=port, log_level="info", server_header=False)
+    serve_on(sock, create_edge_app(runtime), log_level="info")

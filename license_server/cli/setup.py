@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from license_server.auth.models import AdminToken
 from license_server.auth.tokens import Role, cli_actor, create_token
-from license_server.cli.common import emit, fail, json_option, settings
+from license_server.cli.common import emit, fail, json_option, listening_socket, serve_on, settings
 from license_server.config import Settings
 from license_server.errors import KeyringError, LicenseServerError
 from license_server.runtime import Runtime, key_store
@@ -82,13 +82,12 @@ def init(dev: bool, as_json: bool) -> None:
 @click.option("--no-scheduler", is_flag=True, help="Leave the sweep and webhooks to `license-server scheduler`.")
 def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
     """Apply migrations and serve the API."""
-    import uvicorn
-
     from license_server.app import create_app
 
     config = settings()
     _configure_logging(config.log_level)
     host, port = host or config.host, port or config.port
+    sock = listening_socket(host, port)  # before keys, migrations and jobs: a busy port fails at once
     try:
         app = create_app(Runtime.build(config), run_jobs=True, run_shared_jobs=not no_scheduler)
     except KeyringError as exc:
@@ -103,16 +102,7 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
     from license_server.db.backup import server_lock
 
     with server_lock(config):  # `db restore` waits for no running server
-        # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback peer, letting a local client
-        # pick the address rate limits count against; the app applies LICENSE_SERVER_TRUSTED_PROXIES instead.
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level=config.log_level.lower(),
-            server_header=False,
-            proxy_headers=False,
-        )
+        serve_on(sock, app, log_level=config.log_level.lower())
 
 
 @click.group()

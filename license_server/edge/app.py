@@ -32,7 +32,7 @@ from license_server.edge.runtime import EdgeRuntime, edge_license_state
 from license_server.errors import AuthenticationRequired
 from license_server.health.controllers import HealthOut
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiController
-from license_server.json_bodies import reject_ambiguous_json
+from license_server.json_bodies import document_body_rules, enforce_json_bodies
 from license_server.openapi import StrictPydanticSchemaPlugin
 from license_server.schemas_common import problem_spec
 from license_server.validation import FieldStrictPydanticInitPlugin
@@ -148,16 +148,17 @@ def create_edge_app(
     async def close_edge() -> None:
         await edge.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[EdgeDeploymentController, EdgeHealthController, InnerApiController, *route_handlers],
         dependencies={
             "edge": Provide(provide_edge, sync_to_thread=False),
             "edge_db": Provide(provide_edge_db),
             **(dependencies or {}),
         },
-        # The vendor app's input rules, whole: one error mapping, ambiguous JSON refused, strict fields kept strict.
+        # The vendor app's input rules, whole: one error mapping, JSON bodies only (bounded, no duplicate keys), strict
+        # fields kept strict.
         exception_handlers=dict(EXCEPTION_HANDLERS),
-        before_request=reject_ambiguous_json,
+        before_request=enforce_json_bodies,
         plugins=[StrictPydanticSchemaPlugin(), FieldStrictPydanticInitPlugin()],
         on_startup=[edge.start],
         on_shutdown=[close_edge],
@@ -169,3 +170,5 @@ def create_edge_app(
         state=State({"edge": edge, STORE_STATE_KEY: EdgeInnerApiStore(edge)}),
         debug=False,
     )
+    document_body_rules(app)
+    return app

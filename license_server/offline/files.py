@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from license_server import strict_json
 from license_server.jose import b64url_decode_strict, b64url_encode, raw_public_bytes
 from license_server.verifier import Reason, VerificationError, VerifiedDocument, Verifier
 
@@ -97,8 +98,10 @@ def _load_signed(raw: str | bytes, expected_type: str) -> dict[str, Any]:
     if len(data) > MAX_FILE_BYTES:
         raise FileError(FileReason.MALFORMED, f"larger than {MAX_FILE_BYTES} bytes")
     try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = strict_json.loads(data)
+    except strict_json.StrictJsonError as exc:
+        raise FileError(FileReason.MALFORMED, str(exc)) from exc
+    except ValueError as exc:  # UnicodeDecodeError included
         raise FileError(FileReason.MALFORMED, "not JSON") from exc
     if not isinstance(value, dict):
         raise FileError(FileReason.MALFORMED, "not a JSON object")
