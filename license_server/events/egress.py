@@ -132,9 +132,10 @@ class Egress:
             raise DestinationRefused("the host resolved to something that is not an address") from exc
         if not resolved:
             raise DestinationRefused("the host name could not be resolved")
-        self._check(resolved, "the host is" if _numeric_address(host) is not None else "the host resolves to")
+        is_name = _numeric_address(host) is None
+        self._check(resolved, "the host resolves to" if is_name else "the host is")
         extensions = {}
-        if parsed.scheme == "https" and _numeric_address(host) is None:
+        if parsed.scheme == "https" and is_name:
             extensions["sni_hostname"] = host
         return PinnedRequest(
             url=parsed.copy_with(host=str(resolved[0])),
