@@ -668,14 +668,27 @@ async def deliver_due(
             return True
 
     async def endpoint_lane(endpoint_id: uuid.UUID) -> None:
-        queue = deque(await _due_deliveries(session_factory, endpoint_id=endpoint_id, now=clock(), limit=limit))
+        lanes = max(1, per_endpoint_concurrency)
+        queue: deque[_Due] = deque()
+        refilling = asyncio.Lock()
+
+        async def next_due() -> _Due | None:
+            async with refilling:
+                if not queue:
+                    # A few at a time, read afresh: a long list read once goes stale as other replicas take its
+                    # rows, and every row another took costs a lost compare-and-set. In an order of this run's
+                    # own, so replicas reading the same rows mostly claim different ones (order is no guarantee).
+                    due = await _due_deliveries(session_factory, endpoint_id=endpoint_id, now=clock(), limit=2 * lanes)
+                    _system_random.shuffle(due)
+                    queue.extend(due)
+                return queue.popleft() if queue else None
 
         async def worker() -> None:
-            while queue:
-                if not await attempt_one(queue.popleft()):
+            while (due := await next_due()) is not None:
+                if not await attempt_one(due):
                     return
 
-        await asyncio.gather(*(worker() for _ in range(max(1, per_endpoint_concurrency))))
+        await asyncio.gather(*(worker() for _ in range(lanes)))
 
     async def guarded_lane(endpoint_id: uuid.UUID) -> None:
         try:

@@ -51,6 +51,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     @property
     def webhook_id(self) -> str:
