@@ -76,11 +76,15 @@ def non_public_reason(address: IPAddress) -> str | None:
     return None
 
 
+MAX_ADDRESSES_TRIED = 4
+
+
 @dataclass(frozen=True)
 class PinnedRequest:
-    """A webhook URL rewritten to the checked address, with what keeps the request naming the original host."""
+    """A webhook URL rewritten to each checked address in the resolver's order of preference (the next is tried
+    when one cannot be connected to), with what keeps the request naming the original host."""
 
-    url: httpx.URL
+    urls: tuple[httpx.URL, ...]
     headers: dict[str, str]
     extensions: dict[str, str]
 
@@ -120,7 +124,7 @@ class Egress:
             self._check([literal], "the host is")
 
     async def pin(self, url: str) -> PinnedRequest:
-        """Resolve the URL's host, refuse it if any of its addresses is forbidden, else aim the URL at the first."""
+        """Resolve the URL's host, refuse it if any of its addresses is forbidden, else aim the URL at them."""
         parsed = httpx.URL(url)
         host = parsed.raw_host.decode("ascii")  # IDNA-encoded, as the resolver needs it
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -137,8 +141,9 @@ class Egress:
         extensions = {}
         if parsed.scheme == "https" and is_name:
             extensions["sni_hostname"] = host
+        addresses = list(dict.fromkeys(str(address) for address in resolved))[:MAX_ADDRESSES_TRIED]
         return PinnedRequest(
-            url=parsed.copy_with(host=str(resolved[0])),
+            urls=tuple(parsed.copy_with(host=address) for address in addresses),
             # Each attempt on a connection of its own: a pooled connection to the same address, verified for
             # another host name, must not carry this host's request.
             headers={"host": parsed.netloc.decode("ascii"), "connection": "close"},

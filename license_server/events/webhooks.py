@@ -42,7 +42,7 @@ from license_server.auth.tokens import Actor
 from license_server.clock import Clock, utcnow
 from license_server.db.base import new_id
 from license_server.errors import NotFound, SecretUnreadable, ValidationFailed
-from license_server.events.egress import DestinationRefused, Egress, IPNetwork
+from license_server.events.egress import DestinationRefused, Egress, IPNetwork, PinnedRequest
 from license_server.events.models import Event, WebhookDelivery, WebhookEndpoint
 from license_server.events.service import EventType
 from license_server.signing.encryption import SecretBox
@@ -536,6 +536,30 @@ async def _claim(
     )
 
 
+async def _post(
+    http_client: httpx.AsyncClient,
+    url: httpx.URL,
+    attempt: _Attempt,
+    headers: dict[str, str],
+    pinned: PinnedRequest,
+    *,
+    request_timeout: float,
+) -> _Outcome:
+    async with http_client.stream(
+        "POST",
+        url,
+        content=attempt.body.encode(),
+        headers={**headers, **pinned.headers},
+        extensions=pinned.extensions,
+        timeout=request_timeout,
+        follow_redirects=False,
+    ) as response:  # the body is never read: only the status matters
+        if 200 <= response.status_code < 300:
+            return _Outcome(response.status_code, None)
+        reason = response.reason_phrase or ""
+        return _Outcome(response.status_code, f"HTTP {response.status_code} {reason}".strip())
+
+
 async def _send(
     http_client: httpx.AsyncClient, attempt: _Attempt, *, egress: Egress, clock: Clock, request_timeout: float
 ) -> _Outcome:
@@ -554,19 +578,12 @@ async def _send(
     try:
         async with asyncio.timeout(request_timeout):  # in all: httpx's own timeouts are per read, and a server can drip
             pinned = await egress.pin(attempt.url)
-            async with http_client.stream(
-                "POST",
-                pinned.url,
-                content=attempt.body.encode(),
-                headers={**headers, **pinned.headers},
-                extensions=pinned.extensions,
-                timeout=request_timeout,
-                follow_redirects=False,
-            ) as response:  # the body is never read: only the status matters
-                if 200 <= response.status_code < 300:
-                    return _Outcome(response.status_code, None)
-                reason = response.reason_phrase or ""
-                return _Outcome(response.status_code, f"HTTP {response.status_code} {reason}".strip())
+            for url in pinned.urls[:-1]:
+                try:
+                    return await _post(http_client, url, attempt, headers, pinned, request_timeout=request_timeout)
+                except httpx.ConnectError:  # nothing was sent: try the host's next address, as a browser would
+                    continue
+            return await _post(http_client, pinned.urls[-1], attempt, headers, pinned, request_timeout=request_timeout)
     except DestinationRefused as exc:  # nothing was sent, so there is no answer to report
         return _Outcome(None, f"not sent: {exc}")
     except TimeoutError:

@@ -163,6 +163,27 @@ async def test_a_name_resolving_to_an_allowed_address_is_delivered_to_that_addre
     assert lookups == [("hooks.test", receiver.port)] * 2  # one lookup per attempt: the checked one
 
 
+async def test_the_next_checked_address_is_tried_when_one_cannot_be_reached_and_one_bad_address_refuses_all(
+    runtime: Runtime, actor: Actor, receiver: Receiver, http_client: httpx.AsyncClient
+) -> None:
+    answers = {"two.test": ["127.0.0.2", "127.0.0.1"], "mixed.test": ["127.0.0.1", "10.0.0.1"]}
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return answers[host]
+
+    await make_endpoint(runtime, actor, f"http://two.test:{receiver.port}/two")  # nothing listens on 127.0.0.2
+    mixed = await make_endpoint(runtime, actor, f"http://mixed.test:{receiver.port}/mixed")
+    await emit(runtime, EventType.ACTIVATION_CREATED)
+    async with runtime.session_factory() as session:
+        await fan_out(session, clock=runtime.clock)
+
+    assert await deliver(runtime, http_client, egress=Egress(LOOPBACK, resolver=resolver)) == 2
+
+    assert [r.path for r in receiver.requests] == ["/two"]
+    rows = {row.endpoint_id: row for row in await delivery_rows(runtime)}
+    assert (rows[mixed.endpoint.id].last_error or "").startswith("not sent: the host resolves to a private address")
+
+
 async def test_the_connection_goes_to_the_checked_address_not_to_a_second_lookup(
     runtime: Runtime, actor: Actor, receiver: Receiver, http_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
