@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Scheduler: the lifecycle sweep and webhook deliveries. serve runs them in-process unless told not to.
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
     webhook_interval_seconds: float = Field(default=5.0, gt=0)
+    # Webhooks go to public addresses only; these networks (CIDR, comma-separated) are allowed besides, for receivers
+    # on the vendor's own network, e.g. "10.20.0.0/16,fd12:3456::/48". Loopback too, if listed ("127.0.0.0/8").
+    webhook_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     # Unauthenticated routes (activate, validate): requests per minute per client address and per license key.
     rate_limit_per_address: int = Field(default=60, ge=1)
     rate_limit_per_license_key: int = Field(default=20, ge=1)
@@ -53,9 +56,9 @@ class Settings(BaseSettings):
     # serve's and scheduler's log level (uvicorn's too). Nothing secret is logged at any level.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "webhook_allowed_networks", mode="before")
     @classmethod
-    def _trusted_proxies_comma_separated(cls, value: object) -> object:
+    def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

@@ -132,6 +132,13 @@ class KeyringError(LicenseServerError):
     title = "Signing keys are unavailable"
 
 
+class SecretUnreadable(KeyringError):
+    """A sealed secret this server's keys do not open: sealed under another server's keys, or damaged."""
+
+    code = "secret_unreadable"
+    title = "A stored secret cannot be decrypted with this server's keys"
+
+
 class ActivationNotFound(NotFound):
     code = "activation_not_found"
     title = "Activation not found"

@@ -15,6 +15,7 @@ from license_server.db.session import create_engine, create_session_factory
 from license_server.deployments.activation_writer import SqliteActivationWriter
 from license_server.deployments.runtime_state import PollState
 from license_server.events.leases import new_lease_holder
+from license_server.signing.encryption import WEBHOOK_SECRETS, SecretBox
 from license_server.signing.keys import KeyStore, resolve_passphrase
 from license_server.signing.service import Signer
 
@@ -43,6 +44,7 @@ class Runtime:
     # SQLite only: activations are written in batches by one thread with its own connection (group commit).
     activation_writer: SqliteActivationWriter | None = field(init=False, default=None)
     _hasher: tuple[bytes, SecretHasher] | None = field(init=False, default=None, repr=False)
+    _webhook_secret_box: tuple[bytes, SecretBox] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.write_gate = asyncio.Lock() if self.settings.is_sqlite else contextlib.nullcontext()
@@ -77,6 +79,15 @@ class Runtime:
         cached = self._hasher
         if cached is None or cached[0] != key:
             cached = self._hasher = (key, SecretHasher(key))
+        return cached[1]
+
+    @property
+    def webhook_secret_box(self) -> SecretBox:
+        """Seals and opens webhook signing secrets, under a key derived from the secret-hashing key."""
+        key = self.signer.keyring().secret_hashing_key
+        cached = self._webhook_secret_box
+        if cached is None or cached[0] != key:
+            cached = self._webhook_secret_box = (key, SecretBox(key, purpose=WEBHOOK_SECRETS))
         return cached[1]
 
     async def close(self) -> None:

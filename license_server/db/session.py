@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from license_server.config import Settings
@@ -25,12 +28,29 @@ def configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def restrict_sqlite_files(database: Path) -> None:
+    """Make the database file, and its WAL and shared-memory files, readable and writable by this user only.
+
+    It holds personal data, hashes and sealed secrets. Created here with 0600 before SQLite opens it (an empty file
+    is a new database to SQLite, which gives the -wal and -shm files it creates the database file's mode); files an
+    older version left 0644 are tightened.
+    """
+    if not database.exists():
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    for path in (database, database.with_name(f"{database.name}-wal"), database.with_name(f"{database.name}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, 0o600)
+
+
 def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
     url = settings.resolved_database_url
     # Statement parameters carry webhook secrets and personal data: never in SQL logs or in exception messages.
     engine_options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        database = make_url(url).database
+        if database and database != ":memory:":
+            restrict_sqlite_files(Path(database))
         engine = create_async_engine(url, connect_args={"timeout": 30}, **engine_options)
         event.listen(engine.sync_engine, "connect", configure_sqlite_connection)
         return engine

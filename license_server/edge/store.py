@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from license_server.db.base import NAMING_CONVENTION, UTCDateTime
+from license_server.db.session import restrict_sqlite_files
 
 DB_FILE = "edge.db"
 
@@ -92,6 +93,7 @@ def _sqlite_pragmas(connection: DBAPIConnection, _: ConnectionPoolEntry) -> None
 
 def create_edge_engine(data_dir: Path) -> AsyncEngine:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    restrict_sqlite_files(data_dir / DB_FILE)
     engine = create_async_engine(f"sqlite+aiosqlite:///{data_dir / DB_FILE}")
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

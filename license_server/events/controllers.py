@@ -52,6 +52,8 @@ class WebhookController(Controller):
             url=data.url,
             event_types=data.event_types,
             description=data.description,
+            secret_box=runtime.webhook_secret_box,
+            allowed_networks=runtime.settings.webhook_allowed_networks,
             clock=runtime.clock,
         )
         return webhook_with_secret(created)
@@ -86,6 +88,7 @@ class WebhookController(Controller):
             event_types=data.event_types,
             enabled=data.enabled,
             description=data.description,
+            allowed_networks=runtime.settings.webhook_allowed_networks,
             clock=runtime.clock,
         )
         return WebhookOut.model_validate(endpoint)
@@ -112,7 +115,9 @@ class WebhookController(Controller):
     async def rotate_secret(
         self, db: Db, actor: CurrentActor, runtime: RuntimeDep, endpoint_id: FromPath[uuid.UUID]
     ) -> WebhookWithSecret:
-        rotated = await webhooks.rotate_secret(db, actor=actor, endpoint_id=endpoint_id, clock=runtime.clock)
+        rotated = await webhooks.rotate_secret(
+            db, actor=actor, endpoint_id=endpoint_id, secret_box=runtime.webhook_secret_box, clock=runtime.clock
+        )
         return webhook_with_secret(rotated)
 
     @get(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from license_server.events.egress import Egress
 from license_server.events.webhooks import DELIVERY_TIMEOUT_SECONDS, USER_AGENT, deliver_due, fan_out
 from license_server.scheduling import ScheduledJob
 
@@ -32,18 +33,32 @@ async def run_webhook_jobs(runtime: Runtime, *, http_client: httpx.AsyncClient |
     """Run fan-out, then delivery; returns the number of deliveries attempted."""
     async with runtime.session_factory() as session:
         await fan_out(session, clock=runtime.clock)
+    egress = Egress(runtime.settings.webhook_allowed_networks)
     if http_client is not None:
         return await deliver_due(
-            runtime.session_factory, http_client=http_client, clock=runtime.clock, limit=DELIVERIES_PER_RUN
+            runtime.session_factory,
+            http_client=http_client,
+            secret_box=runtime.webhook_secret_box,
+            egress=egress,
+            clock=runtime.clock,
+            limit=DELIVERIES_PER_RUN,
         )
     async with httpx.AsyncClient(
         timeout=DELIVERY_TIMEOUT_SECONDS,
         follow_redirects=False,
         headers={"user-agent": USER_AGENT},
         verify=_tls_context(),
+        # No HTTP(S)_PROXY, NO_PROXY or .netrc from the environment: a proxy would make the connection, to an
+        # address nobody checked.
+        trust_env=False,
     ) as client:
         return await deliver_due(
-            runtime.session_factory, http_client=client, clock=runtime.clock, limit=DELIVERIES_PER_RUN
+            runtime.session_factory,
+            http_client=client,
+            secret_box=runtime.webhook_secret_box,
+            egress=egress,
+            clock=runtime.clock,
+            limit=DELIVERIES_PER_RUN,
         )
 
 

@@ -33,8 +33,9 @@ class WebhookEndpoint(Base):
     description: Mapped[str] = mapped_column(String(500), default="")
     # Event types this endpoint receives; empty means all.
     event_types: Mapped[list[str]] = mapped_column(default=list)
-    # The signing secret ("whsec_" + base64), kept because signatures need it; shown once at creation.
-    secret: Mapped[str] = mapped_column(String(128))
+    # The signing secret ("whsec_" + base64), shown once at creation. Signing needs it back, so it is encrypted
+    # (signing/encryption.py: AES-GCM under a key from keys/, bound to this row's id) rather than hashed.
+    encrypted_secret: Mapped[str] = mapped_column(String(256))
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Events with an id above this cursor have not yet been fanned out to this endpoint.

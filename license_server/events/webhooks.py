@@ -5,8 +5,9 @@ Three steps, each safe to run on several replicas at once:
 - ``fan_out`` turns new events into one pending delivery per matching endpoint. Each endpoint keeps a cursor (the
   last event id it has seen); the deliveries and the cursor advance are written in one transaction, and the advance
   is a compare-and-set, so a second or concurrent run that lost the race rolls back and nothing is doubled.
-- ``deliver_due`` claims due deliveries with a compare-and-set on ``next_attempt_at`` (a lease), POSTs the signed
-  event, and records the outcome: success, or another attempt later with exponential backoff and full jitter.
+- ``deliver_due`` claims each due delivery just before its attempt with a compare-and-set on ``next_attempt_at`` (a
+  lease), POSTs the signed event to a checked address (``egress``), and records the outcome: success, or another
+  attempt later with exponential backoff and full jitter. Endpoints are served side by side, a few attempts each.
 - The admin actions (create, update, delete, rotate the secret, redeliver) write an audit event, as every action does.
 """
 
@@ -20,8 +21,10 @@ import json
 import logging
 import random
 import secrets
+import time
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -38,9 +41,11 @@ from license_server.auth.audit import record_audit
 from license_server.auth.tokens import Actor
 from license_server.clock import Clock, utcnow
 from license_server.db.base import new_id
-from license_server.errors import NotFound, ValidationFailed
+from license_server.errors import NotFound, SecretUnreadable, ValidationFailed
+from license_server.events.egress import DestinationRefused, Egress, IPNetwork, PinnedRequest
 from license_server.events.models import Event, WebhookDelivery, WebhookEndpoint
 from license_server.events.service import EventType
+from license_server.signing.encryption import SecretBox
 
 logger = logging.getLogger("license_server.webhooks")
 
@@ -54,6 +59,10 @@ FAN_OUT_LOCK_TIMEOUT_MS = 500
 
 DELIVERY_TIMEOUT_SECONDS = 10.0
 DELIVERY_CONCURRENCY = 10
+# Of those, at most this many to one endpoint: a slow receiver holds a few slots, never all of them.
+DELIVERY_CONCURRENCY_PER_ENDPOINT = 4
+# A run starts no attempt after this long, so the next run (with the events since) is never far off.
+DELIVERY_RUN_SECONDS = 10.0
 MAX_ATTEMPTS = 15
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(hours=6)
@@ -83,6 +92,14 @@ class DeliveryView:
 def generate_secret() -> str:
     """``whsec_`` + base64 of 32 random bytes, as Standard Webhooks specifies."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def _seal_secret(secret_box: SecretBox, endpoint: WebhookEndpoint, secret: str) -> None:
+    endpoint.encrypted_secret = secret_box.seal(secret, bound_to=str(endpoint.id))
+
+
+def _open_secret(secret_box: SecretBox, endpoint: WebhookEndpoint) -> str:
+    return secret_box.open(endpoint.encrypted_secret, bound_to=str(endpoint.id))
 
 
 def _secret_key(secret: str) -> bytes:
@@ -126,7 +143,7 @@ _system_random = random.SystemRandom()
 
 
 # -- validation -------------------------------------------------------------------------------------------------
-def _validated_url(url: str) -> str:
+def _validated_url(url: str, *, allowed_networks: Iterable[IPNetwork]) -> str:
     url = url.strip()
     problem = "url must be an absolute http:// or https:// URL with a host"
     if not url or len(url) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 0x20 for c in url):
@@ -138,6 +155,10 @@ def _validated_url(url: str) -> str:
         raise ValidationFailed(problem, field="url") from exc
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ValidationFailed(problem, field="url")
+    try:
+        Egress(allowed_networks).check_literal_host(parts.hostname)
+    except DestinationRefused as exc:
+        raise ValidationFailed(f"url: {exc}", field="url", code="webhook_destination_forbidden") from exc
     return url
 
 
@@ -166,23 +187,29 @@ async def create_endpoint(
     *,
     actor: Actor,
     url: str,
+    secret_box: SecretBox,
     event_types: Sequence[str] = (),
     description: str = "",
+    allowed_networks: Iterable[IPNetwork] = (),
     clock: Clock = utcnow,
 ) -> EndpointWithSecret:
-    """A new endpoint receives the events emitted after its creation: its cursor starts at the newest event."""
-    url = _validated_url(url)
+    """A new endpoint receives the events emitted after its creation: its cursor starts at the newest event.
+
+    The secret is stored encrypted (``secret_box``); ``allowed_networks`` are the non-public networks it may be in.
+    """
+    url = _validated_url(url, allowed_networks=allowed_networks)
     types = _validated_event_types(event_types)
     secret = generate_secret()
     endpoint = WebhookEndpoint(
+        id=new_id(),
         url=url,
         description=description,
         event_types=types,
-        secret=secret,
         enabled=True,
         created_at=clock(),
         last_event_id=await _max_event_id(session),
     )
+    _seal_secret(secret_box, endpoint, secret)
     session.add(endpoint)
     await session.flush()
     await record_audit(
@@ -222,13 +249,14 @@ async def update_endpoint(
     event_types: Sequence[str] | None = None,
     enabled: bool | None = None,
     description: str | None = None,
+    allowed_networks: Iterable[IPNetwork] = (),
     clock: Clock = utcnow,
 ) -> WebhookEndpoint:
     """Disabling pauses an endpoint: nothing is fanned out or sent to it until it is enabled, then it catches up."""
     endpoint = await get_endpoint(session, endpoint_id)
     detail: dict[str, Any] = {}
     if url is not None:
-        endpoint.url = _validated_url(url)
+        endpoint.url = _validated_url(url, allowed_networks=allowed_networks)
         detail["url"] = _origin(endpoint.url)
     if event_types is not None:
         endpoint.event_types = detail["event_types"] = _validated_event_types(event_types)
@@ -270,12 +298,12 @@ async def delete_endpoint(
 
 
 async def rotate_secret(
-    session: AsyncSession, *, actor: Actor, endpoint_id: uuid.UUID, clock: Clock = utcnow
+    session: AsyncSession, *, actor: Actor, endpoint_id: uuid.UUID, secret_box: SecretBox, clock: Clock = utcnow
 ) -> EndpointWithSecret:
     """Every attempt from now on, retries included, is signed with the new secret only."""
     endpoint = await get_endpoint(session, endpoint_id)
     secret = generate_secret()
-    endpoint.secret = secret
+    _seal_secret(secret_box, endpoint, secret)
     await record_audit(
         session,
         actor=actor,
@@ -383,12 +411,19 @@ async def fan_out(session: AsyncSession, *, clock: Clock = utcnow, batch_size: i
 
 # -- delivery ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class _Due:
+    delivery_id: uuid.UUID
+    # next_attempt_at as read (never None for a due row): the claim takes the row only if nobody has moved it since
+    seen: datetime | None
+
+
+@dataclass(frozen=True)
 class _Attempt:
     delivery_id: uuid.UUID
     claimed_until: datetime
     attempts: int
     url: str
-    secret: str
+    secret: str | None  # None when this server's keys do not open the stored secret
     message_id: str
     body: str
 
@@ -403,75 +438,133 @@ class _Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def _redacted(message: str, secret: str) -> str:
-    for needle in (secret, secret.removeprefix(SECRET_PREFIX)):
-        message = message.replace(needle, "[redacted]")
+def _redacted(message: str, secret: str | None) -> str:
+    if secret:
+        for needle in (secret, secret.removeprefix(SECRET_PREFIX)):
+            message = message.replace(needle, "[redacted]")
     return message[:MAX_ERROR_LENGTH]
 
 
-async def _claim_due(
-    session_factory: async_sessionmaker[AsyncSession], *, now: datetime, lease: timedelta, limit: int
-) -> list[_Attempt]:
-    """Take due deliveries for this run. A row is ours only if our compare-and-set on next_attempt_at won."""
+def _due_now(now: datetime) -> tuple[Any, ...]:
+    return (
+        WebhookDelivery.state == DeliveryState.PENDING.value,
+        WebhookDelivery.next_attempt_at <= now,
+        WebhookEndpoint.enabled.is_(True),
+    )
+
+
+async def _endpoints_with_due_deliveries(
+    session_factory: async_sessionmaker[AsyncSession], *, now: datetime
+) -> list[uuid.UUID]:
+    """The endpoints that have deliveries due, the one waiting longest first."""
+    async with session_factory() as session:
+        rows = await session.execute(
+            select(WebhookDelivery.endpoint_id)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(*_due_now(now))
+            .group_by(WebhookDelivery.endpoint_id)
+            .order_by(func.min(WebhookDelivery.next_attempt_at), WebhookDelivery.endpoint_id)
+        )
+        return list(rows.scalars().all())
+
+
+async def _due_deliveries(
+    session_factory: async_sessionmaker[AsyncSession], *, endpoint_id: uuid.UUID, now: datetime, limit: int
+) -> list[_Due]:
+    """Candidates only: reading them claims nothing, so a run never holds work it has not started."""
+    async with session_factory() as session:
+        rows = await session.execute(
+            select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(WebhookDelivery.endpoint_id == endpoint_id, *_due_now(now))
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit)
+        )
+        return [_Due(delivery_id, seen) for delivery_id, seen in rows.all()]
+
+
+async def _claim(
+    session_factory: async_sessionmaker[AsyncSession],
+    due: _Due,
+    *,
+    now: datetime,
+    lease: timedelta,
+    secret_box: SecretBox,
+) -> _Attempt | None:
+    """Take one delivery, just before its attempt: ours only if the compare-and-set on next_attempt_at won."""
     claimed_until = now + lease
     async with session_factory() as session:
-        due = (
+        taken = cast(
+            CursorResult[Any],
             await session.execute(
-                select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
-                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                update(WebhookDelivery)
                 .where(
+                    WebhookDelivery.id == due.delivery_id,
                     WebhookDelivery.state == DeliveryState.PENDING.value,
-                    WebhookDelivery.next_attempt_at <= now,
-                    WebhookEndpoint.enabled.is_(True),
+                    WebhookDelivery.next_attempt_at == due.seen,
                 )
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(limit)
-            )
-        ).all()
-        claimed: list[uuid.UUID] = []
-        for delivery_id, seen in sorted(due, key=lambda row: row.id):  # one lock order for every replica
-            taken = cast(
-                CursorResult[Any],
-                await session.execute(
-                    update(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.id == delivery_id,
-                        WebhookDelivery.state == DeliveryState.PENDING.value,
-                        WebhookDelivery.next_attempt_at == seen,
-                    )
-                    .values(next_attempt_at=claimed_until)
-                    .execution_options(synchronize_session=False)
-                ),
-            )
-            if taken.rowcount == 1:
-                claimed.append(delivery_id)
-        await session.commit()
-        if not claimed:
-            return []
-        rows = (
+                .values(next_attempt_at=claimed_until)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        if taken.rowcount != 1:  # another run (here or on another replica) took it, or it changed meanwhile
+            await session.rollback()
+            return None
+        row = (
             await session.execute(
-                select(WebhookDelivery, WebhookEndpoint, Event)
+                select(WebhookDelivery.attempts, WebhookEndpoint, Event)
                 .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
                 .join(Event, Event.id == WebhookDelivery.event_id)
-                .where(WebhookDelivery.id.in_(claimed))
-                .order_by(WebhookDelivery.event_id)
+                .where(WebhookDelivery.id == due.delivery_id)
             )
-        ).all()
-        return [
-            _Attempt(
-                delivery_id=delivery.id,
-                claimed_until=claimed_until,
-                attempts=delivery.attempts,
-                url=endpoint.url,
-                secret=endpoint.secret,
-                message_id=message_id(event.id),
-                body=json.dumps(event_payload(event), separators=(",", ":"), default=str),
-            )
-            for delivery, endpoint, event in rows
-        ]
+        ).one()
+        await session.commit()
+    attempts, endpoint, event = row
+    try:
+        secret: str | None = _open_secret(secret_box, endpoint)
+    except SecretUnreadable:
+        logger.error("the signing secret of webhook endpoint %s cannot be decrypted; rotate it", endpoint.id)
+        secret = None
+    return _Attempt(
+        delivery_id=due.delivery_id,
+        claimed_until=claimed_until,
+        attempts=attempts,
+        url=endpoint.url,
+        secret=secret,
+        message_id=message_id(event.id),
+        body=json.dumps(event_payload(event), separators=(",", ":"), default=str),
+    )
 
 
-async def _send(http_client: httpx.AsyncClient, attempt: _Attempt, *, clock: Clock, request_timeout: float) -> _Outcome:
+async def _post(
+    http_client: httpx.AsyncClient,
+    url: httpx.URL,
+    attempt: _Attempt,
+    headers: dict[str, str],
+    pinned: PinnedRequest,
+    *,
+    request_timeout: float,
+) -> _Outcome:
+    async with http_client.stream(
+        "POST",
+        url,
+        content=attempt.body.encode(),
+        headers={**headers, **pinned.headers},
+        extensions=pinned.extensions,
+        timeout=request_timeout,
+        follow_redirects=False,
+    ) as response:  # the body is never read: only the status matters
+        if 200 <= response.status_code < 300:
+            return _Outcome(response.status_code, None)
+        reason = response.reason_phrase or ""
+        return _Outcome(response.status_code, f"HTTP {response.status_code} {reason}".strip())
+
+
+async def _send(
+    http_client: httpx.AsyncClient, attempt: _Attempt, *, egress: Egress, clock: Clock, request_timeout: float
+) -> _Outcome:
+    if attempt.secret is None:
+        return _Outcome(None, "not sent: the endpoint's signing secret cannot be decrypted with this server's keys")
     timestamp = int(clock().timestamp())
     headers = {
         "content-type": "application/json",
@@ -484,18 +577,15 @@ async def _send(http_client: httpx.AsyncClient, attempt: _Attempt, *, clock: Clo
     }
     try:
         async with asyncio.timeout(request_timeout):  # in all: httpx's own timeouts are per read, and a server can drip
-            async with http_client.stream(
-                "POST",
-                attempt.url,
-                content=attempt.body.encode(),
-                headers=headers,
-                timeout=request_timeout,
-                follow_redirects=False,
-            ) as response:  # the body is never read: only the status matters
-                if 200 <= response.status_code < 300:
-                    return _Outcome(response.status_code, None)
-                reason = response.reason_phrase or ""
-                return _Outcome(response.status_code, f"HTTP {response.status_code} {reason}".strip())
+            pinned = await egress.pin(attempt.url)
+            for url in pinned.urls[:-1]:
+                try:
+                    return await _post(http_client, url, attempt, headers, pinned, request_timeout=request_timeout)
+                except httpx.ConnectError:  # nothing was sent: try the host's next address, as a browser would
+                    continue
+            return await _post(http_client, pinned.urls[-1], attempt, headers, pinned, request_timeout=request_timeout)
+    except DestinationRefused as exc:  # nothing was sent, so there is no answer to report
+        return _Outcome(None, f"not sent: {exc}")
     except TimeoutError:
         return _Outcome(None, f"timed out after {request_timeout:g} s")
     except httpx.TimeoutException as exc:
@@ -543,27 +633,48 @@ async def deliver_due(
     session_factory: async_sessionmaker[AsyncSession],
     *,
     http_client: httpx.AsyncClient,
+    secret_box: SecretBox,
+    egress: Egress | None = None,
     clock: Clock = utcnow,
     limit: int = 100,
     request_timeout: float = DELIVERY_TIMEOUT_SECONDS,
     max_attempts: int = MAX_ATTEMPTS,
     concurrency: int = DELIVERY_CONCURRENCY,
+    per_endpoint_concurrency: int = DELIVERY_CONCURRENCY_PER_ENDPOINT,
+    run_seconds: float = DELIVERY_RUN_SECONDS,
     rng: random.Random | None = None,
 ) -> int:
-    """Send up to ``limit`` due deliveries, ``concurrency`` at a time; returns how many were attempted.
+    """Attempt up to ``limit`` due deliveries; returns how many were attempted.
 
-    Each attempt gets ``request_timeout`` seconds in all. A misbehaving endpoint (errors, timeouts, bad URLs)
-    costs its own deliveries a retry; it never raises here.
-    A claim lasts well beyond the timeout: if this process dies mid-attempt, the delivery is due again after it.
+    ``concurrency`` attempts at a time, at most ``per_endpoint_concurrency`` of them to one endpoint, so a slow
+    endpoint holds a few slots and the others' deliveries go on. Each delivery is claimed just before its attempt,
+    never while it waits for a slot, and the claim lasts well beyond the attempt's ``request_timeout``: another
+    replica cannot take it over while it is in flight, and if this process dies mid-attempt it is due again after.
+    No attempt starts after ``run_seconds``: the next run, which also sees newer deliveries, carries on.
+    A misbehaving endpoint (errors, timeouts, bad URLs, forbidden addresses) costs its own deliveries a retry; it
+    never raises here. ``egress`` decides which addresses may be sent to (public ones only, by default).
     """
+    egress = egress or Egress()
     lease = timedelta(seconds=max(60.0, 3 * request_timeout))
-    attempts = await _claim_due(session_factory, now=clock(), lease=lease, limit=limit)
+    stop_at = time.monotonic() + run_seconds
     gate = asyncio.Semaphore(max(1, concurrency))
+    unclaimed = limit  # attempts this run may still claim
+    attempted = 0
 
-    async def attempt_one(attempt: _Attempt) -> None:
+    async def attempt_one(due: _Due) -> bool:
+        """False when the run should stop taking work: out of budget or time."""
+        nonlocal unclaimed, attempted
         async with gate:
+            if unclaimed <= 0 or time.monotonic() >= stop_at:
+                return False
+            unclaimed -= 1  # reserved before the claim's await, so concurrent workers never exceed the limit
+            attempt = await _claim(session_factory, due, now=clock(), lease=lease, secret_box=secret_box)
+            if attempt is None:
+                unclaimed += 1
+                return True
+            attempted += 1
             try:
-                outcome = await _send(http_client, attempt, clock=clock, request_timeout=request_timeout)
+                outcome = await _send(http_client, attempt, egress=egress, clock=clock, request_timeout=request_timeout)
             except Exception as exc:
                 outcome = _Outcome(None, _redacted(f"{exc.__class__.__name__}: {exc}", attempt.secret))
             try:
@@ -571,9 +682,40 @@ async def deliver_due(
             except Exception:
                 # The claim expires and the delivery is attempted again: at least once, never lost.
                 logger.exception("could not record the outcome of webhook delivery %s", attempt.delivery_id)
+            return True
 
-    await asyncio.gather(*(attempt_one(a) for a in attempts))
-    return len(attempts)
+    async def endpoint_lane(endpoint_id: uuid.UUID) -> None:
+        lanes = max(1, per_endpoint_concurrency)
+        queue: deque[_Due] = deque()
+        refilling = asyncio.Lock()
+
+        async def next_due() -> _Due | None:
+            async with refilling:
+                if not queue:
+                    # A few at a time, read afresh: a long list read once goes stale as other replicas take its
+                    # rows, and every row another took costs a lost compare-and-set. In an order of this run's
+                    # own, so replicas reading the same rows mostly claim different ones (order is no guarantee).
+                    due = await _due_deliveries(session_factory, endpoint_id=endpoint_id, now=clock(), limit=2 * lanes)
+                    _system_random.shuffle(due)
+                    queue.extend(due)
+                return queue.popleft() if queue else None
+
+        async def worker() -> None:
+            while (due := await next_due()) is not None:
+                if not await attempt_one(due):
+                    return
+
+        await asyncio.gather(*(worker() for _ in range(lanes)))
+
+    async def guarded_lane(endpoint_id: uuid.UUID) -> None:
+        try:
+            await endpoint_lane(endpoint_id)
+        except Exception:  # a database error in one lane leaves the others running; the next run retries
+            logger.exception("webhook deliveries to endpoint %s stopped for this run", endpoint_id)
+
+    endpoints = await _endpoints_with_due_deliveries(session_factory, now=clock())
+    await asyncio.gather(*(guarded_lane(endpoint_id) for endpoint_id in endpoints))
+    return attempted
 
 
 # -- deliveries and events for the admin API --------------------------------------------------------------------

@@ -137,6 +137,11 @@ def _check_private_file(path: Path) -> bytes:
     return data
 
 
+def load_secret_hashing_key(keys_dir: Path) -> bytes:
+    """The HMAC key for secrets hashed at rest; also the key material of secrets encrypted at rest."""
+    return _check_private_file(keys_dir / SECRET_HASHING_KEY).strip()
+
+
 class KeyStore:
     """Creates, loads, rotates and retires the keys in one directory."""
 
@@ -289,7 +294,7 @@ class KeyStore:
         # Loading the root private key proves the passphrase is right and the file is protected and encrypted.
         self._load_private(self.keys_dir / ROOT_KEY)
         meta = self._read_keyring()
-        hashing_key = _check_private_file(self.keys_dir / SECRET_HASHING_KEY).strip()
+        hashing_key = load_secret_hashing_key(self.keys_dir)
         keys: dict[str, IssuingKey] = {}
         raw_keys = meta["keys"]
         assert isinstance(raw_keys, dict)

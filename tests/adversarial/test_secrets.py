@@ -238,6 +238,8 @@ def test_init_creates_private_files_0600_and_the_data_directory_0700(cli: Cli) -
     cli.run("init", "--dev")
     private = [cli.cwd / "keys" / "root.key", cli.cwd / "keys" / "secret-hashing.key", cli.cwd / "keys" / "passphrase"]
     private += sorted((cli.cwd / "keys" / "issuing").glob("*.key"))
+    private += sorted((cli.cwd / "data").glob("license-server.db*"))  # the database, its WAL and shared memory
+    assert private[-1].name.startswith("license-server.db")
     for path in private:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE((cli.cwd / "data").stat().st_mode) == 0o700

@@ -21,6 +21,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from license_server.db.migrate import MIGRATION_LOCK_ID, alembic_config, upgrade_database
 from license_server.db.models import Base
+from license_server.events.webhooks import generate_secret
+from license_server.signing.encryption import WEBHOOK_SECRETS, SecretBox
+from license_server.signing.keys import load_secret_hashing_key
 from tests.conftest import POSTGRES_ADMIN_URL, make_settings
 
 
@@ -210,3 +213,58 @@ def test_a_process_that_finds_the_schema_current_does_not_wait_for_the_migration
             await holder.close()
 
     asyncio.run(hold_lock_and_upgrade())
+
+
+WEBHOOK_ENDPOINTS_0004 = sa.table(
+    "webhook_endpoints",
+    sa.column("id", sa.Uuid()),
+    sa.column("url", sa.String()),
+    sa.column("description", sa.String()),
+    sa.column("event_types", sa.JSON()),
+    sa.column("secret", sa.String()),
+    sa.column("enabled", sa.Boolean()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("last_event_id", sa.BigInteger()),
+)
+
+
+def test_upgrade_encrypts_existing_webhook_secrets_and_downgrade_restores_them(
+    empty_database_url: str | None, tmp_path: Path, shared_keys_dir: Path
+) -> None:
+    settings = make_settings(tmp_path / "data", shared_keys_dir, empty_database_url)
+    command.upgrade(alembic_config(settings), "0004")
+    endpoints = {uuid.uuid4(): generate_secret() for _ in range(3)}
+    box = SecretBox(load_secret_hashing_key(shared_keys_dir), purpose=WEBHOOK_SECRETS)
+
+    async def execute(statement: Any) -> list[Any]:
+        engine = create_async_engine(settings.resolved_database_url)
+        try:
+            async with engine.begin() as connection:
+                result = await connection.execute(statement)
+                return list(result.all()) if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    rows = [
+        {"id": i, "url": "https://hooks.example.com/", "description": "", "event_types": [], "secret": secret}
+        | {"enabled": True, "created_at": now, "last_event_id": 0}
+        for i, secret in endpoints.items()
+    ]
+    asyncio.run(execute(WEBHOOK_ENDPOINTS_0004.insert().values(rows)))
+
+    upgrade_database(settings)
+
+    stored = asyncio.run(execute(sa.select(Base.metadata.tables["webhook_endpoints"])))
+    assert {row.id: box.open(row.encrypted_secret, bound_to=str(row.id)) for row in stored} == endpoints
+    for row in stored:
+        assert all(
+            secret not in str(value) and secret.removeprefix("whsec_") not in str(value)
+            for value in row
+            for secret in endpoints.values()
+        )
+    assert len({row.encrypted_secret for row in stored}) == 3
+
+    command.downgrade(alembic_config(settings), "0004")
+    restored = asyncio.run(execute(sa.select(WEBHOOK_ENDPOINTS_0004.c.id, WEBHOOK_ENDPOINTS_0004.c.secret)))
+    assert dict(restored) == endpoints

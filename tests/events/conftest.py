@@ -1,4 +1,8 @@
-"""A real HTTP receiver on 127.0.0.1 that records what it is sent and fails when told to; helpers for events."""
+"""A real HTTP receiver on 127.0.0.1 that records what it is sent and fails when told to; helpers for events.
+
+Webhooks are sent to public addresses only; these tests' runtimes allow loopback explicitly, as an operator with an
+on-premises receiver would (LICENSE_SERVER_WEBHOOK_ALLOWED_NETWORKS). The tests of that rule use none.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_network
 from typing import Any
 
 import httpx
@@ -17,11 +22,21 @@ from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook
 
 from license_server.auth.tokens import Actor
+from license_server.config import Settings
+from license_server.events.egress import Egress, IPNetwork
 from license_server.events.models import WebhookDelivery
 from license_server.events.service import EventType, emit_event
-from license_server.events.webhooks import EndpointWithSecret, create_endpoint
+from license_server.events.webhooks import EndpointWithSecret, create_endpoint, deliver_due
 from license_server.runtime import Runtime
 from tests.conftest import MovableClock
+
+LOOPBACK: list[IPNetwork] = [ip_network("127.0.0.0/8"), ip_network("::1/128")]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The shared settings, with loopback allowed as a webhook destination: the receiver listens there."""
+    return settings.model_copy(update={"webhook_allowed_networks": LOOPBACK})
 
 
 @pytest.fixture
@@ -36,6 +51,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     @property
     def webhook_id(self) -> str:
@@ -150,7 +166,27 @@ async def make_endpoint(
     runtime: Runtime, actor: Actor, url: str, event_types: Sequence[str] = ()
 ) -> EndpointWithSecret:
     async with runtime.session_factory() as session:
-        return await create_endpoint(session, actor=actor, url=url, event_types=event_types, clock=runtime.clock)
+        return await create_endpoint(
+            session,
+            actor=actor,
+            url=url,
+            event_types=event_types,
+            secret_box=runtime.webhook_secret_box,
+            allowed_networks=runtime.settings.webhook_allowed_networks,
+            clock=runtime.clock,
+        )
+
+
+async def deliver(runtime: Runtime, client: httpx.AsyncClient, **options: Any) -> int:
+    """One delivery run of ``runtime``, to the destinations its settings allow (unless ``egress`` says otherwise)."""
+    options.setdefault("egress", Egress(runtime.settings.webhook_allowed_networks))
+    return await deliver_due(
+        runtime.session_factory,
+        http_client=client,
+        secret_box=runtime.webhook_secret_box,
+        clock=runtime.clock,
+        **options,
+    )
 
 
 async def delivery_rows(runtime: Runtime, endpoint_id: uuid.UUID | None = None) -> list[WebhookDelivery]:

@@ -12,10 +12,10 @@ import pytest
 
 from license_server.auth.tokens import Role
 from license_server.events.service import EventType
-from license_server.events.webhooks import deliver_due, fan_out
+from license_server.events.webhooks import fan_out
 from license_server.runtime import Runtime
 from tests.conftest import MovableClock, TokenFactory
-from tests.events.conftest import Receiver, emit, signed_correctly, verify
+from tests.events.conftest import Receiver, deliver, emit, signed_correctly, verify
 
 WEBHOOKS = "/v1/admin/webhooks"
 
@@ -30,7 +30,7 @@ async def create_webhook(client: httpx.AsyncClient, headers: dict[str, str], **b
 async def fan_out_and_deliver(runtime: Runtime, client: httpx.AsyncClient, **options: Any) -> int:
     async with runtime.session_factory() as session:
         await fan_out(session, clock=runtime.clock)
-    return await deliver_due(runtime.session_factory, http_client=client, clock=runtime.clock, **options)
+    return await deliver(runtime, client, **options)
 
 
 async def test_an_endpoint_is_created_listed_updated_rotated_and_deleted(

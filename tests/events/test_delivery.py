@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import Actor
 from license_server.events.service import EventType
-from license_server.events.webhooks import BACKOFF_BASE, BACKOFF_FLOOR, deliver_due, fan_out, update_endpoint
+from license_server.events.webhooks import BACKOFF_BASE, BACKOFF_FLOOR, fan_out, update_endpoint
 from license_server.runtime import Runtime
 from tests.conftest import MovableClock
 from tests.events.conftest import (
     Receiver,
+    deliver,
     delivery_count,
     delivery_rows,
     emit,
@@ -34,7 +35,7 @@ async def run_fan_out(runtime: Runtime, **options: Any) -> int:
 
 
 async def run_delivery(runtime: Runtime, client: httpx.AsyncClient, **options: Any) -> int:
-    return await deliver_due(runtime.session_factory, http_client=client, clock=runtime.clock, **options)
+    return await deliver(runtime, client, **options)
 
 
 def iso(clock: MovableClock) -> str:

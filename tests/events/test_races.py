@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import Actor
 from license_server.events.service import EventType
-from license_server.events.webhooks import deliver_due, fan_out
+from license_server.events.webhooks import fan_out
 from license_server.runtime import Runtime
-from tests.events.conftest import Receiver, delivery_rows, emit, make_endpoint
+from tests.events.conftest import Receiver, deliver, delivery_rows, emit, make_endpoint
 
 
 def race_before(
@@ -63,10 +63,10 @@ async def test_a_delivery_run_that_loses_the_claim_sends_nothing(
         await fan_out(session, clock=runtime.clock)
 
     async def rival() -> int:
-        return await deliver_due(runtime.session_factory, http_client=http_client, clock=runtime.clock)
+        return await deliver(runtime, http_client)
 
     rival_result = race_before(monkeypatch, "webhook_deliveries", Update, rival)
-    ours = await deliver_due(runtime.session_factory, http_client=http_client, clock=runtime.clock)
+    ours = await deliver(runtime, http_client, per_endpoint_concurrency=1)  # one claim at a time: the first is raced
 
     assert (ours, rival_result) == (0, [5])
     assert len(receiver.to("/claimed")) == 5
