@@ -39,6 +39,7 @@ from license_server.licenses.license_keys import generate_license_key, key_hint
 from license_server.licenses.models import Customer, License, Plan
 from license_server.licenses.terms import LicenseTerms, effective_terms, merge_overrides, terms_overrides
 from license_server.lifecycle.status import StatusResult, compute_status
+from license_server.lifecycle.transitions import born, transition_license, transition_licenses
 from license_server.signing.service import Signer
 
 
@@ -182,6 +183,7 @@ async def update_plan(
         plan.terms = merged
         changes["terms"] = terms_overrides(terms)
         await record_sso_changes(session, before=before, after=after, now=clock(), plan_id=plan.id)
+        changes["licenses_rederived"] = await _rederive_plan_licenses(session, plan, now=clock())
     if name is not None:
         plan.name = changes["name"] = name
     if description is not None:
@@ -198,6 +200,25 @@ async def update_plan(
     )
     await session.commit()
     return plan
+
+
+async def _rederive_plan_licenses(session: AsyncSession, plan: Plan, *, now: datetime) -> int:
+    """After a plan's terms change: every license on it gets its schedule and stored status re-derived (with the
+    events of each change), so ``?status=`` filters and the sweep see the new notice, grace and heartbeat windows.
+
+    The licenses are locked in id order (PostgreSQL) as actions lock them; a license whose own overrides no longer
+    combine with the plan's new terms refuses the whole change, naming it. Returns how many licenses changed status.
+    """
+    licenses = (
+        await session.scalars(select(License).where(License.plan_id == plan.id).order_by(License.id).with_for_update())
+    ).all()
+    derived = []
+    for license in licenses:
+        terms = _validated_terms(plan, license.terms, field=f"licenses.{license.id}.terms")
+        license.refresh_schedule(terms)
+        derived.append((license, terms))
+    changes = await transition_licenses(session, derived, now)
+    return sum(change.changed for change in changes)
 
 
 async def resolve_plan(session: AsyncSession, plan_ref: str) -> Plan:
@@ -255,7 +276,8 @@ async def issue_license(
         updated_at=now,
     )
     license.customer, license.plan = customer, plan
-    license.refresh(effective, now)
+    license.refresh_schedule(effective)
+    born(license)
     session.add(license)
     await session.flush()
     await record_audit(
@@ -273,6 +295,7 @@ async def issue_license(
         },
         clock=clock,
     )
+    await transition_license(session, license, effective, now)  # e.g. issued already expired: license.expired
     await session.commit()
     return IssuedLicense(view=license_view(license, now), key=key)
 
@@ -338,11 +361,12 @@ async def _act(
     clock: Clock,
     event: EventType | None = None,
 ) -> LicenseView:
-    """Finish an action: refresh the materialised status, audit, emit the domain event, commit."""
+    """Finish an action: emit its domain event, audit, move the stored status (with the events of that change, after
+    the action's own), commit."""
     now = clock()
     license.updated_at = now
     view = license_view(license, now)
-    license.refresh(view.terms, now)
+    license.refresh_schedule(view.terms)
     if event is not None:
         emit_event(session, type=event, license_id=license.id, data={"reason": detail.get("reason", "")}, clock=clock)
     await record_audit(
@@ -354,6 +378,7 @@ async def _act(
         detail=detail,
         clock=clock,
     )
+    await transition_license(session, license, view.terms, now)
     await session.commit()
     return view
 
