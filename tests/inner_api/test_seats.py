@@ -65,7 +65,8 @@ async def test_concurrent_first_uses_from_distinct_installs_take_exactly_the_sea
     served = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, BaseException)]
     assert len(served) == 2
-    assert all(isinstance(r, InnerApiSeatsInUse) for r in refused) and len(refused) == 6
+    assert len(refused) == 6
+    assert all(isinstance(r, InnerApiSeatsInUse) for r in refused)
     live = await live_activations(runtime, license_id)
     assert sorted(a.id for a in live) == sorted(c.activation_id for c in served if c.activation_id)
     assert {a.fingerprint for a in live} == {service.install_fingerprint(c.credential_id) for c in served}
