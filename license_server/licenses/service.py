@@ -328,8 +328,9 @@ async def list_licenses(
     expires_within: timedelta | None = None,
     clock: Clock = utcnow,
 ) -> tuple[list[LicenseView], int]:
-    """Filtering by status uses the materialised status (kept current by the sweep); every returned item carries the
-    status computed now. ``expires_within`` selects licenses whose expiry falls between now and now + that."""
+    """Filtering by status uses the stored status (``lifecycle.transitions`` writes it on every change of facts, and
+    the sweep as time passes); every returned item carries the status computed now. ``expires_within`` selects
+    licenses whose expiry falls between now and now + that."""
     conditions = []
     if expires_within is not None:
         now = clock()
