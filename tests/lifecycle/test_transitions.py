@@ -13,6 +13,7 @@ import httpx
 from sqlalchemy import select
 
 from license_server.auth.tokens import Actor
+from license_server.deployments import service as deployments
 from license_server.events.models import Event
 from license_server.licenses import service
 from license_server.licenses.models import License
@@ -185,11 +186,12 @@ async def test_a_plan_change_that_breaks_a_license_s_terms_is_refused_whole(
 async def test_every_event_is_emitted_once_when_the_sweep_and_actions_race(
     runtime: Runtime, actor: Actor, make_license: LicenseFactory, clock: MovableClock
 ) -> None:
-    """Licenses stored `active` whose facts now say `expiring`: the sweep and an admin action on each license run
-    concurrently; whichever moves a license's status emits its license.expiring_soon, and the other does not."""
+    """Licenses stored `active` whose facts now say `expiring`: the sweep runs concurrently with an admin action on
+    half of them and an activation (the SQLite group-commit writer's own connection, or PostgreSQL's row lock) on the
+    other half; whichever moves a license's status emits its license.expiring_soon, and the other does not."""
     for _ in range(3):
-        licenses = []
-        for _ in range(6):
+        licenses: list[tuple[uuid.UUID, str]] = []
+        for _ in range(8):
             issued = await make_license(expires_at=clock() + 40 * DAY)
             async with runtime.session_factory() as db:
                 license = await db.get(License, issued.view.license.id)
@@ -198,22 +200,25 @@ async def test_every_event_is_emitted_once_when_the_sweep_and_actions_race(
                 license.refresh_schedule(license.effective_terms(None))
                 license.status, license.status_reason = "active", "ACTIVE"  # as an activation left it
                 await db.commit()
-            licenses.append(issued.view.license.id)
+            licenses.append((issued.view.license.id, issued.key))
         clock.advance(15 * DAY)  # into the 30-day notice window
         async with runtime.session_factory() as db:  # keep them checked in, so `expiring` is what the facts say
-            for license_id in licenses:
+            for license_id, _ in licenses:
                 license = await db.get(License, license_id)
                 assert license is not None
                 license.last_check_in_at = clock()
                 license.refresh_schedule(license.effective_terms(None))
             await db.commit()
 
-        async def note(license_id: uuid.UUID) -> None:
+        async def act(n: int, license_id: uuid.UUID, key: str) -> None:
+            if n % 2:
+                await deployments.activate(None, runtime=runtime, license_key=key, fingerprint="fp", clock=clock)
+                return
             async with runtime.session_factory() as db:
                 await service.update_license(db, actor=actor, license_id=license_id, notes="renewal call", clock=clock)
 
-        await asyncio.gather(*(note(license_id) for license_id in licenses), run_sweep(runtime))
-        for license_id in licenses:
+        await asyncio.gather(*(act(n, *pair) for n, pair in enumerate(licenses)), run_sweep(runtime))
+        for license_id, _ in licenses:
             assert await stored(runtime, license_id) == ("expiring", "EXPIRES_SOON")
             assert (await license_events(runtime, license_id)).count("license.expiring_soon") == 1, license_id
 
