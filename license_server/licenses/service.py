@@ -39,7 +39,12 @@ from license_server.licenses.license_keys import generate_license_key, key_hint
 from license_server.licenses.models import Customer, License, Plan
 from license_server.licenses.terms import LicenseTerms, effective_terms, merge_overrides, terms_overrides
 from license_server.lifecycle.status import StatusResult, compute_status
-from license_server.lifecycle.transitions import born, transition_license, transition_licenses
+from license_server.lifecycle.transitions import (
+    born,
+    lock_for_many_licenses,
+    transition_license,
+    transition_licenses,
+)
 from license_server.signing.service import Signer
 
 
@@ -206,9 +211,11 @@ async def _rederive_plan_licenses(session: AsyncSession, plan: Plan, *, now: dat
     """After a plan's terms change: every license on it gets its schedule and stored status re-derived (with the
     events of each change), so ``?status=`` filters and the sweep see the new notice, grace and heartbeat windows.
 
-    The licenses are locked in id order (PostgreSQL) as actions lock them; a license whose own overrides no longer
-    combine with the plan's new terms refuses the whole change, naming it. Returns how many licenses changed status.
+    The licenses are locked (PostgreSQL) after the lock the sweep takes too, so the two never deadlock; a license
+    whose own overrides no longer combine with the plan's new terms refuses the whole change, naming it. Returns how
+    many licenses changed status.
     """
+    await lock_for_many_licenses(session)
     licenses = (
         await session.scalars(select(License).where(License.plan_id == plan.id).order_by(License.id).with_for_update())
     ).all()

@@ -23,7 +23,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Connection, Table, and_, bindparam, case, insert, literal, or_, select, union_all, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -104,6 +118,16 @@ _WRITE_STATUS = (
 _STORED_STATUS = select(_LICENSES.c.status, _LICENSES.c.status_reason).where(_LICENSES.c.id == bindparam("b_id"))
 _INSERT_EVENT = insert(_EVENTS)
 _ATTEMPTS = 3
+# PostgreSQL: the transaction-level advisory lock that transitions of many licenses at once take first (the sweep, a
+# plan change), so two of them never lock rows in different orders and deadlock. A single license's transition
+# locks one row and needs none. SQLite has one writer at a time anyway.
+_MANY_LICENSES_LOCK = 0x6C6966656379636C  # "lifecycl"
+
+
+async def lock_for_many_licenses(session: AsyncSession) -> None:
+    """Take the lock for a transition of many licenses, before locking any of them (PostgreSQL; no-op on SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_MANY_LICENSES_LOCK)))
 
 
 def born(license: License) -> None:
@@ -230,6 +254,7 @@ async def transition_all(session: AsyncSession, *, now: datetime) -> tuple[int, 
     Returns (licenses changed, events emitted). The changed rows are marked with this call's own random id, so the
     events are those of exactly the rows this statement changed.
     """
+    await lock_for_many_licenses(session)
     mark = secrets.randbits(62)
     new_status, new_reason = status_expressions(now)
     moved = await session.execute(
