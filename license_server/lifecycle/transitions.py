@@ -140,14 +140,17 @@ def transition(connection: Connection, license: License, terms: LicenseTerms, no
     """Bring one license's stored status up to date with its facts, and emit the events of the change.
 
     ``license`` holds the facts as the caller's transaction has (or is about to have) written them, and the stored
-    status as read. The write is guarded by that stored status: when another transaction (the sweep, on PostgreSQL)
-    moved it meanwhile, the change is computed again from what is stored now, so its events are not emitted twice.
+    status as read. The write is guarded by that stored status: when another transaction (the sweep) moved it between
+    the read and this write, the change is computed again from what is stored now, so no event is emitted twice.
     ``license`` is updated in memory without becoming dirty in its session.
     """
     current = compute_status(license.facts(terms), now)
     previous = StatusResult(Status(license.status), Reason(license.status_reason))
-    for _ in range(_ATTEMPTS):
+    for attempt in range(_ATTEMPTS):
         if previous == current:
+            if attempt:  # another transaction wrote this very change: keep the in-memory copy in step
+                set_committed_value(license, "status", current.status.value)
+                set_committed_value(license, "status_reason", current.reason.value)
             return StatusChange(previous, current, ())
         written = connection.execute(
             _WRITE_STATUS,

@@ -20,7 +20,12 @@ from license_server.licenses.models import License
 from license_server.licenses.terms import LicenseTerms
 from license_server.lifecycle.jobs import run_sweep, sweep
 from license_server.lifecycle.status import Status
-from license_server.lifecycle.transitions import STATUS_COLUMNS, TRANSITION_EVENTS, events_of_change
+from license_server.lifecycle.transitions import (
+    STATUS_COLUMNS,
+    TRANSITION_EVENTS,
+    events_of_change,
+    transition_license,
+)
 from license_server.runtime import Runtime
 from tests.conftest import LicenseFactory, MovableClock
 from tests.deployments.conftest import activate
@@ -221,6 +226,34 @@ async def test_every_event_is_emitted_once_when_the_sweep_and_actions_race(
         for license_id, _ in licenses:
             assert await stored(runtime, license_id) == ("expiring", "EXPIRES_SOON")
             assert (await license_events(runtime, license_id)).count("license.expiring_soon") == 1, license_id
+
+
+async def test_a_transition_from_a_stale_read_does_not_emit_the_change_again(
+    runtime: Runtime, make_license: LicenseFactory, clock: MovableClock
+) -> None:
+    """The guard itself, deterministically: a license read as `active`, then moved to `expiring` by the sweep in
+    another transaction; the transition from the stale read writes nothing and emits nothing."""
+    license_id = (await make_license(expires_at=clock() + 20 * DAY)).view.license.id
+    async with runtime.session_factory() as db:
+        license = await db.get(License, license_id)
+        assert license is not None
+        license.first_activated_at = license.last_check_in_at = clock()
+        license.refresh_schedule(license.effective_terms(None))
+        license.status, license.status_reason = "active", "ACTIVE"
+        await db.commit()
+    async with runtime.session_factory() as stale_session:
+        stale = await stale_session.get(License, license_id)
+        assert stale is not None
+        assert stale.status == "active"
+        await stale_session.commit()  # end the read: the sweep may write now (SQLite) and we read no snapshot
+        async with runtime.session_factory() as sweeping:
+            await sweep(sweeping, now=clock())
+        change = await transition_license(stale_session, stale, stale.effective_terms(None), clock())
+        await stale_session.commit()
+    assert change.events == ()
+    assert (change.previous.status, change.current.status) == (Status.EXPIRING, Status.EXPIRING)
+    assert stale.status == "expiring"
+    assert await license_events(runtime, license_id) == ["license.expiring_soon"]
 
 
 # -- one writer -----------------------------------------------------------------------------------------------------
