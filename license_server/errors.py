@@ -189,6 +189,13 @@ class InvalidInnerApiSecret(AuthenticationRequired):
     title = "A valid Enterprise-Api-Secret-Key is required"
 
 
+class InnerApiSeatsInUse(PermissionDenied):
+    """A new Dify install (an inner-API credential not yet bound to an activation) finds every seat taken."""
+
+    code = "too_many_activations"
+    title = "All of the license's activations are in use"
+
+
 class OfflineFileRejected(LicenseServerError):
     """An activation request, license file or usage report was refused; ``code`` is ``offline_`` + the reason."""
 

@@ -39,6 +39,7 @@ from license_server.events.service import EventType
 from license_server.licenses.models import License
 from license_server.licenses.terms import LicenseTerms, effective_terms
 from license_server.lifecycle.status import Reason, StatusResult, compute_status
+from license_server.lifecycle.transitions import transition
 
 # Refusal codes of activation, by the reason the status function gives.
 UNUSABLE = {
@@ -51,7 +52,8 @@ MAX_BATCH = 256
 _ACTIVATIONS = cast(Table, Activation.__table__)
 _EVENTS = cast(Table, Event.__table__)
 _LICENSES = cast(Table, License.__table__)
-# The columns an activation writes on its license: the check-in and everything derived from it.
+# The columns an activation writes on its license: the check-in and the schedule derived from it. (Its stored status
+# is written, when it changes, by lifecycle.transitions.transition.)
 _LICENSE_DERIVED = (
     "last_check_in_at",
     "updated_at",
@@ -60,8 +62,6 @@ _LICENSE_DERIVED = (
     "heartbeat_deadline",
     "heartbeat_seconds",
     "enforcement",
-    "status",
-    "status_reason",
 )
 _ACTIVATION_COLUMNS = [(prop.key, prop.columns[0].name) for prop in Activation.__mapper__.column_attrs]
 # Built once: executing a prebuilt statement with a parameter dict skips building and cache-keying it per call.
@@ -95,6 +95,7 @@ class ActivationRequest:
     product_version: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     reissue_token: bool = False
+    activated_by: str | None = None  # who activates, when not a deployment: the license.activated event says it
 
 
 @dataclass(frozen=True)
@@ -194,14 +195,18 @@ def activate_one(
     if first_activation:
         license.first_activated_at = now
     license.last_check_in_at = license.updated_at = now
-    status = license.refresh(terms, now)
+    license.refresh_schedule(terms)
     locked.dirty = True
-    events: list[dict[str, Any]] = []
     if first_activation:
         # Guarded, so that however the license was read only one activation records it and emits license.activated.
         claimed = connection.execute(_CLAIM_FIRST_ACTIVATION, {"b_id": license.id, "b_now": now})
         if claimed.rowcount:
-            events.append(_event(EventType.LICENSE_ACTIVATED, license.id, None, {}, now))
+            by = {"by": request.activated_by} if request.activated_by else {}
+            connection.execute(_INSERT_EVENT, _event(EventType.LICENSE_ACTIVATED, license.id, None, by, now))
+    # The stored status and the events of its change (e.g. license.expiring_soon, license.recovered), after the
+    # action's license.activated and before activation.created. A no-op (no statement) unless the status changes.
+    status = transition(connection, license, terms, now).current
+    events: list[dict[str, Any]] = []
     heartbeat = terms.heartbeat_window
     token: str | None = None
     if existing is not None:
@@ -246,7 +251,7 @@ def activate_one(
                 now,
             )
         )
-    for row in events:  # in order: license.activated before activation.created
+    for row in events:
         connection.execute(_INSERT_EVENT, row)
     return ActivationOutcome(activation, token, created, license, first_activation, previous_status, status)
 

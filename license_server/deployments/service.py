@@ -228,7 +228,6 @@ async def activate(
     comes only after the commit.
     """
     now = clock()
-    hasher = runtime.hasher
     request = _activation_request(
         runtime,
         license_key=license_key,
@@ -239,14 +238,52 @@ async def activate(
         reissue_token=reissue_token,
         now=now,
     )
-    if runtime.activation_writer is not None:
-        outcome = await runtime.activation_writer.submit(request)
-    elif session is None:
-        async with runtime.session_factory() as own_session:
-            outcome = await _activate_in_session(own_session, hasher, request)
-    else:
-        outcome = await _activate_in_session(session, hasher, request)
+    outcome = await _run_activation(runtime, session, request)
     return await _activation_committed(runtime, outcome, reissue_token=reissue_token, now=now)
+
+
+async def _run_activation(
+    runtime: Runtime, session: AsyncSession | None, request: ActivationRequest
+) -> ActivationOutcome:
+    if runtime.activation_writer is not None:
+        return await runtime.activation_writer.submit(request)
+    if session is None:
+        async with runtime.session_factory() as own_session:
+            return await _activate_in_session(own_session, runtime.hasher, request)
+    return await _activate_in_session(session, runtime.hasher, request)
+
+
+async def activate_license_install(
+    runtime: Runtime,
+    *,
+    key_digest: str,
+    fingerprint: str,
+    activated_by: str,
+    hostname: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Activation:
+    """An activation for an install that authenticates otherwise than with the license key (a Dify install through
+    the inner API): the same transaction as ``activate`` — same seat count under the same lock, same refusals, same
+    events — for the license whose stored key digest the caller already holds. Its deployment token is never shown.
+
+    Returns the activation (an existing live one of the same fingerprint, or a new one). Raises what ``activate``
+    raises: ``TooManyActivations``, ``LicenseNotUsable``, ``LicenseKeyNotFound`` (the key was rotated meanwhile).
+    """
+    now = runtime.clock()
+    request = ActivationRequest(
+        key_digest=key_digest,
+        fingerprint=fingerprint,
+        now=now,
+        token_factory=generate_deployment_token,
+        hostname=hostname,
+        metadata=metadata or {},
+        activated_by=activated_by,
+    )
+    outcome = await _run_activation(runtime, None, request)
+    license = outcome.license
+    if outcome.first_activation or (license.status, license.status_reason) != outcome.previous_status:
+        runtime.poll_state.forget_license(license.id)
+    return outcome.activation
 
 
 async def activate_with(

@@ -55,7 +55,10 @@ STORE_STATE_KEY = "inner_store"  # an app serving the inner API puts its InnerAp
 AppIdQuery = Annotated[str, QueryParameter(name="appId", pattern=ID_PATTERN)]
 UserIdQuery = Annotated[str, QueryParameter(name="userId", pattern=ID_PATTERN)]
 _ID = re.compile(ID_PATTERN)
-_INNER_ERRORS = {401: problem_spec("Missing, unknown or revoked Enterprise-Api-Secret-Key (the body has `message`)")}
+_INNER_ERRORS = {
+    401: problem_spec("Missing, unknown or revoked Enterprise-Api-Secret-Key (the body has `message`)"),
+    403: problem_spec("A new Dify install (credential) finds every seat of the license taken: `too_many_activations`"),
+}
 
 
 def _json(value: Any) -> Response[bytes]:

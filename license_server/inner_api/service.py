@@ -19,7 +19,9 @@ from license_server.auth.audit import record_audit
 from license_server.auth.hashing import SecretHasher
 from license_server.auth.tokens import Actor
 from license_server.clock import Clock, utcnow
+from license_server.deployments.models import Activation
 from license_server.errors import CredentialNotFound, LicenseNotFound
+from license_server.events.service import EventType, emit_event
 from license_server.inner_api.changes import dialect_insert
 from license_server.inner_api.mapping import DEFAULT_ACCESS_MODE, AccessMode
 from license_server.inner_api.models import (
@@ -33,6 +35,13 @@ from license_server.licenses.models import License
 
 SECRET_PREFIX = "lsia_"  # noqa: S105 - a public prefix that makes inner-API secrets recognisable
 MAX_SECRET_LENGTH = 128
+# Each credential is one Dify install, holding one seat through an activation of this fingerprint (docs/inner-api.md).
+INSTALL_FINGERPRINT_PREFIX = "dify-inner-api:"
+
+
+def install_fingerprint(credential_id: uuid.UUID) -> str:
+    """The fingerprint of the activation a credential's Dify install holds its seat with."""
+    return f"{INSTALL_FINGERPRINT_PREFIX}{credential_id}"
 
 
 def generate_secret() -> str:
@@ -100,12 +109,31 @@ async def list_credentials(session: AsyncSession, *, license_id: uuid.UUID) -> l
 async def revoke_credential(
     session: AsyncSession, *, actor: Actor, license_id: uuid.UUID, credential_id: uuid.UUID, clock: Clock = utcnow
 ) -> InnerApiCredential:
-    """Idempotent: revoking a revoked credential returns it unchanged."""
+    """Idempotent: revoking a revoked credential returns it unchanged. Its install's seat is freed with it (the
+    activation it holds is deactivated in the same transaction)."""
     credential = await session.get(InnerApiCredential, credential_id)
     if credential is None or credential.license_id != license_id:
         raise CredentialNotFound(f"license {license_id} has no credential {credential_id}", field="credential_id")
     if not credential.is_revoked:
-        credential.revoke(clock(), actor.name)
+        now = clock()
+        credential.revoke(now, actor.name)
+        activation = await session.scalar(
+            select(Activation).where(
+                Activation.license_id == license_id,
+                Activation.fingerprint == install_fingerprint(credential_id),
+                Activation.deactivated_at.is_(None),
+            )
+        )
+        if activation is not None:
+            activation.deactivated_at, activation.deactivated_by = now, actor.name
+            emit_event(
+                session,
+                type=EventType.ACTIVATION_DEACTIVATED,
+                license_id=license_id,
+                activation_id=activation.id,
+                data={"by": actor.name, "credential_id": str(credential_id)},
+                clock=clock,
+            )
         await record_audit(
             session,
             actor=actor,

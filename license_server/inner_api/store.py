@@ -15,18 +15,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from license_server.auth.throttle import CredentialKind, record_failed_auth, refuse_if_guessing
-from license_server.deployments.models import UsageReport
+from license_server.deployments import service as deployments
+from license_server.deployments.models import Activation, UsageReport
 from license_server.deployments.runtime_state import CheckIn, LicenseSnapshot, LoadingCache
 
 # The poll path's rule, shared: the status as of this call, counting the call itself as a check-in.
 from license_server.deployments.service import status_checked_in
 from license_server.deployments.usage import UsageSummary, select_current_reports, usage_summary
-from license_server.errors import InvalidInnerApiSecret
-from license_server.events.service import EventType, emit_event
+from license_server.errors import (
+    InnerApiSeatsInUse,
+    InvalidInnerApiSecret,
+    LicenseKeyNotFound,
+    LicenseNotUsable,
+    TooManyActivations,
+)
 from license_server.inner_api import service
 from license_server.inner_api.changes import dialect_insert
 from license_server.inner_api.mapping import AccessMode, info_body
@@ -34,7 +40,7 @@ from license_server.inner_api.models import DefaultWorkspaceMember, InnerApiCred
 from license_server.licenses.models import License
 from license_server.licenses.service import license_view
 from license_server.licenses.terms import LicenseTerms, WorkspacePolicy
-from license_server.lifecycle.status import Reason, Status
+from license_server.lifecycle.status import Status
 
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
@@ -42,10 +48,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated inner-API call: which license, through which credential."""
+    """An authenticated inner-API call: which license, through which credential, and the activation the
+    credential's Dify install holds its seat with (None while the license cannot be activated, e.g. suspended)."""
 
     license_id: uuid.UUID
     credential_id: uuid.UUID
+    activation_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -154,26 +162,67 @@ class SqlInnerApiStore:
             async with self._runtime.session_factory() as session:
                 row = (
                     await session.execute(
-                        select(InnerApiCredential.id, InnerApiCredential.license_id).where(
+                        select(InnerApiCredential.id, InnerApiCredential.license_id, InnerApiCredential.label).where(
                             InnerApiCredential.secret_hash == digest, InnerApiCredential.revoked_at.is_(None)
                         )
                     )
                 ).first()
             if row is None:
                 raise InvalidInnerApiSecret("the Enterprise-Api-Secret-Key is unknown or revoked")
-            return Caller(license_id=row.license_id, credential_id=row.id)
+            activation_id = await self._bind_install(row.license_id, row.id, row.label)
+            return Caller(license_id=row.license_id, credential_id=row.id, activation_id=activation_id)
 
         caller = await self._callers.get(digest, load)
         now = self._runtime.clock()
         snapshot = await self._snapshot(caller.license_id)
-        license, terms = snapshot.view.license, snapshot.view.terms
-        if license.first_activated_at is None and snapshot.view.status.reason is Reason.NOT_ACTIVATED:
-            await self._first_use(caller.license_id, now)
-        self._runtime.poll_state.check_ins.record(
-            caller.credential_id,
-            CheckIn(caller.license_id, now, int(terms.heartbeat_window.total_seconds()), activation=False),
-        )
+        heartbeat_seconds = int(snapshot.view.terms.heartbeat_window.total_seconds())
+        if caller.activation_id is not None:  # the install's seat: its activation and the license check in
+            check_in = CheckIn(caller.license_id, now, heartbeat_seconds)
+            self._runtime.poll_state.check_ins.record(caller.activation_id, check_in)
+        else:
+            check_in = CheckIn(caller.license_id, now, heartbeat_seconds, activation=False)
+            self._runtime.poll_state.check_ins.record(caller.credential_id, check_in)
         return caller
+
+    async def _bind_install(self, license_id: uuid.UUID, credential_id: uuid.UUID, label: str) -> uuid.UUID | None:
+        """The live activation this credential's install holds, taking a seat on its first use (or after an admin
+        freed it). Raises ``InnerApiSeatsInUse`` when no seat is free; None when the license cannot be activated now
+        (revoked, suspended, not started, expired): its status answers Dify, and no seat is needed to say so."""
+        fingerprint = service.install_fingerprint(credential_id)
+        for _ in range(2):
+            async with self._runtime.session_factory() as session:
+                bound = await session.scalar(
+                    select(Activation.id).where(
+                        Activation.license_id == license_id,
+                        Activation.fingerprint == fingerprint,
+                        Activation.deactivated_at.is_(None),
+                    )
+                )
+                key_digest = await session.scalar(select(License.key_hash).where(License.id == license_id))
+            if bound is not None:
+                return bound
+            if key_digest is None:  # credentials cascade with their license; this is a race with a deletion
+                raise InvalidInnerApiSecret("the Enterprise-Api-Secret-Key is unknown or revoked")
+            try:
+                activation = await deployments.activate_license_install(
+                    self._runtime,
+                    key_digest=key_digest,
+                    fingerprint=fingerprint,
+                    activated_by="inner_api",
+                    hostname=label or None,
+                    metadata={"inner_api_credential_id": str(credential_id)},
+                )
+            except TooManyActivations as exc:
+                raise InnerApiSeatsInUse(
+                    "every activation of this license is in use: this Dify install needs a free seat "
+                    "(raise max_activations, or revoke the credential of an install no longer used)"
+                ) from exc
+            except LicenseNotUsable:
+                return None
+            except LicenseKeyNotFound:  # the license key was rotated between the read and the activation
+                continue
+            return activation.id
+        return None
 
     async def _snapshot(self, license_id: uuid.UUID) -> LicenseSnapshot:
         """The poll path's cached snapshot of the license (shared with polls; at most poll_cache_seconds old)."""
@@ -191,30 +240,6 @@ class SqlInnerApiStore:
                 return LicenseSnapshot(view=view, usage=await usage_summary(session, license_id))
 
         return await self._runtime.poll_state.licenses.get(license_id, load)
-
-    async def _first_use(self, license_id: uuid.UUID, now: datetime) -> None:
-        """The first call with a credential activates a never-activated license, as a first activation would."""
-        runtime = self._runtime
-        async with runtime.session_factory() as session, runtime.write_gate:
-            claimed = await session.execute(
-                update(License)
-                .where(License.id == license_id, License.first_activated_at.is_(None))
-                .values(first_activated_at=now, last_check_in_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if claimed.rowcount:  # type: ignore[attr-defined]
-                license = await session.get(License, license_id, options=[selectinload(License.plan)])
-                assert license is not None
-                license.refresh(license.effective_terms(license.plan), now)
-                emit_event(
-                    session,
-                    type=EventType.LICENSE_ACTIVATED,
-                    license_id=license_id,
-                    data={"by": "inner_api"},
-                    clock=runtime.clock,
-                )
-            await session.commit()
-        runtime.poll_state.forget_license(license_id)
 
     async def license_state(self, caller: Caller) -> LicenseState:
         snapshot = await self._snapshot(caller.license_id)

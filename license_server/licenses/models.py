@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from license_server.clock import utcnow
 from license_server.db.base import Base, BigIntId, new_id
 from license_server.licenses.terms import LicenseTerms, effective_terms
-from license_server.lifecycle.status import LicenseFacts, StatusResult, compute_status
+from license_server.lifecycle.status import LicenseFacts
 
 
 class Customer(Base):
@@ -68,12 +68,13 @@ class License(Base):
     heartbeat_deadline: Mapped[datetime | None]
     heartbeat_seconds: Mapped[int] = mapped_column(Integer)
     enforcement: Mapped[str] = mapped_column(String(16))
-    # Materialised from compute_status for queries and counts; reads always recompute.
+    # Materialised from compute_status for queries and counts; reads always recompute. Written only by
+    # lifecycle.transitions (the one transition, which also emits the events of each change).
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str] = mapped_column(String(32))
-    # Set by the sweep when it moves the status, so it can emit events for exactly the rows it changed.
     previous_status: Mapped[str | None] = mapped_column(String(16))
     status_changed_at: Mapped[datetime | None]
+    # Set by the set-based transition on the rows it changes, so it emits events for exactly those rows.
     sweep_mark: Mapped[int | None] = mapped_column(BigIntId)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -113,13 +114,6 @@ class License(Base):
         self.enforcement = terms.enforcement.value
         last_seen = self.last_check_in_at or self.first_activated_at
         self.heartbeat_deadline = last_seen + terms.heartbeat_window if last_seen else None
-
-    def refresh(self, terms: LicenseTerms, now: datetime) -> StatusResult:
-        """Bring every derived column up to date: the sweep's schedule and the materialised status."""
-        self.refresh_schedule(terms)
-        result = compute_status(self.facts(terms), now)
-        self.status, self.status_reason = result.status.value, result.reason.value
-        return result
 
     def suspend(self, now: datetime) -> None:
         self.suspended_at = now

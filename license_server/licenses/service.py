@@ -39,6 +39,12 @@ from license_server.licenses.license_keys import generate_license_key, key_hint
 from license_server.licenses.models import Customer, License, Plan
 from license_server.licenses.terms import LicenseTerms, effective_terms, merge_overrides, terms_overrides
 from license_server.lifecycle.status import StatusResult, compute_status
+from license_server.lifecycle.transitions import (
+    born,
+    lock_for_many_licenses,
+    transition_license,
+    transition_licenses,
+)
 from license_server.signing.service import Signer
 
 
@@ -182,6 +188,7 @@ async def update_plan(
         plan.terms = merged
         changes["terms"] = terms_overrides(terms)
         await record_sso_changes(session, before=before, after=after, now=clock(), plan_id=plan.id)
+        changes["licenses_rederived"] = await _rederive_plan_licenses(session, plan, now=clock())
     if name is not None:
         plan.name = changes["name"] = name
     if description is not None:
@@ -198,6 +205,27 @@ async def update_plan(
     )
     await session.commit()
     return plan
+
+
+async def _rederive_plan_licenses(session: AsyncSession, plan: Plan, *, now: datetime) -> int:
+    """After a plan's terms change: every license on it gets its schedule and stored status re-derived (with the
+    events of each change), so ``?status=`` filters and the sweep see the new notice, grace and heartbeat windows.
+
+    The licenses are locked (PostgreSQL) after the lock the sweep takes too, so the two never deadlock; a license
+    whose own overrides no longer combine with the plan's new terms refuses the whole change, naming it. Returns how
+    many licenses changed status.
+    """
+    await lock_for_many_licenses(session)
+    licenses = (
+        await session.scalars(select(License).where(License.plan_id == plan.id).order_by(License.id).with_for_update())
+    ).all()
+    derived = []
+    for license in licenses:
+        terms = _validated_terms(plan, license.terms, field=f"licenses.{license.id}.terms")
+        license.refresh_schedule(terms)
+        derived.append((license, terms))
+    changes = await transition_licenses(session, derived, now)
+    return sum(change.changed for change in changes)
 
 
 async def resolve_plan(session: AsyncSession, plan_ref: str) -> Plan:
@@ -255,7 +283,8 @@ async def issue_license(
         updated_at=now,
     )
     license.customer, license.plan = customer, plan
-    license.refresh(effective, now)
+    license.refresh_schedule(effective)
+    born(license)
     session.add(license)
     await session.flush()
     await record_audit(
@@ -273,6 +302,7 @@ async def issue_license(
         },
         clock=clock,
     )
+    await transition_license(session, license, effective, now)  # e.g. issued already expired: license.expired
     await session.commit()
     return IssuedLicense(view=license_view(license, now), key=key)
 
@@ -305,8 +335,9 @@ async def list_licenses(
     expires_within: timedelta | None = None,
     clock: Clock = utcnow,
 ) -> tuple[list[LicenseView], int]:
-    """Filtering by status uses the materialised status (kept current by the sweep); every returned item carries the
-    status computed now. ``expires_within`` selects licenses whose expiry falls between now and now + that."""
+    """Filtering by status uses the stored status (``lifecycle.transitions`` writes it on every change of facts, and
+    the sweep as time passes); every returned item carries the status computed now. ``expires_within`` selects
+    licenses whose expiry falls between now and now + that."""
     conditions = []
     if expires_within is not None:
         now = clock()
@@ -338,11 +369,12 @@ async def _act(
     clock: Clock,
     event: EventType | None = None,
 ) -> LicenseView:
-    """Finish an action: refresh the materialised status, audit, emit the domain event, commit."""
+    """Finish an action: emit its domain event, audit, move the stored status (with the events of that change, after
+    the action's own), commit."""
     now = clock()
     license.updated_at = now
     view = license_view(license, now)
-    license.refresh(view.terms, now)
+    license.refresh_schedule(view.terms)
     if event is not None:
         emit_event(session, type=event, license_id=license.id, data={"reason": detail.get("reason", "")}, clock=clock)
     await record_audit(
@@ -354,6 +386,7 @@ async def _act(
         detail=detail,
         clock=clock,
     )
+    await transition_license(session, license, view.terms, now)
     await session.commit()
     return view
 
