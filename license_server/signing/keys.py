@@ -206,6 +206,10 @@ class KeyStore:
         return self._passphrase
 
     @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
     def holds_legacy_root_key(self) -> bool:
         """A root private key left here by a version that kept it on servers (it should move to the key host)."""
         return (self.keys_dir / LEGACY_ROOT_KEY).exists()
@@ -266,8 +270,8 @@ class KeyStore:
         """Load and check everything the server needs to sign: any problem is a KeyringError, never a crash."""
         if not self.is_initialised:
             raise KeyringError(
-                "no keys yet: run `license-server init --dev`, or import a key bundle from the key host "
-                "(`license-server keys import BUNDLE`)"
+                f"no keys yet ({KEYRING} is missing): run `license-server init --dev`, or import a key bundle from the "
+                "key host (`license-server keys import BUNDLE`)"
             )
         root_public = self.root_public_key()
         meta = self._read_keyring()

@@ -38,6 +38,7 @@ from license_server.signing.keys import KeyStore
 from license_server.signing.service import Signer
 from tests.conftest import PASSPHRASE, MovableClock, make_settings
 from tests.crypto.conftest import make_claims
+from tests.keyring import make_keys
 
 TERMS = {
     "workspaces": {"enabled": True, "limit": 5},
@@ -224,8 +225,7 @@ def test_a_damaged_cache_while_the_server_is_down_is_lost_never_an_exception(
 def test_a_cached_document_signed_under_another_root_is_never_used(
     make_client: Callable[..., LicenseClient], live_server: LiveServer, tmp_path: Path
 ) -> None:
-    foreign = KeyStore(tmp_path / "foreign-keys", b"another-passphrase")
-    foreign.initialise()
+    foreign = make_keys(tmp_path / "foreign-keys", b"another-passphrase")
     claims = make_claims(datetime.now(UTC), status_reason="ACTIVE")
     (tmp_path / "client-cache").mkdir()
     (tmp_path / "client-cache" / DOCUMENT_FILE).write_text(Signer(foreign).sign(claims))
