@@ -241,6 +241,20 @@ async def test_key_rotation_through_the_api_keeps_old_documents_verifiable(
     assert (bad_bundle.status_code, bad_bundle.json()["code"]) == (400, "invalid_key_bundle")
 
 
+async def test_a_keyring_read_failure_keeps_serving_with_the_last_good_keyring(
+    client: Client, owner_headers: dict[str, str], runtime: Runtime
+) -> None:
+    issued = await issue(client, owner_headers)
+    assert (await client.get("/health/ready")).status_code == 200
+    (runtime.settings.keys_dir / "keyring.json").write_text("not json")
+    document = await client.get(f"/v1/admin/licenses/{issued['id']}/document", headers=owner_headers)
+    assert document.status_code == 200
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["signing_key"] == "ok"
+    assert "last good keyring in use" in ready.json()["checks"]["keyring"]
+
+
 async def test_health_reports_ready_and_live(client: Client) -> None:
     assert (await client.get("/health/live")).json()["status"] == "ok"
     ready = await client.get("/health/ready")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import stat
@@ -540,6 +541,36 @@ def test_signer_with_a_refresh_interval_uses_its_cached_keyring(store: KeyStore)
     new = rotate(store)
     assert signer.keyring().signer_kid == old
     assert signer.reload().signer_kid == new
+
+
+def test_a_keyring_that_cannot_be_read_keeps_the_last_good_one_and_warns_once_per_streak(
+    store: KeyStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A transient read failure (a volume remounting, a half-copied file) must not fail every request."""
+    signer = Signer(KeyStore(store.keys_dir, PASSPHRASE), refresh_seconds=0)
+    kid = signer.keyring().signer_kid
+    keyring_json = store.keys_dir / "keyring.json"
+    good = keyring_json.read_bytes()
+    caplog.set_level(logging.WARNING, logger="license_server.signing")
+
+    def warnings() -> int:
+        return sum(1 for record in caplog.records if record.levelno == logging.WARNING)
+
+    keyring_json.write_text("{")
+    for _ in range(3):
+        assert jwt.get_unverified_header(signer.sign({"ver": 1}))["kid"] == kid
+    assert warnings() == 1
+    assert signer.reload_error is not None
+    assert "keyring.json" in signer.reload_error
+    keyring_json.write_bytes(good)
+    assert signer.keyring().signer_kid == kid
+    assert signer.reload_error is None
+    keyring_json.unlink()  # a second streak is reported again
+    assert jwt.get_unverified_header(signer.sign({"ver": 1}))["kid"] == kid
+    assert warnings() == 2
+    # A process starting now has no last good keyring to fall back on: it refuses, as before.
+    with pytest.raises(KeyringError):
+        Signer(KeyStore(store.keys_dir, PASSPHRASE), refresh_seconds=0).keyring()
 
 
 # -- passphrases --------------------------------------------------------------------------------------------------
