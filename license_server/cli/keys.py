@@ -39,9 +39,7 @@ def root_store(config: Settings, root_dir: Path | None) -> RootKeyStore:
     passphrase = resolve_passphrase(
         config.key_passphrase.get_secret_value() if config.key_passphrase else None, config.passphrase_path
     )
-    return RootKeyStore(
-        root_dir or config.root_dir, passphrase, allow_unencrypted=config.allow_unencrypted_keys
-    )
+    return RootKeyStore(root_dir or config.root_dir, passphrase, allow_unencrypted=config.allow_unencrypted_keys)
 
 
 root_dir_option = click.option(

@@ -400,9 +400,7 @@ class KeyStore:
             write_private(self.keys_dir / SECRET_HASHING_KEY, secrets.token_hex(32).encode())
         if not key_path.exists():
             write_private(key_path, serialize_private(private, self._passphrase))
-        write_public(
-            issuing / f"{bundle.kid}.crt", certificate.public_bytes(serialization.Encoding.PEM), replace=True
-        )
+        write_public(issuing / f"{bundle.kid}.crt", certificate.public_bytes(serialization.Encoding.PEM), replace=True)
         if held is None or revocations.sequence > held.sequence:  # a bundle older than the held list: keep it
             self._adopt_revocations_file(revocations)
         meta = self._read_keyring() if self.is_initialised else {"signer": None, "keys": {}}

@@ -186,9 +186,7 @@ class RevocationWatch:
 
 
 async def newest_stored_revocation_list(session: AsyncSession, signer: Signer) -> RevocationList | None:
-    token = await session.scalar(
-        select(KeyRevocationList.token).order_by(KeyRevocationList.sequence.desc()).limit(1)
-    )
+    token = await session.scalar(select(KeyRevocationList.token).order_by(KeyRevocationList.sequence.desc()).limit(1))
     return read_revocation_list(token, signer.keyring().root_public_key) if token else None
 
 
