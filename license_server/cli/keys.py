@@ -3,6 +3,7 @@
 On the key host (where the root lives; ``--root-dir``, default ``$LICENSE_SERVER_ROOT_KEYS_DIR`` or ``keys/root``):
 
     keys root init                   create the root key
+    keys root adopt KEYS_DIR         take over the root key an older version kept in a server's keys directory
     keys rotate --out BUNDLE         a new issuing key and its certificate, for the servers to import
     keys issue-cert REQUEST --out B  certify a key a server made itself (`keys request`)
     keys retire KID --out LIST       the next root-signed revocation list
@@ -90,6 +91,25 @@ def root_init(root_dir: Path | None, as_json: bool) -> None:
         human=f"root key created in {store.root_dir}/ (give root.pub to verifiers and servers)"
         if created
         else f"a root key exists in {store.root_dir}/; nothing changed",
+    )
+
+
+@root.command("adopt")
+@click.argument("server_keys_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@root_dir_option
+@json_option
+def root_adopt(server_keys_dir: Path, root_dir: Path | None, as_json: bool) -> None:
+    """Move the root key out of a key directory from a version that kept it on servers (SERVER_KEYS_DIR, copied
+    to the key host), with a state built from that keyring. Then delete root.key from every server."""
+    store = root_store(settings(), root_dir)
+    try:
+        moved = store.adopt_legacy_root(server_keys_dir)
+    except LicenseServerError as exc:
+        fail(exc.detail, exc.code, as_json=as_json)
+    emit(
+        {"adopted": moved, "root_dir": str(store.root_dir)},
+        as_json=as_json,
+        human=f"the root key now lives in {store.root_dir}/" if moved else "nothing to adopt; nothing changed",
     )
 
 

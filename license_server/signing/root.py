@@ -14,7 +14,6 @@ Layout of the root directory (``keys/root/`` in development; a separate, offline
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -192,7 +191,9 @@ class RootKeyStore:
             state["sequence"] = 1 if any(info["retired_at"] for info in keys.values()) else 0
             self._write_state(state)
             self._sign_revocations(root, state)
-            os.replace(legacy, self.root_dir / ROOT_KEY)
+            # Copied, then removed: the server's directory may be on another file system than the root's.
+            write_private(self.root_dir / ROOT_KEY, legacy.read_bytes())
+            legacy.unlink()
             return True
 
     def root_public_key(self) -> Ed25519PublicKey:

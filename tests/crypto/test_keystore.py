@@ -513,6 +513,25 @@ def test_a_revocation_list_signed_by_another_root_is_refused(store: KeyStore, ot
     assert caught.value.code == "invalid_revocations"
 
 
+def test_a_root_key_left_on_a_server_by_an_older_version_moves_to_the_key_host(store: KeyStore) -> None:
+    """The upgrade path (`init --dev`, `keys root adopt`): the root leaves the server and keeps certifying."""
+    root_dir = store.keys_dir / "root"
+    (store.keys_dir / "root.key").write_bytes((root_dir / "root.key").read_bytes())  # the old layout
+    (store.keys_dir / "root.key").chmod(0o600)
+    shutil.rmtree(root_dir)
+    signer = store.load().signer_kid
+    assert store.holds_legacy_root_key
+    adopted = RootKeyStore(root_dir, PASSPHRASE, clock=fixed_clock(NOW))
+    assert adopted.adopt_legacy_root(store.keys_dir) is True
+    assert not store.holds_legacy_root_key
+    assert _mode(root_dir / "root.key") == 0o600
+    assert json.loads((root_dir / "root-state.json").read_text())["current"] == signer
+    new = rotate(store)
+    assert retire(store, signer).kids == {signer}
+    assert store.load().signer_kid == new
+    assert adopted.adopt_legacy_root(store.keys_dir) is False
+
+
 # -- the signer notices rotations by other processes --------------------------------------------------------------
 def test_signer_picks_up_a_rotation_made_by_another_keystore(store: KeyStore) -> None:
     signer = Signer(KeyStore(store.keys_dir, PASSPHRASE), refresh_seconds=0)
