@@ -289,7 +289,8 @@ def export_public(out_dir: Path, as_json: bool) -> None:
     """Write root.pub, jwks.json and revocations.jws: everything a verifier needs."""
 
     async def work(runtime: Runtime, _: AsyncSession) -> list[Path]:
-        return runtime.signer.store.export_public(out_dir)
+        await runtime.revocation_watch.check()  # a list another replica imported counts too
+        return runtime.signer.store.export_public(out_dir, runtime.signer.keyring())
 
     written = run_with_session(work, as_json=as_json)
     emit({"files": [str(p) for p in written]}, as_json=as_json, human="\n".join(f"wrote {p}" for p in written))

@@ -11,6 +11,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -87,7 +88,7 @@ def parse_private(data: bytes, name: str, passphrase: bytes | None, *, allow_une
         raise KeyringError(f"{name} is encrypted but no passphrase is configured")
     try:
         key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise KeyringError(f"cannot decrypt {name}: wrong passphrase or damaged file") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyringError(f"{name} is not an Ed25519 key")
@@ -105,7 +106,7 @@ def public_pem(key: Ed25519PublicKey) -> bytes:
 def parse_public_pem(data: bytes, name: str) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise KeyringError(f"{name} is not a PEM public key") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise KeyringError(f"{name} is not an Ed25519 key")

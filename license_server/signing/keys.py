@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -438,22 +438,26 @@ class KeyStore:
             self._adopt_revocations_file(revocations)
 
     def _adopt_revocations_file(self, revocations: RevocationList) -> None:
+        known: set[str] = set()
         if self.is_initialised:
             meta = self._read_keyring()
             keys = meta["keys"]
             assert isinstance(keys, dict)
+            known = set(keys)
             for kid, at in revocations.retired:
                 if kid in keys and not keys[kid].get("retired_at"):
                     keys[kid]["retired_at"] = at or self._clock().isoformat()
             self._write_keyring(meta)
         write_public(self.keys_dir / REVOCATIONS, revocations.token.encode() + b"\n", replace=True)
-        for kid in revocations.kids:
-            # The private half is no longer needed by anyone; removing it limits what a later leak exposes.
+        # The private half is no longer needed by anyone; removing it limits what a later leak exposes. Only keys
+        # this keyring names: a key id is never used as a path unless it is one of ours.
+        for kid in revocations.kids & known:
             (self.keys_dir / ISSUING_DIR / f"{kid}.key").unlink(missing_ok=True)
 
-    def export_public(self, out_dir: Path) -> list[Path]:
-        """Write what verifiers need: root.pub, jwks.json and revocations.jws."""
-        keyring = self.load()
+    def export_public(self, out_dir: Path, keyring: Keyring | None = None) -> list[Path]:
+        """Write what verifiers need: root.pub, jwks.json and revocations.jws (of ``keyring``, e.g. a signer's that
+        adopted a newer list from the database, else of this directory)."""
+        keyring = keyring or self.load()
         out_dir.mkdir(parents=True, exist_ok=True)
         written = [out_dir / ROOT_PUB, out_dir / "jwks.json", out_dir / REVOCATIONS]
         written[0].write_bytes((self.keys_dir / ROOT_PUB).read_bytes())
@@ -477,7 +481,7 @@ def _checked_certificate(pem: bytes, kid: str, root: Ed25519PublicKey) -> x509.C
     try:
         certificate = x509.load_pem_x509_certificate(pem)
         root.verify(certificate.signature, certificate.tbs_certificate_bytes)
-    except (ValueError, InvalidSignature) as exc:
+    except (ValueError, InvalidSignature, UnsupportedAlgorithm) as exc:
         raise KeyringError(f"certificate of key {kid} is missing or not signed by the root") from exc
     public = certificate.public_key()
     if not isinstance(public, Ed25519PublicKey) or thumbprint(public) != kid:
