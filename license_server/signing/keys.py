@@ -18,6 +18,7 @@ Signing goes through ``SigningKey``: a local Ed25519 key here; a KMS or HSM key 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -120,8 +121,6 @@ class IssuingKey:
         return self.signing_key.private_key if isinstance(self.signing_key, LocalSigningKey) else None
 
     def jwk(self) -> dict[str, object]:
-        import base64
-
         return {
             **public_jwk(self.public_key),
             "kid": self.kid,
