@@ -25,7 +25,7 @@ class KeyBundleIn(Model):
 
 
 class RevocationListIn(Model):
-    revocations: str = Field(max_length=200_000, description="A root-signed list from `keys retire --out` (a JWS)")
+    revocations: str = Field(max_length=100_000, description="A root-signed list from `keys retire --out` (a JWS)")
 
 
 class RevocationListOut(Model):
