@@ -23,8 +23,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER license
 VOLUME ["/data", "/keys"]
 EXPOSE 8000
-# Keys are created once with `docker run --entrypoint license-server IMAGE init` (see README); serve refuses to
-# start without them.
+# Keys come from the offline key host: `docker run --entrypoint license-server IMAGE keys import BUNDLE`, then
+# `... IMAGE init` once (README, docs/keys.md); serve refuses to start without them. The root key is never here.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4).status != 200)"]
 ENTRYPOINT ["license-server", "serve"]

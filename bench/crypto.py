@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bench.common import Report, Row, percent, print_report, rate
 from license_server.offline import files
-from license_server.signing.keys import KeyStore
+from license_server.signing.keys import KeyStore, create_dev_keys
+from license_server.signing.root import RootKeyStore
 from license_server.signing.service import Signer
 from license_server.verifier import Verifier
 
@@ -78,7 +79,9 @@ def sample_claims(now: int) -> dict[str, object]:
 def run() -> Report:
     with tempfile.TemporaryDirectory() as directory:
         store = KeyStore(Path(directory), b"bench-passphrase")
-        store.initialise()
+        create_dev_keys(
+            store, RootKeyStore(Path(directory) / "root", b"bench-passphrase"), passphrase=b"bench-passphrase"
+        )
         signer = Signer(store, refresh_seconds=60)
         keyring = signer.keyring()
         private = keyring.signer.private_key

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     keys_dir: Path = Path("keys")
+    # The key host's root directory (`keys root init`, `keys rotate`, `keys retire`); servers never read it.
+    # Unset means keys_dir/root, where `init --dev` puts the development root.
+    root_keys_dir: Path | None = None
     # Unset means the embedded SQLite file in data_dir; a postgresql+asyncpg:// URL scales out.
     database_url: str | None = None
     # The private-key passphrase: from the environment, else from passphrase_file (default keys_dir/passphrase).
@@ -76,6 +79,10 @@ class Settings(BaseSettings):
     @property
     def document_ttl(self) -> timedelta:
         return timedelta(seconds=self.document_ttl_seconds)
+
+    @property
+    def root_dir(self) -> Path:
+        return self.root_keys_dir or self.keys_dir / "root"
 
     @property
     def passphrase_path(self) -> Path:

@@ -209,6 +209,14 @@ class OfflineFileRejected(LicenseServerError):
         self.status_code = status_code
 
 
+class LicenseFileRefused(LicenseServerError):
+    """The edge's license file can no longer be trusted (its signing key was retired): nothing is served from it."""
+
+    status_code = 503
+    code = "license_file_refused"
+    title = "The license file is refused"
+
+
 class OfflineBindingConflict(Conflict):
     code = "offline_binding_conflict"
     title = "The activation is bound to another install key"

@@ -17,7 +17,7 @@ from license_server.deployments.runtime_state import PollState
 from license_server.events.leases import new_lease_holder
 from license_server.signing.encryption import WEBHOOK_SECRETS, SecretBox
 from license_server.signing.keys import KeyStore, resolve_passphrase
-from license_server.signing.service import Signer
+from license_server.signing.service import RevocationWatch, Signer
 
 
 def key_store(settings: Settings, *, clock: Clock = utcnow) -> KeyStore:
@@ -38,6 +38,8 @@ class Runtime:
     # Who this process is when it takes job leases (the sweep): unique per process start.
     lease_holder: str = field(default_factory=new_lease_holder)
     poll_state: PollState = field(init=False)
+    # Revocation lists imported by any replica reach this process within poll_cache_seconds.
+    revocation_watch: RevocationWatch = field(init=False)
     # SQLite takes one writer at a time; writers in this process queue here (first come, first served) instead of
     # spinning in SQLite's busy handler, which sleeps and retries. PostgreSQL locks rows, so no gate is needed.
     write_gate: contextlib.AbstractAsyncContextManager[object] = field(init=False)
@@ -52,6 +54,9 @@ class Runtime:
             self.activation_writer = SqliteActivationWriter(
                 self.settings.resolved_database_url, hasher=lambda: self.hasher, write_gate=self.write_gate
             )
+        self.revocation_watch = RevocationWatch(
+            self.signer, self.session_factory, interval=self.settings.poll_cache_seconds
+        )
         self.poll_state = PollState(
             cache_seconds=self.settings.poll_cache_seconds,
             rate_limit_per_address=self.settings.rate_limit_per_address,

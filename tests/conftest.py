@@ -38,6 +38,7 @@ from license_server.licenses.terms import LicenseTerms  # noqa: E402
 from license_server.runtime import Runtime  # noqa: E402
 from license_server.signing.keys import KeyStore  # noqa: E402
 from license_server.signing.service import Signer  # noqa: E402
+from tests.keyring import make_keys  # noqa: E402
 
 PASSPHRASE = b"test-passphrase-not-a-secret"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -67,7 +68,7 @@ def clock() -> MovableClock:
 def shared_keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One keyring for the session; tests that rotate or retire keys make their own."""
     keys_dir = tmp_path_factory.mktemp("keys")
-    KeyStore(keys_dir, PASSPHRASE).initialise()
+    make_keys(keys_dir, PASSPHRASE)
     return keys_dir
 
 
@@ -160,7 +161,7 @@ def keys_dir(shared_keys_dir: Path) -> Path:
 @pytest.fixture
 def own_keys_dir(tmp_path: Path) -> Path:
     keys = tmp_path / "keys"
-    KeyStore(keys, PASSPHRASE).initialise()
+    make_keys(keys, PASSPHRASE)
     return keys
 
 

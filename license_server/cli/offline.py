@@ -222,9 +222,16 @@ def import_usage(report_file: Path, as_json: bool) -> None:
     show_default=True,
     help="How far the clock may go back before the status is lost (CLOCK_ROLLBACK).",
 )
+@click.option(
+    "--revocations",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The vendor's root-signed list of retired keys (re-read when replaced; an older list is refused).",
+)
 def edge(
     license_file: Path,
     root_key: Path,
+    revocations: Path | None,
     host: str,
     port: int,
     data_dir: Path,
@@ -247,22 +254,24 @@ def edge(
     sock = listening_socket(host, port)
     machine = resolve_fingerprint(fingerprint)
     try:
-        verifier = Verifier(load_root_public_key(root_key))
+        runtime = EdgeRuntime(
+            license_path=license_file,
+            verifier=Verifier(load_root_public_key(root_key)),
+            data_dir=data_dir,
+            fingerprint=machine,
+            clock_tolerance=timedelta(seconds=clock_tolerance_seconds),
+            token=os.environ.get("LICENSE_SERVER_EDGE_TOKEN") or None,
+            revocations_path=revocations,
+        )
+        if runtime.revocations_error is not None:
+            fail(runtime.revocations_error, "revocations_refused")
         install_key = install_key_id(load_install_key(data_dir).public_key())
-        # Refuse to start on a file that is not this install's, before anything listens.
+        # Refuse to start on a file that is not this install's (or whose key is retired), before anything listens.
         verify_license_file(
-            license_file.read_bytes(), verifier, fingerprint=machine, install_key=install_key, check_dates=False
+            license_file.read_bytes(), runtime.verifier, fingerprint=machine, install_key=install_key, check_dates=False
         )
     except (OSError, ValueError, InstallKeyError) as exc:
         fail(str(exc), "unreadable_input")
     except VerificationError as exc:
         fail(exc.detail, exc.reason.value)
-    runtime = EdgeRuntime(
-        license_path=license_file,
-        verifier=verifier,
-        data_dir=data_dir,
-        fingerprint=machine,
-        clock_tolerance=timedelta(seconds=clock_tolerance_seconds),
-        token=os.environ.get("LICENSE_SERVER_EDGE_TOKEN") or None,
-    )
     serve_on(sock, create_edge_app(runtime), log_level="info")

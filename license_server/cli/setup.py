@@ -16,7 +16,7 @@ from license_server.cli.common import emit, fail, json_option, listening_socket,
 from license_server.config import Settings
 from license_server.errors import KeyringError, LicenseServerError
 from license_server.runtime import Runtime, key_store
-from license_server.signing.keys import create_dev_passphrase_file
+from license_server.signing.keys import create_dev_keys, create_dev_passphrase_file
 
 
 async def _create_owner_token_if_first(settings_: Settings) -> str | None:
@@ -37,7 +37,8 @@ async def _create_owner_token_if_first(settings_: Settings) -> str | None:
 @click.option(
     "--dev",
     is_flag=True,
-    help="Development: create a random key passphrase in a 0600 file if none is configured.",
+    help="Development: create a random key passphrase in a 0600 file if none is configured, and a local root key "
+    "(in keys/root/, standing in for the key host) that certifies the server's first issuing key.",
 )
 @json_option
 def init(dev: bool, as_json: bool) -> None:
@@ -51,12 +52,8 @@ def init(dev: bool, as_json: bool) -> None:
             "In production set LICENSE_SERVER_KEY_PASSPHRASE or LICENSE_SERVER_KEY_PASSPHRASE_FILE."
         )
     try:
-        if key_store(config).initialise():
-            notes.append(
-                f"Generated root and issuing keys in {config.keys_dir}/ (root public key: "
-                f"{config.keys_dir / 'root.pub'})."
-            )
-    except KeyringError as exc:
+        notes.extend(_prepare_keys(config, dev=dev))
+    except LicenseServerError as exc:
         fail(exc.detail, exc.code, as_json=as_json)
     from license_server.db.migrate import upgrade_database
 
@@ -74,6 +71,30 @@ def init(dev: bool, as_json: bool) -> None:
         click.echo(f"Owner admin token (shown once, store it now):\n  {token}")
     else:
         click.echo("Already initialised: keys and data were left as they are.")
+
+
+def _prepare_keys(config: Settings, *, dev: bool) -> list[str]:
+    """The server's keyring: made with a local development root (``--dev``), else imported from the key host."""
+    from license_server.cli.keys import root_store
+
+    store = key_store(config)
+    if not dev:
+        if not store.is_initialised:
+            raise KeyringError(
+                "no signing keys: on the key host run `license-server keys root init` and `license-server keys "
+                "rotate --out bundle.json`, then here `license-server keys import bundle.json` (docs/keys.md); "
+                "or `init --dev` for development"
+            )
+        return []
+    root = root_store(config, None)
+    if store.holds_legacy_root_key and root.adopt_legacy_root(config.keys_dir):
+        return [f"Moved the root private key out of the server's keys to {root.root_dir}/ (the key host's place)."]
+    if create_dev_keys(store, root, passphrase=store.passphrase):
+        return [
+            f"Generated a development root key in {root.root_dir}/ (the server never reads it) and an issuing key "
+            f"certified by it in {config.keys_dir}/ (root public key: {config.keys_dir / 'root.pub'})."
+        ]
+    return []
 
 
 @click.command()

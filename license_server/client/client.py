@@ -8,12 +8,17 @@ raises into the host application: network, server, cache and clock trouble all e
   document that fails (corrupted, truncated, swapped) is discarded and the client falls back to the server.
 - Without the server the last good document stands until its ``exp`` plus ``offline_grace``; then the status is
   ``lost`` with reason ``SERVER_UNREACHABLE``.
+- Retired issuing keys: each cycle fetches the server's root-signed revocation list (and ``revocations=`` may give
+  one at start); a document, cached or fresh, signed by a retired key is refused (``KEY_RETIRED``), and a list with
+  a lower number than the one held is refused too, so an old list cannot be replayed to revive a key.
 - A clock set back by more than ``clock_tolerance`` behind the trusted-time high-water mark makes the status
   ``lost`` with reason ``CLOCK_ROLLBACK``.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import logging
 import os
@@ -32,7 +37,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from license_server.clock import Clock, utcnow
 from license_server.lifecycle.status import Status, compute_status
 from license_server.offline.observer import DEFAULT_CLOCK_TOLERANCE, TrustedTime, facts_from_claims
-from license_server.verifier import Reason, VerificationError, VerifiedDocument, Verifier, load_root_public_key
+from license_server.verifier import (
+    Reason,
+    RevocationList,
+    VerificationError,
+    VerifiedDocument,
+    Verifier,
+    load_root_public_key,
+    newest_revocation_list,
+    read_revocation_list,
+)
 from license_server.verifier.fingerprint import resolve_fingerprint
 
 if TYPE_CHECKING:
@@ -41,6 +55,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("license_server.client")
 DOCUMENT_FILE = "license.jws"
 STATE_FILE = "client-state.json"
+REVOCATIONS_FILE = "revocations.jws"
+REVOCATIONS_PATH = "/.well-known/license-key-revocations.jws"
 MAX_RESPONSE_BYTES = 1024 * 1024
 USABLE_STATUSES = frozenset({Status.ACTIVE.value, Status.EXPIRING.value})
 
@@ -156,19 +172,25 @@ class LicenseClient:
         clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
         timeout: float = 10.0,
         clock: Clock = utcnow,
+        revocations: str | Path | None = None,
     ) -> None:
-        """``fingerprint`` None or ``"auto"`` uses the machine's default fingerprint (docs/offline.md)."""
+        """``fingerprint`` None or ``"auto"`` uses the machine's default fingerprint (docs/offline.md).
+        ``revocations``: a root-signed revocation list file (or its text) to hold from the start."""
         self.server_url = server_url.rstrip("/")
         self._license_key = license_key
         self._detail: str | None = None
         self._verifier: Verifier | None = None
+        self._root_verifier: Verifier | None = None  # without any revocation list
+        self._revocations: RevocationList | None = None
+        self._revocations_etag: str | None = None
+        self._initial_revocations = revocations
         try:
             key = (
                 root_public_key
                 if isinstance(root_public_key, Ed25519PublicKey)
                 else load_root_public_key(root_public_key)
             )
-            self._verifier = Verifier(key, clock=clock)
+            self._verifier = self._root_verifier = Verifier(key, clock=clock)
         except ValueError as exc:  # misconfigured: nothing can be verified, so nothing is used (and nothing raised)
             logger.error("the pinned root key is unusable: %s", exc)
             self._detail = "the pinned root key is unusable; no document can be verified"
@@ -261,6 +283,7 @@ class LicenseClient:
     def refresh(self) -> bool:
         """One cycle now: activate if needed, else poll. True when the server answered. Never raises."""
         try:
+            self._refresh_revocations()
             if self._token is None:
                 self._activate()
             else:
@@ -341,6 +364,47 @@ class LicenseClient:
             raise _Unreachable(f"HTTP {status}")
         return status, response_headers, payload
 
+    def _refresh_revocations(self) -> None:
+        """Fetch the server's revocation list (a 304 when unchanged); a server without one is not an error."""
+        status, headers, payload = self._http("GET", REVOCATIONS_PATH, etag=self._revocations_etag)
+        if status != 200 or not payload.strip():
+            return
+        if self.accept_revocations(payload.decode("ascii", "replace")):
+            with self._lock:
+                self._revocations_etag = headers.get("ETag")
+
+    def accept_revocations(self, token: str) -> bool:
+        """Hold a root-signed revocation list unless it is older than the one held (then it is refused and logged).
+        A held document signed by a key it retires is dropped at once. True when the list is held now."""
+        if self._root_verifier is None:
+            return False
+        try:
+            offered = read_revocation_list(token, self._root_verifier.root_public_key)
+            with self._lock:
+                held = newest_revocation_list(self._revocations, offered)
+        except VerificationError as exc:
+            logger.error("refusing a revocation list (%s)", exc)
+            with self._lock:
+                self._detail = f"revocation list refused: {exc.reason}"
+            return False
+        if held is self._revocations:
+            return True
+        with self._lock:
+            self._revocations = held
+            self._verifier = self._root_verifier.with_revocation_list(held)
+            document = self._document
+            if document is not None and document.kid in held.kids:
+                logger.warning(
+                    "the held license document was signed by retired key %s; fetching a new one", document.kid
+                )
+                self._document, self._etag = None, None
+                self._detail = f"document refused: {Reason.KEY_RETIRED}"
+        try:
+            _write_private(self.cache_dir / REVOCATIONS_FILE, held.token.encode("ascii") + b"\n")
+        except OSError as exc:
+            logger.warning("cannot write the license cache in %s: %s", self.cache_dir, exc)
+        return True
+
     def _activate(self) -> None:
         body = {
             "license_key": self._license_key,
@@ -415,6 +479,7 @@ class LicenseClient:
         if same_identity and isinstance(token, str):
             self._token = token
             self._etag = etag if isinstance(etag, str) else None
+        self._load_revocations()
         try:
             cached = (self.cache_dir / DOCUMENT_FILE).read_bytes().strip()
         except OSError:
@@ -425,6 +490,24 @@ class LicenseClient:
             logger.warning("the cached license document is not usable (%s); asking the server", exc.reason)
             self._etag = None  # make the next poll fetch a full document
             self._detail = f"cached document refused: {exc.reason}"
+
+    def _load_revocations(self) -> None:
+        """The list cached by an earlier run and the one given at start: the newer is held (before any document
+        is trusted, so a cached document of a retired key is refused)."""
+        given = self._initial_revocations
+        candidates: list[str] = []
+        with contextlib.suppress(OSError):  # no list cached yet
+            candidates.append((self.cache_dir / REVOCATIONS_FILE).read_text())
+        if isinstance(given, Path):
+            try:
+                candidates.append(given.read_text())
+            except OSError as exc:
+                logger.error("cannot read the revocation list %s: %s", given, exc)
+        elif isinstance(given, str):
+            candidates.append(given)
+        for token in sorted(candidates, key=_revocation_sequence, reverse=True):
+            if self.accept_revocations(token):
+                break
 
     def _save_state(self) -> None:
         try:
@@ -451,6 +534,16 @@ def _write_private(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def _revocation_sequence(token: str) -> int:
+    """The list's number before verification, only to try the newest first (accept_revocations verifies)."""
+    try:
+        payload = token.strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return int(claims.get("seq", 0))
+    except (IndexError, ValueError, TypeError, AttributeError):
+        return -1
 
 
 def _problem_code(payload: bytes) -> str:

@@ -14,6 +14,7 @@ from license_server.inner_api.models import (
 )
 from license_server.licenses.models import Customer, License, Plan
 from license_server.offline.models import OfflineBinding, OfflineUsageImport
+from license_server.signing.models import KeyRevocationList
 
 __all__ = [
     "Activation",
@@ -28,6 +29,7 @@ __all__ = [
     "InnerApiCredential",
     "InnerApiLicenseSettings",
     "JobLease",
+    "KeyRevocationList",
     "License",
     "OfflineBinding",
     "OfflineUsageImport",

@@ -248,6 +248,7 @@ class CachedDocument:
     # What the content was built from: while the same cached snapshot gives the same status, it is not rebuilt.
     snapshot: LicenseSnapshot | None = None
     status: object = None
+    kid: str = ""  # the issuing key that signed it: a document of a retired key is never served again
 
 
 @dataclass
@@ -275,6 +276,11 @@ class PollState:
         self.address_limiter = RateLimiter(self.rate_limit_per_address)
         self.license_key_limiter = RateLimiter(self.rate_limit_per_license_key)
         self.failed_auth_limiter = DistinctFailureLimiter(self.rate_limit_failed_auth_per_address)
+
+    def forget_documents_of(self, kids: frozenset[str]) -> None:
+        """Drop the cached documents signed by retired keys (they are signed again, by the current key)."""
+        for license_id in [lid for lid, cached in self.documents.items() if cached.kid in kids]:
+            self.documents.pop(license_id, None)
 
     def forget_license(self, license_id: uuid.UUID) -> None:
         self.licenses.discard(license_id)

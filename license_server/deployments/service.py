@@ -166,6 +166,8 @@ def document_for(runtime: Runtime, snapshot: LicenseSnapshot, status: StatusResu
     view = snapshot.view
     cached = state.documents.get(view.license.id)
     now_ts = now.timestamp()
+    if cached is not None and cached.kid in runtime.signer.keyring().revoked_kids:
+        cached = None  # signed by a key retired since: sign again with the current key
     if cached is not None and cached.snapshot is snapshot and cached.status == status and now_ts < cached.refresh_after:
         return SignedDocument(cached.token, cached.etag)  # the hot path: nothing to build, hash or sign
     content = license_content(
@@ -182,11 +184,12 @@ def document_for(runtime: Runtime, snapshot: LicenseSnapshot, status: StatusResu
         state.documents[view.license.id] = replace(cached, snapshot=snapshot, status=status)
         return SignedDocument(cached.token, cached.etag)
     ttl = runtime.settings.document_ttl
+    kid = runtime.signer.keyring().signer_kid
     token = runtime.signer.sign(with_time_claims(content, now=now, ttl=ttl))
     etag = '"' + hashlib.sha256(token.encode()).hexdigest()[:32] + '"'
     # Re-sign once half the TTL has passed, so clients always hold a document with plenty of life left.
     state.documents[view.license.id] = CachedDocument(
-        content_hash, token, etag, now_ts + ttl.total_seconds() / 2, snapshot=snapshot, status=status
+        content_hash, token, etag, now_ts + ttl.total_seconds() / 2, snapshot=snapshot, status=status, kid=kid
     )
     return SignedDocument(token, etag)
 
@@ -364,6 +367,8 @@ async def _activation_committed(
     """After an activation's commit: drop what the poll caches hold that it changed, and the document to answer."""
     if reissue_token and not outcome.created:
         runtime.poll_state.activations.clear()  # the old token must stop working here at once
+    if await runtime.revocation_watch.check():
+        runtime.poll_state.forget_documents_of(runtime.signer.keyring().revoked_kids)
     license = outcome.license
     changed = outcome.first_activation or (license.status, license.status_reason) != outcome.previous_status
     if changed:
@@ -449,6 +454,8 @@ async def poll(
 ) -> PollResult:
     now = runtime.clock()
     activation = await authenticate_deployment(runtime, token, address=address)
+    if await runtime.revocation_watch.check():  # a retirement imported on any replica, within the poll bound
+        runtime.poll_state.forget_documents_of(runtime.signer.keyring().revoked_kids)
     snapshot = await _license_snapshot(runtime, activation.license_id, now)
     runtime.poll_state.check_ins.record(
         activation.id,

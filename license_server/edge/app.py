@@ -124,7 +124,11 @@ class EdgeHealthController(Controller):
         if edge.file_error is not None:
             # Still serving the previous verified file; the operator should see why the new one was refused.
             checks["license_file"] = f"previous file in service; new file refused: {edge.file_error}"
-        ready = checks["database"] == "ok"
+        if edge.retired_file is not None:
+            checks["license_file"] = f"refused: {edge.retired_file}"
+        if edge.revocations_error is not None:
+            checks["revocations"] = f"offered list refused: {edge.revocations_error}"
+        ready = checks["database"] == "ok" and edge.retired_file is None
         return Response(
             HealthOut(status="ok" if ready else "unavailable", checks=checks), status_code=200 if ready else 503
         )

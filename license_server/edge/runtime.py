@@ -1,5 +1,9 @@
 """What a running edge holds: the verified license file, the install's identity, local state, trusted time.
 
+Retired issuing keys: the edge holds the newest root-signed revocation list it was given (``--revocations``, re-read
+when the file changes; kept in the data directory), refuses an older one, and refuses a license file signed by a
+retired key — at start, on a swap, and for the file in service once a list retires its key.
+
 ``edge_license_state`` is the one way to ask the edge what the license says now — the verified claims and the status
 computed by the one status function — for the edge's own routes and for anything mounted on it (the inner API).
 """
@@ -24,13 +28,21 @@ from license_server.edge.store import (
     edge_session_factory,
     prepare,
 )
+from license_server.errors import LicenseFileRefused
 from license_server.lifecycle.status import StatusResult, compute_status
 from license_server.offline.files import LicenseFile, install_key_id, verify_license_file
 from license_server.offline.install import load_install_key
 from license_server.offline.observer import DEFAULT_CLOCK_TOLERANCE, TrustedTime, facts_from_claims
-from license_server.verifier import VerificationError, Verifier
+from license_server.verifier import (
+    RevocationList,
+    VerificationError,
+    Verifier,
+    newest_revocation_list,
+    read_revocation_list,
+)
 
 logger = logging.getLogger("license_server.edge")
+REVOCATIONS_FILE = "revocations.jws"  # in the data directory: the newest list this edge was given
 PERSIST_EVERY = timedelta(seconds=30)  # how often the trusted-time mark is written while the clock moves forward
 
 
@@ -55,9 +67,16 @@ class EdgeRuntime:
         clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
         token: str | None = None,
         engine: AsyncEngine | None = None,
+        revocations_path: Path | None = None,
     ) -> None:
         self.license_path = license_path
+        self._root_verifier = verifier
         self.verifier = verifier
+        self.revocations_path = revocations_path
+        self.revocations: RevocationList | None = None
+        self.revocations_error: str | None = None  # why the offered list was refused (older than the one held)
+        self._revocations_stamp: tuple[int, int] | None = None
+        self.retired_file: str | None = None  # set when a list retired the key of the file in service
         self.data_dir = data_dir
         self.fingerprint = fingerprint
         self.clock = clock
@@ -71,12 +90,52 @@ class EdgeRuntime:
         self._etag = ""
         self._stamp: tuple[int, int] | None = None
         self._persisted = TrustedTime()
+        self._load_held_revocations()
+        self.reload_revocations_if_changed()
 
     @property
     def license_file(self) -> LicenseFile:
         if self._file is None:
             raise RuntimeError("the edge has not started")
         return self._file
+
+    # -- revocation lists ------------------------------------------------------------------------------------------
+    def _load_held_revocations(self) -> None:
+        try:
+            token = (self.data_dir / REVOCATIONS_FILE).read_text()
+        except OSError:
+            return
+        try:
+            self._hold(read_revocation_list(token, self._root_verifier.root_public_key))
+        except VerificationError as exc:
+            logger.error("the held revocation list is not signed by the root (%s); ignoring it", exc)
+
+    def reload_revocations_if_changed(self) -> None:
+        """Adopt the offered list when its file changed; an older list than the held one is refused (a replay)."""
+        if self.revocations_path is None:
+            return
+        try:
+            stat = self.revocations_path.stat()
+            if (stat.st_mtime_ns, stat.st_size) == self._revocations_stamp:
+                return
+            self._revocations_stamp = (stat.st_mtime_ns, stat.st_size)
+            offered = read_revocation_list(self.revocations_path.read_text(), self._root_verifier.root_public_key)
+            held = newest_revocation_list(self.revocations, offered)
+        except (OSError, VerificationError) as exc:
+            self.revocations_error = str(exc)
+            logger.warning("the revocation list %s is refused (%s); keeping the one held", self.revocations_path, exc)
+            return
+        self.revocations_error = None
+        if held is not self.revocations:
+            self._hold(held)
+            (self.data_dir / REVOCATIONS_FILE).write_text(held.token + "\n")
+
+    def _hold(self, revocations: RevocationList) -> None:
+        self.revocations = revocations
+        self.verifier = self._root_verifier.with_revocation_list(revocations)
+        if self._file is not None and self._file.document.kid in revocations.kids:
+            self.retired_file = f"the license file's signing key {self._file.document.kid} was retired"
+            logger.error("%s; ask the vendor for a renewed file", self.retired_file)
 
     def _read_file(self) -> tuple[LicenseFile, tuple[int, int]]:
         stat = self.license_path.stat()
@@ -99,7 +158,7 @@ class EdgeRuntime:
         await self._install(verified, stamp)
 
     async def _install(self, verified: LicenseFile, stamp: tuple[int, int]) -> None:
-        self._file, self._stamp, self.file_error = verified, stamp, None
+        self._file, self._stamp, self.file_error, self.retired_file = verified, stamp, None, None
         self._etag = '"' + hashlib.sha256(verified.token.encode()).hexdigest()[:32] + '"'
         claims = verified.claims
         async with self.session_factory() as session:
@@ -120,6 +179,7 @@ class EdgeRuntime:
 
     async def reload_if_changed(self) -> None:
         """Pick up a renewed file dropped in place of the old one; a refused file leaves the old one in service."""
+        self.reload_revocations_if_changed()
         try:
             stat = self.license_path.stat()
         except OSError as exc:
@@ -159,6 +219,8 @@ class EdgeRuntime:
 
     async def state(self) -> EdgeLicenseState:
         await self.reload_if_changed()
+        if self.retired_file is not None:
+            raise LicenseFileRefused(f"{self.retired_file}; nothing is served from it until a renewed file arrives")
         now = self.clock()
         rolled_back = await self._observe_time(now)
         verified = self.license_file

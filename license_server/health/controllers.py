@@ -42,10 +42,16 @@ class HealthController(Controller):
         except Exception:
             checks["database"] = "unreachable"
         try:
-            runtime.signer.keyring()
+            await runtime.revocation_watch.check()
+            if runtime.signer.keyring().signer.signing_key is None:
+                checks["signing_key"] = "retired: import the next key's bundle"
         except KeyringError:
             checks["signing_key"] = "unavailable"
         ready = all(value == "ok" for value in checks.values())
+        if runtime.signer.reload_error is not None:
+            # Still signing with the last good keyring: worth a look, not a reason to take the replica out.
+            checks["keyring"] = f"last good keyring in use; cannot re-read keys: {runtime.signer.reload_error}"
+
         return Response(
             HealthOut(status="ok" if ready else "unavailable", checks=checks),
             status_code=200 if ready else 503,

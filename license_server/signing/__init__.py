@@ -1,1 +1,2 @@
-"""Root and issuing Ed25519 keys, encryption at rest, rotation, certificates, JWKS and the one signer."""
+"""Issuing keys and the one signer (servers); the offline root that certifies them and signs revocation lists
+(the key host, ``signing.root``); revocation lists shared through the database."""

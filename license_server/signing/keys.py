@@ -1,53 +1,105 @@
-"""The keyring on disk.
+"""The server's keyring on disk: issuing keys and their root-signed certificates — never the root private key.
 
 Layout of ``keys_dir``::
 
-    root.key                 root private key, encrypted PKCS#8 PEM (certifies issuing keys; never signs documents)
-    root.pub                 root public key, PEM: the one thing offline verifiers pin
+    root.pub                 root public key, PEM: checks every certificate and revocation list imported here
     issuing/<kid>.key        issuing private keys, encrypted PKCS#8 PEM
     issuing/<kid>.crt        X.509 certificate of the issuing key, signed by the root
     keyring.json             which key signs, and when each key was created or retired
-    revocations.jws          root-signed list of retired key ids, for verifiers that cannot reach the server
+    revocations.jws          the newest root-signed revocation list imported here
     secret-hashing.key       HMAC key for hashing license keys and tokens at rest
 
-Key ids are RFC 7638 thumbprints. Private files are created 0600 and refused when group- or world-accessible.
+Keys arrive as bundles from the key host (``signing.root``: `keys rotate`/`keys issue-cert`), retirements as
+revocation lists (`keys retire`); both are checked against ``root.pub`` before anything is written. Key ids are
+RFC 7638 thumbprints. Private files are created 0600 and refused when group- or world-accessible.
+
+Signing goes through ``SigningKey``: a local Ed25519 key here; a KMS or HSM key implements the same one method.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import secrets
-import stat
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-import jwt
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509.oid import NameOID
 
 from license_server.clock import Clock, utcnow
-from license_server.errors import KeyNotFound, KeyringError, ValidationFailed
-from license_server.jose import KEY_REVOCATIONS_TYPE, b64url_encode, public_jwk, thumbprint
+from license_server.errors import KeyringError, ValidationFailed
+from license_server.jose import b64url_encode, public_jwk, thumbprint
+from license_server.signing.files import (
+    ENCRYPTED_PKCS8_PEM,
+    check_private_file,
+    load_private,
+    locked,
+    parse_private,
+    parse_public_pem,
+    public_pem,
+    require_encryption_choice,
+    serialize_private,
+    write_private,
+    write_public,
+)
+from license_server.signing.root import ROOT_PUB, KeyBundle, RootKeyStore
+from license_server.verifier.verify import (
+    RevocationList,
+    VerificationError,
+    newest_revocation_list,
+    read_revocation_list,
+)
 
-ROOT_KEY = "root.key"
-ROOT_PUB = "root.pub"
+__all__ = [
+    "ENCRYPTED_PKCS8_PEM",
+    "ISSUING_DIR",
+    "KEYRING",
+    "REVOCATIONS",
+    "ROOT_PUB",
+    "SECRET_HASHING_KEY",
+    "IssuingKey",
+    "KeyStore",
+    "Keyring",
+    "LocalSigningKey",
+    "SigningKey",
+    "create_dev_keys",
+    "create_dev_passphrase_file",
+    "resolve_passphrase",
+]
+
 KEYRING = "keyring.json"
 REVOCATIONS = "revocations.jws"
 SECRET_HASHING_KEY = "secret-hashing.key"  # noqa: S105 - a file name
 ISSUING_DIR = "issuing"
-CERTIFICATE_LIFETIME = timedelta(days=365 * 50)
-# The PEM label of encrypted PKCS#8 (spelled in two parts so no full key armour line appears in the source tree).
-ENCRYPTED_PKCS8_PEM = b"-----BEGIN " + b"ENCRYPTED PRIVATE KEY-----"
+LEGACY_ROOT_KEY = "root.key"  # where servers kept the root before it moved to the key host
+
+
+class SigningKey(Protocol):
+    """Signs with one issuing key. A KMS or HSM implementation holds the key elsewhere and signs remotely."""
+
+    @property
+    def kid(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes:
+        """The Ed25519 signature of ``data``."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalSigningKey:
+    """An issuing key decrypted from ``issuing/<kid>.key`` into this process."""
+
+    kid: str
+    private_key: Ed25519PrivateKey = field(repr=False)
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private_key.sign(data)
 
 
 @dataclass(frozen=True)
@@ -57,11 +109,16 @@ class IssuingKey:
     certificate_der: bytes
     created_at: datetime
     retired_at: datetime | None
-    private_key: Ed25519PrivateKey | None = field(default=None, repr=False)
+    signing_key: SigningKey | None = field(default=None, repr=False)
 
     @property
     def is_retired(self) -> bool:
         return self.retired_at is not None
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey | None:
+        """The local private key, when this process holds it (None for retired keys and remote signers)."""
+        return self.signing_key.private_key if isinstance(self.signing_key, LocalSigningKey) else None
 
     def jwk(self) -> dict[str, object]:
         return {
@@ -69,7 +126,7 @@ class IssuingKey:
             "kid": self.kid,
             "use": "sig",
             "alg": "EdDSA",
-            "x5c": [_b64(self.certificate_der)],
+            "x5c": [base64.b64encode(self.certificate_der).decode("ascii")],
         }
 
 
@@ -81,12 +138,20 @@ class Keyring:
     root_kid: str
     signer_kid: str
     keys: dict[str, IssuingKey]
-    revocations: str | None
+    revocation_list: RevocationList | None
     secret_hashing_key: bytes = field(repr=False)
 
     @property
     def signer(self) -> IssuingKey:
         return self.keys[self.signer_kid]
+
+    @property
+    def revocations(self) -> str | None:
+        return self.revocation_list.token if self.revocation_list else None
+
+    @property
+    def revoked_kids(self) -> frozenset[str]:
+        return self.revocation_list.kids if self.revocation_list else frozenset()
 
     @property
     def published(self) -> list[IssuingKey]:
@@ -95,55 +160,33 @@ class Keyring:
     def jwks(self) -> dict[str, object]:
         return {"keys": [key.jwk() for key in self.published]}
 
+    def with_revocation_list(self, revocations: RevocationList) -> Keyring:
+        """This keyring under a newer revocation list (e.g. imported by another replica): its keys are retired here
+        too and their private halves dropped from memory, so nothing signs with them again."""
+        retired_at = dict(revocations.retired)
+        keys = {
+            kid: replace(key, retired_at=_retired_at(retired_at[kid], revocations), signing_key=None)
+            if kid in retired_at
+            else key
+            for kid, key in self.keys.items()
+        }
+        return replace(self, keys=keys, revocation_list=revocations)
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically create ``path`` with mode 0600; never overwrite."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _retired_at(value: str | None, revocations: RevocationList) -> datetime:
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.link(tmp, path)  # fails if path exists: keys are never overwritten
-    tmp.unlink()
-
-
-def _write_public(path: Path, data: bytes, *, replace: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
-    if replace:
-        os.replace(tmp, path)
-    else:
-        os.link(tmp, path)
-        tmp.unlink()
-
-
-def _check_private_file(path: Path) -> bytes:
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise KeyringError(f"missing key file {path.name}; run `license-server init`") from exc
-    except OSError as exc:
-        raise KeyringError(f"cannot read key file {path.name}: {exc.strerror}") from exc
-    if stat.S_IMODE(mode) & 0o077:
-        raise KeyringError(f"{path.name} is accessible to other users; run `chmod 600` on it")
-    return data
+        return datetime.fromisoformat(value) if value else datetime.fromtimestamp(revocations.issued_at, UTC)
+    except ValueError:
+        return datetime.fromtimestamp(revocations.issued_at, UTC)
 
 
 def load_secret_hashing_key(keys_dir: Path) -> bytes:
     """The HMAC key for secrets hashed at rest; also the key material of secrets encrypted at rest."""
-    return _check_private_file(keys_dir / SECRET_HASHING_KEY).strip()
+    return check_private_file(keys_dir / SECRET_HASHING_KEY).strip()
 
 
 class KeyStore:
-    """Creates, loads, rotates and retires the keys in one directory."""
+    """Loads the server's keyring and imports what the key host produces: key bundles and revocation lists."""
 
     def __init__(
         self,
@@ -158,105 +201,26 @@ class KeyStore:
         self._allow_unencrypted = allow_unencrypted
         self._clock = clock
 
-    # -- creation ---------------------------------------------------------------------------------------------
     @property
     def is_initialised(self) -> bool:
-        return (self.keys_dir / ROOT_KEY).exists()
+        return (self.keys_dir / KEYRING).exists()
 
-    def initialise(self) -> bool:
-        """Create the root key, a first issuing key and the hashing key. Returns False if they already exist."""
-        with self._locked():
-            if self.is_initialised:
-                return False
-            self._require_encryption_choice()
-            (self.keys_dir / ISSUING_DIR).mkdir(parents=True, exist_ok=True)
-            root = Ed25519PrivateKey.generate()
-            _write_private(self.keys_dir / SECRET_HASHING_KEY, secrets.token_hex(32).encode())
-            _write_public(
-                self.keys_dir / ROOT_PUB,
-                root.public_key().public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                ),
-            )
-            kid = self._create_issuing_key(root)
-            self._write_keyring(
-                {"signer": kid, "keys": {kid: {"created_at": self._clock().isoformat(), "retired_at": None}}}
-            )
-            self._write_revocations(root, {})
-            # The root key is written last: its presence is what marks the keyring as complete.
-            _write_private(self.keys_dir / ROOT_KEY, self._serialize_private(root))
-            return True
+    @property
+    def passphrase(self) -> bytes | None:
+        return self._passphrase
 
-    def _require_encryption_choice(self) -> None:
-        if self._passphrase is None and not self._allow_unencrypted:
-            raise KeyringError(
-                "no key passphrase: set LICENSE_SERVER_KEY_PASSPHRASE or LICENSE_SERVER_KEY_PASSPHRASE_FILE "
-                "(or LICENSE_SERVER_ALLOW_UNENCRYPTED_KEYS=1 for development only)"
-            )
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
-    def _serialize_private(self, key: Ed25519PrivateKey) -> bytes:
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(self._passphrase)
-            if self._passphrase is not None
-            else serialization.NoEncryption()
-        )
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-
-    def _create_issuing_key(self, root: Ed25519PrivateKey) -> str:
-        key = Ed25519PrivateKey.generate()
-        kid = thumbprint(key.public_key())
-        now = self._clock()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"issuing {kid}")])
-        issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"root {thumbprint(root.public_key())}")])
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + CERTIFICATE_LIFETIME)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(root, algorithm=None)
-        )
-        issuing = self.keys_dir / ISSUING_DIR
-        issuing.mkdir(parents=True, exist_ok=True)
-        _write_public(issuing / f"{kid}.crt", certificate.public_bytes(serialization.Encoding.PEM))
-        _write_private(issuing / f"{kid}.key", self._serialize_private(key))
-        return kid
+    @property
+    def holds_legacy_root_key(self) -> bool:
+        """A root private key left here by a version that kept it on servers (it should move to the key host)."""
+        return (self.keys_dir / LEGACY_ROOT_KEY).exists()
 
     # -- loading ----------------------------------------------------------------------------------------------
     def _load_private(self, path: Path) -> Ed25519PrivateKey:
-        data = _check_private_file(path)
-        encrypted = data.lstrip().startswith(ENCRYPTED_PKCS8_PEM)
-        if not encrypted and not self._allow_unencrypted:
-            raise KeyringError(
-                f"{path.name} is not encrypted; refusing to use it "
-                "(LICENSE_SERVER_ALLOW_UNENCRYPTED_KEYS=1 allows this in development)"
-            )
-        if encrypted and self._passphrase is None:
-            raise KeyringError(f"{path.name} is encrypted but no passphrase is configured")
-        try:
-            key = serialization.load_pem_private_key(data, password=self._passphrase if encrypted else None)
-        except (ValueError, TypeError) as exc:
-            raise KeyringError(f"cannot decrypt {path.name}: wrong passphrase or damaged file") from exc
-        if not isinstance(key, Ed25519PrivateKey):
-            raise KeyringError(f"{path.name} is not an Ed25519 key")
-        return key
+        return load_private(path, self._passphrase, allow_unencrypted=self._allow_unencrypted)
 
     def _read_keyring(self) -> dict[str, object]:
         try:
@@ -268,62 +232,80 @@ class KeyStore:
         return data
 
     def _write_keyring(self, data: dict[str, object]) -> None:
-        _write_public(self.keys_dir / KEYRING, json.dumps(data, indent=2).encode(), replace=True)
+        write_public(self.keys_dir / KEYRING, json.dumps(data, indent=2).encode(), replace=True)
 
     def root_public_key(self) -> Ed25519PublicKey:
         try:
-            key = serialization.load_pem_public_key((self.keys_dir / ROOT_PUB).read_bytes())
-        except (OSError, ValueError) as exc:
+            data = (self.keys_dir / ROOT_PUB).read_bytes()
+        except OSError as exc:
+            raise KeyringError("root.pub is missing; import a key bundle (`license-server keys import`)") from exc
+        try:
+            return parse_public_pem(data, ROOT_PUB)
+        except KeyringError as exc:
             raise KeyringError("root.pub is missing or damaged") from exc
-        if not isinstance(key, Ed25519PublicKey):
-            raise KeyringError("root.pub is not an Ed25519 key")
-        return key
 
     def keyring_version(self) -> bytes:
-        """A digest of keyring.json: changes on every rotation or retirement, unlike a coarse mtime."""
+        """A digest of keyring.json and revocations.jws: changes on every import, unlike a coarse mtime."""
+        digest = hashlib.sha256()
+        for name in (KEYRING, REVOCATIONS):
+            try:
+                digest.update((self.keys_dir / name).read_bytes())
+            except OSError:
+                digest.update(b"-")
+        return digest.digest()
+
+    def revocation_list(self) -> RevocationList | None:
+        """The revocation list held here, verified against root.pub (None before the first)."""
+        path = self.keys_dir / REVOCATIONS
         try:
-            return hashlib.sha256((self.keys_dir / KEYRING).read_bytes()).digest()
-        except OSError:
-            return b""
+            token = path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise KeyringError(f"cannot read {REVOCATIONS}: {exc.strerror}") from exc
+        if not token:
+            return None
+        try:
+            return read_revocation_list(token, self.root_public_key())
+        except VerificationError as exc:
+            raise KeyringError(f"{REVOCATIONS} is not a revocation list signed by the root ({exc.reason})") from exc
 
     def load(self) -> Keyring:
         """Load and check everything the server needs to sign: any problem is a KeyringError, never a crash."""
         if not self.is_initialised:
-            raise KeyringError("no keys yet; run `license-server init`")
+            raise KeyringError(
+                f"no keys yet ({KEYRING} is missing): run `license-server init --dev`, or import a key bundle from the "
+                "key host (`license-server keys import BUNDLE`)"
+            )
         root_public = self.root_public_key()
-        # Loading the root private key proves the passphrase is right and the file is protected and encrypted.
-        self._load_private(self.keys_dir / ROOT_KEY)
         meta = self._read_keyring()
         hashing_key = load_secret_hashing_key(self.keys_dir)
+        revocations = self.revocation_list()
+        revoked = revocations.kids if revocations else frozenset()
         keys: dict[str, IssuingKey] = {}
         raw_keys = meta["keys"]
         assert isinstance(raw_keys, dict)
         for kid, info in raw_keys.items():
-            keys[kid] = self._load_issuing(kid, info, root_public)
+            keys[kid] = self._load_issuing(kid, info, root_public, revoked=kid in revoked)
         signer = meta.get("signer")
         if not isinstance(signer, str) or signer not in keys or keys[signer].is_retired:
             raise KeyringError("keyring.json names no usable signing key")
-        revocations_path = self.keys_dir / REVOCATIONS
-        revocations = revocations_path.read_text().strip() if revocations_path.exists() else None
-        return Keyring(
+        keyring = Keyring(
             root_public_key=root_public,
             root_kid=thumbprint(root_public),
             signer_kid=signer,
             keys=keys,
-            revocations=revocations,
+            revocation_list=revocations,
             secret_hashing_key=hashing_key,
         )
+        return keyring.with_revocation_list(revocations) if revocations else keyring
 
-    def _load_issuing(self, kid: str, info: dict[str, str | None], root: Ed25519PublicKey) -> IssuingKey:
-        cert_path = self.keys_dir / ISSUING_DIR / f"{kid}.crt"
-        try:
-            certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            root.verify(certificate.signature, certificate.tbs_certificate_bytes)
-        except (OSError, ValueError, InvalidSignature) as exc:
-            raise KeyringError(f"certificate of key {kid} is missing or not signed by the root") from exc
+    def _load_issuing(
+        self, kid: str, info: dict[str, str | None], root: Ed25519PublicKey, *, revoked: bool
+    ) -> IssuingKey:
+        certificate = self._certificate(kid, root)
         public = certificate.public_key()
-        if not isinstance(public, Ed25519PublicKey) or thumbprint(public) != kid:
-            raise KeyringError(f"certificate of key {kid} does not match its key id")
+        assert isinstance(public, Ed25519PublicKey)
         if not isinstance(info, dict):
             raise KeyringError(f"keyring.json entry of key {kid} is damaged")
         retired_at = info.get("retired_at")
@@ -333,81 +315,153 @@ class KeyStore:
             retired = datetime.fromisoformat(retired_at) if retired_at else None
         except (TypeError, ValueError) as exc:
             raise KeyringError(f"keyring.json has a damaged date for key {kid}") from exc
-        private = None if retired_at else self._load_private(self.keys_dir / ISSUING_DIR / f"{kid}.key")
-        if private is not None and thumbprint(private.public_key()) != kid:
-            raise KeyringError(f"private key {kid} does not match its key id")
+        signing_key = None
+        if not retired_at and not revoked:
+            private = self._load_private(self.keys_dir / ISSUING_DIR / f"{kid}.key")
+            if thumbprint(private.public_key()) != kid:
+                raise KeyringError(f"private key {kid} does not match its key id")
+            signing_key = LocalSigningKey(kid, private)
         return IssuingKey(
             kid=kid,
             public_key=public,
             certificate_der=certificate.public_bytes(serialization.Encoding.DER),
             created_at=created_at,
             retired_at=retired,
-            private_key=private,
+            signing_key=signing_key,
         )
 
-    # -- rotation ---------------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.keys_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.keys_dir / ".lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    def _certificate(self, kid: str, root: Ed25519PublicKey) -> x509.Certificate:
+        try:
+            return _checked_certificate((self.keys_dir / ISSUING_DIR / f"{kid}.crt").read_bytes(), kid, root)
+        except OSError as exc:
+            raise KeyringError(f"certificate of key {kid} is missing or not signed by the root") from exc
+
+    # -- imports from the key host ----------------------------------------------------------------------------
+    def request_key(self) -> tuple[str, bytes]:
+        """Make an issuing key here, for the key host to certify (`keys issue-cert`): (kid, public key PEM).
+        The private half never leaves this directory; the bundle that comes back carries only the certificate."""
+        require_encryption_choice(self._passphrase, self._allow_unencrypted)
+        with locked(self.keys_dir):
+            key = Ed25519PrivateKey.generate()
+            kid = thumbprint(key.public_key())
+            (self.keys_dir / ISSUING_DIR).mkdir(parents=True, exist_ok=True)
+            write_private(self.keys_dir / ISSUING_DIR / f"{kid}.key", serialize_private(key, self._passphrase))
+            return kid, public_pem(key.public_key())
+
+    def import_bundle(self, data: bytes, *, bundle_passphrase: bytes | None = None, make_signer: bool = True) -> str:
+        """Add an issuing key certified by the root (and make it the signer). The first bundle also brings root.pub
+        and creates the secret-hashing key; later ones must come from the same root. Returns the key id."""
+        bundle = KeyBundle.from_json(data)
+        with locked(self.keys_dir):
+            require_encryption_choice(self._passphrase, self._allow_unencrypted)
             try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                return self._import_bundle(bundle, bundle_passphrase, make_signer=make_signer)
+            except KeyringError as exc:  # a bad bundle is bad input, not an unusable keyring
+                raise ValidationFailed(exc.detail, field="bundle", code="invalid_key_bundle") from exc
 
-    def rotate(self) -> str:
-        """Create a new issuing key, certified by the root, and make it the signer. Older keys stay published."""
-        with self._locked():
-            self.load()  # refuse to rotate a keyring that would not load
-            root = self._load_private(self.keys_dir / ROOT_KEY)
-            meta = self._read_keyring()
-            kid = self._create_issuing_key(root)
-            keys = meta["keys"]
-            assert isinstance(keys, dict)
-            keys[kid] = {"created_at": self._clock().isoformat(), "retired_at": None}
-            meta["signer"] = kid
-            self._write_keyring(meta)
-            return kid
-
-    def retire(self, kid: str) -> None:
-        """Stop publishing a key and add it to the root-signed revocation list. The signer cannot be retired."""
-        with self._locked():
-            meta = self._read_keyring()
-            keys = meta["keys"]
-            assert isinstance(keys, dict)
-            if kid not in keys:
-                raise KeyNotFound(f"no signing key with id {kid}", field="kid")
-            if meta.get("signer") == kid:
+    def _import_bundle(self, bundle: KeyBundle, bundle_passphrase: bytes | None, *, make_signer: bool) -> str:
+        offered_root = parse_public_pem(bundle.root_public_pem.encode(), "the bundle's root key")
+        if (self.keys_dir / ROOT_PUB).exists():
+            root = self.root_public_key()
+            if thumbprint(root) != thumbprint(offered_root):
                 raise ValidationFailed(
-                    "the current signing key cannot be retired; rotate first", field="kid", code="key_in_use"
+                    "the bundle comes from another root than the one this server trusts",
+                    field="bundle",
+                    code="foreign_root",
                 )
-            if keys[kid].get("retired_at"):
-                return
-            keys[kid]["retired_at"] = self._clock().isoformat()
-            root = self._load_private(self.keys_dir / ROOT_KEY)
-            self._write_revocations(root, keys)
+        else:
+            root = offered_root
+        certificate = _checked_certificate(bundle.certificate_pem.encode(), bundle.kid, root)
+        issuing = self.keys_dir / ISSUING_DIR
+        key_path = issuing / f"{bundle.kid}.key"
+        if bundle.private_key_pem is not None:
+            private = parse_private(
+                bundle.private_key_pem.encode(),
+                "the bundle's private key",
+                bundle_passphrase if bundle_passphrase is not None else self._passphrase,
+                allow_unencrypted=self._allow_unencrypted,
+            )
+        elif key_path.exists():
+            private = self._load_private(key_path)  # made here by `keys request`
+        else:
+            raise ValidationFailed(
+                f"the bundle has no private key and this server holds no key {bundle.kid} "
+                "(`keys request` makes one here)",
+                field="bundle",
+                code="key_not_held",
+            )
+        if thumbprint(private.public_key()) != bundle.kid:
+            raise ValidationFailed("the private key does not match the certificate", field="bundle")
+        revocations = _readable_revocations(bundle.revocations, root)
+        held = self.revocation_list() if (self.keys_dir / ROOT_PUB).exists() else None
+        if bundle.kid in revocations.kids | (held.kids if held else frozenset()):
+            raise ValidationFailed(f"key {bundle.kid} is retired", field="bundle", code="key_retired")
+        # Every check passed: write, public files before the keyring that names them.
+        issuing.mkdir(parents=True, exist_ok=True)
+        if not (self.keys_dir / ROOT_PUB).exists():
+            write_public(self.keys_dir / ROOT_PUB, public_pem(root))
+        if not (self.keys_dir / SECRET_HASHING_KEY).exists():
+            write_private(self.keys_dir / SECRET_HASHING_KEY, secrets.token_hex(32).encode())
+        if not key_path.exists():
+            write_private(key_path, serialize_private(private, self._passphrase))
+        write_public(issuing / f"{bundle.kid}.crt", certificate.public_bytes(serialization.Encoding.PEM), replace=True)
+        if held is None or revocations.sequence > held.sequence:  # a bundle older than the held list: keep it
+            self._adopt_revocations_file(revocations)
+        meta = self._read_keyring() if self.is_initialised else {"signer": None, "keys": {}}
+        keys = meta["keys"]
+        assert isinstance(keys, dict)
+        keys.setdefault(bundle.kid, {"created_at": bundle.created_at, "retired_at": None})
+        if make_signer or meta.get("signer") is None:
+            meta["signer"] = bundle.kid
+        self._write_keyring(meta)
+        return bundle.kid
+
+    def check_revocations(self, token: str) -> RevocationList:
+        """Verify a revocation list for import: signed by the root, not older than the one held here, and not
+        retiring the key this server signs with (import the next key's bundle first)."""
+        offered = _readable_revocations(token, self.root_public_key())
+        try:
+            newest_revocation_list(self.revocation_list(), offered)
+        except VerificationError as exc:
+            raise ValidationFailed(exc.detail, field="revocations", code="revocations_outdated") from exc
+        signer = self._read_keyring().get("signer")
+        if signer in offered.kids:
+            raise ValidationFailed(
+                f"the list retires {signer}, the key this server signs with: import the next key's bundle first",
+                field="revocations",
+                code="key_in_use",
+            )
+        return offered
+
+    def import_revocations(self, revocations: RevocationList) -> None:
+        """Retire the keys of a checked list here: unpublished, private halves deleted, the list kept to serve."""
+        with locked(self.keys_dir):
+            held = self.revocation_list()
+            if held is not None and revocations.sequence <= held.sequence:
+                return  # another process imported it (or a newer one) meanwhile
+            self._adopt_revocations_file(revocations)
+
+    def _adopt_revocations_file(self, revocations: RevocationList) -> None:
+        known: set[str] = set()
+        if self.is_initialised:
+            meta = self._read_keyring()
+            keys = meta["keys"]
+            assert isinstance(keys, dict)
+            known = set(keys)
+            for kid, at in revocations.retired:
+                if kid in keys and not keys[kid].get("retired_at"):
+                    keys[kid]["retired_at"] = at or self._clock().isoformat()
             self._write_keyring(meta)
-            # The private half is no longer needed by anyone; removing it limits what a later leak exposes.
+        write_public(self.keys_dir / REVOCATIONS, revocations.token.encode() + b"\n", replace=True)
+        # The private half is no longer needed by anyone; removing it limits what a later leak exposes. Only keys
+        # this keyring names: a key id is never used as a path unless it is one of ours.
+        for kid in revocations.kids & known:
             (self.keys_dir / ISSUING_DIR / f"{kid}.key").unlink(missing_ok=True)
 
-    def _write_revocations(self, root: Ed25519PrivateKey, keys: dict[str, dict[str, str | None]]) -> None:
-        retired = sorted((kid, info["retired_at"]) for kid, info in keys.items() if info.get("retired_at"))
-        claims = {
-            "iat": int(self._clock().timestamp()),
-            "retired": [{"kid": kid, "retired_at": at} for kid, at in retired],
-        }
-        token = jwt.encode(
-            claims,
-            root,
-            algorithm="EdDSA",
-            headers={"typ": KEY_REVOCATIONS_TYPE, "kid": thumbprint(root.public_key())},
-        )
-        _write_public(self.keys_dir / REVOCATIONS, token.encode(), replace=True)
-
-    def export_public(self, out_dir: Path) -> list[Path]:
-        """Write what verifiers need: root.pub, jwks.json and revocations.jws."""
-        keyring = self.load()
+    def export_public(self, out_dir: Path, keyring: Keyring | None = None) -> list[Path]:
+        """Write what verifiers need: root.pub, jwks.json and revocations.jws (of ``keyring``, e.g. a signer's that
+        adopted a newer list from the database, else of this directory)."""
+        keyring = keyring or self.load()
         out_dir.mkdir(parents=True, exist_ok=True)
         written = [out_dir / ROOT_PUB, out_dir / "jwks.json", out_dir / REVOCATIONS]
         written[0].write_bytes((self.keys_dir / ROOT_PUB).read_bytes())
@@ -416,12 +470,45 @@ class KeyStore:
         return written
 
 
+def _readable_revocations(token: str, root: Ed25519PublicKey) -> RevocationList:
+    try:
+        return read_revocation_list(token, root)
+    except VerificationError as exc:
+        raise ValidationFailed(
+            f"not a revocation list signed by this server's root ({exc.reason}: {exc.detail})",
+            field="revocations",
+            code="invalid_revocations",
+        ) from exc
+
+
+def _checked_certificate(pem: bytes, kid: str, root: Ed25519PublicKey) -> x509.Certificate:
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+        root.verify(certificate.signature, certificate.tbs_certificate_bytes)
+    except (ValueError, InvalidSignature, UnsupportedAlgorithm) as exc:
+        raise KeyringError(f"certificate of key {kid} is missing or not signed by the root") from exc
+    public = certificate.public_key()
+    if not isinstance(public, Ed25519PublicKey) or thumbprint(public) != kid:
+        raise KeyringError(f"certificate of key {kid} does not match its key id")
+    return certificate
+
+
+def create_dev_keys(store: KeyStore, root: RootKeyStore, *, passphrase: bytes | None) -> bool:
+    """Development: a root in its own directory (as if on a key host), one issuing key certified by it and
+    imported here. The server directory never receives the root private key. False when a keyring exists."""
+    if store.is_initialised:
+        return False
+    root.initialise()
+    store.import_bundle(root.issue_key(bundle_passphrase=passphrase).to_json())
+    return True
+
+
 def resolve_passphrase(passphrase: str | None, passphrase_file: Path) -> bytes | None:
     """The passphrase from the environment, else from the passphrase file, else None."""
     if passphrase:
         return passphrase.encode()
     if passphrase_file.exists():
-        data = _check_private_file(passphrase_file).strip()
+        data = check_private_file(passphrase_file).strip()
         if not data:
             raise KeyringError(f"{passphrase_file.name} is empty")
         return data
@@ -433,5 +520,5 @@ def create_dev_passphrase_file(path: Path) -> bool:
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_private(path, b64url_encode(secrets.token_bytes(32)).encode() + b"\n")
+    write_private(path, b64url_encode(secrets.token_bytes(32)).encode() + b"\n")
     return True

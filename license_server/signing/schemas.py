@@ -18,3 +18,16 @@ class SigningKeyOut(Model):
 
 class JWKSOut(Model):
     keys: list[dict[str, object]]
+
+
+class KeyBundleIn(Model):
+    bundle: str = Field(max_length=20_000, description="The JSON text of a bundle from `keys rotate --out`")
+
+
+class RevocationListIn(Model):
+    revocations: str = Field(max_length=100_000, description="A root-signed list from `keys retire --out` (a JWS)")
+
+
+class RevocationListOut(Model):
+    sequence: int = Field(description="The list's number: holders refuse a list with a lower one")
+    retired: list[str] = Field(description="Every issuing key retired so far")

@@ -43,6 +43,8 @@ class Reason(StrEnum):
     FINGERPRINT_MISMATCH = "FINGERPRINT_MISMATCH"
     INSTALL_KEY_MISMATCH = "INSTALL_KEY_MISMATCH"
     ISSUED_IN_FUTURE = "ISSUED_IN_FUTURE"
+    # Revocation lists (``read_revocation_list``, ``newest_revocation_list``):
+    REVOCATIONS_OUTDATED = "REVOCATIONS_OUTDATED"
 
 
 class VerificationError(Exception):
@@ -88,16 +90,13 @@ class Verifier:
 
     def with_revocations(self, token: str) -> Verifier:
         """Trust a root-signed revocation list (``revocations.jws``) and refuse the keys it retires."""
-        segments = _segments(token.strip())
-        header = _decode_header(segments[0])
-        if header.get("typ") != KEY_REVOCATIONS_TYPE:
-            raise VerificationError(Reason.WRONG_TYPE, f"typ {header.get('typ')!r} is not {KEY_REVOCATIONS_TYPE!r}")
-        claims = _verified_claims(segments, self.root_public_key)
-        retired = claims.get("retired")
-        if not isinstance(retired, list) or not all(isinstance(item, dict) and "kid" in item for item in retired):
-            raise VerificationError(Reason.MALFORMED, "revocation list has no 'retired' array")
-        kids = frozenset(str(item["kid"]) for item in retired)
-        return Verifier(self.root_public_key, self.retired_kids | kids, self.clock, self.leeway, self.expected_type)
+        return self.with_revocation_list(read_revocation_list(token, self.root_public_key))
+
+    def with_revocation_list(self, revocations: RevocationList) -> Verifier:
+        """A verifier that also refuses the keys of an already verified revocation list."""
+        return Verifier(
+            self.root_public_key, self.retired_kids | revocations.kids, self.clock, self.leeway, self.expected_type
+        )
 
     def verify(self, token: str | bytes) -> VerifiedDocument:
         """Authenticity, schema version and the document's validity dates (``nbf``/``exp``)."""
@@ -180,6 +179,63 @@ class Verifier:
     @property
     def _leeway_seconds(self) -> float:
         return self.leeway.total_seconds()
+
+
+@dataclass(frozen=True)
+class RevocationList:
+    """A verified, root-signed list of retired issuing keys. ``sequence`` only grows: each list the root signs
+    carries the next number, so a holder can refuse an older list (a replay that would un-retire a key)."""
+
+    sequence: int
+    issued_at: int
+    retired: tuple[tuple[str, str | None], ...]  # (kid, retired_at) pairs, sorted by kid
+    token: str
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(kid for kid, _ in self.retired)
+
+
+def read_revocation_list(token: str, root_public_key: Ed25519PublicKey) -> RevocationList:
+    """Verify a revocation list against the pinned root. Lists from before sequence numbers count as number 0."""
+    token = token.strip()
+    segments = _segments(token)
+    header = _decode_header(segments[0])
+    if header.get("typ") != KEY_REVOCATIONS_TYPE:
+        raise VerificationError(Reason.WRONG_TYPE, f"typ {header.get('typ')!r} is not {KEY_REVOCATIONS_TYPE!r}")
+    claims = _verified_claims(segments, root_public_key)
+    retired = claims.get("retired")
+    if not isinstance(retired, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("kid"), str) for item in retired
+    ):
+        raise VerificationError(Reason.MALFORMED, "revocation list has no 'retired' array")
+    sequence, issued_at = claims.get("seq", 0), claims.get("iat", 0)
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0 or not _is_number(issued_at):
+        raise VerificationError(Reason.MALFORMED, "revocation list has no usable 'seq' and 'iat'")
+    pairs = tuple(sorted((str(item["kid"]), _optional_str(item.get("retired_at"))) for item in retired))
+    return RevocationList(sequence, int(issued_at), pairs, token)
+
+
+def newest_revocation_list(held: RevocationList | None, offered: RevocationList) -> RevocationList:
+    """The list to hold after ``offered`` arrives: it, unless it is older than ``held`` (then refused).
+
+    The same sequence number with other content is refused too: the root signs each number once, so that is a
+    forgery attempt or a damaged key host, never an update.
+    """
+    if held is None or offered.sequence > held.sequence:
+        return offered
+    if offered.sequence == held.sequence and offered.kids == held.kids:
+        return held
+    raise VerificationError(
+        Reason.REVOCATIONS_OUTDATED,
+        f"revocation list {offered.sequence} is older than the held list {held.sequence}"
+        if offered.sequence < held.sequence
+        else f"revocation list {offered.sequence} differs from the held list with the same number",
+    )
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 MAX_CACHED_HEADERS = 64  # a handful of issuing keys in a verifier's life; the bound only stops hostile growth

@@ -20,7 +20,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from license_server.signing.keys import ISSUING_DIR, ROOT_KEY, SECRET_HASHING_KEY
+from license_server.signing.keys import ISSUING_DIR, SECRET_HASHING_KEY
+from license_server.signing.root import ROOT_KEY
 from tests.conftest import PASSPHRASE
 from tests.e2e.conftest import LICENSE_SERVER, Cli, free_port, start_server
 
@@ -52,7 +53,7 @@ class Secrets:
 
 
 def key_material(keys_dir: Path, passphrase: bytes, secrets: Secrets) -> None:
-    for path in [keys_dir / ROOT_KEY, *sorted((keys_dir / ISSUING_DIR).glob("*.key"))]:
+    for path in [keys_dir / "root" / ROOT_KEY, *sorted((keys_dir / ISSUING_DIR).glob("*.key"))]:
         pem = path.read_bytes()
         for line in pem.decode().splitlines():
             if not line.startswith("-----") and len(line) >= 40:
@@ -236,7 +237,8 @@ async def _async_workflow(http: httpx.AsyncClient, owner_token: str, secrets: Se
 # -- file permissions -------------------------------------------------------------------------------------------
 def test_init_creates_private_files_0600_and_the_data_directory_0700(cli: Cli) -> None:
     cli.run("init", "--dev")
-    private = [cli.cwd / "keys" / "root.key", cli.cwd / "keys" / "secret-hashing.key", cli.cwd / "keys" / "passphrase"]
+    keys = cli.cwd / "keys"
+    private = [keys / "root" / "root.key", keys / "secret-hashing.key", keys / "passphrase"]
     private += sorted((cli.cwd / "keys" / "issuing").glob("*.key"))
     private += sorted((cli.cwd / "data").glob("license-server.db*"))  # the database, its WAL and shared memory
     assert private[-1].name.startswith("license-server.db")
@@ -248,9 +250,9 @@ def test_init_creates_private_files_0600_and_the_data_directory_0700(cli: Cli) -
 def test_serve_refuses_to_start_with_group_or_world_readable_private_files(cli: Cli) -> None:
     cli.run("init", "--dev")
     keys = cli.cwd / "keys"
-    targets = [keys / "root.key", next((keys / "issuing").glob("*.key")), keys / "secret-hashing.key"]
-    targets.append(keys / "passphrase")
-    for path, mode in zip(targets, [0o644, 0o640, 0o604, 0o640], strict=True):
+    # (The root key is not among them: servers never read it; it lives on the key host.)
+    targets = [next((keys / "issuing").glob("*.key")), keys / "secret-hashing.key", keys / "passphrase"]
+    for path, mode in zip(targets, [0o640, 0o604, 0o640], strict=True):
         path.chmod(mode)
         result = subprocess.run(
             [LICENSE_SERVER, "serve", "--port", str(free_port())],

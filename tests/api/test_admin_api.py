@@ -14,6 +14,7 @@ from license_server.licenses.models import License
 from license_server.runtime import Runtime
 from license_server.verifier import Verifier
 from tests.conftest import MovableClock
+from tests.keyring import root_of
 
 Client = httpx.AsyncClient
 
@@ -204,19 +205,29 @@ def keys_dir(own_keys_dir: Path) -> Path:
 async def test_key_rotation_through_the_api_keeps_old_documents_verifiable(
     client: Client, owner_headers: dict[str, str], runtime: Runtime, clock: MovableClock
 ) -> None:
+    """The key host makes the bundle and the revocation list; the owner imports both over the API."""
     issued = await issue(client, owner_headers)
     old_document = (await client.get(f"/v1/admin/licenses/{issued['id']}/document", headers=owner_headers)).text
-    rotated = await client.post("/v1/admin/keys/rotate", headers=owner_headers)
-    assert rotated.status_code == 201
-    new_kid = rotated.json()["kid"]
+    key_host = root_of(runtime.signer.store)
+    bundle = key_host.issue_key(bundle_passphrase=runtime.signer.store.passphrase)
+    imported = await client.post(
+        "/v1/admin/keys/import", json={"bundle": bundle.to_json().decode()}, headers=owner_headers
+    )
+    assert imported.status_code == 201
+    new_kid = imported.json()["kid"]
+    assert (new_kid, imported.json()["signer"]) == (bundle.kid, True)
     new_document = (await client.get(f"/v1/admin/licenses/{issued['id']}/document", headers=owner_headers)).text
     verifier = Verifier(runtime.signer.keyring().root_public_key, clock=clock)
     assert verifier.verify(new_document).kid == new_kid
     old_kid = verifier.verify(old_document).kid
     jwks = (await client.get("/.well-known/jwks.json")).json()
     assert {k["kid"] for k in jwks["keys"]} == {old_kid, new_kid}
-    retired = await client.post(f"/v1/admin/keys/{old_kid}/retire", headers=owner_headers)
-    assert retired.json()["retired_at"] is not None
+    retired = await client.post(
+        "/v1/admin/keys/revocations", json={"revocations": key_host.retire(old_kid)}, headers=owner_headers
+    )
+    assert retired.json() == {"sequence": 1, "retired": [old_kid]}
+    listed = {k["kid"]: k["retired_at"] for k in (await client.get("/v1/admin/keys", headers=owner_headers)).json()}
+    assert listed[old_kid] is not None
     jwks = (await client.get("/.well-known/jwks.json")).json()
     assert {k["kid"] for k in jwks["keys"]} == {new_kid}
     revocations = (await client.get("/.well-known/license-key-revocations.jws")).text
@@ -224,8 +235,24 @@ async def test_key_rotation_through_the_api_keeps_old_documents_verifiable(
     assert refusing.verify(new_document).kid == new_kid
     with pytest.raises(Exception, match="KEY_RETIRED"):
         refusing.verify(old_document)
-    signer_retire = await client.post(f"/v1/admin/keys/{new_kid}/retire", headers=owner_headers)
-    assert (signer_retire.status_code, signer_retire.json()["code"]) == (400, "key_in_use")
+    foreign = await client.post("/v1/admin/keys/revocations", json={"revocations": "a.b.c"}, headers=owner_headers)
+    assert (foreign.status_code, foreign.json()["code"]) == (400, "invalid_revocations")
+    bad_bundle = await client.post("/v1/admin/keys/import", json={"bundle": "{}"}, headers=owner_headers)
+    assert (bad_bundle.status_code, bad_bundle.json()["code"]) == (400, "invalid_key_bundle")
+
+
+async def test_a_keyring_read_failure_keeps_serving_with_the_last_good_keyring(
+    client: Client, owner_headers: dict[str, str], runtime: Runtime
+) -> None:
+    issued = await issue(client, owner_headers)
+    assert (await client.get("/health/ready")).status_code == 200
+    (runtime.settings.keys_dir / "keyring.json").write_text("not json")
+    document = await client.get(f"/v1/admin/licenses/{issued['id']}/document", headers=owner_headers)
+    assert document.status_code == 200
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["signing_key"] == "ok"
+    assert "last good keyring in use" in ready.json()["checks"]["keyring"]
 
 
 async def test_health_reports_ready_and_live(client: Client) -> None:

@@ -13,6 +13,7 @@ import pytest
 from license_server.signing.keys import KeyStore
 from license_server.signing.service import Signer
 from license_server.verifier import Verifier, load_root_public_key
+from tests.keyring import make_keys
 
 # A fixed instant, so expiry and not-before checks do not depend on when the tests run.
 NOW = datetime(2031, 3, 14, 15, 9, 26, tzinfo=UTC)
@@ -70,9 +71,7 @@ def keys_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(keys_dir: Path) -> KeyStore:
     """An initialised, passphrase-encrypted keyring."""
-    key_store = KeyStore(keys_dir, PASSPHRASE, clock=fixed_clock(NOW))
-    assert key_store.initialise() is True
-    return key_store
+    return make_keys(keys_dir, PASSPHRASE, clock=fixed_clock(NOW))
 
 
 @pytest.fixture
@@ -94,6 +93,4 @@ def claims() -> dict[str, Any]:
 @pytest.fixture
 def other_store(tmp_path: Path) -> KeyStore:
     """A second, unrelated keyring with its own root."""
-    key_store = KeyStore(tmp_path / "other-keys", PASSPHRASE, clock=fixed_clock(NOW))
-    assert key_store.initialise() is True
-    return key_store
+    return make_keys(tmp_path / "other-keys", PASSPHRASE, clock=fixed_clock(NOW))

@@ -11,6 +11,7 @@ from jwcrypto.common import JWException
 
 from license_server.signing.keys import KeyStore
 from license_server.signing.service import Signer
+from tests.keyring import retire, rotate
 
 
 def _jwks(store: KeyStore) -> jwk.JWKSet:
@@ -42,7 +43,7 @@ def test_jwcrypto_verifies_a_signer_document_from_the_jwks_alone(
 
 
 def test_jwks_keys_have_rfc7638_thumbprints_as_kid_according_to_jwcrypto(store: KeyStore) -> None:
-    store.rotate()
+    rotate(store)
     keys = _jwks(store)
     assert len(keys["keys"]) == 2
     for key in keys["keys"]:
@@ -55,7 +56,7 @@ def test_jwcrypto_verifies_old_and_new_documents_from_the_jwks_after_rotation(
 ) -> None:
     old_token = signer.sign(claims)
     old_kid = store.load().signer_kid
-    new_kid = store.rotate()
+    new_kid = rotate(store)
     new_claims = {**claims, "jti": "after-rotation"}
     new_token = signer.sign(new_claims)
     keys = _jwks(store)
@@ -70,8 +71,8 @@ def test_jwcrypto_refuses_a_document_of_a_retired_key_once_it_left_the_jwks(
 ) -> None:
     old_token = signer.sign(claims)
     old_kid = store.load().signer_kid
-    store.rotate()
-    store.retire(old_kid)
+    rotate(store)
+    retire(store, old_kid)
     with pytest.raises(JWException):
         _verify_with_jwcrypto(old_token, _jwks(store))
 

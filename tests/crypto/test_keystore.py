@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import stat
@@ -19,9 +20,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from license_server.errors import KeyNotFound, KeyringError, ValidationFailed
 from license_server.jose import KEY_REVOCATIONS_TYPE, thumbprint
-from license_server.signing.keys import Keyring, KeyStore, create_dev_passphrase_file, resolve_passphrase
+from license_server.signing.keys import (
+    Keyring,
+    KeyStore,
+    create_dev_keys,
+    create_dev_passphrase_file,
+    resolve_passphrase,
+)
+from license_server.signing.root import RootKeyStore
 from license_server.signing.service import Signer
 from tests.crypto.conftest import NOW, PASSPHRASE, fixed_clock
+from tests.keyring import make_keys, retire, root_of, rotate
 
 ENCRYPTED_PEM = b"-----BEGIN " + b"ENCRYPTED PRIVATE KEY-----"
 
@@ -40,7 +49,7 @@ def _mode(path: Path) -> int:
 
 
 def _private_key_files(keys_dir: Path) -> list[Path]:
-    return [keys_dir / "root.key", *sorted((keys_dir / "issuing").glob("*.key"))]
+    return [keys_dir / "root" / "root.key", *sorted((keys_dir / "issuing").glob("*.key"))]
 
 
 def _rfc7638_thumbprint(public_key: Ed25519PublicKey) -> str:
@@ -68,7 +77,6 @@ def test_initialise_creates_every_file_of_the_layout(store: KeyStore) -> None:
     keys_dir = store.keys_dir
     kid = store.load().signer_kid
     for name in (
-        "root.key",
         "root.pub",
         "keyring.json",
         "revocations.jws",
@@ -82,6 +90,14 @@ def test_initialise_creates_every_file_of_the_layout(store: KeyStore) -> None:
     assert meta["signer"] == kid
     assert list(meta["keys"]) == [kid]
     assert meta["keys"][kid]["retired_at"] is None
+    # The root private key is on the key host (here keys/root/), never in the server's directory.
+    assert not (keys_dir / "root.key").exists()
+    assert sorted(p.name for p in (keys_dir / "root").iterdir() if not p.name.startswith(".")) == [
+        "revocations.jws",
+        "root-state.json",
+        "root.key",
+        "root.pub",
+    ]
     # No temporary files are left behind by the atomic writes.
     assert not list(keys_dir.rglob("*.tmp"))
 
@@ -102,24 +118,25 @@ def test_private_keys_are_encrypted_pkcs8_pem(store: KeyStore) -> None:
 
 def test_second_initialise_returns_false_and_changes_no_file(store: KeyStore) -> None:
     before = _snapshot(store.keys_dir)
-    assert store.initialise() is False
-    assert KeyStore(store.keys_dir, PASSPHRASE).initialise() is False
-    assert KeyStore(store.keys_dir, b"another passphrase").initialise() is False
-    assert KeyStore(store.keys_dir, None, allow_unencrypted=True).initialise() is False
+    root = RootKeyStore(store.keys_dir / "root", PASSPHRASE)
+    assert create_dev_keys(store, root, passphrase=PASSPHRASE) is False
+    assert create_dev_keys(KeyStore(store.keys_dir, b"another passphrase"), root, passphrase=b"other") is False
+    assert root.initialise() is False
+    assert RootKeyStore(store.keys_dir / "root", None, allow_unencrypted=True).initialise() is False
     assert _snapshot(store.keys_dir) == before
 
 
 def test_initialise_without_passphrase_or_allow_unencrypted_is_refused(keys_dir: Path) -> None:
     with pytest.raises(KeyringError, match="passphrase"):
-        KeyStore(keys_dir, None).initialise()
-    assert not (keys_dir / "root.key").exists()
+        make_keys(keys_dir, None)
+    assert not (keys_dir / "root" / "root.key").exists()
     assert not (keys_dir / "issuing").exists()
 
 
 def test_unencrypted_keyring_is_allowed_only_when_asked_for(keys_dir: Path) -> None:
     """allow_unencrypted=True writes plain PKCS#8; loading it later without the flag is refused."""
-    assert KeyStore(keys_dir, None, allow_unencrypted=True).initialise() is True
-    assert (keys_dir / "root.key").read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
+    make_keys(keys_dir, None, allow_unencrypted=True)
+    assert (keys_dir / "root" / "root.key").read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
     KeyStore(keys_dir, None, allow_unencrypted=True).load()
     with pytest.raises(KeyringError, match="not encrypted"):
         KeyStore(keys_dir, None).load()
@@ -191,7 +208,7 @@ def test_load_refuses_an_unencrypted_issuing_key_unless_allowed(store: KeyStore)
     assert KeyStore(store.keys_dir, PASSPHRASE, allow_unencrypted=True).load().signer_kid == kid
 
 
-@pytest.mark.parametrize("name", ["root.key", "issuing", "secret-hashing.key"])
+@pytest.mark.parametrize("name", ["issuing", "secret-hashing.key"])
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
 def test_load_refuses_a_private_file_accessible_to_group_or_world(store: KeyStore, name: str, mode: int) -> None:
     path = store.keys_dir / name
@@ -217,10 +234,12 @@ def test_load_refuses_a_missing_secret_hashing_key(store: KeyStore) -> None:
         KeyStore(store.keys_dir, PASSPHRASE).load()
 
 
-def test_load_refuses_a_missing_root_key(store: KeyStore) -> None:
-    (store.keys_dir / "root.key").unlink()
-    with pytest.raises(KeyringError):
-        KeyStore(store.keys_dir, PASSPHRASE).load()
+def test_load_needs_no_root_private_key(store: KeyStore) -> None:
+    """Key custody: the server's keyring loads and signs with the root private key nowhere on the machine."""
+    (store.keys_dir / "root" / "root.key").unlink()
+    keyring = KeyStore(store.keys_dir, PASSPHRASE).load()
+    assert keyring.signer.private_key is not None
+    assert Signer(KeyStore(store.keys_dir, PASSPHRASE), refresh_seconds=0).sign({"ver": 1})
 
 
 def test_load_refuses_an_unreadable_key_file(store: KeyStore) -> None:
@@ -234,7 +253,7 @@ def test_load_refuses_an_unreadable_key_file(store: KeyStore) -> None:
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read a mode-000 file")
 def test_load_refuses_a_key_file_without_read_permission(store: KeyStore) -> None:
-    (store.keys_dir / "root.key").chmod(0o000)
+    (store.keys_dir / "secret-hashing.key").chmod(0o000)
     with pytest.raises(KeyringError, match="cannot read key file"):
         KeyStore(store.keys_dir, PASSPHRASE).load()
 
@@ -343,7 +362,7 @@ def test_load_of_an_empty_directory_says_there_are_no_keys(keys_dir: Path) -> No
 # -- rotate and retire --------------------------------------------------------------------------------------------
 def test_rotate_makes_a_new_signer_and_keeps_the_old_key_published(store: KeyStore) -> None:
     old = store.load().signer_kid
-    new = store.rotate()
+    new = rotate(store)
     assert new != old
     keyring = KeyStore(store.keys_dir, PASSPHRASE).load()
     assert keyring.signer_kid == new
@@ -354,7 +373,7 @@ def test_rotate_makes_a_new_signer_and_keeps_the_old_key_published(store: KeySto
 
 
 def test_jwks_entries_are_public_ed25519_jwks_with_a_root_certificate(store: KeyStore) -> None:
-    store.rotate()
+    rotate(store)
     keyring = store.load()
     entries = keyring.jwks()["keys"]
     assert isinstance(entries, list)
@@ -371,8 +390,8 @@ def test_jwks_entries_are_public_ed25519_jwks_with_a_root_certificate(store: Key
 
 def test_retire_unpublishes_the_key_deletes_its_private_half_and_lists_it_as_revoked(store: KeyStore) -> None:
     old = store.load().signer_kid
-    new = store.rotate()
-    store.retire(old)
+    new = rotate(store)
+    retire(store, old)
     keyring = KeyStore(store.keys_dir, PASSPHRASE).load()
     assert _published_kids(keyring) == [new]
     assert keyring.keys[old].is_retired
@@ -402,10 +421,10 @@ def test_initial_revocation_list_is_root_signed_and_empty(store: KeyStore) -> No
 
 def test_retiring_twice_is_a_no_op(store: KeyStore) -> None:
     old = store.load().signer_kid
-    store.rotate()
-    store.retire(old)
+    rotate(store)
+    retire(store, old)
     before = _snapshot(store.keys_dir)
-    store.retire(old)
+    retire(store, old)
     assert _snapshot(store.keys_dir) == before
 
 
@@ -413,7 +432,7 @@ def test_retiring_the_current_signer_is_refused_as_key_in_use(store: KeyStore) -
     kid = store.load().signer_kid
     before = _snapshot(store.keys_dir)
     with pytest.raises(ValidationFailed) as caught:
-        store.retire(kid)
+        retire(store, kid)
     assert caught.value.code == "key_in_use"
     assert caught.value.field == "kid"
     assert _snapshot(store.keys_dir) == before
@@ -421,22 +440,103 @@ def test_retiring_the_current_signer_is_refused_as_key_in_use(store: KeyStore) -
 
 def test_retiring_an_unknown_kid_raises_key_not_found(store: KeyStore) -> None:
     with pytest.raises(KeyNotFound) as caught:
-        store.retire("no-such-key")
+        retire(store, "no-such-key")
     assert caught.value.code == "key_not_found"
 
 
-def test_rotate_refuses_a_keyring_that_does_not_load(store: KeyStore) -> None:
-    before = _snapshot(store.keys_dir)
-    with pytest.raises(KeyringError):
-        KeyStore(store.keys_dir, b"wrong").rotate()
-    assert _snapshot(store.keys_dir) == before
+def _server_files(keys_dir: Path) -> dict[str, tuple[bytes, int]]:
+    return {name: value for name, value in _snapshot(keys_dir).items() if not name.startswith("root/")}
+
+
+def test_a_bundle_whose_key_this_server_cannot_decrypt_is_refused_and_nothing_is_written(store: KeyStore) -> None:
+    bundle = root_of(store).issue_key(bundle_passphrase=b"the key host's own passphrase")
+    before = _server_files(store.keys_dir)
+    with pytest.raises(ValidationFailed) as caught:
+        store.import_bundle(bundle.to_json())
+    assert caught.value.code == "invalid_key_bundle"
+    assert _server_files(store.keys_dir) == before
+    # Given the bundle's passphrase, the key is re-encrypted under the server's own.
+    assert store.import_bundle(bundle.to_json(), bundle_passphrase=b"the key host's own passphrase") == bundle.kid
+    assert KeyStore(store.keys_dir, PASSPHRASE).load().signer.private_key is not None
+
+
+def test_a_bundle_from_another_root_is_refused_as_foreign_root(store: KeyStore, other_store: KeyStore) -> None:
+    foreign = root_of(other_store).issue_key(bundle_passphrase=PASSPHRASE)
+    before = _server_files(store.keys_dir)
+    with pytest.raises(ValidationFailed) as caught:
+        store.import_bundle(foreign.to_json())
+    assert caught.value.code == "foreign_root"
+    assert _server_files(store.keys_dir) == before
+
+
+def test_a_key_made_on_the_server_is_certified_without_its_private_half_leaving(store: KeyStore) -> None:
+    """`keys request` → `keys issue-cert` → `keys import`: the bundle carries only the certificate."""
+    kid, public = store.request_key()
+    bundle = root_of(store).issue_certificate(serialization.load_pem_public_key(public))  # type: ignore[arg-type]
+    assert bundle.private_key_pem is None
+    assert b"PRIVATE" not in bundle.to_json()
+    assert store.import_bundle(bundle.to_json()) == kid
+    assert KeyStore(store.keys_dir, PASSPHRASE).load().signer_kid == kid
+
+
+def test_a_revocation_list_that_retires_the_servers_signer_is_refused(store: KeyStore) -> None:
+    old = store.load().signer_kid
+    root = root_of(store)
+    root.issue_key(bundle_passphrase=PASSPHRASE)  # rotated on the key host, but not imported here
+    token = root.retire(old)
+    with pytest.raises(ValidationFailed) as caught:
+        store.check_revocations(token)
+    assert caught.value.code == "key_in_use"
+
+
+def test_an_older_revocation_list_is_refused_and_changes_nothing(store: KeyStore) -> None:
+    """No replay: the list with number 1 cannot replace the list with number 2 (it would un-retire a key)."""
+    first = store.load().signer_kid
+    second = rotate(store)
+    rotate(store)
+    older = retire(store, first)
+    newer = retire(store, second)
+    assert (older.sequence, newer.sequence) == (1, 2)
+    before = _server_files(store.keys_dir)
+    with pytest.raises(ValidationFailed) as caught:
+        store.check_revocations(older.token)
+    assert caught.value.code == "revocations_outdated"
+    store.import_revocations(older)  # even unchecked, an older list changes nothing
+    assert _server_files(store.keys_dir) == before
+    assert store.load().revocation_list == newer
+
+
+def test_a_revocation_list_signed_by_another_root_is_refused(store: KeyStore, other_store: KeyStore) -> None:
+    foreign = (other_store.keys_dir / "revocations.jws").read_text()
+    with pytest.raises(ValidationFailed) as caught:
+        store.check_revocations(foreign)
+    assert caught.value.code == "invalid_revocations"
+
+
+def test_a_root_key_left_on_a_server_by_an_older_version_moves_to_the_key_host(store: KeyStore) -> None:
+    """The upgrade path (`init --dev`, `keys root adopt`): the root leaves the server and keeps certifying."""
+    root_dir = store.keys_dir / "root"
+    (store.keys_dir / "root.key").write_bytes((root_dir / "root.key").read_bytes())  # the old layout
+    (store.keys_dir / "root.key").chmod(0o600)
+    shutil.rmtree(root_dir)
+    signer = store.load().signer_kid
+    assert store.holds_legacy_root_key
+    adopted = RootKeyStore(root_dir, PASSPHRASE, clock=fixed_clock(NOW))
+    assert adopted.adopt_legacy_root(store.keys_dir) is True
+    assert not store.holds_legacy_root_key
+    assert _mode(root_dir / "root.key") == 0o600
+    assert json.loads((root_dir / "root-state.json").read_text())["current"] == signer
+    new = rotate(store)
+    assert retire(store, signer).kids == {signer}
+    assert store.load().signer_kid == new
+    assert adopted.adopt_legacy_root(store.keys_dir) is False
 
 
 # -- the signer notices rotations by other processes --------------------------------------------------------------
 def test_signer_picks_up_a_rotation_made_by_another_keystore(store: KeyStore) -> None:
     signer = Signer(KeyStore(store.keys_dir, PASSPHRASE), refresh_seconds=0)
     old = signer.keyring().signer_kid
-    new = KeyStore(store.keys_dir, PASSPHRASE).rotate()
+    new = rotate(KeyStore(store.keys_dir, PASSPHRASE))
     assert new != old
     assert signer.keyring().signer_kid == new
     assert jwt.get_unverified_header(signer.sign({"ver": 1}))["kid"] == new
@@ -448,7 +548,7 @@ def test_signer_picks_up_a_rotation_even_when_keyring_mtime_is_unchanged(store: 
     old = signer.keyring().signer_kid
     keyring_json = store.keys_dir / "keyring.json"
     before = keyring_json.stat()
-    new = KeyStore(store.keys_dir, PASSPHRASE).rotate()
+    new = rotate(KeyStore(store.keys_dir, PASSPHRASE))
     os.utime(keyring_json, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert new != old
     assert signer.keyring().signer_kid == new
@@ -457,9 +557,39 @@ def test_signer_picks_up_a_rotation_even_when_keyring_mtime_is_unchanged(store: 
 def test_signer_with_a_refresh_interval_uses_its_cached_keyring(store: KeyStore) -> None:
     signer = Signer(KeyStore(store.keys_dir, PASSPHRASE), refresh_seconds=3600)
     old = signer.keyring().signer_kid
-    new = store.rotate()
+    new = rotate(store)
     assert signer.keyring().signer_kid == old
     assert signer.reload().signer_kid == new
+
+
+def test_a_keyring_that_cannot_be_read_keeps_the_last_good_one_and_warns_once_per_streak(
+    store: KeyStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A transient read failure (a volume remounting, a half-copied file) must not fail every request."""
+    signer = Signer(KeyStore(store.keys_dir, PASSPHRASE), refresh_seconds=0)
+    kid = signer.keyring().signer_kid
+    keyring_json = store.keys_dir / "keyring.json"
+    good = keyring_json.read_bytes()
+    caplog.set_level(logging.WARNING, logger="license_server.signing")
+
+    def warnings() -> int:
+        return sum(1 for record in caplog.records if record.levelno == logging.WARNING)
+
+    keyring_json.write_text("{")
+    for _ in range(3):
+        assert jwt.get_unverified_header(signer.sign({"ver": 1}))["kid"] == kid
+    assert warnings() == 1
+    assert signer.reload_error is not None
+    assert "keyring.json" in signer.reload_error
+    keyring_json.write_bytes(good)
+    assert signer.keyring().signer_kid == kid
+    assert signer.reload_error is None
+    keyring_json.unlink()  # a second streak is reported again
+    assert jwt.get_unverified_header(signer.sign({"ver": 1}))["kid"] == kid
+    assert warnings() == 2
+    # A process starting now has no last good keyring to fall back on: it refuses, as before.
+    with pytest.raises(KeyringError):
+        Signer(KeyStore(store.keys_dir, PASSPHRASE), refresh_seconds=0).keyring()
 
 
 # -- passphrases --------------------------------------------------------------------------------------------------
@@ -517,7 +647,7 @@ def test_dev_passphrase_file_encrypts_and_unlocks_a_keyring(tmp_path: Path) -> N
     passphrase = resolve_passphrase(None, path)
     assert passphrase is not None
     keys_dir = tmp_path / "keys"
-    assert KeyStore(keys_dir, passphrase, clock=fixed_clock(NOW)).initialise()
-    assert (keys_dir / "root.key").read_bytes().startswith(ENCRYPTED_PEM)
+    make_keys(keys_dir, passphrase, clock=fixed_clock(NOW))
+    assert (keys_dir / "root" / "root.key").read_bytes().startswith(ENCRYPTED_PEM)
     assert KeyStore(keys_dir, resolve_passphrase(None, path)).load().signer.private_key is not None
     shutil.rmtree(keys_dir)

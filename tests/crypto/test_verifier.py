@@ -19,7 +19,8 @@ from license_server.jose import LICENSE_DOCUMENT_TYPE, b64url_encode
 from license_server.signing.keys import KeyStore
 from license_server.signing.service import Signer
 from license_server.verifier import Reason, VerificationError, Verifier, load_root_public_key
-from tests.crypto.conftest import NOW, PASSPHRASE, fixed_clock, make_claims
+from tests.crypto.conftest import NOW, fixed_clock, make_claims
+from tests.keyring import retire, root_private_key, rotate
 
 B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # Bytes that can never appear in a JWS compact serialization, or only as the separator.
@@ -237,7 +238,7 @@ def test_x5c_certificate_for_a_different_key_than_the_kid_is_refused_as_uncertif
 ) -> None:
     """Both keys are root-certified, but the certificate in the header is not the one of the named kid."""
     first = store.load().signer_kid
-    second = store.rotate()
+    second = rotate(store)
     for signing_kid, header_kid, cert_kid in [(first, first, second), (second, second, first), (first, second, first)]:
         header = {"alg": "EdDSA", "typ": LICENSE_DOCUMENT_TYPE, "kid": header_kid, "x5c": _x5c(store, cert_kid)}
         token = _compact(header, claims, _signer_private(store, signing_kid))
@@ -248,7 +249,7 @@ def test_document_signed_by_the_root_key_itself_is_refused(
     store: KeyStore, verifier: Verifier, claims: dict[str, Any]
 ) -> None:
     """The root only certifies issuing keys; it has no certificate of its own and cannot sign documents."""
-    root = serialization.load_pem_private_key((store.keys_dir / "root.key").read_bytes(), PASSPHRASE)
+    root = root_private_key(store)
     assert isinstance(root, Ed25519PrivateKey)
     keyring = store.load()
     header: dict[str, Any] = {"alg": "EdDSA", "typ": LICENSE_DOCUMENT_TYPE, "kid": keyring.root_kid}
@@ -282,8 +283,8 @@ def test_wrong_typ_from_a_retired_or_uncertified_key_reports_the_key_problem(
     """docs/license-document.md: typ is checked only once the key is certified."""
     old_kid = signer.keyring().signer_kid
     old_wrong_typ = signer.sign(claims, typ="JWT")
-    store.rotate()
-    store.retire(old_kid)
+    rotate(store)
+    retire(store, old_kid)
     revoking = verifier.with_revocations((store.keys_dir / "revocations.jws").read_text())
     assert _reason(revoking, old_wrong_typ) is Reason.KEY_RETIRED
     assert _reason(verifier, old_wrong_typ) is Reason.WRONG_TYPE
@@ -417,7 +418,7 @@ def test_old_document_still_verifies_after_rotation_and_new_ones_carry_the_new_k
 ) -> None:
     old_kid = signer.keyring().signer_kid
     old_token = signer.sign(claims)
-    new_kid = store.rotate()
+    new_kid = rotate(store)
     new_token = signer.sign(claims)
     assert jwt.get_unverified_header(new_token)["kid"] == new_kid != old_kid
     assert verifier.verify(old_token).kid == old_kid
@@ -432,9 +433,9 @@ def test_retired_key_documents_are_refused_with_the_revocation_list(
 ) -> None:
     old_kid = signer.keyring().signer_kid
     old_token = signer.sign(claims)
-    store.rotate()
+    rotate(store)
     new_token = signer.sign(claims)
-    store.retire(old_kid)
+    retire(store, old_kid)
     revoking = verifier.with_revocations((store.keys_dir / "revocations.jws").read_text())
     assert revoking.retired_kids == frozenset({old_kid})
     assert _reason(revoking, old_token) is Reason.KEY_RETIRED
@@ -453,10 +454,10 @@ def test_revocation_lists_accumulate(
     tokens = [signer.sign(claims)]
     kids = [signer.keyring().signer_kid]
     for _ in range(2):
-        kids.append(store.rotate())
+        kids.append(rotate(store))
         tokens.append(signer.sign(claims))
-    store.retire(kids[0])
-    store.retire(kids[1])
+    retire(store, kids[0])
+    retire(store, kids[1])
     revoking = verifier.with_revocations((store.keys_dir / "revocations.jws").read_text())
     assert [_reason(revoking, token) for token in tokens[:2]] == [Reason.KEY_RETIRED] * 2
     assert revoking.verify(tokens[2]).kid == kids[2]
@@ -466,8 +467,8 @@ def test_revocation_list_signed_by_a_different_root_is_refused(
     store: KeyStore, other_store: KeyStore, verifier: Verifier
 ) -> None:
     foreign_kid = other_store.load().signer_kid
-    other_store.rotate()
-    other_store.retire(foreign_kid)
+    rotate(other_store)
+    retire(other_store, foreign_kid)
     foreign_list = (other_store.keys_dir / "revocations.jws").read_text()
     with pytest.raises(VerificationError) as caught:
         verifier.with_revocations(foreign_list)
@@ -494,8 +495,8 @@ def test_license_document_is_not_accepted_as_a_revocation_list(
 
 def test_tampered_revocation_list_is_refused(store: KeyStore, signer: Signer, verifier: Verifier) -> None:
     old_kid = signer.keyring().signer_kid
-    store.rotate()
-    store.retire(old_kid)
+    rotate(store)
+    retire(store, old_kid)
     header, _payload, signature = (store.keys_dir / "revocations.jws").read_text().strip().split(".")
     emptied = _json_segment({"iat": 0, "retired": []})
     with pytest.raises(VerificationError) as caught:
@@ -504,7 +505,7 @@ def test_tampered_revocation_list_is_refused(store: KeyStore, signer: Signer, ve
 
 
 def test_revocation_list_without_a_retired_array_is_malformed(store: KeyStore, verifier: Verifier) -> None:
-    root = serialization.load_pem_private_key((store.keys_dir / "root.key").read_bytes(), PASSPHRASE)
+    root = root_private_key(store)
     assert isinstance(root, Ed25519PrivateKey)
     for claims in ({"iat": 0}, {"retired": "all"}, {"retired": [{"no": "kid"}]}):
         token = _compact({"alg": "EdDSA", "typ": "key-revocations+jwt"}, claims, root)

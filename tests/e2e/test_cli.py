@@ -8,9 +8,10 @@ import stat
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.e2e.conftest import LICENSE_SERVER, Cli, free_port
+from tests.e2e.conftest import LICENSE_SERVER, Cli, free_port, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +24,12 @@ def test_init_prints_the_owner_token_once_and_never_overwrites_keys(cli: Cli) ->
     assert second == {"admin_token": None}
     assert {p.name: p.read_bytes() for p in (cli.cwd / "keys").rglob("*") if p.is_file()} == keys
     assert (cli.cwd / "data" / "license-server.db").exists()
-    for private in ("root.key", "secret-hashing.key", "passphrase"):
+    for private in ("root/root.key", "secret-hashing.key", "passphrase"):
         assert stat.S_IMODE((cli.cwd / "keys" / private).stat().st_mode) == 0o600
     assert b"BEGIN ENCRYPTED PRIVATE KEY" in keys["root.key"]
+    # The development root stands in for the key host: its own directory, never the server's keys.
+    assert not (cli.cwd / "keys" / "root.key").exists()
+    assert stat.S_IMODE((cli.cwd / "keys" / "root").stat().st_mode) == 0o700
 
 
 def test_issue_document_and_verify_through_the_cli(cli: Cli) -> None:
@@ -116,14 +120,19 @@ def test_bad_cli_input_is_a_clean_error_not_a_traceback(cli: Cli) -> None:
 
 
 def test_keys_rotate_list_retire_and_export(cli: Cli) -> None:
+    """The key host makes bundles and lists (here keys/root, as `init --dev` leaves it); the server imports them."""
     cli.run("init", "--dev")
     first = cli.json("keys", "list")["keys"][0]["kid"]
-    second = cli.json("keys", "rotate")["kid"]
+    second = cli.json("keys", "rotate", "--out", "bundle.json")["kid"]
+    assert stat.S_IMODE((cli.cwd / "bundle.json").stat().st_mode) == 0o600
+    assert cli.json("keys", "import", "bundle.json") == {"kid": second, "signer": True}
     states = {k["kid"]: k["signer"] for k in cli.json("keys", "list")["keys"]}
     assert states == {first: False, second: True}
-    refused = cli.run("keys", "retire", second, check=False)
+    refused = cli.run("keys", "retire", second, "--out", "refused.jws", check=False)
     assert refused.returncode == 1
-    cli.run("keys", "retire", first)
+    assert not (cli.cwd / "refused.jws").exists()
+    cli.run("keys", "retire", first, "--out", "revocations-1.jws")
+    assert cli.json("keys", "import", "revocations-1.jws") == {"sequence": 1, "retired": [first]}
     files = cli.json("keys", "export-public", "--out", "public")["files"]
     assert sorted(Path(f).name for f in files) == ["jwks.json", "revocations.jws", "root.pub"]
     jwks = json.loads((cli.cwd / "public" / "jwks.json").read_text())
@@ -132,7 +141,7 @@ def test_keys_rotate_list_retire_and_export(cli: Cli) -> None:
 
 def test_serve_refuses_unencrypted_or_exposed_keys(cli: Cli) -> None:
     cli.run("init", "--dev")
-    root_key = cli.cwd / "keys" / "root.key"
+    root_key = next((cli.cwd / "keys" / "issuing").glob("*.key"))
     os.chmod(root_key, 0o644)
     exposed = subprocess.run(
         [LICENSE_SERVER, "serve", "--port", str(free_port())],
@@ -163,9 +172,39 @@ def test_unencrypted_keys_need_the_explicit_development_flag(tmp_path: Path) -> 
     from tests.e2e.conftest import clean_env
 
     dev = Cli(cwd=tmp_path, env=clean_env(LICENSE_SERVER_ALLOW_UNENCRYPTED_KEYS="1"))
+    refused_init = dev.run("init", check=False)  # production init: no keys have been imported yet
+    assert refused_init.returncode == 1
+    assert "keys import" in refused_init.stderr
+    # The production procedure, on one machine: root on the "key host", bundle imported on the "server".
+    dev.run("keys", "root", "init", "--root-dir", "key-host")
+    dev.run("keys", "rotate", "--root-dir", "key-host", "--out", "bundle.json")
+    dev.run("keys", "import", "bundle.json")
     dev.run("init")
-    assert b"BEGIN PRIVATE KEY" in (tmp_path / "keys" / "root.key").read_bytes()
+    assert b"BEGIN PRIVATE KEY" in (tmp_path / "key-host" / "root.key").read_bytes()
+    assert b"BEGIN PRIVATE KEY" in next((tmp_path / "keys" / "issuing").glob("*.key")).read_bytes()
     strict = Cli(cwd=tmp_path, env=clean_env())
     refused = strict.run("keys", "list", check=False)
     assert refused.returncode == 1
     assert "not encrypted" in refused.stderr
+
+
+def test_serve_runs_without_the_root_private_key(cli: Cli) -> None:
+    """Key custody: a server signs and publishes with no root private key on the machine at all."""
+    cli.run("init", "--dev")
+    (cli.cwd / "keys" / "root" / "root.key").unlink()
+    assert not list(cli.cwd.rglob("root.key"))
+    server = start_server(cli, free_port())
+    try:
+        customer = cli.json("customers", "create", "--name", "Acme Corp")
+        issued = cli.json("licenses", "issue", "--customer", customer["id"], "--expires", "2030-01-01")
+        token = cli.json("tokens", "create", "--role", "admin", "--name", "t")["token"]
+        document = httpx.get(
+            f"{server.url}/v1/admin/licenses/{issued['id']}/document", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert document.status_code == 200
+        (cli.cwd / "doc.jws").write_text(document.text)
+        assert cli.json("verify", "doc.jws", "--root-key", "keys/root.pub")["valid"] is True
+        assert httpx.get(f"{server.url}/health/ready").json()["checks"]["signing_key"] == "ok"
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)

@@ -15,6 +15,7 @@ from license_server.signing.keys import KeyStore
 from license_server.signing.service import Signer
 from license_server.verifier import Verifier
 from tests.crypto.conftest import NOW, fixed_clock, make_claims
+from tests.keyring import make_keys
 
 FINGERPRINT = "fp1:" + "ab" * 32
 PASSPHRASE = b"offline-test-passphrase"
@@ -22,9 +23,7 @@ PASSPHRASE = b"offline-test-passphrase"
 
 @pytest.fixture(scope="session")
 def offline_store(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
-    store = KeyStore(tmp_path_factory.mktemp("offline-keys"), PASSPHRASE)
-    store.initialise()
-    return store
+    return make_keys(tmp_path_factory.mktemp("offline-keys"), PASSPHRASE)
 
 
 @pytest.fixture(scope="session")

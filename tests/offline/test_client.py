@@ -35,9 +35,10 @@ from license_server.licenses import service
 from license_server.licenses.terms import LicenseTerms
 from license_server.runtime import Runtime
 from license_server.signing.keys import KeyStore
-from license_server.signing.service import Signer
+from license_server.signing.service import Signer, import_revocation_list
 from tests.conftest import PASSPHRASE, MovableClock, make_settings
 from tests.crypto.conftest import make_claims
+from tests.keyring import make_keys, root_of, rotate
 
 TERMS = {
     "workspaces": {"enabled": True, "limit": 5},
@@ -62,7 +63,9 @@ def live_server(tmp_path: Path, sqlite_template: Path, shared_keys_dir: Path) ->
     data = tmp_path / "server-data"
     data.mkdir()
     shutil.copy(sqlite_template, data / "license-server.db")
-    settings = make_settings(data, shared_keys_dir, None, document_ttl_seconds=3600)
+    keys = tmp_path / "server-keys"  # a copy (with its key host in keys/root): tests may retire its keys
+    shutil.copytree(shared_keys_dir, keys)
+    settings = make_settings(data, keys, None, document_ttl_seconds=3600)
 
     async def seed() -> str:
         runtime = Runtime.build(settings)
@@ -99,7 +102,7 @@ def live_server(tmp_path: Path, sqlite_template: Path, shared_keys_dir: Path) ->
         thread.join(10)
 
     try:
-        root = KeyStore(shared_keys_dir, PASSPHRASE).load().root_public_key
+        root = KeyStore(keys, PASSPHRASE).load().root_public_key
         yield LiveServer(f"http://127.0.0.1:{port}", key, root, stop, settings)
     finally:
         stop()
@@ -224,8 +227,7 @@ def test_a_damaged_cache_while_the_server_is_down_is_lost_never_an_exception(
 def test_a_cached_document_signed_under_another_root_is_never_used(
     make_client: Callable[..., LicenseClient], live_server: LiveServer, tmp_path: Path
 ) -> None:
-    foreign = KeyStore(tmp_path / "foreign-keys", b"another-passphrase")
-    foreign.initialise()
+    foreign = make_keys(tmp_path / "foreign-keys", b"another-passphrase")
     claims = make_claims(datetime.now(UTC), status_reason="ACTIVE")
     (tmp_path / "client-cache").mkdir()
     (tmp_path / "client-cache" / DOCUMENT_FILE).write_text(Signer(foreign).sign(claims))
@@ -339,3 +341,86 @@ def test_a_deactivated_client_activates_again_on_its_next_poll(
             await runtime.close()
 
     assert asyncio.run(live_count()) == 1
+
+
+# -- retired keys ---------------------------------------------------------------------------------------------------
+def _rotate_and_retire_on_the_server(live_server: LiveServer) -> tuple[str, str, str]:
+    """The key host rotates and retires the first key; the server imports both. (old kid, new kid, the list)."""
+    store = KeyStore(live_server.settings.keys_dir, PASSPHRASE)
+    old = store.load().signer_kid
+    new = rotate(store)
+    token = root_of(store).retire(old)
+
+    async def import_list() -> None:
+        runtime = Runtime.build(live_server.settings)
+        try:
+            async with runtime.session_factory() as session:
+                await import_revocation_list(
+                    session, actor=Actor("test", Role.OWNER), signer=runtime.signer, token=token
+                )
+        finally:
+            await runtime.close()
+
+    asyncio.run(import_list())
+    return old, new, token
+
+
+def _held_kid(client: LicenseClient) -> str | None:
+    document = client._document
+    return document.kid if document else None
+
+
+def test_the_client_drops_a_document_of_a_retired_key_and_fetches_one_signed_by_the_current_key(
+    make_client: Callable[..., LicenseClient], live_server: LiveServer
+) -> None:
+    client = make_client()
+    assert client.refresh() is True
+    old, new, _ = _rotate_and_retire_on_the_server(live_server)
+    assert _held_kid(client) == old
+    assert client.refresh() is True  # fetches the list, drops the old document, polls for a full one
+    assert _held_kid(client) == new
+    assert client.license().status == "active"
+
+
+def test_a_cached_document_of_a_retired_key_is_refused_even_with_the_server_down(
+    make_client: Callable[..., LicenseClient], live_server: LiveServer, tmp_path: Path
+) -> None:
+    client = make_client()
+    assert client.refresh() is True
+    _, _, revocations = _rotate_and_retire_on_the_server(live_server)
+    live_server.stop()
+    # Accepted while offline (e.g. shipped with an update): the held document's key is retired, so it goes.
+    assert client.accept_revocations(revocations) is True
+    assert _held_kid(client) is None
+    assert client.license().reason == "NO_LICENSE"
+    assert not client.license().usable
+    # A restart reads the cached list before it trusts the cached document: still refused.
+    restarted = make_client()
+    assert _held_kid(restarted) is None
+    assert restarted.license().detail == "cached document refused: KEY_RETIRED"
+    # So does a fresh install given the list at start, with the old document copied in.
+    fresh_cache = tmp_path / "fresh-cache"
+    fresh_cache.mkdir()
+    shutil.copy(tmp_path / "client-cache" / DOCUMENT_FILE, fresh_cache / DOCUMENT_FILE)
+    given = make_client(cache_dir=fresh_cache, revocations=revocations)
+    assert _held_kid(given) is None
+
+
+def test_the_client_refuses_an_older_revocation_list_than_the_one_it_holds(
+    make_client: Callable[..., LicenseClient], live_server: LiveServer
+) -> None:
+    """No replay: list 1 would un-retire the key list 2 retired."""
+    store = KeyStore(live_server.settings.keys_dir, PASSPHRASE)
+    key_host = root_of(store)
+    first = store.load().signer_kid
+    second = key_host.issue_key(bundle_passphrase=PASSPHRASE).kid
+    key_host.issue_key(bundle_passphrase=PASSPHRASE)
+    list_1, list_2 = key_host.retire(first), key_host.retire(second)
+    live_server.stop()
+    client = make_client()
+    assert client.accept_revocations(list_2) is True
+    assert client.accept_revocations(list_1) is False
+    assert client.license().detail == "revocation list refused: REVOCATIONS_OUTDATED"
+    restarted = make_client(revocations=list_1)  # an old list given at start loses to the newer cached one
+    assert restarted._revocations is not None
+    assert restarted._revocations.sequence == 2
