@@ -25,6 +25,7 @@ from license_server.app import create_app
 from license_server.config import Settings
 from license_server.deployments.runtime_state import DistinctFailureLimiter, RateLimiter
 from license_server.licenses.license_keys import ALPHABET, GROUP_LENGTH, GROUPS, KEY_PREFIX
+from license_server.licenses.terms import LicenseTerms
 from license_server.runtime import Runtime
 from tests.adversarial.conftest import budget
 from tests.conftest import LicenseFactory
@@ -228,7 +229,8 @@ async def present(http: httpx.AsyncClient, kind: str, secret: str) -> int:
 async def credentials(
     bystander: httpx.AsyncClient, owner_headers: dict[str, str], make_license: LicenseFactory
 ) -> Credentials:
-    issued = await make_license()
+    # Two seats: the deployment's activation and the Dify install the inner-API credential stands for.
+    issued = await make_license(terms=LicenseTerms.model_validate({"max_activations": 2}))
     deployment_token = (await activate(bystander, issued)).json()["deployment_token"]
     created = await bystander.post(
         f"/v1/admin/licenses/{issued.view.license.id}/inner-api/credentials", json={}, headers=owner_headers

@@ -315,7 +315,11 @@ async def test_current_usage_is_the_latest_measurement_not_the_latest_received_r
     not in the admin views, not in the document's `used`, not in the inner API."""
     issued = await make_license(
         terms=LicenseTerms.model_validate(
-            {"workspaces": {"enabled": True, "limit": 5}, "licensed_seats": {"enabled": True, "limit": 50}}
+            {
+                "workspaces": {"enabled": True, "limit": 5},
+                "licensed_seats": {"enabled": True, "limit": 50},
+                "max_activations": 2,  # the deployment and the Dify install behind the inner-API credential
+            }
         )
     )
     license_id = issued.view.license.id
