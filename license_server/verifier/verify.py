@@ -259,7 +259,8 @@ def _segments(token: str) -> tuple[str, bytes, bytes, bytes]:
 def _decode_header(segment: str) -> dict[str, Any]:
     try:
         header = json.loads(b64url_decode_strict(segment))
-    except (ValueError, binascii.Error) as exc:
+    # RecursionError: the header is read before the signature is checked, so anyone can send one nested 100,000 deep.
+    except (ValueError, binascii.Error, RecursionError) as exc:
         raise VerificationError(Reason.MALFORMED, "a segment is not canonical base64url or JSON") from exc
     if not isinstance(header, dict):
         raise VerificationError(Reason.MALFORMED, "header is not a JSON object")
@@ -278,7 +279,7 @@ def _verified_claims(segments: tuple[str, bytes, bytes, bytes], key: Ed25519Publ
         raise VerificationError(Reason.BAD_SIGNATURE, "signature does not match") from exc
     try:
         claims = json.loads(payload.decode("utf-8"))  # a str skips json's encoding detection
-    except ValueError as exc:  # UnicodeDecodeError included
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError included
         raise VerificationError(Reason.MALFORMED, "payload is not valid JSON") from exc
     if not isinstance(claims, dict):
         raise VerificationError(Reason.MALFORMED, "claims are not a JSON object")

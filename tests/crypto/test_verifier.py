@@ -142,6 +142,14 @@ def test_swapping_the_payload_of_two_genuine_documents_fails(
     assert _reason(verifier, ".".join([first[0], second[1], first[2]])) is Reason.BAD_SIGNATURE
 
 
+def test_a_header_nested_100000_deep_is_malformed_not_a_crash(verifier: Verifier, claims: dict[str, Any]) -> None:
+    """The header is parsed before any signature check, so anyone can hand a verifier (the edge, the client, `verify`)
+    one; it was a RecursionError escaping the verifier."""
+    deep_header = b64url_encode(b"[" * 100_000 + b"]" * 100_000)
+    token = f"{deep_header}.{_json_segment(claims)}.{b64url_encode(b'x' * 64)}"
+    assert _reason(verifier, token) is Reason.MALFORMED
+
+
 # -- forged algorithms --------------------------------------------------------------------------------------------
 def test_alg_none_unsecured_document_is_refused_as_malformed(
     store: KeyStore, verifier: Verifier, claims: dict[str, Any]
