@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from license_server.auth.models import AuditEvent
 from license_server.auth.tokens import Actor
 from license_server.deployments.jobs import flush_check_ins
+from license_server.errors import ValidationFailed
 from license_server.events.models import Event
 from license_server.inner_api import service
 from license_server.inner_api.mapping import AccessMode
@@ -228,3 +230,19 @@ async def test_info_is_served_from_the_caches_without_touching_the_database(
         event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
     assert statements == []
     assert all(body is first for body in bodies)  # built once, not per request
+
+
+async def test_a_credential_label_over_200_characters_is_refused_before_anything_is_written(
+    runtime: Runtime, actor: Actor, make_license: LicenseFactory
+) -> None:
+    """On both databases: a validation error naming ``label``, no credential and no audit event (the vendor CLI
+    used to hand such a label to the database: stored whole on SQLite, a database error on PostgreSQL)."""
+    license_id = (await make_license()).view.license.id
+    async with runtime.session_factory() as db:
+        with pytest.raises(ValidationFailed) as refused:
+            await service.create_credential(_records(runtime, db, license_id, actor), label="x" * 201)
+    assert refused.value.field == "label"
+    async with runtime.session_factory() as db:
+        assert await db.scalar(select(func.count()).select_from(InnerApiCredential)) == 0
+        audited = select(func.count()).where(AuditEvent.action == "inner_api.credential_created")
+        assert await db.scalar(audited) == 0
