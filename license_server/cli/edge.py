@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from license_server.cli.common import emit, fail, json_option
 from license_server.cli.offline import data_dir_option
 from license_server.cli.offline import edge as serve_command
-from license_server.clock import utcnow
+
+if TYPE_CHECKING:
+    from license_server.edge.inner_store import EdgeInnerApiRecords
 
 T = TypeVar("T")
 
@@ -43,6 +45,13 @@ def edge() -> None:
 
 
 edge.add_command(serve_command, "serve")
+
+
+def _records(session: AsyncSession) -> EdgeInnerApiRecords:
+    """The install's inner-API records in the edge's SQLite file, for the one inner-API service."""
+    from license_server.edge.inner_store import EdgeInnerApiRecords
+
+    return EdgeInnerApiRecords(session)
 
 
 def _run(data_dir: Path, work: Callable[[AsyncSession], Awaitable[T]], *, as_json: bool) -> T:
@@ -97,10 +106,10 @@ def _credential(row: Any) -> dict[str, Any]:
 @json_option
 def create_credential(label: str, data_dir: Path, as_json: bool) -> None:
     """Create a credential. The secret is printed once: set it as ENTERPRISE_API_SECRET_KEY."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        created = await inner_service.create_credential(session, label=label, now=utcnow())
+        created = await service.create_credential(_records(session), label=label)
         return {**_credential(created.credential), "secret": created.secret}
 
     payload = _run(data_dir, work, as_json=as_json)
@@ -116,10 +125,10 @@ def create_credential(label: str, data_dir: Path, as_json: bool) -> None:
 @json_option
 def list_credentials(data_dir: Path, as_json: bool) -> None:
     """The edge's credentials (never their secrets)."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
-        return [_credential(row) for row in await inner_service.list_credentials(session)]
+        return [_credential(row) for row in await service.list_credentials(_records(session))]
 
     rows = _run(data_dir, work, as_json=as_json)
     if as_json:
@@ -136,10 +145,10 @@ def list_credentials(data_dir: Path, as_json: bool) -> None:
 @json_option
 def revoke_credential(credential_id: str, data_dir: Path, as_json: bool) -> None:
     """Revoke a credential: Dify's calls with it are 401 from the next one."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        row = await inner_service.revoke_credential(session, credential_id=credential_id, now=utcnow())
+        row = await service.revoke_credential(_records(session), credential_id=credential_id)
         return _credential(row)
 
     emit(_run(data_dir, work, as_json=as_json), as_json=as_json)
@@ -170,15 +179,14 @@ def set_workspace(
     workspace_id: str, allow_member_invite: bool, allow_owner_transfer: bool, data_dir: Path, as_json: bool
 ) -> None:
     """Override one workspace's policy."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        row = await inner_service.set_workspace_policy(
-            session,
+        row = await service.set_workspace_policy(
+            _records(session),
             workspace_id=workspace_id,
             allow_member_invite=allow_member_invite,
             allow_owner_transfer=allow_owner_transfer,
-            now=utcnow(),
         )
         return _policy(row)
 
@@ -191,10 +199,10 @@ def set_workspace(
 @json_option
 def clear_workspace(workspace_id: str, data_dir: Path, as_json: bool) -> None:
     """Remove a workspace's override: the license file's policy applies again."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> bool:
-        return await inner_service.clear_workspace_policy(session, workspace_id=workspace_id)
+        return await service.clear_workspace_policy(_records(session), workspace_id=workspace_id)
 
     emit({"workspace_id": workspace_id, "removed": _run(data_dir, work, as_json=as_json)}, as_json=as_json)
 
@@ -204,10 +212,10 @@ def clear_workspace(workspace_id: str, data_dir: Path, as_json: bool) -> None:
 @json_option
 def list_workspaces(data_dir: Path, as_json: bool) -> None:
     """The overridden workspaces."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
-        return [_policy(row) for row in await inner_service.list_workspace_policies(session)]
+        return [_policy(row) for row in await service.list_workspace_policies(_records(session))]
 
     rows = _run(data_dir, work, as_json=as_json)
     if as_json:
@@ -235,10 +243,10 @@ def _app(view: Any) -> dict[str, Any]:
 @json_option
 def show_app(app_id: str, data_dir: Path, as_json: bool) -> None:
     """A web app's access mode (private unless set) and allow-list."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        return _app(await inner_service.app_access(session, app_id=app_id))
+        return _app(await service.app_access(_records(session), app_id=app_id))
 
     emit(_run(data_dir, work, as_json=as_json), as_json=as_json)
 
@@ -250,12 +258,13 @@ def show_app(app_id: str, data_dir: Path, as_json: bool) -> None:
 @json_option
 def set_app_mode(app_id: str, mode: str, data_dir: Path, as_json: bool) -> None:
     """Set a web app's access mode (sso_verified can only be set here, not by Dify)."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
     from license_server.inner_api.mapping import AccessMode
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        await inner_service.set_access_mode(session, app_id=app_id, mode=AccessMode(mode), now=utcnow())
-        return _app(await inner_service.app_access(session, app_id=app_id))
+        records = _records(session)
+        await service.set_access_mode(records, app_id=app_id, mode=AccessMode(mode))
+        return _app(await service.app_access(records, app_id=app_id))
 
     emit(_run(data_dir, work, as_json=as_json), as_json=as_json)
 
@@ -267,10 +276,10 @@ def set_app_mode(app_id: str, mode: str, data_dir: Path, as_json: bool) -> None:
 @json_option
 def allow(app_id: str, user_ids: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
     """Add Dify users to a private app's allow-list."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        return _app(await inner_service.allow_users(session, app_id=app_id, user_ids=list(user_ids), now=utcnow()))
+        return _app(await service.allow_users(_records(session), app_id=app_id, user_ids=user_ids))
 
     emit(_run(data_dir, work, as_json=as_json), as_json=as_json)
 
@@ -282,10 +291,10 @@ def allow(app_id: str, user_ids: tuple[str, ...], data_dir: Path, as_json: bool)
 @json_option
 def disallow(app_id: str, user_id: str, data_dir: Path, as_json: bool) -> None:
     """Remove a user from an app's allow-list."""
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        return _app(await inner_service.disallow_user(session, app_id=app_id, user_id=user_id))
+        return _app(await service.disallow_user(_records(session), app_id=app_id, user_id=user_id))
 
     emit(_run(data_dir, work, as_json=as_json), as_json=as_json)
 
@@ -301,11 +310,10 @@ def default_workspace() -> None:
 @data_dir_option
 @json_option
 def set_default(workspace_id: str, data_dir: Path, as_json: bool) -> None:
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> str | None:
-        await inner_service.set_default_workspace(session, workspace_id=workspace_id)
-        return await inner_service.default_workspace(session)
+        return await service.set_default_workspace(_records(session), workspace_id=workspace_id)
 
     emit({"default_workspace_id": _run(data_dir, work, as_json=as_json)}, as_json=as_json)
 
@@ -314,10 +322,10 @@ def set_default(workspace_id: str, data_dir: Path, as_json: bool) -> None:
 @data_dir_option
 @json_option
 def clear_default(data_dir: Path, as_json: bool) -> None:
-    from license_server.edge import inner_service
+    from license_server.inner_api import service
 
     async def work(session: AsyncSession) -> None:
-        await inner_service.set_default_workspace(session, workspace_id=None)
+        await service.set_default_workspace(_records(session), workspace_id=None)
 
     _run(data_dir, work, as_json=as_json)
     emit({"default_workspace_id": None}, as_json=as_json)

@@ -12,7 +12,15 @@ from license_server.auth.tokens import cli_actor
 from license_server.cli.common import emit, json_option, model_payload, run_with_session
 from license_server.inner_api import service
 from license_server.inner_api.controllers import credential_out, policy_out, settings_out
+from license_server.inner_api.store import VendorInnerApiRecords, get_settings, license_records
 from license_server.runtime import Runtime
+
+
+async def _records(runtime: Runtime, session: AsyncSession, license_id: uuid.UUID) -> VendorInnerApiRecords:
+    """The license's inner-API records; changes are audited as the CLI's actor."""
+    return await license_records(
+        session, license_id=license_id, hasher=runtime.hasher, actor=cli_actor(), clock=runtime.clock
+    )
 
 
 @click.group()
@@ -28,9 +36,7 @@ def create_credential(license_id: uuid.UUID, label: str, as_json: bool) -> None:
     """Create a credential. The secret is printed once."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        created = await service.create_credential(
-            session, actor=cli_actor(), hasher=runtime.hasher, license_id=license_id, label=label, clock=runtime.clock
-        )
+        created = await service.create_credential(await _records(runtime, session, license_id), label=label)
         return {**model_payload(credential_out(created.credential)), "secret": created.secret}
 
     payload = run_with_session(work, as_json=as_json)
@@ -47,8 +53,8 @@ def create_credential(license_id: uuid.UUID, label: str, as_json: bool) -> None:
 def list_credentials(license_id: uuid.UUID, as_json: bool) -> None:
     """A license's credentials (never their secrets)."""
 
-    async def work(_: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
-        rows = await service.list_credentials(session, license_id=license_id)
+    async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
+        rows = await service.list_credentials(await _records(runtime, session, license_id))
         return [model_payload(credential_out(row)) for row in rows]
 
     rows = run_with_session(work, as_json=as_json)
@@ -68,9 +74,8 @@ def revoke_credential(license_id: uuid.UUID, credential_id: uuid.UUID, as_json: 
     """Revoke a credential: calls with its secret get 401 (other server processes: within poll_cache_seconds)."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        credential = await service.revoke_credential(
-            session, actor=cli_actor(), license_id=license_id, credential_id=credential_id, clock=runtime.clock
-        )
+        records = await _records(runtime, session, license_id)
+        credential = await service.revoke_credential(records, credential_id=credential_id)
         return model_payload(credential_out(credential))
 
     emit(run_with_session(work, as_json=as_json), as_json=as_json)
@@ -91,19 +96,14 @@ def set_policy(
     license_id: uuid.UUID, workspace_id: str, allow_member_invite: bool, allow_owner_transfer: bool, as_json: bool
 ) -> None:
     """Override one workspace's policy."""
-    from license_server.inner_api.controllers import dify_id
-
-    dify_id(workspace_id, "workspace_id")
+    service.dify_id(workspace_id, "workspace_id")
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
         row = await service.set_workspace_policy(
-            session,
-            actor=cli_actor(),
-            license_id=license_id,
+            await _records(runtime, session, license_id),
             workspace_id=workspace_id,
             allow_member_invite=allow_member_invite,
             allow_owner_transfer=allow_owner_transfer,
-            clock=runtime.clock,
         )
         return model_payload(policy_out(row))
 
@@ -118,9 +118,8 @@ def clear_policy(license_id: uuid.UUID, workspace_id: str, as_json: bool) -> Non
     """Remove a workspace's override: it follows the license default again."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        removed = await service.clear_workspace_policy(
-            session, actor=cli_actor(), license_id=license_id, workspace_id=workspace_id, clock=runtime.clock
-        )
+        records = await _records(runtime, session, license_id)
+        removed = await service.clear_workspace_policy(records, workspace_id=workspace_id)
         return {"workspace_id": workspace_id, "removed": removed}
 
     emit(run_with_session(work, as_json=as_json), as_json=as_json)
@@ -132,10 +131,9 @@ def clear_policy(license_id: uuid.UUID, workspace_id: str, as_json: bool) -> Non
 def list_policies(license_id: uuid.UUID, as_json: bool) -> None:
     """Workspaces with an override."""
 
-    async def work(_: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
-        return [
-            model_payload(policy_out(r)) for r in await service.list_workspace_policies(session, license_id=license_id)
-        ]
+    async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
+        records = await _records(runtime, session, license_id)
+        return [model_payload(policy_out(r)) for r in await service.list_workspace_policies(records)]
 
     rows = run_with_session(work, as_json=as_json)
     if as_json:
@@ -158,12 +156,9 @@ def default_workspace(license_id: uuid.UUID, workspace_id: uuid.UUID | None, cle
         raise click.UsageError("give a WORKSPACE_ID or --clear, not both")
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        if workspace_id is None and not clear:
-            view = await service.get_settings(session, license_id=license_id)
-        else:
-            view = await service.set_default_workspace(
-                session, actor=cli_actor(), license_id=license_id, workspace_id=workspace_id, clock=runtime.clock
-            )
-        return model_payload(settings_out(view))
+        if workspace_id is not None or clear:
+            records = await _records(runtime, session, license_id)
+            await service.set_default_workspace(records, workspace_id=workspace_id)
+        return model_payload(settings_out(await get_settings(session, license_id=license_id)))
 
     emit(run_with_session(work, as_json=as_json), as_json=as_json)

@@ -32,6 +32,7 @@ from license_server.edge.runtime import EdgeRuntime, edge_license_state
 from license_server.errors import AuthenticationRequired
 from license_server.health.controllers import HealthOut
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiController
+from license_server.inner_api.store import InnerApiStore
 from license_server.json_bodies import document_body_rules, enforce_json_bodies
 from license_server.openapi import StrictPydanticSchemaPlugin
 from license_server.schemas_common import problem_spec
@@ -152,6 +153,8 @@ def create_edge_app(
     async def close_edge() -> None:
         await edge.close()
 
+    # Dify's /inner/api: the one inner-API service over the license file and edge.db (docs/inner-api.md).
+    inner_store: InnerApiStore = EdgeInnerApiStore(edge)
     app = Litestar(
         route_handlers=[EdgeDeploymentController, EdgeHealthController, InnerApiController, *route_handlers],
         dependencies={
@@ -170,8 +173,7 @@ def create_edge_app(
         openapi_config=OpenAPIConfig(
             title="License Server edge", version=license_server.__version__, path="/schema", render_plugins=[]
         ),
-        # Dify's /inner/api, answered from the license file and the edge's own SQLite file (docs/inner-api.md).
-        state=State({"edge": edge, STORE_STATE_KEY: EdgeInnerApiStore(edge)}),
+        state=State({"edge": edge, STORE_STATE_KEY: inner_store}),
         debug=False,
     )
     document_body_rules(app)

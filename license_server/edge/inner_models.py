@@ -1,30 +1,33 @@
-"""The edge's inner-API state, in its own SQLite file: what the vendor keeps per license, kept per install here.
+"""The edge's inner-API records, in its own SQLite file: what the vendor keeps per license, kept per install here.
 
-Declared on ``EdgeBase``, so ``prepare`` creates these tables with the rest of the edge's schema. No license id
-column: an edge serves one license file, and its data directory belongs to that install.
+Declared on ``EdgeBase``, so ``prepare`` creates these tables with the rest of the edge's schema. The columns are the
+vendor's (the ``*Columns`` mixins of ``inner_api.models``), without a license id: an edge serves one license file, and
+its data directory belongs to that install. The table names and columns are those of existing edge.db files.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from license_server.edge.store import EdgeBase
+from license_server.inner_api.models import (
+    AppAccessModeColumns,
+    AppAllowedUserColumns,
+    CredentialColumns,
+    DefaultWorkspaceMemberColumns,
+    WorkspacePolicyColumns,
+)
 
 
-class EdgeInnerCredential(EdgeBase):
+class EdgeInnerCredential(CredentialColumns, EdgeBase):
     """A secret the local Dify sends as ``Enterprise-Api-Secret-Key``. Only its SHA-256 is stored."""
 
     __tablename__ = "edge_inner_credentials"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    secret_hint: Mapped[str] = mapped_column(String(16))
-    label: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime]
-    revoked_at: Mapped[datetime | None]
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, sort_order=-1)
 
 
 class EdgeInnerSettings(EdgeBase):
@@ -46,34 +49,17 @@ class EdgeSsoSwitches(EdgeBase):
     changed_at: Mapped[datetime]
 
 
-class EdgeWorkspacePolicy(EdgeBase):
+class EdgeWorkspacePolicy(WorkspacePolicyColumns, EdgeBase):
     __tablename__ = "edge_workspace_policies"
 
-    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    allow_member_invite: Mapped[bool] = mapped_column(Boolean)
-    allow_owner_transfer: Mapped[bool] = mapped_column(Boolean)
-    updated_at: Mapped[datetime]
 
-
-class EdgeAppAccessMode(EdgeBase):
+class EdgeAppAccessMode(AppAccessModeColumns, EdgeBase):
     __tablename__ = "edge_app_access_modes"
 
-    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    access_mode: Mapped[str] = mapped_column(String(16))
-    updated_at: Mapped[datetime]
 
-
-class EdgeAppAllowedUser(EdgeBase):
+class EdgeAppAllowedUser(AppAllowedUserColumns, EdgeBase):
     __tablename__ = "edge_app_allowed_users"
 
-    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    added_at: Mapped[datetime]
 
-
-class EdgeDefaultWorkspaceMember(EdgeBase):
+class EdgeDefaultWorkspaceMember(DefaultWorkspaceMemberColumns, EdgeBase):
     __tablename__ = "edge_default_workspace_members"
-
-    workspace_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    account_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    joined_at: Mapped[datetime]

@@ -1,41 +1,128 @@
-"""The edge's ``InnerApiStore``: Dify's inner API answered from the verified license file and the edge's SQLite file.
+"""The edge's side of the inner-API service (``inner_api.service``): its ``InnerApiStore`` and ``InnerApiRecords``.
 
 - Terms come from the file's signed claims (``terms_from_claims``); the status is the one the edge computes for
   every request (``edge_license_state``: the one status function, trusted time, clock rollback included).
 - Usage is the newest report the local product posted to ``/v1/usage``.
 - SSO change times are when the current switch values took effect on this edge (see ``_record_sso_switches``).
-- Overrides, access modes, allow-lists, the default workspace and its joins are edge-local (``inner_models``).
+- Credentials are checked by SHA-256 and hold no seat: an edge serves one install per license file.
+- Overrides, access modes, allow-lists, the default workspace and its joins are edge-local (``inner_models``), in the
+  shapes and through the SQL the vendor uses (``ScopedInnerApiRecords``), with no license column.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from license_server.clock import Clock, utcnow
 from license_server.deployments.usage import UsageSummary
-from license_server.edge import inner_service
 from license_server.edge.inner_models import (
+    EdgeAppAccessMode,
+    EdgeAppAllowedUser,
     EdgeDefaultWorkspaceMember,
     EdgeInnerCredential,
+    EdgeInnerSettings,
     EdgeSsoSwitches,
     EdgeWorkspacePolicy,
 )
 from license_server.edge.runtime import EdgeLicenseState, EdgeRuntime, edge_license_state
 from license_server.edge.store import CURRENT_FIRST, EdgeUsage
 from license_server.errors import InvalidInnerApiSecret
-from license_server.inner_api.mapping import AccessMode, app_sso_switches, signin_sso_switches, terms_from_claims
-from license_server.inner_api.store import MAX_SECRET_LENGTH, Caller, InfoBodyCache, LicenseState, SSOChangeTimes
-from license_server.licenses.terms import LicenseTerms, WorkspacePolicy
+from license_server.inner_api.mapping import (
+    app_sso_switches,
+    signin_sso_switches,
+    terms_from_claims,
+    workspace_member_counts,
+)
+from license_server.inner_api.store import (
+    MAX_SECRET_LENGTH,
+    Caller,
+    InfoBodyCache,
+    InnerApiTables,
+    LicenseState,
+    ScopedInnerApiRecords,
+    SSOChangeTimes,
+)
+from license_server.licenses.terms import LicenseTerms
 from license_server.lifecycle.status import Status
 from license_server.offline.observer import parse_timestamp
 
 NO_CLAIMED_ID = uuid.UUID(int=0)
+SETTINGS_ROW = 1  # edge_inner_settings holds one row
+EDGE_TABLES = InnerApiTables(
+    workspace_policies=EdgeWorkspacePolicy,
+    access_modes=EdgeAppAccessMode,
+    allowed_users=EdgeAppAllowedUser,
+    default_workspace_members=EdgeDefaultWorkspaceMember,
+)
+
+
+def secret_digest(secret: str) -> str:
+    """SHA-256 of the secret. Unkeyed on purpose: the edge has no server key, and a 256-bit random secret cannot
+    be guessed from its digest (unlike a password), so a copy of edge.db does not reveal a usable secret."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class EdgeInnerApiRecords(ScopedInnerApiRecords):
+    """The install's records in the edge's SQLite file (the edge CLI's and the running edge's). Nothing is audited:
+    the edge has no admin API, and its operator is the one person who changes these."""
+
+    def __init__(self, session: AsyncSession, *, clock: Clock = utcnow) -> None:
+        super().__init__(session, tables=EDGE_TABLES, scope={}, clock=clock)
+
+    @property
+    def owner(self) -> str:
+        return "this edge"
+
+    async def audit(self, action: str, detail: dict[str, Any]) -> None:
+        """Nothing to record: see the class."""
+
+    async def add_credential(self, *, secret: str, hint: str, label: str) -> EdgeInnerCredential:
+        credential = EdgeInnerCredential(
+            id=str(uuid.uuid4()),
+            secret_hash=secret_digest(secret),
+            secret_hint=hint,
+            label=label,
+            created_at=self._clock(),
+            revoked_at=None,
+        )
+        self.session.add(credential)
+        return credential
+
+    async def credentials(self) -> Sequence[EdgeInnerCredential]:
+        rows = await self.session.scalars(
+            select(EdgeInnerCredential).order_by(EdgeInnerCredential.created_at, EdgeInnerCredential.id)
+        )
+        return rows.all()
+
+    async def credential(self, credential_id: str) -> EdgeInnerCredential | None:
+        return await self.session.get(EdgeInnerCredential, credential_id)
+
+    async def revoke_credential(self, credential_id: str) -> None:
+        """Calls with it are 401 from the next one: the running edge looks every secret up (no cache)."""
+        credential = await self.session.get(EdgeInnerCredential, credential_id)
+        assert credential is not None  # the service looked it up in this transaction
+        credential.revoked_at = self._clock()
+
+    async def default_workspace(self) -> str | None:
+        row = await self.session.get(EdgeInnerSettings, SETTINGS_ROW, populate_existing=True)
+        return row.default_workspace_id if row else None
+
+    async def put_default_workspace(self, workspace_id: str | None) -> None:
+        statement = insert(EdgeInnerSettings).values(id=SETTINGS_ROW, default_workspace_id=workspace_id)
+        await self.session.execute(
+            statement.on_conflict_do_update(index_elements=["id"], set_={"default_workspace_id": workspace_id})
+        )
 
 
 @dataclass(frozen=True)
@@ -94,7 +181,7 @@ class EdgeInnerApiStore:
         # No guessing limiter on the edge: it serves one customer's own network, and its secrets are 256 random bits.
         if not secret or len(secret) > MAX_SECRET_LENGTH:
             raise InvalidInnerApiSecret("send the Enterprise-Api-Secret-Key header with an inner-API secret")
-        digest = inner_service.secret_digest(secret)
+        digest = secret_digest(secret)
         async with self._edge.session_factory() as session:
             credential_id = await session.scalar(
                 select(EdgeInnerCredential.id).where(
@@ -156,50 +243,12 @@ class EdgeInnerApiStore:
             rows = {row.kind: row.changed_at for row in await session.scalars(select(EdgeSsoSwitches))}
         return SSOChangeTimes(app=rows["app"], signin=rows["signin"])
 
-    # -- workspaces --------------------------------------------------------------------------------------------
     async def workspace_members(self, caller: Caller, workspace_id: str) -> int:
         async with self._edge.session_factory() as session:
             workspaces: Any = await session.scalar(select(EdgeUsage.workspaces).order_by(*CURRENT_FIRST).limit(1))
-        for item in workspaces or []:
-            if str(item.get("id")) == workspace_id:
-                return int(item.get("members", 0))
-        return 0
+        return workspace_member_counts([workspaces or []]).get(workspace_id, 0)
 
-    async def workspace_policy_override(self, caller: Caller, workspace_id: str) -> WorkspacePolicy | None:
+    @asynccontextmanager
+    async def records(self, caller: Caller, *, write: bool = False) -> AsyncIterator[EdgeInnerApiRecords]:
         async with self._edge.session_factory() as session:
-            row = await session.get(EdgeWorkspacePolicy, workspace_id)
-        if row is None:
-            return None
-        return WorkspacePolicy(
-            allow_member_invite=row.allow_member_invite, allow_owner_transfer=row.allow_owner_transfer
-        )
-
-    async def default_workspace(self, caller: Caller) -> str | None:
-        async with self._edge.session_factory() as session:
-            return await inner_service.default_workspace(session)
-
-    async def join_default_workspace(self, caller: Caller, workspace_id: str, account_id: str) -> bool:
-        async with self._edge.session_factory() as session:
-            statement = insert(EdgeDefaultWorkspaceMember).values(
-                workspace_id=workspace_id, account_id=account_id, joined_at=self._edge.clock()
-            )
-            result = await session.execute(statement.on_conflict_do_nothing())
-            await session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    # -- web apps ----------------------------------------------------------------------------------------------
-    async def access_modes(self, caller: Caller, app_ids: list[str]) -> dict[str, AccessMode]:
-        async with self._edge.session_factory() as session:
-            return await inner_service.access_modes(session, app_ids=app_ids)
-
-    async def set_access_mode(self, caller: Caller, app_id: str, mode: AccessMode) -> None:
-        async with self._edge.session_factory() as session:
-            await inner_service.set_access_mode(session, app_id=app_id, mode=mode, now=self._edge.clock())
-
-    async def forget_app(self, caller: Caller, app_id: str) -> None:
-        async with self._edge.session_factory() as session:
-            await inner_service.forget_app(session, app_id=app_id)
-
-    async def allow_listed_apps(self, caller: Caller, user_id: str, app_ids: list[str]) -> set[str]:
-        async with self._edge.session_factory() as session:
-            return await inner_service.allow_listed_apps(session, user_id=user_id, app_ids=app_ids)
+            yield EdgeInnerApiRecords(session, clock=self._edge.clock)

@@ -1,9 +1,8 @@
-"""The inner API (``/inner/api``, what Dify calls) and its admin routes. Thin: parse, call the store or service."""
+"""The inner API (``/inner/api``, what Dify calls) and its admin routes. Thin: parse, call the service, serialise."""
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from typing import Annotated, Any
 
@@ -17,17 +16,9 @@ from litestar.response.base import ASGIResponse
 from license_server.auth.guards import needs
 from license_server.auth.tokens import Permission
 from license_server.dependencies import CurrentActor, Db, RuntimeDep
-from license_server.errors import ValidationFailed
 from license_server.inner_api import service
-from license_server.inner_api.mapping import (
-    AccessMode,
-    permission_body,
-    permissions_body,
-    timestamp_body,
-    user_may_open,
-    workspace_info_body,
-)
-from license_server.inner_api.models import InnerApiCredential, WorkspacePolicyOverride
+from license_server.inner_api.mapping import AccessMode
+from license_server.inner_api.models import InnerApiCredential, WorkspacePolicyColumns
 from license_server.inner_api.schemas import (
     ID_PATTERN,
     AccessModeBatchIn,
@@ -46,7 +37,15 @@ from license_server.inner_api.schemas import (
     WorkspacePolicyIn,
     WorkspacePolicyOut,
 )
-from license_server.inner_api.store import Caller, InnerApiStore, SqlInnerApiStore
+from license_server.inner_api.store import (
+    Caller,
+    InnerApiSettingsView,
+    InnerApiStore,
+    SqlInnerApiStore,
+    VendorInnerApiRecords,
+    get_settings,
+    license_records,
+)
 from license_server.schemas_common import problem_spec
 
 INNER_API_PREFIX = "/inner/api"
@@ -54,7 +53,6 @@ SECRET_HEADER = "Enterprise-Api-Secret-Key"  # noqa: S105 - the header's name, n
 STORE_STATE_KEY = "inner_store"  # an app serving the inner API puts its InnerApiStore in app.state under this key
 AppIdQuery = Annotated[str, QueryParameter(name="appId", pattern=ID_PATTERN)]
 UserIdQuery = Annotated[str, QueryParameter(name="userId", pattern=ID_PATTERN)]
-_ID = re.compile(ID_PATTERN)
 _INNER_ERRORS = {
     401: problem_spec("Missing, unknown or revoked Enterprise-Api-Secret-Key (the body has `message`)"),
     403: problem_spec("A new Dify install (credential) finds every seat of the license taken: `too_many_activations`"),
@@ -63,12 +61,6 @@ _INNER_ERRORS = {
 
 def _json(value: Any) -> Response[bytes]:
     return Response(json.dumps(value, separators=(",", ":")).encode(), media_type=MediaType.JSON)
-
-
-def dify_id(value: str, field: str) -> str:
-    if not _ID.match(value):
-        raise ValidationFailed(f"{field} must be an id of up to 64 letters, digits and _.:@-", field=field)
-    return value
 
 
 _SECRET_HEADER_KEY = SECRET_HEADER.lower().encode("latin-1")
@@ -122,9 +114,8 @@ class InnerApiController(Controller):
     async def info(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         inner_store = _store(request)
         caller = await inner_store.authenticate(_secret(request), address=_address(request))
-        state = await inner_store.license_state(caller)
         # The body is already serialised (and cached); an ASGI response skips Litestar's response conversion.
-        return ASGIResponse(body=inner_store.info_bodies.body(caller.license_id, state), media_type=MediaType.JSON)
+        return ASGIResponse(body=await service.info(inner_store, caller), media_type=MediaType.JSON)
 
     @get(
         "/workspace/{tenant_id:str}/info",
@@ -134,9 +125,7 @@ class InnerApiController(Controller):
     )
     async def workspace_info(self, request: Request[Any, Any, Any], tenant_id: FromPath[str]) -> dict[str, Any]:
         caller, inner_store = _caller(request)
-        workspace_id = dify_id(tenant_id, "tenant_id")
-        state = await inner_store.license_state(caller)
-        return workspace_info_body(state.terms, await inner_store.workspace_members(caller, workspace_id))
+        return await service.workspace_info(inner_store, caller, workspace_id=tenant_id)
 
     @get(
         "/workspaces/{workspace_id:str}/permission",
@@ -148,11 +137,7 @@ class InnerApiController(Controller):
         self, request: Request[Any, Any, Any], workspace_id: FromPath[str]
     ) -> dict[str, Any]:
         caller, inner_store = _caller(request)
-        dify_id(workspace_id, "workspace_id")
-        policy = await inner_store.workspace_policy_override(caller, workspace_id)
-        if policy is None:
-            policy = (await inner_store.license_state(caller)).terms.workspace_policy
-        return permission_body(workspace_id, policy)
+        return await service.workspace_permission(inner_store, caller, workspace_id=workspace_id)
 
     @get(
         "/sso/app/last-update-time",
@@ -162,7 +147,7 @@ class InnerApiController(Controller):
     )
     async def sso_app_changed(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         caller, inner_store = _caller(request)
-        return _json(timestamp_body((await inner_store.sso_change_times(caller)).app))
+        return _json(await service.sso_app_changed_at(inner_store, caller))
 
     @get(
         "/sso/workspace/last-update-time",
@@ -172,7 +157,7 @@ class InnerApiController(Controller):
     )
     async def sso_signin_changed(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         caller, inner_store = _caller(request)
-        return _json(timestamp_body((await inner_store.sso_change_times(caller)).signin))
+        return _json(await service.sso_signin_changed_at(inner_store, caller))
 
     @get(
         "/webapp/permission",
@@ -184,9 +169,7 @@ class InnerApiController(Controller):
         self, request: Request[Any, Any, Any], user_id: UserIdQuery, app_id: AppIdQuery
     ) -> dict[str, bool]:
         caller, inner_store = _caller(request)
-        mode = (await inner_store.access_modes(caller, [app_id]))[app_id]
-        listed = mode is AccessMode.PRIVATE and app_id in await inner_store.allow_listed_apps(caller, user_id, [app_id])
-        return {"result": user_may_open(mode, allow_listed=listed)}
+        return {"result": await service.webapp_permission(inner_store, caller, user_id=user_id, app_id=app_id)}
 
     @post(
         "/webapp/permission/batch",
@@ -199,10 +182,8 @@ class InnerApiController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[PermissionBatchIn]
     ) -> dict[str, dict[str, bool]]:
         caller, inner_store = _caller(request)
-        modes = await inner_store.access_modes(caller, data.app_ids)
-        private = [app_id for app_id, mode in modes.items() if mode is AccessMode.PRIVATE]
-        listed = await inner_store.allow_listed_apps(caller, data.user_id, private) if private else set()
-        return {"permissions": permissions_body(modes, listed)}
+        permissions = await service.webapp_permissions(inner_store, caller, user_id=data.user_id, app_ids=data.app_ids)
+        return {"permissions": permissions}
 
     @get(
         "/webapp/access-mode/id",
@@ -212,7 +193,8 @@ class InnerApiController(Controller):
     )
     async def access_mode(self, request: Request[Any, Any, Any], app_id: AppIdQuery) -> dict[str, str]:
         caller, inner_store = _caller(request)
-        return {"accessMode": (await inner_store.access_modes(caller, [app_id]))[app_id].value}
+        modes = await service.app_access_modes(inner_store, caller, app_ids=[app_id])
+        return {"accessMode": modes[app_id].value}
 
     @post(
         "/webapp/access-mode/batch/id",
@@ -225,7 +207,7 @@ class InnerApiController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[AccessModeBatchIn]
     ) -> dict[str, dict[str, str]]:
         caller, inner_store = _caller(request)
-        modes = await inner_store.access_modes(caller, data.app_ids)
+        modes = await service.app_access_modes(inner_store, caller, app_ids=data.app_ids)
         return {"accessModes": {app_id: mode.value for app_id, mode in modes.items()}}
 
     @post(
@@ -237,7 +219,7 @@ class InnerApiController(Controller):
     )
     async def set_access_mode(self, request: Request[Any, Any, Any], data: JSONBody[AccessModeIn]) -> dict[str, bool]:
         caller, inner_store = _caller(request)
-        await inner_store.set_access_mode(caller, data.app_id, AccessMode(data.access_mode))
+        await service.set_app_access_mode(inner_store, caller, app_id=data.app_id, mode=AccessMode(data.access_mode))
         return {"result": True}
 
     @delete(
@@ -249,7 +231,7 @@ class InnerApiController(Controller):
     )
     async def clean(self, request: Request[Any, Any, Any], app_id: AppIdQuery) -> dict[str, bool]:
         caller, inner_store = _caller(request)
-        await inner_store.forget_app(caller, app_id)
+        await service.forget_app(inner_store, caller, app_id=app_id)
         return {"result": True}
 
     @post(
@@ -263,16 +245,7 @@ class InnerApiController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[DefaultWorkspaceJoinIn]
     ) -> dict[str, Any]:
         caller, inner_store = _caller(request)
-        workspace_id = await inner_store.default_workspace(caller)
-        if workspace_id is None:
-            return {
-                "workspaceId": "",
-                "joined": False,
-                "message": "no default workspace is configured for this license",
-            }
-        new = await inner_store.join_default_workspace(caller, workspace_id, str(data.account_id))
-        message = "joined the default workspace" if new else "already a member of the default workspace"
-        return {"workspaceId": workspace_id, "joined": True, "message": message}
+        return await service.join_default_workspace(inner_store, caller, account_id=data.account_id)
 
 
 # -- admin ------------------------------------------------------------------------------------------------------
@@ -288,7 +261,7 @@ def credential_out(credential: InnerApiCredential) -> CredentialOut:
     )
 
 
-def policy_out(row: WorkspacePolicyOverride) -> WorkspacePolicyOut:
+def policy_out(row: WorkspacePolicyColumns) -> WorkspacePolicyOut:
     return WorkspacePolicyOut(
         workspace_id=row.workspace_id,
         allow_member_invite=row.allow_member_invite,
@@ -297,17 +270,24 @@ def policy_out(row: WorkspacePolicyOverride) -> WorkspacePolicyOut:
     )
 
 
-def _app_out(view: service.AppAccessView) -> AppAccessOut:
+def _app_out(view: service.AppAccess) -> AppAccessOut:
     return AppAccessOut(app_id=view.app_id, access_mode=view.access_mode, allowed_users=view.allowed_users)
 
 
-def settings_out(view: service.InnerApiSettingsView) -> InnerApiSettingsOut:
+def settings_out(view: InnerApiSettingsView) -> InnerApiSettingsOut:
     return InnerApiSettingsOut(
         license_id=view.license_id,
         default_workspace_id=view.default_workspace_id,
         sso_app_changed_at=view.sso_app_changed_at,
         sso_signin_changed_at=view.sso_signin_changed_at,
     )
+
+
+async def _records(
+    db: Db, runtime: RuntimeDep, license_id: uuid.UUID, actor: CurrentActor | None = None
+) -> VendorInnerApiRecords:
+    """The license's records in the request's transaction; changes are audited under the actor."""
+    return await license_records(db, license_id=license_id, hasher=runtime.hasher, actor=actor, clock=runtime.clock)
 
 
 class InnerApiAdminController(Controller):
@@ -329,19 +309,16 @@ class InnerApiAdminController(Controller):
         license_id: FromPath[uuid.UUID],
         data: JSONBody[CredentialCreate | None] = None,
     ) -> CredentialCreated:
-        created = await service.create_credential(
-            db,
-            actor=actor,
-            hasher=runtime.hasher,
-            license_id=license_id,
-            label=data.label if data else "",
-            clock=runtime.clock,
-        )
+        records = await _records(db, runtime, license_id, actor)
+        created = await service.create_credential(records, label=data.label if data else "")
         return CredentialCreated(**credential_out(created.credential).model_dump(), secret=created.secret)
 
     @get("/credentials", opt=needs(Permission.READ), summary="A license's inner-API credentials (never the secrets)")
-    async def list_credentials(self, db: Db, license_id: FromPath[uuid.UUID]) -> list[CredentialOut]:
-        return [credential_out(c) for c in await service.list_credentials(db, license_id=license_id)]
+    async def list_credentials(
+        self, db: Db, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]
+    ) -> list[CredentialOut]:
+        records = await _records(db, runtime, license_id)
+        return [credential_out(c) for c in await service.list_credentials(records)]
 
     @delete(
         "/credentials/{credential_id:uuid}",
@@ -358,9 +335,8 @@ class InnerApiAdminController(Controller):
         license_id: FromPath[uuid.UUID],
         credential_id: FromPath[uuid.UUID],
     ) -> CredentialOut:
-        credential = await service.revoke_credential(
-            db, actor=actor, license_id=license_id, credential_id=credential_id, clock=runtime.clock
-        )
+        records = await _records(db, runtime, license_id, actor)
+        credential = await service.revoke_credential(records, credential_id=credential_id)
         store = _store(request)
         if isinstance(store, SqlInnerApiStore):
             store.forget_credentials()  # the revoked secret stops working in this process at once
@@ -368,7 +344,7 @@ class InnerApiAdminController(Controller):
 
     @get("/", opt=needs(Permission.READ), summary="Default workspace and SSO change times")
     async def settings(self, db: Db, license_id: FromPath[uuid.UUID]) -> InnerApiSettingsOut:
-        return settings_out(await service.get_settings(db, license_id=license_id))
+        return settings_out(await get_settings(db, license_id=license_id))
 
     @put("/default-workspace", opt=needs(Permission.MANAGE_LICENSES), summary="Set or clear the default workspace")
     async def set_default_workspace(
@@ -379,14 +355,16 @@ class InnerApiAdminController(Controller):
         license_id: FromPath[uuid.UUID],
         data: JSONBody[DefaultWorkspaceIn],
     ) -> InnerApiSettingsOut:
-        view = await service.set_default_workspace(
-            db, actor=actor, license_id=license_id, workspace_id=data.workspace_id, clock=runtime.clock
-        )
-        return settings_out(view)
+        records = await _records(db, runtime, license_id, actor)
+        await service.set_default_workspace(records, workspace_id=data.workspace_id)
+        return settings_out(await get_settings(db, license_id=license_id))
 
     @get("/workspaces", opt=needs(Permission.READ), summary="Workspaces whose policy overrides the license default")
-    async def list_workspace_policies(self, db: Db, license_id: FromPath[uuid.UUID]) -> list[WorkspacePolicyOut]:
-        return [policy_out(row) for row in await service.list_workspace_policies(db, license_id=license_id)]
+    async def list_workspace_policies(
+        self, db: Db, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]
+    ) -> list[WorkspacePolicyOut]:
+        records = await _records(db, runtime, license_id)
+        return [policy_out(row) for row in await service.list_workspace_policies(records)]
 
     @put(
         "/workspaces/{workspace_id:str}",
@@ -403,13 +381,10 @@ class InnerApiAdminController(Controller):
         data: JSONBody[WorkspacePolicyIn],
     ) -> WorkspacePolicyOut:
         row = await service.set_workspace_policy(
-            db,
-            actor=actor,
-            license_id=license_id,
-            workspace_id=dify_id(workspace_id, "workspace_id"),
+            await _records(db, runtime, license_id, actor),
+            workspace_id=workspace_id,
             allow_member_invite=data.allow_member_invite,
             allow_owner_transfer=data.allow_owner_transfer,
-            clock=runtime.clock,
         )
         return policy_out(row)
 
@@ -427,18 +402,15 @@ class InnerApiAdminController(Controller):
         license_id: FromPath[uuid.UUID],
         workspace_id: FromPath[str],
     ) -> WorkspacePolicyCleared:
-        removed = await service.clear_workspace_policy(
-            db,
-            actor=actor,
-            license_id=license_id,
-            workspace_id=dify_id(workspace_id, "workspace_id"),
-            clock=runtime.clock,
-        )
+        records = await _records(db, runtime, license_id, actor)
+        removed = await service.clear_workspace_policy(records, workspace_id=workspace_id)
         return WorkspacePolicyCleared(workspace_id=workspace_id, removed=removed)
 
     @get("/apps/{app_id:str}", opt=needs(Permission.READ), summary="A web app's access mode and allow-list")
-    async def get_app(self, db: Db, license_id: FromPath[uuid.UUID], app_id: FromPath[str]) -> AppAccessOut:
-        return _app_out(await service.get_app_access(db, license_id=license_id, app_id=dify_id(app_id, "app_id")))
+    async def get_app(
+        self, db: Db, runtime: RuntimeDep, license_id: FromPath[uuid.UUID], app_id: FromPath[str]
+    ) -> AppAccessOut:
+        return _app_out(await service.app_access(await _records(db, runtime, license_id), app_id=app_id))
 
     @put("/apps/{app_id:str}/access-mode", opt=needs(Permission.MANAGE_LICENSES), summary="Set a web app's mode")
     async def set_app_mode(
@@ -450,15 +422,9 @@ class InnerApiAdminController(Controller):
         app_id: FromPath[str],
         data: JSONBody[AccessModeSet],
     ) -> AppAccessOut:
-        view = await service.admin_set_access_mode(
-            db,
-            actor=actor,
-            license_id=license_id,
-            app_id=dify_id(app_id, "app_id"),
-            mode=data.access_mode,
-            clock=runtime.clock,
-        )
-        return _app_out(view)
+        records = await _records(db, runtime, license_id, actor)
+        await service.set_access_mode(records, app_id=app_id, mode=data.access_mode)
+        return _app_out(await service.app_access(records, app_id=app_id))
 
     @post(
         "/apps/{app_id:str}/allowed-users",
@@ -475,15 +441,8 @@ class InnerApiAdminController(Controller):
         app_id: FromPath[str],
         data: JSONBody[AllowedUsersIn],
     ) -> AppAccessOut:
-        view = await service.allow_users(
-            db,
-            actor=actor,
-            license_id=license_id,
-            app_id=dify_id(app_id, "app_id"),
-            user_ids=data.user_ids,
-            clock=runtime.clock,
-        )
-        return _app_out(view)
+        records = await _records(db, runtime, license_id, actor)
+        return _app_out(await service.allow_users(records, app_id=app_id, user_ids=data.user_ids))
 
     @delete(
         "/apps/{app_id:str}/allowed-users/{user_id:str}",
@@ -500,12 +459,5 @@ class InnerApiAdminController(Controller):
         app_id: FromPath[str],
         user_id: FromPath[str],
     ) -> AppAccessOut:
-        view = await service.disallow_user(
-            db,
-            actor=actor,
-            license_id=license_id,
-            app_id=dify_id(app_id, "app_id"),
-            user_id=dify_id(user_id, "user_id"),
-            clock=runtime.clock,
-        )
-        return _app_out(view)
+        records = await _records(db, runtime, license_id, actor)
+        return _app_out(await service.disallow_user(records, app_id=app_id, user_id=user_id))

@@ -111,6 +111,17 @@ def terms_from_claims(claims: Mapping[str, Any]) -> LicenseTerms:
     )
 
 
+def workspace_member_counts(reports: Iterable[Iterable[Mapping[str, Any]]]) -> dict[str, int]:
+    """Members per workspace id across usage reports (each a list of ``{"id", "members"}``): the largest count wins,
+    since that is what the per-workspace limit constrains."""
+    members: dict[str, int] = {}
+    for workspaces in reports:
+        for item in workspaces or ():
+            key = str(item.get("id", ""))
+            members[key] = max(members.get(key, 0), int(item.get("members", 0)))
+    return members
+
+
 def workspace_info_body(terms: LicenseTerms, members: int) -> dict[str, Any]:
     return {"WorkspaceMembers": _limit(terms.members_per_workspace, members)}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -56,3 +57,17 @@ def test_a_cli_credential_opens_the_inner_api_until_revoked(cli: Cli, server: Se
         answer = httpx.get(f"{server.url}/inner/api/info", headers=headers, timeout=10)
     assert answer.status_code == 401, "a revoked secret still worked after the cache lifetime"
     assert answer.json()["message"]
+
+
+def test_a_label_longer_than_a_credential_keeps_is_refused_by_the_cli_and_nothing_is_stored(cli: Cli) -> None:
+    """The admin API's schema bounded labels (200) but the CLI passed any label on: SQLite stored it whole and
+    PostgreSQL refused it with a database error. The one inner-API service now refuses it for every caller."""
+    cli.run("init", "--dev")
+    customer = cli.json("customers", "create", "--name", "Dify Operator")
+    issued = cli.json("licenses", "issue", "--customer", customer["id"], "--expires", "2030-01-01")
+    refused = cli.run("licenses", "credentials", "create", issued["id"], "--label", "x" * 201, "--json", check=False)
+    assert refused.returncode == 1, refused.stdout
+    assert json.loads(refused.stdout)["error"] == "validation_error"
+    assert "label" in json.loads(refused.stdout)["detail"]
+    assert cli.json("licenses", "credentials", "list", issued["id"])["items"] == []
+    assert cli.json("licenses", "credentials", "create", issued["id"], "--label", "x" * 200)["label"] == "x" * 200

@@ -13,7 +13,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,9 +23,10 @@ import httpx
 import pytest
 
 from license_server.deployments.jobs import flush_check_ins
-from license_server.edge import inner_service
 from license_server.edge.app import create_edge_app
+from license_server.edge.inner_store import EdgeInnerApiRecords
 from license_server.edge.runtime import EdgeRuntime
+from license_server.inner_api import service
 from license_server.offline.files import build_activation_request
 from license_server.offline.install import load_or_create_install_key
 from license_server.runtime import Runtime
@@ -199,6 +200,12 @@ class EdgeTarget:
     def _edge(self, licensed: Licensed) -> _Edge:
         return self.edges[licensed.license_id]
 
+    @asynccontextmanager
+    async def _records(self, licensed: Licensed) -> AsyncIterator[EdgeInnerApiRecords]:
+        """The install's records, as the edge CLI opens them (the same inner-API service does the rest)."""
+        async with self._edge(licensed).runtime.session_factory() as session:
+            yield EdgeInnerApiRecords(session, clock=self.clock)
+
     async def license(self, *, terms: dict[str, Any] | None = None, starts_in: timedelta = timedelta(0)) -> Licensed:
         vendor = self.vendor
         customer = await vendor._ok("POST", "/v1/admin/customers/", json={"name": "Air-gapped Dify Inc"})
@@ -243,7 +250,7 @@ class EdgeTarget:
         if starts_in:
             await self._renew(licensed)
         async with runtime.session_factory() as session:
-            created = await inner_service.create_credential(session, label="dify", now=now)
+            created = await service.create_credential(EdgeInnerApiRecords(session, clock=self.clock), label="dify")
         licensed.secret = created.secret
         return licensed
 
@@ -267,9 +274,9 @@ class EdgeTarget:
         await self._renew(licensed)
 
     async def revoke_secret(self, licensed: Licensed) -> None:
-        async with self._edge(licensed).runtime.session_factory() as session:
-            for credential in await inner_service.list_credentials(session):
-                await inner_service.revoke_credential(session, credential_id=credential.id, now=self.clock())
+        async with self._records(licensed) as records:
+            for credential in await service.list_credentials(records):
+                await service.revoke_credential(records, credential_id=credential.id)
 
     async def report_members(
         self, licensed: Licensed, members: dict[str, int], seats: int = 0, measured_at: datetime | None = None
@@ -286,22 +293,18 @@ class EdgeTarget:
         assert response.status_code == 200, response.text
 
     async def set_default_workspace(self, licensed: Licensed, workspace_id: str | None) -> None:
-        async with self._edge(licensed).runtime.session_factory() as session:
-            await inner_service.set_default_workspace(session, workspace_id=workspace_id)
+        async with self._records(licensed) as records:
+            await service.set_default_workspace(records, workspace_id=workspace_id)
 
     async def override_workspace(self, licensed: Licensed, workspace_id: str, *, invite: bool, transfer: bool) -> None:
-        async with self._edge(licensed).runtime.session_factory() as session:
-            await inner_service.set_workspace_policy(
-                session,
-                workspace_id=workspace_id,
-                allow_member_invite=invite,
-                allow_owner_transfer=transfer,
-                now=self.clock(),
+        async with self._records(licensed) as records:
+            await service.set_workspace_policy(
+                records, workspace_id=workspace_id, allow_member_invite=invite, allow_owner_transfer=transfer
             )
 
     async def allow_user(self, licensed: Licensed, app_id: str, user_id: str) -> None:
-        async with self._edge(licensed).runtime.session_factory() as session:
-            await inner_service.allow_users(session, app_id=app_id, user_ids=[user_id], now=self.clock())
+        async with self._records(licensed) as records:
+            await service.allow_users(records, app_id=app_id, user_ids=[user_id])
 
     async def settle(self) -> None:
         """Nothing is buffered on the edge."""

@@ -82,3 +82,11 @@ def test_only_private_apps_consult_the_allow_list() -> None:
         "sso_verified": True,
     }
     assert permissions_body(modes, allow_listed=["private"])["private"] is True
+
+
+def test_members_of_a_workspace_are_the_largest_count_any_current_report_gives() -> None:
+    """The vendor's rule across its installs' reports and the edge's for its one report: the same function."""
+    from license_server.inner_api.mapping import workspace_member_counts
+
+    reports = [[{"id": "ws-1", "members": 3}, {"id": "ws-2", "members": 1}], [{"id": "ws-1", "members": 5}], []]
+    assert workspace_member_counts(reports) == {"ws-1": 5, "ws-2": 1}

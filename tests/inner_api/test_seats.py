@@ -17,7 +17,7 @@ from license_server.deployments.models import Activation
 from license_server.errors import InnerApiSeatsInUse
 from license_server.events.models import Event
 from license_server.inner_api import service
-from license_server.inner_api.store import SqlInnerApiStore
+from license_server.inner_api.store import SqlInnerApiStore, VendorInnerApiRecords, install_fingerprint
 from license_server.licenses.terms import LicenseTerms
 from license_server.runtime import Runtime
 from tests.conftest import LicenseFactory, MovableClock
@@ -39,9 +39,10 @@ async def credentials(runtime: Runtime, actor: Actor, license_id: uuid.UUID, cou
     made = []
     for n in range(count):
         async with runtime.session_factory() as db:
-            created = await service.create_credential(
-                db, actor=actor, hasher=runtime.hasher, license_id=license_id, label=f"dify-{n}", clock=runtime.clock
+            records = VendorInnerApiRecords(
+                db, license_id=license_id, hasher=runtime.hasher, actor=actor, clock=runtime.clock
             )
+            created = await service.create_credential(records, label=f"dify-{n}")
         made.append(created.secret)
     return made
 
@@ -69,7 +70,7 @@ async def test_concurrent_first_uses_from_distinct_installs_take_exactly_the_sea
     assert all(isinstance(r, InnerApiSeatsInUse) for r in refused)
     live = await live_activations(runtime, license_id)
     assert sorted(a.id for a in live) == sorted(c.activation_id for c in served if c.activation_id)
-    assert {a.fingerprint for a in live} == {service.install_fingerprint(c.credential_id) for c in served}
+    assert {a.fingerprint for a in live} == {install_fingerprint(c.credential_id) for c in served}
     async with runtime.session_factory() as db:
         activated = await db.scalar(
             select(func.count()).where(Event.license_id == license_id, Event.type == "license.activated")
@@ -121,7 +122,8 @@ async def test_revoking_a_credential_frees_its_seat_and_calls_check_its_activati
     assert activation.id == caller.activation_id
     assert activation.last_seen_at == clock()  # the install's calls keep its activation alive
     async with runtime.session_factory() as db:
-        await service.revoke_credential(db, actor=actor, license_id=license_id, credential_id=caller.credential_id)
+        records = VendorInnerApiRecords(db, license_id=license_id, hasher=runtime.hasher, actor=actor, clock=clock)
+        await service.revoke_credential(records, credential_id=caller.credential_id)
     store.forget_credentials()
     assert await live_activations(runtime, license_id) == []
     assert (await store.authenticate(second)).activation_id is not None

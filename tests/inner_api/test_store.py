@@ -9,9 +9,12 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from license_server.auth.models import AuditEvent
 from license_server.auth.tokens import Actor
 from license_server.deployments.jobs import flush_check_ins
+from license_server.errors import ValidationFailed
 from license_server.events.models import Event
 from license_server.inner_api import service
 from license_server.inner_api.mapping import AccessMode
@@ -21,7 +24,7 @@ from license_server.inner_api.models import (
     InnerApiCredential,
     WorkspacePolicyOverride,
 )
-from license_server.inner_api.store import SqlInnerApiStore
+from license_server.inner_api.store import SqlInnerApiStore, VendorInnerApiRecords, get_settings
 from license_server.licenses import service as licenses
 from license_server.licenses.models import License
 from license_server.licenses.terms import LicenseTerms
@@ -34,11 +37,17 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-async def _credential(runtime: Runtime, actor: Actor, license_id: uuid.UUID) -> service.CreatedCredential:
+def _records(
+    runtime: Runtime, db: AsyncSession, license_id: uuid.UUID, actor: Actor | None = None
+) -> VendorInnerApiRecords:
+    return VendorInnerApiRecords(db, license_id=license_id, hasher=runtime.hasher, actor=actor, clock=runtime.clock)
+
+
+async def _credential(
+    runtime: Runtime, actor: Actor, license_id: uuid.UUID
+) -> service.CreatedCredential[InnerApiCredential]:
     async with runtime.session_factory() as db:
-        return await service.create_credential(
-            db, actor=actor, hasher=runtime.hasher, license_id=license_id, clock=runtime.clock
-        )
+        return await service.create_credential(_records(runtime, db, license_id, actor))
 
 
 async def test_a_secret_is_stored_only_as_its_keyed_hash(
@@ -107,9 +116,8 @@ async def test_a_revoked_or_unknown_secret_is_refused(
     store = SqlInnerApiStore(runtime)
     assert (await store.authenticate(created.secret)).license_id == issued.view.license.id
     async with runtime.session_factory() as db:
-        await service.revoke_credential(
-            db, actor=actor, license_id=issued.view.license.id, credential_id=created.credential.id
-        )
+        records = _records(runtime, db, issued.view.license.id, actor)
+        await service.revoke_credential(records, credential_id=created.credential.id)
     store.forget_credentials()
     for secret in (created.secret, "lsia_unknown", "", None, "x" * 1000):
         with pytest.raises(InvalidInnerApiSecret):
@@ -121,22 +129,18 @@ async def test_overrides_access_modes_and_allow_lists_are_upserts(
 ) -> None:
     license_id = (await make_license()).view.license.id
     async with runtime.session_factory() as db:
+        records = _records(runtime, db, license_id, actor)
         for invite in (True, False):
             await service.set_workspace_policy(
-                db,
-                actor=actor,
-                license_id=license_id,
-                workspace_id="ws-1",
-                allow_member_invite=invite,
-                allow_owner_transfer=True,
+                records, workspace_id="ws-1", allow_member_invite=invite, allow_owner_transfer=True
             )
         for mode in (AccessMode.PUBLIC, AccessMode.SSO_VERIFIED):
-            await service.set_access_mode(db, license_id=license_id, app_id="app-1", mode=mode)
-        await service.allow_users(db, actor=actor, license_id=license_id, app_id="app-1", user_ids=["u1", "u2", "u1"])
-        view = await service.allow_users(db, actor=actor, license_id=license_id, app_id="app-1", user_ids=["u2", "u3"])
+            await service.set_access_mode(records, app_id="app-1", mode=mode)
+        await service.allow_users(records, app_id="app-1", user_ids=["u1", "u2", "u1"])
+        view = await service.allow_users(records, app_id="app-1", user_ids=["u2", "u3"])
         policies = (await db.scalars(select(WorkspacePolicyOverride))).all()
         assert [(p.workspace_id, p.allow_member_invite) for p in policies] == [("ws-1", False)]
-        assert (await service.access_modes(db, license_id=license_id, app_ids=["app-1", "app-2"])) == {
+        assert (await service.access_modes(records, app_ids=["app-1", "app-2", "app-1"])) == {
             "app-1": AccessMode.SSO_VERIFIED,
             "app-2": AccessMode.PRIVATE,
         }
@@ -152,8 +156,14 @@ async def test_concurrent_joins_of_the_default_workspace_record_one_membership(
     store = SqlInnerApiStore(runtime)
     caller = await store.authenticate(created.secret)
     workspace, account = str(uuid.uuid4()), str(uuid.uuid4())
-    results = await asyncio.gather(*(store.join_default_workspace(caller, workspace, account) for _ in range(8)))
-    assert sorted(results) == [False] * 7 + [True]
+    async with runtime.session_factory() as db:
+        await service.set_default_workspace(_records(runtime, db, license_id, actor), workspace_id=workspace)
+    joins = await asyncio.gather(
+        *(service.join_default_workspace(store, caller, account_id=uuid.UUID(account)) for _ in range(8))
+    )
+    assert sorted(join["message"] for join in joins) == ["already a member of the default workspace"] * 7 + [
+        "joined the default workspace"
+    ]
     async with runtime.session_factory() as db:
         assert await db.scalar(select(func.count()).select_from(DefaultWorkspaceMember)) == 1
 
@@ -168,7 +178,7 @@ async def test_a_plan_sso_change_stamps_every_license_on_that_plan_only(
     on_plan = [(await make_license(plan_ref="sso")).view.license.id for _ in range(3)]
     off_plan = (await make_license(plan_ref="other")).view.license.id
     async with runtime.session_factory() as db:  # one of them already has a settings row: the upsert updates it
-        await service.set_default_workspace(db, actor=actor, license_id=on_plan[0], workspace_id=uuid.uuid4())
+        await service.set_default_workspace(_records(runtime, db, on_plan[0], actor), workspace_id=uuid.uuid4())
     clock.advance(timedelta(days=1))
     async with runtime.session_factory() as db:
         await licenses.update_plan(
@@ -183,11 +193,11 @@ async def test_a_plan_sso_change_stamps_every_license_on_that_plan_only(
         )
     async with runtime.session_factory() as db:
         for license_id in on_plan:
-            settings = await service.get_settings(db, license_id=license_id)
+            settings = await get_settings(db, license_id=license_id)
             assert (settings.sso_app_changed_at, settings.sso_signin_changed_at) == (clock(), issued_at)
-        untouched = await service.get_settings(db, license_id=off_plan)
+        untouched = await get_settings(db, license_id=off_plan)
         assert (untouched.sso_app_changed_at, untouched.sso_signin_changed_at) == (issued_at, issued_at)
-        assert (await service.get_settings(db, license_id=on_plan[0])).default_workspace_id is not None
+        assert (await get_settings(db, license_id=on_plan[0])).default_workspace_id is not None
 
 
 async def test_info_is_served_from_the_caches_without_touching_the_database(
@@ -205,8 +215,7 @@ async def test_info_is_served_from_the_caches_without_touching_the_database(
     store = SqlInnerApiStore(cached)
 
     async def info() -> bytes:
-        caller = await store.authenticate(created.secret)
-        return store.info_bodies.body(caller.license_id, await store.license_state(caller))
+        return await service.info(store, await store.authenticate(created.secret))
 
     first = await info()
     statements: list[str] = []
@@ -221,3 +230,19 @@ async def test_info_is_served_from_the_caches_without_touching_the_database(
         event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
     assert statements == []
     assert all(body is first for body in bodies)  # built once, not per request
+
+
+async def test_a_credential_label_over_200_characters_is_refused_before_anything_is_written(
+    runtime: Runtime, actor: Actor, make_license: LicenseFactory
+) -> None:
+    """On both databases: a validation error naming ``label``, no credential and no audit event (the vendor CLI
+    used to hand such a label to the database: stored whole on SQLite, a database error on PostgreSQL)."""
+    license_id = (await make_license()).view.license.id
+    async with runtime.session_factory() as db:
+        with pytest.raises(ValidationFailed) as refused:
+            await service.create_credential(_records(runtime, db, license_id, actor), label="x" * 201)
+    assert refused.value.field == "label"
+    async with runtime.session_factory() as db:
+        assert await db.scalar(select(func.count()).select_from(InnerApiCredential)) == 0
+        audited = select(func.count()).where(AuditEvent.action == "inner_api.credential_created")
+        assert await db.scalar(audited) == 0
