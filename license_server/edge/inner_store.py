@@ -32,8 +32,8 @@ from license_server.errors import InvalidInnerApiSecret
 from license_server.inner_api.mapping import AccessMode, app_sso_switches, signin_sso_switches, terms_from_claims
 from license_server.inner_api.store import MAX_SECRET_LENGTH, Caller, InfoBodyCache, LicenseState, SSOChangeTimes
 from license_server.licenses.terms import LicenseTerms, WorkspacePolicy
+from license_server.lifecycle.observer import parse_timestamp
 from license_server.lifecycle.status import Status
-from license_server.offline.observer import parse_timestamp
 
 NO_CLAIMED_ID = uuid.UUID(int=0)
 

@@ -1,4 +1,5 @@
-"""Every domain's models, imported in one place so Alembic and the app see the whole schema."""
+"""Every domain's models, imported in one place so Alembic (db/migrations/env.py) and the tests see the whole
+schema. At the top of the layers, above every domain it imports; nothing in the server imports it."""
 
 from license_server.auth.models import AdminToken, AuditEvent
 from license_server.db.base import Base
