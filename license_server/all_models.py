@@ -10,10 +10,9 @@ from license_server.inner_api.models import (
     AppAllowedUser,
     DefaultWorkspaceMember,
     InnerApiCredential,
-    InnerApiLicenseSettings,
     WorkspacePolicyOverride,
 )
-from license_server.licenses.models import Customer, License, Plan
+from license_server.licenses.models import Customer, InnerApiLicenseSettings, License, Plan
 from license_server.offline.models import OfflineBinding, OfflineUsageImport
 from license_server.signing.models import KeyRevocationList
 

@@ -17,7 +17,11 @@ from license_server.auth.guards import authorize, provide_actor
 from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
 from license_server.db.session import session_scope
-from license_server.deployments.controllers import AdminActivationController, DeploymentController
+from license_server.deployments.controllers import (
+    AdminActivationController,
+    DeploymentController,
+    LicenseDocumentController,
+)
 from license_server.deployments.jobs import flush_check_ins
 from license_server.events.controllers import EventController, WebhookController, WebhookDeliveryController
 from license_server.health.controllers import HealthController
@@ -40,6 +44,7 @@ ADMIN_CONTROLLERS = [
     CustomerController,
     PlanController,
     LicenseController,
+    LicenseDocumentController,
     TokenController,
     AuditController,
     KeyController,

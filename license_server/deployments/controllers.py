@@ -225,6 +225,30 @@ class DeploymentController(Controller):
         return DeactivatedOut(activation_id=activation.id, deactivated_at=activation.deactivated_at)
 
 
+class LicenseDocumentController(Controller):
+    """A license's signed document for the vendor. Here rather than in licenses: it carries the deployments' usage."""
+
+    path = "/v1/admin/licenses"
+    tags = ["licenses"]
+
+    @get(
+        "/{license_id:uuid}/document",
+        opt=needs(Permission.ISSUE_LICENSES),
+        media_type=LICENSE_DOCUMENT_MEDIA_TYPE,
+        summary="Download the signed license document (JWS compact serialization)",
+    )
+    async def document(self, db: Db, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]) -> Response[str]:
+        token = await service.license_document(
+            db,
+            signer=runtime.signer,
+            issuer=runtime.settings.issuer,
+            license_id=license_id,
+            ttl=runtime.settings.document_ttl,
+            clock=runtime.clock,
+        )
+        return Response(token, media_type=LICENSE_DOCUMENT_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
+
+
 class AdminActivationController(Controller):
     path = "/v1/admin"
     tags = ["activations"]

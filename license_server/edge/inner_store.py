@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects.sqlite import insert
 
-from license_server.deployments.usage import UsageSummary
 from license_server.edge import inner_service
 from license_server.edge.inner_models import (
     EdgeDefaultWorkspaceMember,
@@ -29,9 +28,11 @@ from license_server.edge.inner_models import (
 from license_server.edge.runtime import EdgeLicenseState, EdgeRuntime, edge_license_state
 from license_server.edge.store import CURRENT_FIRST, EdgeUsage
 from license_server.errors import InvalidInnerApiSecret
-from license_server.inner_api.mapping import AccessMode, app_sso_switches, signin_sso_switches, terms_from_claims
+from license_server.inner_api.mapping import AccessMode, terms_from_claims
 from license_server.inner_api.store import MAX_SECRET_LENGTH, Caller, InfoBodyCache, LicenseState, SSOChangeTimes
+from license_server.licenses.sso_changes import app_sso_switches, signin_sso_switches
 from license_server.licenses.terms import LicenseTerms, WorkspacePolicy
+from license_server.licenses.usage import UsageSummary
 from license_server.lifecycle.observer import parse_timestamp
 from license_server.lifecycle.status import Status
 

@@ -19,19 +19,18 @@ from license_server.auth.audit import record_audit
 from license_server.auth.hashing import SecretHasher
 from license_server.auth.tokens import Actor
 from license_server.clock import Clock, utcnow
+from license_server.db.session import dialect_insert
 from license_server.deployments.models import Activation
 from license_server.errors import CredentialNotFound, LicenseNotFound
 from license_server.events.service import EventType, emit_event
-from license_server.inner_api.changes import dialect_insert
 from license_server.inner_api.mapping import DEFAULT_ACCESS_MODE, AccessMode
 from license_server.inner_api.models import (
     AppAccessMode,
     AppAllowedUser,
     InnerApiCredential,
-    InnerApiLicenseSettings,
     WorkspacePolicyOverride,
 )
-from license_server.licenses.models import License
+from license_server.licenses.models import InnerApiLicenseSettings, License
 
 SECRET_PREFIX = "lsia_"  # noqa: S105 - a public prefix that makes inner-API secrets recognisable
 MAX_SECRET_LENGTH = 128

@@ -19,13 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from license_server.auth.throttle import CredentialKind, record_failed_auth, refuse_if_guessing
+from license_server.db.session import dialect_insert
 from license_server.deployments import service as deployments
 from license_server.deployments.models import Activation, UsageReport
 from license_server.deployments.runtime_state import CheckIn, LicenseSnapshot, LoadingCache
 
 # The poll path's rule, shared: the status as of this call, counting the call itself as a check-in.
 from license_server.deployments.service import status_checked_in
-from license_server.deployments.usage import UsageSummary, select_current_reports, usage_summary
+from license_server.deployments.usage import select_current_reports, usage_summary
 from license_server.errors import (
     InnerApiSeatsInUse,
     InvalidInnerApiSecret,
@@ -34,12 +35,12 @@ from license_server.errors import (
     TooManyActivations,
 )
 from license_server.inner_api import service
-from license_server.inner_api.changes import dialect_insert
 from license_server.inner_api.mapping import AccessMode, info_body
 from license_server.inner_api.models import DefaultWorkspaceMember, InnerApiCredential, WorkspacePolicyOverride
 from license_server.licenses.models import License
 from license_server.licenses.service import license_view
 from license_server.licenses.terms import LicenseTerms, WorkspacePolicy
+from license_server.licenses.usage import UsageSummary
 from license_server.lifecycle.status import Status
 
 if TYPE_CHECKING:
