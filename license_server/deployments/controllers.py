@@ -1,4 +1,4 @@
-"""The deployment API (/v1) and the admin views of activations."""
+"""The deployment API (/v1), the admin views of activations and usage, and the vendor's document download."""
 
 from __future__ import annotations
 

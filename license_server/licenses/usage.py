@@ -1,7 +1,7 @@
-"""A license's usage against its limits: what the signed document, the inner API and the deployment API report.
+"""A license's usage against its limits, as the signed document, the deployment API and the inner API report it.
 
-The value only; ``deployments.usage`` computes it from the deployments' usage reports. Here, below both, because the
-license document (licenses) and the deployments, offline and inner APIs above it all read it.
+The value only: ``deployments.usage`` computes it from the deployments' usage reports. It lives here, below them,
+because the document's claims (``licenses.documents``) are built from it.
 """
 
 from __future__ import annotations
