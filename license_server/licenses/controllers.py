@@ -31,8 +31,6 @@ from license_server.licenses.schemas import (
 from license_server.lifecycle.status import Status
 from license_server.schemas_common import Page
 
-LICENSE_DOCUMENT_MEDIA_TYPE = "application/jwt"
-
 
 class CustomerController(Controller):
     path = "/v1/admin/customers"
