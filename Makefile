@@ -31,10 +31,11 @@ run: $(STAMP_RUN)  ## Set up (venv, keys, database) and serve on http://127.0.0.
 test: $(STAMP_TEST)  ## Set up and run the whole test suite
 	$(BIN)/pytest
 
-lint: $(STAMP_TEST)  ## ruff + mypy (strict)
+lint: $(STAMP_TEST)  ## ruff + mypy (strict) + import layers (lint-imports: the contracts in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP_TEST)  ## Format and auto-fix
 	$(BIN)/ruff format .

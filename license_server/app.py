@@ -1,19 +1,14 @@
-"""The app factory: wiring in one place, and the one mapping from errors to RFC 9457 problem details."""
+"""The app factory: wiring in one place. The error-to-response mapping it installs is in ``http_wiring``."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, Router
+from litestar import Litestar, MediaType, Router
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import ExceptionHandlersMap
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import license_server
@@ -22,11 +17,15 @@ from license_server.auth.guards import authorize, provide_actor
 from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
 from license_server.db.session import session_scope
-from license_server.deployments.controllers import AdminActivationController, DeploymentController
+from license_server.deployments.controllers import (
+    AdminActivationController,
+    DeploymentController,
+    LicenseDocumentController,
+)
 from license_server.deployments.jobs import flush_check_ins
-from license_server.errors import LicenseServerError
 from license_server.events.controllers import EventController, WebhookController, WebhookDeliveryController
 from license_server.health.controllers import HealthController
+from license_server.http_wiring import EXCEPTION_HANDLERS, MAX_REQUEST_BODY_BYTES
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiAdminController, InnerApiController
 from license_server.inner_api.store import SqlInnerApiStore
 from license_server.json_bodies import document_body_rules, enforce_json_bodies
@@ -35,18 +34,17 @@ from license_server.offline.controllers import OfflineController
 from license_server.openapi import StrictPydanticSchemaPlugin
 from license_server.runtime import Runtime
 from license_server.scheduler import build_scheduler
-from license_server.schemas_common import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, problem_spec
+from license_server.schemas_common import problem_spec
 from license_server.signing.controllers import KeyController, WellKnownController
 from license_server.validation import FieldStrictPydanticInitPlugin
 
-logger = logging.getLogger("license_server")
 ADMIN_PREFIX = "/v1/admin"
-MAX_REQUEST_BODY_BYTES = 1024 * 1024
 ADMIN_CONTROLLERS = [
     AdminActivationController,
     CustomerController,
     PlanController,
     LicenseController,
+    LicenseDocumentController,
     TokenController,
     AuditController,
     KeyController,
@@ -57,93 +55,6 @@ ADMIN_CONTROLLERS = [
     OfflineController,
 ]
 PUBLIC_CONTROLLERS = [HealthController, WellKnownController, DeploymentController, InnerApiController]
-
-
-def problem_response(
-    status: int, code: str, detail: str, title: str | None = None, errors: list[FieldProblem] | None = None
-) -> Response[Problem]:
-    body = Problem(title=title or detail, status=status, detail=detail, code=code, errors=errors or [], message=detail)
-    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
-
-
-def _handle_domain_error(_: Request[Any, Any, Any], exc: LicenseServerError) -> Response[Problem]:
-    errors = [FieldProblem(field=e.field, message=e.message) for e in exc.field_errors]
-    response = problem_response(exc.status_code, exc.code, exc.detail, exc.title, errors)
-    response.headers.update(exc.headers)
-    return response
-
-
-def _field_of(item: dict[str, Any]) -> str:
-    key = str(item.get("key") or "")
-    return key or str(item.get("source") or "body")
-
-
-def _handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    errors = [
-        FieldProblem(field=_field_of(item), message=str(item.get("message", "invalid")))
-        for item in extra
-        if isinstance(item, dict)
-    ]
-    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or str(exc.detail)
-    return problem_response(400, "validation_error", detail, "The request is invalid", errors)
-
-
-_HTTP_CODES = {
-    401: "authentication_required",
-    403: "permission_denied",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "request_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-}
-
-
-def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
-    status = exc.status_code
-    if status >= 500:
-        return _handle_unexpected(request, exc)
-    if status == 400:  # a body Litestar could not even decode (malformed JSON, wrong content type)
-        return problem_response(
-            400,
-            "validation_error",
-            str(exc.detail),
-            "The request body is invalid",
-            [FieldProblem(field="body", message=str(exc.detail))],
-        )
-    code = _HTTP_CODES.get(status, "bad_request" if status < 500 else "internal_error")
-    response = problem_response(status, code, str(exc.detail))
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
-def _handle_undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Problem]:
-    # msgspec hands invalid UTF-8 inside JSON strings through as this, from the body parser.
-    return problem_response(
-        400,
-        "validation_error",
-        "the request body is not valid UTF-8",
-        "The request body is invalid",
-        [FieldProblem(field="body", message="not valid UTF-8")],
-    )
-
-
-def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
-    # The traceback goes to the log without request bodies or headers, which may carry secrets.
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred")
-
-
-# The one error-to-response mapping; the edge app uses it too.
-EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    LicenseServerError: _handle_domain_error,
-    ValidationException: _handle_validation,
-    HTTPException: _handle_http,
-    UnicodeDecodeError: _handle_undecodable,
-    Exception: _handle_unexpected,
-}
 
 
 def _document_error_responses(app: Litestar) -> None:
@@ -211,6 +122,8 @@ def create_app(
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         exception_handlers=dict(EXCEPTION_HANDLERS),
+        # Handlers name the runtime through dependencies.RuntimeDep, a forward reference: resolved here.
+        signature_types=[Runtime],
         before_request=enforce_json_bodies,
         # Behind trusted proxies the rate limits count the client they name, not the proxy.
         middleware=[trusted_proxies_middleware(runtime.settings.trusted_proxies)]
@@ -238,4 +151,4 @@ def create_app(
     return app
 
 
-__all__ = ["EXCEPTION_HANDLERS", "MediaType", "create_app", "problem_response"]
+__all__ = ["MediaType", "create_app"]

@@ -26,11 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 for _name in [n for n in os.environ if n.startswith("LICENSE_SERVER_") and n != "LICENSE_SERVER_REQUIRE_POSTGRES"]:
     del os.environ[_name]
 
+from license_server.all_models import Base  # noqa: E402
 from license_server.app import create_app  # noqa: E402
 from license_server.auth.tokens import Actor, Role, cli_actor, create_token  # noqa: E402
 from license_server.config import Settings  # noqa: E402
 from license_server.db.migrate import upgrade_database  # noqa: E402
-from license_server.db.models import Base  # noqa: E402
 from license_server.db.session import create_engine, create_session_factory  # noqa: E402
 from license_server.licenses import service  # noqa: E402
 from license_server.licenses.service import IssuedLicense  # noqa: E402

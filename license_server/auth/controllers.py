@@ -10,10 +10,10 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from license_server.auth import tokens
 from license_server.auth.audit import AuditFilter, list_audit_events
-from license_server.auth.guards import needs
+from license_server.auth.guards import CurrentActor, needs
 from license_server.auth.schemas import AuditEventOut, TokenCreate, TokenOut, TokenWithSecret
 from license_server.auth.tokens import Permission
-from license_server.dependencies import CurrentActor, Db, Limit, Offset, RuntimeDep
+from license_server.dependencies import Db, Limit, Offset, RuntimeDep
 from license_server.schemas_common import Page, query_timestamp
 
 Filter = Annotated[str | None, QueryParameter(max_length=200)]

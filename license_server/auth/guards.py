@@ -5,18 +5,23 @@ A route that declares nothing is refused (fail closed), and a test walks every a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
 from license_server.auth.throttle import CredentialKind, record_failed_auth, refuse_if_guessing
 from license_server.auth.tokens import Actor, Permission, authenticate
 from license_server.errors import AuthenticationRequired, PermissionDenied
-from license_server.runtime import Runtime
+
+if TYPE_CHECKING:
+    from license_server.runtime import Runtime
 
 PERMISSION_OPT = "permission"
+# The actor ``authorize`` authenticated, injected into admin handlers as ``actor`` (``provide_actor``).
+CurrentActor = NamedDependency[Actor]
 
 
 def needs(permission: Permission) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from license_server.cli.common import (
     run_with_session,
     usage_error,
 )
+from license_server.deployments import service as deployments
 from license_server.errors import ValidationFailed
 from license_server.licenses import service
 from license_server.licenses.schemas import CustomerOut, LicenseOut, PlanOut, license_out, license_with_key
@@ -442,7 +443,7 @@ def document(license_id: uuid.UUID, out_file: Path | None) -> None:
     """Write the signed license document (JWS)."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> str:
-        return await service.license_document(
+        return await deployments.license_document(
             session,
             signer=runtime.signer,
             issuer=runtime.settings.issuer,

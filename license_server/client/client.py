@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from license_server.clock import Clock, utcnow
+from license_server.lifecycle.observer import DEFAULT_CLOCK_TOLERANCE, TrustedTime, facts_from_claims
 from license_server.lifecycle.status import Status, compute_status
-from license_server.offline.observer import DEFAULT_CLOCK_TOLERANCE, TrustedTime, facts_from_claims
 from license_server.verifier import (
     Reason,
     RevocationList,

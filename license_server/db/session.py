@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from license_server.config import Settings
@@ -72,3 +73,10 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
             yield session
         finally:
             await session.rollback()
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the session's database (SQLite and PostgreSQL spell it the same)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -1,10 +1,10 @@
-"""The deployment API (/v1) and the admin views of activations."""
+"""The deployment API (/v1), the admin views of activations and usage, and the vendor's document download."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.enums import ParamType
@@ -13,9 +13,9 @@ from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response.base import ASGIResponse
 
-from license_server.auth.guards import authorize, bearer_secret, needs
+from license_server.auth.guards import CurrentActor, authorize, bearer_secret, needs
 from license_server.auth.tokens import TOKEN_PREFIX, Permission
-from license_server.dependencies import CurrentActor, Db, Limit, Offset, RuntimeDep
+from license_server.dependencies import Db, Limit, Offset, RuntimeDep
 from license_server.deployments import service
 from license_server.deployments.models import Activation
 from license_server.deployments.schemas import (
@@ -30,9 +30,12 @@ from license_server.deployments.schemas import (
     ValidationOut,
 )
 from license_server.deployments.service import WorkspaceUsage
+from license_server.deployments.usage import usage_summary
 from license_server.deployments.views import activation_out, list_activations
-from license_server.runtime import Runtime
 from license_server.schemas_common import Page, problem_spec
+
+if TYPE_CHECKING:
+    from license_server.runtime import Runtime
 
 LICENSE_DOCUMENT_MEDIA_TYPE = "application/jwt"
 ActivationState = Literal["live", "lost", "deactivated"]
@@ -222,6 +225,30 @@ class DeploymentController(Controller):
         return DeactivatedOut(activation_id=activation.id, deactivated_at=activation.deactivated_at)
 
 
+class LicenseDocumentController(Controller):
+    """A license's signed document for the vendor. Here rather than in licenses: it carries the deployments' usage."""
+
+    path = "/v1/admin/licenses"
+    tags = ["licenses"]
+
+    @get(
+        "/{license_id:uuid}/document",
+        opt=needs(Permission.ISSUE_LICENSES),
+        media_type=LICENSE_DOCUMENT_MEDIA_TYPE,
+        summary="Download the signed license document (JWS compact serialization)",
+    )
+    async def document(self, db: Db, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]) -> Response[str]:
+        token = await service.license_document(
+            db,
+            signer=runtime.signer,
+            issuer=runtime.settings.issuer,
+            license_id=license_id,
+            ttl=runtime.settings.document_ttl,
+            clock=runtime.clock,
+        )
+        return Response(token, media_type=LICENSE_DOCUMENT_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
+
+
 class AdminActivationController(Controller):
     path = "/v1/admin"
     tags = ["activations"]
@@ -275,8 +302,6 @@ class AdminActivationController(Controller):
         summary="A license's current usage across its deployments",
     )
     async def usage(self, db: Db, license_id: FromPath[uuid.UUID]) -> UsageOut:
-        from license_server.deployments.usage import usage_summary
-
         summary = await usage_summary(db, license_id)
         return UsageOut(
             workspaces=summary.workspaces,

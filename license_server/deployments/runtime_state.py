@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from license_server.deployments.usage import UsageSummary
 from license_server.licenses.service import LicenseView
+from license_server.licenses.usage import UsageSummary
 from license_server.lifecycle.status import StatusResult
 
 K = TypeVar("K")

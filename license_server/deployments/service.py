@@ -37,7 +37,7 @@ from license_server.deployments.runtime_state import (
     LicenseSnapshot,
     PollState,
 )
-from license_server.deployments.usage import UsageSummary, usage_summary
+from license_server.deployments.usage import usage_summary
 from license_server.errors import (
     ActivationNotFound,
     InvalidDeploymentToken,
@@ -46,14 +46,16 @@ from license_server.errors import (
     ValidationFailed,
 )
 from license_server.events.service import EventType, emit_event
-from license_server.licenses.documents import license_content, with_time_claims
+from license_server.licenses.documents import build_license_claims, license_content, with_time_claims
 from license_server.licenses.license_keys import normalise_license_key
 from license_server.licenses.models import License
-from license_server.licenses.service import LicenseView, license_view
+from license_server.licenses.service import LicenseView, get_license, license_view
+from license_server.licenses.usage import UsageSummary
 from license_server.lifecycle.status import Reason, Status, StatusResult, compute_status
 
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
+    from license_server.signing.service import Signer
 
 DEPLOYMENT_TOKEN_PREFIX = "lsdt_"  # noqa: S105 - a public prefix that makes tokens recognisable
 VALIDATION_TYPE = "license-validation+jwt"
@@ -697,3 +699,31 @@ async def deactivate(
     runtime.poll_state.activations.clear()
     runtime.poll_state.forget_license(activation.license_id)
     return activation
+
+
+# -- the vendor's download ---------------------------------------------------------------------------------------
+async def license_document(
+    session: AsyncSession,
+    *,
+    signer: Signer,
+    issuer: str,
+    license_id: uuid.UUID,
+    ttl: timedelta,
+    clock: Clock = utcnow,
+) -> str:
+    """The signed document, with the usage the license's deployments report (``GET /v1/admin/licenses/{id}/document``,
+    ``licenses document``). Revoked and suspended licenses get one too: it is how deployments learn of it."""
+    now = clock()
+    view = await get_license(session, license_id, clock=lambda: now)
+    claims = build_license_claims(
+        usage=await usage_summary(session, license_id),
+        license=view.license,
+        customer=view.customer,
+        plan=view.plan,
+        terms=view.terms,
+        status=view.status,
+        issuer=issuer,
+        now=now,
+        ttl=ttl,
+    )
+    return signer.sign(claims)

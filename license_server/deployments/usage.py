@@ -1,4 +1,5 @@
-"""A license's current usage: the latest-measured report of each live activation, combined.
+"""A license's current usage (``licenses.usage.UsageSummary``): the latest-measured report of each live activation,
+combined.
 
 Workspaces and seats add up across a license's deployments (each deployment runs its own workspaces); members per
 workspace is the largest workspace anywhere, since that is what the per-workspace limit constrains.
@@ -7,7 +8,6 @@ workspace is the largest workspace anywhere, since that is what the per-workspac
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, func, select
@@ -15,31 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from license_server.deployments.models import Activation, UsageReport
-from license_server.licenses.terms import LicenseTerms, Limit
-
-
-@dataclass(frozen=True)
-class UsageSummary:
-    workspaces: int = 0
-    members_per_workspace: int = 0
-    licensed_seats: int = 0
-    reported: bool = False
-
-    def used(self, limit_name: str) -> int:
-        value: int = getattr(self, limit_name)
-        return value
-
-    def over_limits(self, terms: LicenseTerms) -> list[str]:
-        """Names of the enabled, non-zero limits this usage exceeds."""
-        return [name for name in LIMIT_NAMES if is_over(getattr(terms, name), self.used(name))]
-
-
-LIMIT_NAMES = ("workspaces", "members_per_workspace", "licensed_seats")
-NO_USAGE = UsageSummary()
-
-
-def is_over(limit: Limit, used: int) -> bool:
-    return limit.enabled and limit.limit > 0 and used > limit.limit
+from license_server.licenses.usage import UsageSummary
 
 
 def current_report_id(activation_id: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID]) -> ScalarSelect[int]:

@@ -22,7 +22,6 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import license_server
-from license_server.app import EXCEPTION_HANDLERS, MAX_REQUEST_BODY_BYTES
 from license_server.auth.guards import bearer_secret
 from license_server.deployments.controllers import LICENSE_DOCUMENT_MEDIA_TYPE
 from license_server.deployments.schemas import UsageAccepted, UsageOut, UsageReportIn
@@ -31,6 +30,7 @@ from license_server.edge.inner_store import EdgeInnerApiStore
 from license_server.edge.runtime import EdgeRuntime, edge_license_state
 from license_server.errors import AuthenticationRequired
 from license_server.health.controllers import HealthOut
+from license_server.http_wiring import EXCEPTION_HANDLERS, MAX_REQUEST_BODY_BYTES
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiController
 from license_server.inner_api.store import InnerApiStore
 from license_server.json_bodies import document_body_rules, enforce_json_bodies

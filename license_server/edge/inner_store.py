@@ -25,7 +25,6 @@ from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.clock import Clock, utcnow
-from license_server.deployments.usage import UsageSummary
 from license_server.edge.inner_models import (
     EdgeAppAccessMode,
     EdgeAppAllowedUser,
@@ -38,12 +37,7 @@ from license_server.edge.inner_models import (
 from license_server.edge.runtime import EdgeLicenseState, EdgeRuntime, edge_license_state
 from license_server.edge.store import CURRENT_FIRST, EdgeUsage
 from license_server.errors import InvalidInnerApiSecret
-from license_server.inner_api.mapping import (
-    app_sso_switches,
-    signin_sso_switches,
-    terms_from_claims,
-    workspace_member_counts,
-)
+from license_server.inner_api.mapping import terms_from_claims, workspace_member_counts
 from license_server.inner_api.store import (
     MAX_SECRET_LENGTH,
     Caller,
@@ -53,9 +47,11 @@ from license_server.inner_api.store import (
     ScopedInnerApiRecords,
     SSOChangeTimes,
 )
+from license_server.licenses.sso_changes import app_sso_switches, signin_sso_switches
 from license_server.licenses.terms import LicenseTerms
+from license_server.licenses.usage import UsageSummary
+from license_server.lifecycle.observer import parse_timestamp
 from license_server.lifecycle.status import Status
-from license_server.offline.observer import parse_timestamp
 
 NO_CLAIMED_ID = uuid.UUID(int=0)
 SETTINGS_ROW = 1  # edge_inner_settings holds one row

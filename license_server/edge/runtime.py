@@ -29,10 +29,10 @@ from license_server.edge.store import (
     prepare,
 )
 from license_server.errors import LicenseFileRefused
+from license_server.lifecycle.observer import DEFAULT_CLOCK_TOLERANCE, TrustedTime, facts_from_claims
 from license_server.lifecycle.status import StatusResult, compute_status
 from license_server.offline.files import LicenseFile, install_key_id, verify_license_file
 from license_server.offline.install import load_install_key
-from license_server.offline.observer import DEFAULT_CLOCK_TOLERANCE, TrustedTime, facts_from_claims
 from license_server.verifier import (
     RevocationList,
     VerificationError,

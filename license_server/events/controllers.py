@@ -8,9 +8,9 @@ from typing import Annotated
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from license_server.auth.guards import needs
+from license_server.auth.guards import CurrentActor, needs
 from license_server.auth.tokens import Permission
-from license_server.dependencies import CurrentActor, Db, Limit, Offset, RuntimeDep
+from license_server.dependencies import Db, Limit, Offset, RuntimeDep
 from license_server.events import webhooks
 from license_server.events.schemas import (
     EventOut,

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,7 +45,10 @@ from license_server.errors import NotFound, SecretUnreadable, ValidationFailed
 from license_server.events.egress import DestinationRefused, Egress, IPNetwork, PinnedRequest
 from license_server.events.models import Event, WebhookDelivery, WebhookEndpoint
 from license_server.events.service import EventType
-from license_server.signing.encryption import SecretBox
+
+if TYPE_CHECKING:
+    # Type only: the caller (the runtime) hands the box in, so events does not depend on signing at run time.
+    from license_server.signing.encryption import SecretBox
 
 logger = logging.getLogger("license_server.webhooks")
 

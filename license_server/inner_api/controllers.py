@@ -13,9 +13,9 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response.base import ASGIResponse
 
-from license_server.auth.guards import needs
+from license_server.auth.guards import CurrentActor, needs
 from license_server.auth.tokens import Permission
-from license_server.dependencies import CurrentActor, Db, RuntimeDep
+from license_server.dependencies import Db, RuntimeDep
 from license_server.inner_api import service
 from license_server.inner_api.mapping import AccessMode
 from license_server.inner_api.models import InnerApiCredential, WorkspacePolicyColumns

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from license_server.deployments.usage import NO_USAGE, UsageSummary
 from license_server.licenses.terms import LicenseTerms, Limit, WorkspacePolicy
+from license_server.licenses.usage import NO_USAGE, UsageSummary
 from license_server.lifecycle.status import Status
 
 # The entitlement that switches Dify's app deployment off (``EnableAppDeploy``); absent means allowed.
@@ -149,12 +149,3 @@ def user_may_open(mode: AccessMode, *, allow_listed: bool) -> bool:
 def permissions_body(modes: Mapping[str, AccessMode], allow_listed: Iterable[str]) -> dict[str, bool]:
     listed = set(allow_listed)
     return {app_id: user_may_open(mode, allow_listed=app_id in listed) for app_id, mode in modes.items()}
-
-
-# The SSO switches whose change time Dify reads: web apps (/sso/app/...) and console sign-in (/sso/workspace/...).
-def app_sso_switches(terms: LicenseTerms) -> tuple[object, ...]:
-    return (terms.sso.enforced_for_web, terms.sso.web_protocol, terms.webapp_auth.allow_sso)
-
-
-def signin_sso_switches(terms: LicenseTerms) -> tuple[object, ...]:
-    return (terms.sso.enforced_for_signin, terms.sso.signin_protocol)

@@ -91,20 +91,6 @@ class InnerApiCredential(CredentialColumns, Base):
         self.revoked_at, self.revoked_by = now, by
 
 
-class InnerApiLicenseSettings(Base):
-    """Per-license settings of the inner API. A license without a row has the defaults."""
-
-    __tablename__ = "inner_api_license_settings"
-
-    license_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(LICENSE_FK, ondelete="CASCADE"), primary_key=True)
-    # A Dify workspace (tenant) id that new accounts join; None: no default workspace.
-    default_workspace_id: Mapped[str | None] = mapped_column(String(36))
-    # When the effective web-app / sign-in SSO switches last changed; None: not since the license was issued.
-    sso_app_changed_at: Mapped[datetime | None]
-    sso_signin_changed_at: Mapped[datetime | None]
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
 class WorkspacePolicyOverride(WorkspacePolicyColumns, Base):
     """One workspace's policy, replacing the license's default workspace policy for that workspace."""
 

@@ -33,13 +33,14 @@ from license_server.auth.hashing import SecretHasher
 from license_server.auth.throttle import CredentialKind, record_failed_auth, refuse_if_guessing
 from license_server.auth.tokens import Actor
 from license_server.clock import Clock, utcnow
+from license_server.db.session import dialect_insert
 from license_server.deployments import service as deployments
 from license_server.deployments.models import Activation, UsageReport
 from license_server.deployments.runtime_state import CheckIn, LicenseSnapshot, LoadingCache
 
 # The poll path's rule, shared: the status as of this call, counting the call itself as a check-in.
 from license_server.deployments.service import status_checked_in
-from license_server.deployments.usage import UsageSummary, select_current_reports, usage_summary
+from license_server.deployments.usage import select_current_reports, usage_summary
 from license_server.errors import (
     InnerApiSeatsInUse,
     InvalidInnerApiSecret,
@@ -49,7 +50,6 @@ from license_server.errors import (
     TooManyActivations,
 )
 from license_server.events.service import EventType, emit_event
-from license_server.inner_api.changes import dialect_insert
 from license_server.inner_api.mapping import info_body, workspace_member_counts
 from license_server.inner_api.models import (
     AppAccessMode,
@@ -60,13 +60,13 @@ from license_server.inner_api.models import (
     DefaultWorkspaceMember,
     DefaultWorkspaceMemberColumns,
     InnerApiCredential,
-    InnerApiLicenseSettings,
     WorkspacePolicyColumns,
     WorkspacePolicyOverride,
 )
-from license_server.licenses.models import License
+from license_server.licenses.models import InnerApiLicenseSettings, License
 from license_server.licenses.service import license_view
 from license_server.licenses.terms import LicenseTerms, WorkspacePolicy
+from license_server.licenses.usage import UsageSummary
 from license_server.lifecycle.status import Status
 
 if TYPE_CHECKING:

@@ -6,12 +6,12 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from litestar import Controller, Response, get, patch, post
+from litestar import Controller, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from license_server.auth.guards import needs
+from license_server.auth.guards import CurrentActor, needs
 from license_server.auth.tokens import Permission
-from license_server.dependencies import CurrentActor, Db, Limit, Offset, RuntimeDep
+from license_server.dependencies import Db, Limit, Offset, RuntimeDep
 from license_server.licenses import service
 from license_server.licenses.schemas import (
     ActionRequest,
@@ -30,8 +30,6 @@ from license_server.licenses.schemas import (
 )
 from license_server.lifecycle.status import Status
 from license_server.schemas_common import Page
-
-LICENSE_DOCUMENT_MEDIA_TYPE = "application/jwt"
 
 
 class CustomerController(Controller):
@@ -191,23 +189,6 @@ class LicenseController(Controller):
             clock=runtime.clock,
         )
         return license_out(view)
-
-    @get(
-        "/{license_id:uuid}/document",
-        opt=needs(Permission.ISSUE_LICENSES),
-        media_type=LICENSE_DOCUMENT_MEDIA_TYPE,
-        summary="Download the signed license document (JWS compact serialization)",
-    )
-    async def document(self, db: Db, runtime: RuntimeDep, license_id: FromPath[uuid.UUID]) -> Response[str]:
-        token = await service.license_document(
-            db,
-            signer=runtime.signer,
-            issuer=runtime.settings.issuer,
-            license_id=license_id,
-            ttl=runtime.settings.document_ttl,
-            clock=runtime.clock,
-        )
-        return Response(token, media_type=LICENSE_DOCUMENT_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
     @post(
         "/{license_id:uuid}/actions/renew",

@@ -11,9 +11,9 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from license_server.deployments.usage import LIMIT_NAMES, NO_USAGE, UsageSummary, is_over
 from license_server.licenses.models import Customer, License, Plan
 from license_server.licenses.terms import LicenseTerms
+from license_server.licenses.usage import LIMIT_NAMES, NO_USAGE, UsageSummary, is_over
 from license_server.lifecycle.status import StatusResult
 
 SCHEMA_VERSION = 1

@@ -126,3 +126,21 @@ class License(Base):
 
     def renew(self, expires_at: datetime) -> None:
         self.expires_at = expires_at
+
+
+class InnerApiLicenseSettings(Base):
+    """Per-license settings of Dify's inner API. A license without a row has the defaults.
+
+    Declared with the licenses rather than in inner_api: the licenses service stamps the SSO change times in the
+    transaction that changes terms (``licenses.sso_changes``); the inner API reads them and sets the default workspace.
+    """
+
+    __tablename__ = "inner_api_license_settings"
+
+    license_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"), primary_key=True)
+    # A Dify workspace (tenant) id that new accounts join; None: no default workspace.
+    default_workspace_id: Mapped[str | None] = mapped_column(String(36))
+    # When the effective web-app / sign-in SSO switches last changed; None: not since the license was issued.
+    sso_app_changed_at: Mapped[datetime | None]
+    sso_signin_changed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

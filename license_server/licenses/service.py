@@ -21,7 +21,6 @@ from license_server.auth.audit import record_audit
 from license_server.auth.hashing import SecretHasher
 from license_server.auth.tokens import Actor
 from license_server.clock import Clock, utcnow
-from license_server.deployments.usage import usage_summary
 from license_server.errors import (
     AlreadyExists,
     CustomerNotFound,
@@ -33,10 +32,9 @@ from license_server.errors import (
     ValidationFailed,
 )
 from license_server.events.service import EventType, emit_event
-from license_server.inner_api.changes import record_sso_changes
-from license_server.licenses.documents import build_license_claims
 from license_server.licenses.license_keys import generate_license_key, key_hint
 from license_server.licenses.models import Customer, License, Plan
+from license_server.licenses.sso_changes import record_sso_changes
 from license_server.licenses.terms import LicenseTerms, effective_terms, merge_overrides, terms_overrides
 from license_server.lifecycle.status import StatusResult, compute_status
 from license_server.lifecycle.transitions import (
@@ -45,7 +43,6 @@ from license_server.lifecycle.transitions import (
     transition_license,
     transition_licenses,
 )
-from license_server.signing.service import Signer
 
 
 @dataclass(frozen=True)
@@ -516,30 +513,3 @@ async def rotate_license_key(
     license.key_hash, license.key_hint = hasher.digest(key), key_hint(key)
     view = await _act(session, license, actor=actor, action="license.key_rotated", detail={}, clock=clock)
     return IssuedLicense(view=view, key=key)
-
-
-async def license_document(
-    session: AsyncSession,
-    *,
-    signer: Signer,
-    issuer: str,
-    license_id: uuid.UUID,
-    ttl: timedelta,
-    clock: Clock = utcnow,
-) -> str:
-    """The signed document. Revoked and suspended licenses get one too: it is how deployments learn of it."""
-    now = clock()
-    view = license_view(await _load_license(session, license_id), now)
-    usage = await usage_summary(session, license_id)
-    claims = build_license_claims(
-        usage=usage,
-        license=view.license,
-        customer=view.customer,
-        plan=view.plan,
-        terms=view.terms,
-        status=view.status,
-        issuer=issuer,
-        now=now,
-        ttl=ttl,
-    )
-    return signer.sign(claims)

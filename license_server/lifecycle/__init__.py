@@ -1,1 +1,2 @@
-"""The pure status function and reason codes (the scheduler's sweep arrives with the deployments issue)."""
+"""A license's lifecycle: the pure status function (``status``) and what offline observers feed it (``observer``),
+the one writer of stored status (``transitions``), and the sweep (``jobs``). Each sits in its own layer."""

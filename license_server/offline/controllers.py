@@ -5,9 +5,9 @@ from __future__ import annotations
 from litestar import Controller, Response, post
 from litestar.params import JSONBody
 
-from license_server.auth.guards import needs
+from license_server.auth.guards import CurrentActor, needs
 from license_server.auth.tokens import Permission
-from license_server.dependencies import CurrentActor, Db, RuntimeDep
+from license_server.dependencies import Db, RuntimeDep
 from license_server.deployments.schemas import UsageOut
 from license_server.offline import files, service
 from license_server.offline.schemas import (

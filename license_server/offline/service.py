@@ -24,7 +24,7 @@ from license_server.deployments import service as deployments
 from license_server.deployments.jobs import write_check_ins
 from license_server.deployments.models import Activation
 from license_server.deployments.runtime_state import CheckIn
-from license_server.deployments.usage import UsageSummary, usage_summary
+from license_server.deployments.usage import usage_summary
 from license_server.errors import (
     Conflict,
     LicenseKeyNotFound,
@@ -35,6 +35,7 @@ from license_server.errors import (
 from license_server.licenses.documents import license_content
 from license_server.licenses.models import License
 from license_server.licenses.service import license_view
+from license_server.licenses.usage import UsageSummary
 from license_server.offline import files
 from license_server.offline.files import FileError, FileReason
 from license_server.offline.models import OfflineBinding, OfflineUsageImport

@@ -13,9 +13,9 @@ from typing import Annotated
 from litestar import Controller, Response, get, post
 from litestar.params import HeaderParameter, JSONBody
 
-from license_server.auth.guards import needs
+from license_server.auth.guards import CurrentActor, needs
 from license_server.auth.tokens import Permission
-from license_server.dependencies import CurrentActor, Db, RuntimeDep
+from license_server.dependencies import Db, RuntimeDep
 from license_server.signing.keys import IssuingKey, Keyring
 from license_server.signing.schemas import JWKSOut, KeyBundleIn, RevocationListIn, RevocationListOut, SigningKeyOut
 from license_server.signing.service import import_key_bundle, import_revocation_list, signing_key_list

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from license_server.config import Settings
-from license_server.licenses.service import license_document
+from license_server.deployments.service import license_document
 from license_server.runtime import Runtime
 from tests.e2e.conftest import Cli, free_port, start_server
 

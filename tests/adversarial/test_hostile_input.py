@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from license_server.db.models import Base
+from license_server.all_models import Base
 from license_server.runtime import Runtime
 
 NASTY = "Robert'); DROP TABLE licenses;-- <script>alert(1)</script> \" \\ %s %(x)s ${x} {{x}} \u202e\u0000"

@@ -44,3 +44,35 @@ def test_the_import_probe_detects_a_heavy_module_when_one_is_imported() -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "sqlalchemy" in json.loads(completed.stdout)
+
+
+# The kernel modules an embedded verifier or client may load; everything else in license_server is the server's.
+KERNEL_FOR_OFFLINE = {"license_server", "license_server.clock", "license_server.jose", "license_server.lifecycle"}
+
+
+def _server_modules_loaded_by(statement: str, allowed_packages: tuple[str, ...]) -> list[str]:
+    listing = "print(json.dumps(sorted(n for n in sys.modules if n.startswith('license_server'))))"
+    probe = f"import json, sys\n{statement}\n{listing}"
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    loaded = json.loads(completed.stdout)
+    assert isinstance(loaded, list)
+    assert any(name.startswith(allowed_packages) for name in loaded)  # the probe really imported it
+    return [name for name in loaded if name not in KERNEL_FOR_OFFLINE and not name.startswith(allowed_packages)]
+
+
+def test_the_verifier_loads_no_server_module() -> None:
+    assert _server_modules_loaded_by("import license_server.verifier", ("license_server.verifier",)) == []
+
+
+def test_the_client_loads_only_the_verifier_and_the_pure_status_rules() -> None:
+    """Not offline (the vendor's file formats) nor anything else of the server: what it needs sits in the kernel."""
+    allowed = (
+        "license_server.client",
+        "license_server.verifier",
+        "license_server.lifecycle.status",
+        "license_server.lifecycle.observer",
+    )
+    assert _server_modules_loaded_by("import license_server.client", allowed) == []

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from license_server.all_models import Base
 from license_server.db.migrate import MIGRATION_LOCK_ID, alembic_config, upgrade_database
-from license_server.db.models import Base
 from license_server.events.webhooks import generate_secret
 from license_server.signing.encryption import WEBHOOK_SECRETS, SecretBox
 from license_server.signing.keys import load_secret_hashing_key

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
-from license_server.deployments.usage import UsageSummary
 from license_server.inner_api.mapping import (
     AccessMode,
     info_body,
@@ -17,6 +16,7 @@ from license_server.inner_api.mapping import (
 from license_server.licenses.documents import license_content
 from license_server.licenses.models import Customer, License
 from license_server.licenses.terms import LicenseTerms
+from license_server.licenses.usage import UsageSummary
 from license_server.lifecycle.status import Reason, Status, StatusResult
 from tests.inner_api.test_contract import RICH_TERMS
 

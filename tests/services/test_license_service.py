@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.models import AuditEvent
 from license_server.auth.tokens import Actor
+from license_server.deployments import service as deployments
 from license_server.errors import AlreadyExists, InvalidTransition, LicenseRevoked, ValidationFailed
 from license_server.licenses import service
 from license_server.licenses.models import License
@@ -239,7 +240,7 @@ async def test_document_is_signed_and_carries_the_computed_status(
     issued = await make_license()
     license_id = issued.view.license.id
     await service.suspend_license(session, actor=actor, license_id=license_id, clock=clock)
-    token = await service.license_document(
+    token = await deployments.license_document(
         session, signer=runtime.signer, issuer="test-issuer", license_id=license_id, ttl=DAY, clock=clock
     )
     verifier = Verifier(runtime.signer.keyring().root_public_key, clock=clock)

@@ -8,9 +8,9 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from license_server.all_models import Base
 from license_server.config import Settings
 from license_server.db.migrate import MIGRATION_LOCK_ID
-from license_server.db.models import Base
 from license_server.db.session import create_engine
 
 settings: Settings = context.config.attributes.get("settings") or Settings()

@@ -1,4 +1,5 @@
-"""Every domain's models, imported in one place so Alembic and the app see the whole schema."""
+"""Every domain's models, imported in one place so Alembic (db/migrations/env.py) and the tests see the whole
+schema. At the top of the layers, above every domain it imports; nothing in the server imports it."""
 
 from license_server.auth.models import AdminToken, AuditEvent
 from license_server.db.base import Base
@@ -9,10 +10,9 @@ from license_server.inner_api.models import (
     AppAllowedUser,
     DefaultWorkspaceMember,
     InnerApiCredential,
-    InnerApiLicenseSettings,
     WorkspacePolicyOverride,
 )
-from license_server.licenses.models import Customer, License, Plan
+from license_server.licenses.models import Customer, InnerApiLicenseSettings, License, Plan
 from license_server.offline.models import OfflineBinding, OfflineUsageImport
 from license_server.signing.models import KeyRevocationList
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from license_server.lifecycle.observer import TrustedTime, facts_from_claims
 from license_server.lifecycle.status import LicenseFacts, Reason, Status, StatusResult, compute_status
-from license_server.offline.observer import TrustedTime, facts_from_claims
 
 NOW = datetime(2027, 3, 1, tzinfo=UTC)
 DAY = timedelta(days=1)

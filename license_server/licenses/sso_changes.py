@@ -1,28 +1,29 @@
-"""Recording when a license's SSO switches change. Called by the licenses service in the transaction that
-changes terms, so the time is exact and commits (or rolls back) with the change itself."""
+"""When a license's SSO switches last changed, recorded by the licenses service in the transaction that changes terms,
+so the time is exact and commits (or rolls back) with the change itself. Dify's inner API reports these times
+(``/sso/app/last-update-time``, ``/sso/workspace/last-update-time``) and asks users to sign in again after one.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.db.base import UTCDateTime
-from license_server.inner_api.mapping import app_sso_switches, signin_sso_switches
-from license_server.inner_api.models import InnerApiLicenseSettings
-from license_server.licenses.models import License
+from license_server.db.session import dialect_insert
+from license_server.licenses.models import InnerApiLicenseSettings, License
 from license_server.licenses.terms import LicenseTerms
 
 
-def dialect_insert(session: AsyncSession, table: Any) -> Any:
-    """INSERT with ON CONFLICT support for the session's database (SQLite and PostgreSQL spell it the same)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+# The SSO switches whose change time Dify reads: web apps (/sso/app/...) and console sign-in (/sso/workspace/...).
+def app_sso_switches(terms: LicenseTerms) -> tuple[object, ...]:
+    return (terms.sso.enforced_for_web, terms.sso.web_protocol, terms.webapp_auth.allow_sso)
+
+
+def signin_sso_switches(terms: LicenseTerms) -> tuple[object, ...]:
+    return (terms.sso.enforced_for_signin, terms.sso.signin_protocol)
 
 
 def changed_switches(before: LicenseTerms, after: LicenseTerms) -> list[str]:
