@@ -89,7 +89,8 @@ async def test_200_concurrent_consumes_take_exactly_the_50_left(
     accepted = {i for i, r in enumerate(responses) if r.status_code == 201}
     for i, replay in enumerate(replays):
         if i in accepted:
-            assert replay.status_code == 201 and replay.json() == responses[i].json()
+            assert replay.status_code == 201
+            assert replay.json() == responses[i].json()
         else:
             assert replay.status_code == 403
     assert await _counter(runtime) == (60, 0)
