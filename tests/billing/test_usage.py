@@ -301,3 +301,18 @@ async def test_platform_secrets_unknown_and_revoked_are_401_and_guessing_is_thro
     runtime.poll_state.failed_auth_limiter.__init__(3)  # type: ignore[misc]
     statuses = [(await client.get(url, headers={"Authorization": "Bearer lsbp_guess"})).status_code for _ in range(5)]
     assert statuses[-1] == 429
+
+
+async def test_patching_a_platform_with_nulls_is_a_400_or_a_reset_never_a_500(
+    client: httpx.AsyncClient, platform: Platform, owner_headers: dict[str, str]
+) -> None:
+    """Found by the fuzzer: explicit nulls in PATCH crashed the handler."""
+    url = f"/v1/admin/billing/platforms/{platform.id}"
+    for field in ("name", "billing_enabled"):
+        response = await client.patch(url, headers=owner_headers, json={field: None})
+        assert (response.status_code, response.json()["code"]) == (400, "validation_error"), response.text
+    await client.patch(url, headers=owner_headers, json={"restrictive_defaults": {"app.max_total_count": 5}})
+    reset = await client.patch(url, headers=owner_headers, json={"restrictive_defaults": None, "default_plan": None})
+    assert reset.status_code == 200, reset.text
+    assert reset.json()["restrictive_defaults"] == {"app.max_total_count": 1, "knowledge_base.max_total_count": 1}
+    assert reset.json()["default_plan_id"] is None
