@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,6 +55,7 @@ _RECORDS = cast(Table, UsageRecord.__table__)
 _RESERVATIONS = cast(Table, Reservation.__table__)
 _EVENTS = cast(Table, UsageEvent.__table__)
 MAX_TTL_SECONDS = 7 * 86400
+T = TypeVar("T")
 
 
 def request_digest(**fields: Any) -> str:
@@ -176,6 +178,14 @@ def _check(
     raise SubscriptionLimitReached(key=key, limit=limit.limit, used=used + held)
 
 
+async def _written(state: BillingState, snapshot: AccountSnapshot, job: Callable[[Connection], T]) -> T:
+    """Run the write; the account's cached limits report is dropped, so this process reads its own writes."""
+    try:
+        return await state.writer.run(job)
+    finally:
+        state.reports.discard(snapshot.account_id)
+
+
 # -- consume / refund -------------------------------------------------------------------------------------------
 async def consume(
     state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int, idempotency_key: str
@@ -230,7 +240,7 @@ async def consume(
         )
         return response
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 def _insert_record(
@@ -305,7 +315,7 @@ async def refund(state: BillingState, snapshot: AccountSnapshot, *, history_id: 
         )
         return response
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 def _lock_counter_existing(connection: Connection, account_id: uuid.UUID, key: str, period_start: datetime) -> None:
@@ -385,7 +395,7 @@ async def reserve(
         body.update(_limit_entry(limit, used + held + amount))
         return body
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 class _Row:
@@ -471,7 +481,7 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
         )
         return body
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 def _commit_body(row: Any, actual: int, amount: int, snapshot: AccountSnapshot, key: str) -> dict[str, Any]:
@@ -512,7 +522,7 @@ async def release(state: BillingState, snapshot: AccountSnapshot, *, request_id:
             "released": amount,
         }
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 async def release_expired_holds(state: BillingState, *, batch: int = 500) -> int:
@@ -554,6 +564,7 @@ async def release_expired_holds(state: BillingState, *, batch: int = 500) -> int
             return len(expired)
 
         released += await state.writer.run(job)
+        state.reports.discard(account_id)
     return released
 
 
@@ -574,7 +585,7 @@ async def set_gauge(state: BillingState, snapshot: AccountSnapshot, *, key: str,
         )
         return {"key": key, **_limit_entry(limit, value)}
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 async def change_gauge(
@@ -620,7 +631,7 @@ async def change_gauge(
             )
         return response
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 # -- usage events -----------------------------------------------------------------------------------------------
@@ -687,10 +698,20 @@ async def record_events(state: BillingState, snapshot: AccountSnapshot, events: 
             "cost": sum((e.cost for e in fresh.values()), Decimal(0)),
         }
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 # -- reads ------------------------------------------------------------------------------------------------------
+async def cached_limits_report(state: BillingState, snapshot: AccountSnapshot) -> dict[str, Any]:
+    """The limits report, cache-first (see ``BillingState.reports``)."""
+
+    async def load() -> dict[str, Any]:
+        async with state.session_factory() as session:
+            return await limits_report(session, snapshot, state.clock())
+
+    return await state.reports.get(snapshot.account_id, load)
+
+
 async def limits_report(session: AsyncSession, snapshot: AccountSnapshot, now: datetime) -> dict[str, Any]:
     """Seed 004's limits report: the plan, the current period and every key with used, limit and remaining."""
     period = _period(snapshot, now)
@@ -745,39 +766,15 @@ async def limits_report(session: AsyncSession, snapshot: AccountSnapshot, now: d
     }
 
 
-async def check(
-    session: AsyncSession, snapshot: AccountSnapshot, *, key: str, amount: int, now: datetime
-) -> dict[str, Any]:
-    """A read-only check: would ``amount`` more of ``key`` fit now?"""
+async def check(state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int) -> dict[str, Any]:
+    """A read-only check, from the cached report: would ``amount`` more of ``key`` fit now?"""
     limit = effective_limit(snapshot.facts, key)
+    report = await cached_limits_report(state, snapshot)
+    entry = next((e for e in report["limits"] if e["key"] == key), None)
     declared = quota_kind(snapshot.facts, key)
-    if declared is QuotaKind.TOTAL:
-        used = (
-            await session.scalar(
-                select(UsageGauge.used).where(UsageGauge.account_id == snapshot.account_id, UsageGauge.key == key)
-            )
-            or 0
-        )
-        group = QuotaKind.TOTAL
-    else:
-        period = _period(snapshot, now)
-        row = (
-            await session.execute(
-                select(UsageCounter.used, UsageCounter.held).where(
-                    UsageCounter.account_id == snapshot.account_id,
-                    UsageCounter.key == key,
-                    UsageCounter.period_start == period.start,
-                )
-            )
-        ).first()
-        used = (int(row.used) + int(row.held)) if row else 0
-        group = QuotaKind.MONTHLY
-    return {
-        "key": key,
-        "group": group.value,
-        "allowed": limit.allows(int(used) + amount),
-        **_limit_entry(limit, int(used)),
-    }
+    group = entry["group"] if entry else (declared or QuotaKind.MONTHLY).value
+    used = (entry["used"] + entry.get("held", 0)) if entry else 0
+    return {"key": key, "group": group, "allowed": limit.allows(used + amount), **_limit_entry(limit, used)}
 
 
 async def usage_history(session: AsyncSession, account_id: uuid.UUID, *, limit: int, offset: int) -> list[UsageRecord]:
