@@ -6,11 +6,12 @@ import re
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get, patch, post, put
+from litestar import Controller, MediaType, Request, delete, get, patch, post, put
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response.base import ASGIResponse
 
 from license_server.auth.guards import bearer_secret, needs
 from license_server.auth.tokens import Permission
@@ -156,10 +157,12 @@ class PlatformBillingController(Controller):
         summary="The limits report (seed 004's Usage tab); an entry without `limit` is unlimited",
         responses={200: ResponseSpec(LimitsReportOut, description="The report"), **_PLATFORM_ERRORS},
     )
-    async def limits(self, request: Request[Any, Any, Any], external_id: FromPath[str]) -> dict[str, Any]:
+    async def limits(self, request: Request[Any, Any, Any], external_id: FromPath[str]) -> ASGIResponse:
         state, snapshot = await _snapshot(request, external_id)
-        # Served as built, not through LimitsReport: an unlimited entry has no `limit` key at all (not null).
-        return {"data": await usage.cached_limits_report(state, snapshot)}
+        # Served as built, not through LimitsReport: an unlimited entry has no `limit` key at all (not null); the
+        # body is serialised once per cached report (an ASGI response skips Litestar's response conversion).
+        cached = await usage.cached_limits_report(state, snapshot)
+        return ASGIResponse(body=cached.body, media_type=MediaType.JSON)
 
     @get("/limits/{key:str}/check", summary="Would `amount` more fit now? (read-only)", responses=_PLATFORM_ERRORS)
     async def check(

@@ -24,6 +24,12 @@ class FailedAuthLimiter(Protocol):
     def hit(self, key: str) -> object: ...
 
 
+@dataclass(frozen=True)
+class CachedReport:
+    report: dict[str, Any]
+    body: bytes  # ``{"data": report}`` serialised once, served as is
+
+
 @dataclass
 class BillingState:
     session_factory: async_sessionmaker[AsyncSession]
@@ -37,7 +43,7 @@ class BillingState:
     accounts: LoadingCache[tuple[uuid.UUID, str], AccountSnapshot] = field(init=False)
     # Limits reports by account: served for at most cache_seconds, dropped by every usage write of this process (so
     # a platform reads its own writes here); other replicas' writes show within the window.
-    reports: LoadingCache[uuid.UUID, dict[str, Any]] = field(init=False)
+    reports: LoadingCache[uuid.UUID, CachedReport] = field(init=False)
 
     def __post_init__(self) -> None:
         self.platforms = LoadingCache(self.cache_seconds)

@@ -28,7 +28,7 @@ from license_server.billing.limits import EffectiveLimit, QuotaKind, effective_l
 from license_server.billing.money import decimal_text
 from license_server.billing.periods import Period, period_containing
 from license_server.billing.sql import upsert_insert
-from license_server.billing.state import BillingState
+from license_server.billing.state import BillingState, CachedReport
 from license_server.billing.usage.models import (
     Reservation,
     ReservationStatus,
@@ -733,12 +733,13 @@ async def record_events(state: BillingState, snapshot: AccountSnapshot, events: 
 
 
 # -- reads ------------------------------------------------------------------------------------------------------
-async def cached_limits_report(state: BillingState, snapshot: AccountSnapshot) -> dict[str, Any]:
-    """The limits report, cache-first (see ``BillingState.reports``)."""
+async def cached_limits_report(state: BillingState, snapshot: AccountSnapshot) -> CachedReport:
+    """The limits report, cache-first (see ``BillingState.reports``), with its response body serialised once."""
 
-    async def load() -> dict[str, Any]:
+    async def load() -> CachedReport:
         async with state.session_factory() as session:
-            return await limits_report(session, snapshot, state.clock())
+            report = await limits_report(session, snapshot, state.clock())
+        return CachedReport(report, json.dumps({"data": report}, separators=(",", ":")).encode())
 
     return await state.reports.get(snapshot.account_id, load)
 
@@ -800,7 +801,7 @@ async def limits_report(session: AsyncSession, snapshot: AccountSnapshot, now: d
 async def check(state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int) -> dict[str, Any]:
     """A read-only check, from the cached report: would ``amount`` more of ``key`` fit now?"""
     limit = effective_limit(snapshot.facts, key)
-    report = await cached_limits_report(state, snapshot)
+    report = (await cached_limits_report(state, snapshot)).report
     entry = next((e for e in report["limits"] if e["key"] == key), None)
     declared = quota_kind(snapshot.facts, key)
     group = entry["group"] if entry else (declared or QuotaKind.MONTHLY).value
