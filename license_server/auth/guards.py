@@ -5,7 +5,7 @@ A route that declares nothing is refused (fail closed), and a test walks every a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
@@ -14,7 +14,9 @@ from litestar.handlers.base import BaseRouteHandler
 from license_server.auth.throttle import record_failed_auth, refuse_if_guessing
 from license_server.auth.tokens import Actor, Permission, authenticate
 from license_server.errors import AuthenticationRequired, PermissionDenied
-from license_server.runtime import Runtime
+
+if TYPE_CHECKING:  # the runtime sits above auth (it builds the deployments' writer); only its type is needed here
+    from license_server.runtime import Runtime
 
 PERMISSION_OPT = "permission"
 

@@ -8,13 +8,15 @@ from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, delete, get, patch, post, put
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response.base import ASGIResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.guards import bearer_secret, needs
-from license_server.auth.tokens import Permission
+from license_server.auth.tokens import Actor, Permission
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import BillingAccount, SubscriptionStatus
 from license_server.billing.accounts.snapshots import AccountSnapshot, PlatformSnapshot, SubscriptionView
@@ -55,10 +57,14 @@ from license_server.billing.schemas import (
 from license_server.billing.state import BillingState
 from license_server.billing.usage import service as usage
 from license_server.billing.usage.service import PricedEvent, request_digest
-from license_server.dependencies import CurrentActor, Db, Limit, Offset
 from license_server.errors import ValidationFailed
 from license_server.schemas_common import problem_spec
 
+# The names Litestar injects (declared as in license_server.dependencies, which sits above billing).
+Db = NamedDependency[AsyncSession]
+CurrentActor = NamedDependency[Actor]
+Limit = Annotated[int, QueryParameter(ge=1, le=500)]
+Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
 BILLING_STATE_KEY = "billing"
 PLATFORM_PREFIX = "/v1/billing"
 _EXTERNAL_ID = re.compile(EXTERNAL_ID_PATTERN)
