@@ -65,7 +65,9 @@ def test_upgrade_backfills_the_sweep_schedule_of_existing_licenses(
             )
             # Later columns (plans.billing, 0005) have Python-side defaults the 0001 schema cannot take.
             plans_0001 = sa.Table(
-                "plans", sa.MetaData(), *(c.copy() for c in tables["plans"].columns if c.name != "billing")
+                "plans",
+                sa.MetaData(),
+                *(sa.Column(c.name, c.type) for c in tables["plans"].columns if c.name != "billing"),
             )
             await connection.execute(
                 plans_0001.insert().values(
