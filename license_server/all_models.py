@@ -2,6 +2,14 @@
 schema. At the top of the layers, above every domain it imports; nothing in the server imports it."""
 
 from license_server.auth.models import AdminToken, AuditEvent
+from license_server.billing.accounts.models import (
+    BillingAccount,
+    BillingPlatform,
+    LimitOverride,
+    PlatformSecret,
+    Subscription,
+)
+from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
 from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
 from license_server.events.models import Event, JobLease, WebhookDelivery, WebhookEndpoint
@@ -23,6 +31,8 @@ __all__ = [
     "AppAllowedUser",
     "AuditEvent",
     "Base",
+    "BillingAccount",
+    "BillingPlatform",
     "Customer",
     "DefaultWorkspaceMember",
     "Event",
@@ -31,9 +41,17 @@ __all__ = [
     "JobLease",
     "KeyRevocationList",
     "License",
+    "LimitOverride",
     "OfflineBinding",
     "OfflineUsageImport",
     "Plan",
+    "PlatformSecret",
+    "Reservation",
+    "Subscription",
+    "UsageCounter",
+    "UsageEvent",
+    "UsageGauge",
+    "UsageRecord",
     "UsageReport",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import license_server
 from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
+from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminController, PlatformBillingController
 from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
 from license_server.db.session import session_scope
@@ -53,8 +54,15 @@ ADMIN_CONTROLLERS = [
     EventController,
     InnerApiAdminController,
     OfflineController,
+    BillingAdminController,
 ]
-PUBLIC_CONTROLLERS = [HealthController, WellKnownController, DeploymentController, InnerApiController]
+PUBLIC_CONTROLLERS = [
+    HealthController,
+    WellKnownController,
+    DeploymentController,
+    InnerApiController,
+    PlatformBillingController,
+]
 
 
 def _document_error_responses(app: Litestar) -> None:
@@ -141,7 +149,9 @@ def create_app(
             "`Authorization: Bearer <admin token>`; errors are RFC 9457 problem details with a `code`.",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
-        state=State({"runtime": runtime, STORE_STATE_KEY: SqlInnerApiStore(runtime)}),
+        state=State(
+            {"runtime": runtime, STORE_STATE_KEY: SqlInnerApiStore(runtime), BILLING_STATE_KEY: runtime.billing}
+        ),
         # The process configures logging (serve: LICENSE_SERVER_LOG_LEVEL); Litestar must not reset the root logger.
         logging_config=None,
         debug=False,

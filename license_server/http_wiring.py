@@ -28,9 +28,15 @@ def problem_response(
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
-def _handle_domain_error(_: Request[Any, Any, Any], exc: LicenseServerError) -> Response[Problem]:
+def _handle_domain_error(_: Request[Any, Any, Any], exc: LicenseServerError) -> Response[Any]:
     errors = [FieldProblem(field=e.field, message=e.message) for e in exc.field_errors]
-    response = problem_response(exc.status_code, exc.code, exc.detail, exc.title, errors)
+    response: Response[Any] = problem_response(exc.status_code, exc.code, exc.detail, exc.title, errors)
+    if exc.extensions:  # RFC 9457 extension members beside the standard ones
+        response = Response(
+            {**response.content.model_dump(mode="json"), **exc.extensions},
+            status_code=exc.status_code,
+            media_type=PROBLEM_MEDIA_TYPE,
+        )
     response.headers.update(exc.headers)
     return response
 

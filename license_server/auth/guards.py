@@ -16,7 +16,7 @@ from license_server.auth.throttle import CredentialKind, record_failed_auth, ref
 from license_server.auth.tokens import Actor, Permission, authenticate
 from license_server.errors import AuthenticationRequired, PermissionDenied
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the runtime sits above auth (it builds the deployments' writer); only its type is needed here
     from license_server.runtime import Runtime
 
 PERMISSION_OPT = "permission"

@@ -32,11 +32,21 @@ class CredentialKind(enum.StrEnum):
     ADMIN_TOKEN = "admin-token"  # noqa: S105
     DEPLOYMENT_TOKEN = "deployment-token"  # noqa: S105
     INNER_API_SECRET = "inner-api-secret"  # noqa: S105
+    PLATFORM_SECRET = "platform-secret"  # noqa: S105
+
+
+def limiter_key(kind: CredentialKind, address: str | None) -> str:
+    return f"{kind}:{address or 'unknown'}"
+
+
+def secret_fingerprint(secret: str | None) -> bytes:
+    """What the limiter remembers of a wrong secret: a short keyed hash, so only *different* wrong secrets count."""
+    return hashlib.blake2b((secret or "").encode(), key=_FINGERPRINT_KEY, digest_size=16).digest()
 
 
 def refuse_if_guessing(runtime: Runtime, address: str | None, kind: CredentialKind) -> str:
     """429 for an address with too many different failed secrets of ``kind`` in the window; returns its limiter key."""
-    key = f"{kind}:{address or 'unknown'}"
+    key = limiter_key(kind, address)
     retry = runtime.poll_state.failed_auth_limiter.retry_after(key)
     if retry is not None:
         raise RateLimited(retry, f"too many failed authentications from this address; retry after {retry} s")
@@ -44,5 +54,4 @@ def refuse_if_guessing(runtime: Runtime, address: str | None, kind: CredentialKi
 
 
 def record_failed_auth(runtime: Runtime, key: str, secret: str | None) -> None:
-    fingerprint = hashlib.blake2b((secret or "").encode(), key=_FINGERPRINT_KEY, digest_size=16).digest()
-    runtime.poll_state.failed_auth_limiter.record(key, fingerprint)
+    runtime.poll_state.failed_auth_limiter.record(key, secret_fingerprint(secret))

@@ -22,6 +22,7 @@ COMMANDS = {
     "verify": "license_server.cli.verify:verify",
     "offline": "license_server.cli.offline:offline",
     "edge": "license_server.cli.edge:edge",
+    "billing": "license_server.cli.billing:billing",
 }
 
 

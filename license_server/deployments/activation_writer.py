@@ -14,24 +14,22 @@ Nothing is acknowledged before its transaction has committed, so a crash loses o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from license_server.auth.hashing import SecretHasher
 from license_server.db.base import new_id
-from license_server.db.session import configure_sqlite_connection
+from license_server.db.group_commit import SqliteGroupCommitWriter
 from license_server.deployments.models import Activation
 from license_server.errors import LicenseKeyNotFound, LicenseNotUsable, LicenseServerError, TooManyActivations
 from license_server.events.models import Event
@@ -48,7 +46,6 @@ UNUSABLE = {
     Reason.NOT_STARTED: ("license_not_started", "the license has not started yet"),
     Reason.EXPIRED: ("license_expired", "the license has expired"),
 }
-MAX_BATCH = 256
 _ACTIVATIONS = cast(Table, Activation.__table__)
 _EVENTS = cast(Table, Event.__table__)
 _LICENSES = cast(Table, License.__table__)
@@ -280,23 +277,11 @@ def _event(
     }
 
 
-def _sync_url(async_url: str) -> str:
-    return async_url.replace("sqlite+aiosqlite:", "sqlite+pysqlite:", 1)
+class SqliteActivationWriter(SqliteGroupCommitWriter[ActivationRequest, ActivationOutcome]):
+    """Group commit of activations: a batch runs in one ``BEGIN IMMEDIATE`` transaction and is answered only after
+    the commit (see ``license_server.db.group_commit``)."""
 
-
-@dataclass
-class _Pending:
-    request: ActivationRequest
-    future: asyncio.Future[ActivationOutcome]
-
-
-class SqliteActivationWriter:
-    """Group commit for SQLite: activations queue here and are written in batches by one thread.
-
-    Each batch holds the runtime's write gate (so it queues behind other writers of this process instead of spinning
-    in SQLite's busy handler), runs in one ``BEGIN IMMEDIATE`` transaction with a savepoint per activation (a refusal
-    or conflict undoes only its own statements), and answers every request only after the commit.
-    """
+    thread_name = "sqlite-activations"
 
     def __init__(
         self,
@@ -305,73 +290,15 @@ class SqliteActivationWriter:
         hasher: Callable[[], SecretHasher],
         write_gate: contextlib.AbstractAsyncContextManager[object],
     ) -> None:
-        self._url = _sync_url(async_url)
+        super().__init__(async_url, write_gate=write_gate)
         self._hasher = hasher
-        self._write_gate = write_gate
-        self._engine: Engine | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: list[_Pending] = []
-        self._drainer: asyncio.Task[None] | None = None
 
-    def _ensure_started(self) -> tuple[Engine, ThreadPoolExecutor]:
-        if self._engine is None or self._executor is None:
-            engine = create_engine(self._url, connect_args={"timeout": 30, "check_same_thread": False})
-            event.listen(engine, "connect", _autocommit_driver)
-            event.listen(engine, "begin", _begin_immediate)
-            self._engine = engine
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-activations")
-        return self._engine, self._executor
-
-    async def submit(self, request: ActivationRequest) -> ActivationOutcome:
-        future: asyncio.Future[ActivationOutcome] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(request, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.ensure_future(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            try:
-                engine, executor = self._ensure_started()
-                hasher = self._hasher()
-                async with self._write_gate:
-                    results = await loop.run_in_executor(executor, _write_batch, engine, hasher, batch)
-            except BaseException as exc:  # the commit itself failed: nothing of this batch was acknowledged
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for pending, result in zip(batch, results, strict=True):
-                if pending.future.done():  # the caller was cancelled; its activation is committed all the same
-                    continue
-                if isinstance(result, BaseException):
-                    pending.future.set_exception(result)
-                else:
-                    pending.future.set_result(result)
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        if self._engine is not None:
-            self._engine.dispose()
-        self._engine = self._executor = None
-
-
-def _autocommit_driver(dbapi_connection: Any, record: Any) -> None:
-    configure_sqlite_connection(dbapi_connection, record)
-    dbapi_connection.isolation_level = None  # transactions are begun explicitly (BEGIN IMMEDIATE) below
-
-
-def _begin_immediate(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def write_batch(self, engine: Engine, requests: list[ActivationRequest]) -> list[ActivationOutcome | BaseException]:
+        return _write_batch(engine, self._hasher(), requests)
 
 
 def _write_batch(
-    engine: Engine, hasher: SecretHasher, batch: list[_Pending]
+    engine: Engine, hasher: SecretHasher, batch: list[ActivationRequest]
 ) -> list[ActivationOutcome | BaseException]:
     """One transaction for the whole batch. Runs in the writer thread.
 
@@ -385,14 +312,14 @@ def _write_batch(
             # Joined to the transaction begun above, the session only reads; it neither commits nor rolls back.
             session = Session(bind=connection, join_transaction_mode="rollback_only", autoflush=False)
             transaction = ActivationTransaction(session)
-            for pending in batch:
+            for request in batch:
                 try:
-                    results.append(activate_one(transaction, hasher, pending.request))
+                    results.append(activate_one(transaction, hasher, request))
                 except LicenseServerError as refusal:
                     results.append(refusal)
             transaction.flush()
     except Exception:
-        return [_alone(engine, hasher, pending.request) for pending in batch]
+        return [_alone(engine, hasher, request) for request in batch]
     return results
 
 
