@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Scheduler: the lifecycle sweep and webhook deliveries. serve runs them in-process unless told not to.
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
     webhook_interval_seconds: float = Field(default=5.0, gt=0)
+    # Hosted billing: how often expired credit grants are forfeited and each cycle's included credits granted.
+    credits_rollover_interval_seconds: float = Field(default=60.0, gt=0)
     # Unauthenticated routes (activate, validate): requests per minute per client address and per license key.
     rate_limit_per_address: int = Field(default=60, ge=1)
     rate_limit_per_license_key: int = Field(default=20, ge=1)

@@ -23,6 +23,8 @@ from license_server.db.base import Base, BigIntId, ExactDecimal
 
 CREDIT_SCALE = 6  # decimal places kept; more on the wire is refused
 CREDITS = ExactDecimal(24, CREDIT_SCALE)
+# Far beyond any real grant or debit (a billion credits), far inside what a 64-bit count of millionths holds.
+MAX_CREDITS = Decimal(10) ** 9
 
 
 class MovementKind(StrEnum):
