@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import license_server
 from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
+from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminController, PlatformBillingController
 from license_server.config import Settings
 from license_server.db.session import session_scope
 from license_server.deployments.controllers import AdminActivationController, DeploymentController
@@ -54,8 +55,15 @@ ADMIN_CONTROLLERS = [
     EventController,
     InnerApiAdminController,
     OfflineController,
+    BillingAdminController,
 ]
-PUBLIC_CONTROLLERS = [HealthController, WellKnownController, DeploymentController, InnerApiController]
+PUBLIC_CONTROLLERS = [
+    HealthController,
+    WellKnownController,
+    DeploymentController,
+    InnerApiController,
+    PlatformBillingController,
+]
 
 
 def problem_response(
@@ -65,9 +73,15 @@ def problem_response(
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
-def _handle_domain_error(_: Request[Any, Any, Any], exc: LicenseServerError) -> Response[Problem]:
+def _handle_domain_error(_: Request[Any, Any, Any], exc: LicenseServerError) -> Response[Any]:
     errors = [FieldProblem(field=e.field, message=e.message) for e in exc.field_errors]
-    response = problem_response(exc.status_code, exc.code, exc.detail, exc.title, errors)
+    response: Response[Any] = problem_response(exc.status_code, exc.code, exc.detail, exc.title, errors)
+    if exc.extensions:  # RFC 9457 extension members beside the standard ones
+        response = Response(
+            {**response.content.model_dump(mode="json"), **exc.extensions},
+            status_code=exc.status_code,
+            media_type=PROBLEM_MEDIA_TYPE,
+        )
     response.headers.update(exc.headers)
     return response
 
@@ -220,7 +234,9 @@ def create_app(
             "`Authorization: Bearer <admin token>`; errors are RFC 9457 problem details with a `code`.",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
-        state=State({"runtime": runtime, STORE_STATE_KEY: SqlInnerApiStore(runtime)}),
+        state=State(
+            {"runtime": runtime, STORE_STATE_KEY: SqlInnerApiStore(runtime), BILLING_STATE_KEY: runtime.billing}
+        ),
         # The process configures logging (serve: LICENSE_SERVER_LOG_LEVEL); Litestar must not reset the root logger.
         logging_config=None,
         debug=False,

@@ -20,6 +20,8 @@ class LicenseServerError(Exception):
     code = "internal_error"
     title = "Internal error"
     headers: dict[str, str] = {}
+    # RFC 9457 extension members added to the problem body (e.g. the key, limit and used of a quota refusal).
+    extensions: dict[str, object] = {}
 
     def __init__(self, detail: str | None = None, *, field: str | None = None, code: str | None = None) -> None:
         self.detail = detail or self.title
@@ -192,3 +194,74 @@ class OfflineFileRejected(LicenseServerError):
 class OfflineBindingConflict(Conflict):
     code = "offline_binding_conflict"
     title = "The activation is bound to another install key"
+
+
+# -- billing (the hosted half) -----------------------------------------------------------------------------------
+class InvalidPlatformSecret(AuthenticationRequired):
+    code = "invalid_platform_secret"
+    title = "A valid platform secret is required"
+
+
+class PlatformNotFound(NotFound):
+    code = "platform_not_found"
+    title = "Platform not found"
+
+
+class BillingAccountNotFound(NotFound):
+    code = "billing_account_not_found"
+    title = "Billing account not found"
+
+
+class SubscriptionNotFound(NotFound):
+    code = "subscription_not_found"
+    title = "Subscription not found"
+
+
+class ReservationNotFound(NotFound):
+    code = "reservation_not_found"
+    title = "Reservation not found"
+
+
+class UsageRecordNotFound(NotFound):
+    code = "usage_record_not_found"
+    title = "Usage record not found"
+
+
+class SubscriptionLimitReached(LicenseServerError):
+    """Seed 004's refusal, with the key, the limit and what is used (and held) as extension members."""
+
+    status_code = 403
+    code = "subscription_limit_reached"
+    title = "This organization has reached its subscription limit. Please upgrade the plan."
+
+    def __init__(self, *, key: str, limit: int, used: int) -> None:
+        super().__init__(self.title, field="key")
+        self.extensions = {"key": key, "limit": limit, "used": used}
+
+    @property
+    def field_errors(self) -> list[FieldError]:
+        return [
+            FieldError("key", f"{self.extensions['key']}: {self.extensions['used']} of {self.extensions['limit']} used")
+        ]
+
+
+class IdempotencyConflict(Conflict):
+    """The idempotency key (request id, event id) was used before with a different request."""
+
+    code = "idempotency_key_reused"
+    title = "The idempotency key was already used with a different request"
+
+
+class ReservationClosed(Conflict):
+    code = "reservation_closed"
+    title = "The reservation is no longer held"
+
+
+class QuotaKindMismatch(Conflict):
+    code = "quota_kind_mismatch"
+    title = "The key is a different kind of quota"
+
+
+class NotRefundable(Conflict):
+    code = "not_refundable"
+    title = "This usage record cannot be refunded"

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from license_server.auth.hashing import SecretHasher
+from license_server.billing.state import BillingState
+from license_server.billing.usage.writer import PostgresUsageWriter, SqliteUsageWriter, UsageWriter
 from license_server.clock import Clock, utcnow
 from license_server.config import Settings
 from license_server.db.session import create_engine, create_session_factory
@@ -39,6 +41,8 @@ class Runtime:
     write_gate: contextlib.AbstractAsyncContextManager[object] = field(init=False)
     # SQLite only: activations are written in batches by one thread with its own connection (group commit).
     activation_writer: SqliteActivationWriter | None = field(init=False, default=None)
+    # Hosted billing: its usage writer (group commit on SQLite, row locks on PostgreSQL) and caches.
+    billing: BillingState = field(init=False)
     _hasher: tuple[bytes, SecretHasher] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -52,6 +56,20 @@ class Runtime:
             rate_limit_per_address=self.settings.rate_limit_per_address,
             rate_limit_per_license_key=self.settings.rate_limit_per_license_key,
             rate_limit_failed_auth_per_address=self.settings.rate_limit_failed_auth_per_address,
+        )
+        usage_writer: UsageWriter = (
+            SqliteUsageWriter(self.settings.resolved_database_url, write_gate=self.write_gate)
+            if self.settings.is_sqlite
+            else PostgresUsageWriter(self.session_factory)
+        )
+        self.billing = BillingState(
+            session_factory=self.session_factory,
+            clock=lambda: self.clock(),
+            hasher=lambda: self.hasher,
+            failed_auth_limiter=self.poll_state.failed_auth_limiter,
+            write_gate=self.write_gate,
+            writer=usage_writer,
+            cache_seconds=self.settings.poll_cache_seconds,
         )
 
     @classmethod
@@ -79,4 +97,5 @@ class Runtime:
     async def close(self) -> None:
         if self.activation_writer is not None:
             await asyncio.to_thread(self.activation_writer.close)
+        await asyncio.to_thread(self.billing.writer.close)
         await self.engine.dispose()

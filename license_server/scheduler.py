@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from license_server.billing.credits.jobs import CREDITS_ROLLOVER_JOB
+from license_server.billing.usage.jobs import RELEASE_EXPIRED_HOLDS_JOB
 from license_server.deployments.jobs import FLUSH_CHECK_INS_JOB
 from license_server.events.jobs import WEBHOOKS_JOB
 from license_server.lifecycle.jobs import SWEEP_JOB
@@ -23,7 +24,13 @@ if TYPE_CHECKING:
     from license_server.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-JOBS: tuple[ScheduledJob, ...] = (SWEEP_JOB, FLUSH_CHECK_INS_JOB, WEBHOOKS_JOB, CREDITS_ROLLOVER_JOB)
+JOBS: tuple[ScheduledJob, ...] = (
+    SWEEP_JOB,
+    FLUSH_CHECK_INS_JOB,
+    WEBHOOKS_JOB,
+    RELEASE_EXPIRED_HOLDS_JOB,
+    CREDITS_ROLLOVER_JOB,
+)
 
 
 def _guarded(job: ScheduledJob, runtime: Runtime) -> object:

@@ -41,6 +41,8 @@ class Permission(StrEnum):
     MANAGE_WEBHOOKS = "manage_webhooks"
     MANAGE_TOKENS = "manage_tokens"
     MANAGE_KEYS = "manage_keys"
+    BILLING_READ = "billing:read"  # hosted billing: plans' billing terms, platforms, accounts, usage
+    BILLING_WRITE = "billing:write"  # import plans, create platforms, subscriptions, overrides, flex
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -48,7 +50,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission) - {Permission.MANAGE_TOKENS, Permission.MANAGE_KEYS},
     Role.ISSUER: frozenset({Permission.READ, Permission.ISSUE_LICENSES}),
     Role.VIEWER: frozenset({Permission.READ, Permission.READ_AUDIT, Permission.READ_USAGE}),
-    Role.BILLING: frozenset({Permission.READ_USAGE}),
+    Role.BILLING: frozenset({Permission.READ_USAGE, Permission.BILLING_READ, Permission.BILLING_WRITE}),
 }
 
 

@@ -1,6 +1,14 @@
 """Every domain's models, imported in one place so Alembic and the app see the whole schema."""
 
 from license_server.auth.models import AdminToken, AuditEvent
+from license_server.billing.accounts.models import (
+    BillingAccount,
+    BillingPlatform,
+    LimitOverride,
+    PlatformSecret,
+    Subscription,
+)
+from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
 from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
 from license_server.events.models import Event, JobLease, WebhookDelivery, WebhookEndpoint
@@ -22,6 +30,8 @@ __all__ = [
     "AppAllowedUser",
     "AuditEvent",
     "Base",
+    "BillingAccount",
+    "BillingPlatform",
     "Customer",
     "DefaultWorkspaceMember",
     "Event",
@@ -29,9 +39,17 @@ __all__ = [
     "InnerApiLicenseSettings",
     "JobLease",
     "License",
+    "LimitOverride",
     "OfflineBinding",
     "OfflineUsageImport",
     "Plan",
+    "PlatformSecret",
+    "Reservation",
+    "Subscription",
+    "UsageCounter",
+    "UsageEvent",
+    "UsageGauge",
+    "UsageRecord",
     "UsageReport",
     "WebhookDelivery",
     "WebhookEndpoint",

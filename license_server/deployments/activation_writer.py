@@ -288,9 +288,7 @@ class SqliteActivationWriter(SqliteGroupCommitWriter[ActivationRequest, Activati
         super().__init__(async_url, write_gate=write_gate)
         self._hasher = hasher
 
-    def write_batch(
-        self, engine: Engine, requests: list[ActivationRequest]
-    ) -> list[ActivationOutcome | BaseException]:
+    def write_batch(self, engine: Engine, requests: list[ActivationRequest]) -> list[ActivationOutcome | BaseException]:
         return _write_batch(engine, self._hasher(), requests)
 
 

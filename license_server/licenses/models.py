@@ -34,6 +34,9 @@ class Plan(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     terms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The hosted half's terms (price, quotas, features, credits, rate limits), validated by billing.plans.terms;
+    # empty for a plan that only backs licenses.
+    billing: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

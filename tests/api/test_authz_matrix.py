@@ -94,4 +94,6 @@ def test_role_permissions_match_the_documented_roles() -> None:
     assert Permission.MANAGE_TOKENS not in ROLE_PERMISSIONS[Role.ADMIN]
     assert ROLE_PERMISSIONS[Role.ISSUER] == {Permission.READ, Permission.ISSUE_LICENSES}
     assert not any(p.value.startswith("manage") for p in ROLE_PERMISSIONS[Role.VIEWER])
-    assert ROLE_PERMISSIONS[Role.BILLING] == {Permission.READ_USAGE}
+    assert ROLE_PERMISSIONS[Role.BILLING] == {Permission.READ_USAGE, Permission.BILLING_READ, Permission.BILLING_WRITE}
+    # Seed 002: only owner, admin and billing:read see billing; viewers and issuers do not.
+    assert Permission.BILLING_READ not in ROLE_PERMISSIONS[Role.VIEWER] | ROLE_PERMISSIONS[Role.ISSUER]

@@ -1,0 +1,1 @@
+"""Platforms, billing accounts, subscriptions and per-account overrides."""

@@ -1,0 +1,1 @@
+"""Plans extended with billing terms, and the catalogue import."""

@@ -1,0 +1,49 @@
+"""What a process holds for billing: the writer of usage, short-lived caches, and the failed-auth limiter it shares
+with every other secret. Built by the runtime; nothing here is authoritative (every replica can rebuild it)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from license_server.auth.hashing import SecretHasher
+from license_server.billing.accounts.snapshots import AccountSnapshot, PlatformSnapshot
+from license_server.billing.usage.writer import UsageWriter
+from license_server.caching import LoadingCache
+from license_server.clock import Clock
+
+
+class FailedAuthLimiter(Protocol):
+    def retry_after(self, key: str) -> int | None: ...
+
+    def hit(self, key: str) -> object: ...
+
+
+@dataclass
+class BillingState:
+    session_factory: async_sessionmaker[AsyncSession]
+    clock: Clock
+    hasher: Callable[[], SecretHasher]
+    failed_auth_limiter: FailedAuthLimiter
+    write_gate: contextlib.AbstractAsyncContextManager[object]
+    writer: UsageWriter
+    cache_seconds: float
+    platforms: LoadingCache[str, PlatformSnapshot] = field(init=False)  # by secret digest
+    accounts: LoadingCache[tuple[uuid.UUID, str], AccountSnapshot] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.platforms = LoadingCache(self.cache_seconds)
+        self.accounts = LoadingCache(self.cache_seconds)
+
+    def forget_platforms(self) -> None:
+        """After a staff change to a platform or a secret: this process stops serving the old answer at once."""
+        self.platforms.clear()
+        self.accounts.clear()
+
+    def forget_account(self, platform_id: uuid.UUID, external_id: str) -> None:
+        self.accounts.discard((platform_id, external_id))

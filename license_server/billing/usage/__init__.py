@@ -1,0 +1,1 @@
+"""Usage: gauges, monthly counters, consumptions, reservations and usage events."""

@@ -1,0 +1,813 @@
+"""Usage writes and reads: consume / refund, reserve / commit / release, gauges, usage events, the limits report.
+
+Each write is a job (see ``writer.py``) that follows one order: lock the counter (or gauge) it checks, look up its
+idempotency key under that lock (so a concurrent replay sees the first write), check the effective limit against
+``used + held + amount``, then write. Every refusal is raised before the job's first write, and a job's savepoint
+(SQLite) or transaction (PostgreSQL) undoes everything it did if anything fails, so a refusal writes nothing.
+
+The effective limit comes from the account's cached snapshot (a few seconds stale at most, dropped by staff writes
+in this process); used and held are always read under the lock, so N concurrent writers of a limit L get exactly L.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from license_server.billing.accounts.snapshots import AccountSnapshot
+from license_server.billing.limits import EffectiveLimit, QuotaKind, effective_limit, quota_kind
+from license_server.billing.periods import Period, period_containing
+from license_server.billing.sql import upsert_insert
+from license_server.billing.state import BillingState
+from license_server.billing.usage.models import (
+    Reservation,
+    ReservationStatus,
+    UsageCounter,
+    UsageEvent,
+    UsageGauge,
+    UsageOperation,
+    UsageRecord,
+)
+from license_server.errors import (
+    IdempotencyConflict,
+    NotRefundable,
+    QuotaKindMismatch,
+    ReservationClosed,
+    ReservationNotFound,
+    SubscriptionLimitReached,
+    UsageRecordNotFound,
+    ValidationFailed,
+)
+
+_COUNTERS = cast(Table, UsageCounter.__table__)
+_GAUGES = cast(Table, UsageGauge.__table__)
+_RECORDS = cast(Table, UsageRecord.__table__)
+_RESERVATIONS = cast(Table, Reservation.__table__)
+_EVENTS = cast(Table, UsageEvent.__table__)
+MAX_TTL_SECONDS = 7 * 86400
+
+
+def request_digest(**fields: Any) -> str:
+    """What a replay must repeat exactly: the write's meaningful fields, canonically serialised."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _limit_entry(limit: EffectiveLimit, used: int) -> dict[str, Any]:
+    if limit.limit is None:
+        return {"used": used}
+    return {"used": used, "limit": limit.limit, "remaining": max(0, limit.limit - used)}
+
+
+def _require_kind(snapshot: AccountSnapshot, key: str, kind: QuotaKind) -> None:
+    declared = quota_kind(snapshot.facts, key)
+    if declared is not None and declared is not kind:
+        raise QuotaKindMismatch(
+            f"{key} is a {declared.value} quota on the account's plan; use the "
+            + ("gauge routes" if declared is QuotaKind.TOTAL else "consume / reserve routes"),
+            field="key",
+        )
+
+
+def _period(snapshot: AccountSnapshot, now: datetime) -> Period:
+    return period_containing(now, snapshot.anchor)
+
+
+# -- locks (the one place a counter or gauge is read for a check) -------------------------------------------------
+def _lock_counter(connection: Connection, account_id: uuid.UUID, key: str, period: Period) -> tuple[int, int]:
+    """(used, held) of the counter, created at zero if absent, under the row lock (PostgreSQL; SQLite: the
+    transaction already holds the write lock)."""
+    connection.execute(
+        upsert_insert(connection.dialect.name, _COUNTERS)
+        .values(account_id=account_id, key=key, period_start=period.start, period_end=period.end, used=0, held=0)
+        .on_conflict_do_nothing(index_elements=["account_id", "key", "period_start"])
+    )
+    row = connection.execute(
+        select(_COUNTERS.c.used, _COUNTERS.c.held).where(_counter_is(account_id, key, period.start)).with_for_update()
+    ).one()
+    return int(row.used), int(row.held)
+
+
+def _counter_is(account_id: uuid.UUID, key: str, period_start: datetime) -> Any:
+    return (
+        (_COUNTERS.c.account_id == account_id) & (_COUNTERS.c.key == key) & (_COUNTERS.c.period_start == period_start)
+    )
+
+
+def _lock_gauge(connection: Connection, account_id: uuid.UUID, key: str, now: datetime) -> int:
+    connection.execute(
+        upsert_insert(connection.dialect.name, _GAUGES)
+        .values(account_id=account_id, key=key, used=0, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["account_id", "key"])
+    )
+    used = connection.execute(
+        select(_GAUGES.c.used).where(_GAUGES.c.account_id == account_id, _GAUGES.c.key == key).with_for_update()
+    ).scalar_one()
+    return int(used)
+
+
+def _replayed(connection: Connection, account_id: uuid.UUID, idempotency_key: str, digest: str) -> Any:
+    row = connection.execute(
+        select(_RECORDS.c.request_digest, _RECORDS.c.response).where(
+            _RECORDS.c.account_id == account_id, _RECORDS.c.idempotency_key == idempotency_key
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_digest != digest:
+        raise IdempotencyConflict(
+            "this idempotency_key was used before with a different request", field="idempotency_key"
+        )
+    return row.response
+
+
+def _release_expired(connection: Connection, account_id: uuid.UUID, key: str, period: Period, now: datetime) -> int:
+    """Free the holds of this counter whose TTL has passed (the caller holds the counter lock); how much was freed."""
+    expired = connection.execute(
+        update(_RESERVATIONS)
+        .where(
+            _RESERVATIONS.c.account_id == account_id,
+            _RESERVATIONS.c.key == key,
+            _RESERVATIONS.c.period_start == period.start,
+            _RESERVATIONS.c.status == ReservationStatus.HELD.value,
+            _RESERVATIONS.c.expires_at <= now,
+        )
+        .values(status=ReservationStatus.EXPIRED.value, updated_at=now)
+        .returning(_RESERVATIONS.c.amount)
+    ).all()
+    freed = sum(int(row.amount) for row in expired)
+    if freed:
+        connection.execute(
+            update(_COUNTERS).where(_counter_is(account_id, key, period.start)).values(held=_COUNTERS.c.held - freed)
+        )
+    return freed
+
+
+def _check(
+    connection: Connection,
+    *,
+    account_id: uuid.UUID,
+    key: str,
+    period: Period,
+    limit: EffectiveLimit,
+    used: int,
+    held: int,
+    amount: int,
+    now: datetime,
+) -> int:
+    """Refuse if ``amount`` does not fit; expired holds are freed first when they are what stands in the way.
+    Returns the held amount after any freeing."""
+    if limit.allows(used + held + amount):
+        return held
+    if held:
+        held -= _release_expired(connection, account_id, key, period, now)
+        if limit.allows(used + held + amount):
+            return held
+    assert limit.limit is not None
+    raise SubscriptionLimitReached(key=key, limit=limit.limit, used=used + held)
+
+
+# -- consume / refund -------------------------------------------------------------------------------------------
+async def consume(
+    state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int, idempotency_key: str
+) -> dict[str, Any]:
+    _require_kind(snapshot, key, QuotaKind.MONTHLY)
+    now = state.clock()
+    period = _period(snapshot, now)
+    limit = effective_limit(snapshot.facts, key)
+    digest = request_digest(op="consume", key=key, amount=amount)
+    account_id = snapshot.account_id
+
+    def job(connection: Connection) -> dict[str, Any]:
+        used, held = _lock_counter(connection, account_id, key, period)
+        replay = _replayed(connection, account_id, idempotency_key, digest)
+        if replay is not None:
+            return cast(dict[str, Any], replay)
+        _check(
+            connection,
+            account_id=account_id,
+            key=key,
+            period=period,
+            limit=limit,
+            used=used,
+            held=held,
+            amount=amount,
+            now=now,
+        )
+        connection.execute(
+            update(_COUNTERS).where(_counter_is(account_id, key, period.start)).values(used=_COUNTERS.c.used + amount)
+        )
+        history_id = uuid.uuid4()
+        response = {
+            "history_id": str(history_id),
+            "key": key,
+            "amount": amount,
+            "period_start": period.start.isoformat(),
+            "period_end": period.end.isoformat(),
+            **_limit_entry(limit, used + amount),
+        }
+        _insert_record(
+            connection,
+            history_id,
+            account_id,
+            key,
+            UsageOperation.CONSUME,
+            amount,
+            period,
+            idempotency_key,
+            digest,
+            response,
+            now,
+        )
+        return response
+
+    return await state.writer.run(job)
+
+
+def _insert_record(
+    connection: Connection,
+    history_id: uuid.UUID,
+    account_id: uuid.UUID,
+    key: str,
+    operation: UsageOperation,
+    amount: int,
+    period: Period | None,
+    idempotency_key: str | None,
+    digest: str,
+    response: dict[str, Any],
+    now: datetime,
+) -> None:
+    connection.execute(
+        _RECORDS.insert().values(
+            id=history_id,
+            account_id=account_id,
+            key=key,
+            operation=operation.value,
+            amount=amount,
+            period_start=period.start if period else None,
+            idempotency_key=idempotency_key,
+            request_digest=digest,
+            response=response,
+            refunded_at=None,
+            refund_response=None,
+            created_at=now,
+        )
+    )
+
+
+async def refund(state: BillingState, snapshot: AccountSnapshot, *, history_id: uuid.UUID) -> dict[str, Any]:
+    """Reverse exactly one consumption (or commit), once; a second refund answers the first."""
+    now = state.clock()
+    account_id = snapshot.account_id
+
+    def job(connection: Connection) -> dict[str, Any]:
+        record = connection.execute(
+            select(_RECORDS).where(_RECORDS.c.id == history_id, _RECORDS.c.account_id == account_id)
+        ).first()
+        if record is None:
+            raise UsageRecordNotFound(f"no usage record {history_id} on this account", field="history_id")
+        if record.operation not in (UsageOperation.CONSUME.value, UsageOperation.COMMIT.value):
+            raise NotRefundable("only consumptions and commits can be refunded", field="history_id")
+        period = Period(record.period_start, record.period_start)  # the counter is named by its start
+        _lock_counter_existing(connection, account_id, record.key, record.period_start)
+        locked = connection.execute(
+            select(_RECORDS.c.refund_response).where(_RECORDS.c.id == history_id).with_for_update()
+        ).one()
+        if locked.refund_response is not None:
+            return cast(dict[str, Any], locked.refund_response)
+        amount = int(record.amount)
+        connection.execute(
+            update(_COUNTERS)
+            .where(_counter_is(account_id, record.key, period.start))
+            .values(
+                used=func.max(_COUNTERS.c.used - amount, 0)
+                if connection.dialect.name == "sqlite"
+                else func.greatest(_COUNTERS.c.used - amount, 0)
+            )
+        )
+        response = {
+            "history_id": str(history_id),
+            "key": record.key,
+            "refunded": amount,
+            "refunded_at": now.isoformat(),
+        }
+        connection.execute(
+            update(_RECORDS).where(_RECORDS.c.id == history_id).values(refunded_at=now, refund_response=response)
+        )
+        return response
+
+    return await state.writer.run(job)
+
+
+def _lock_counter_existing(connection: Connection, account_id: uuid.UUID, key: str, period_start: datetime) -> None:
+    connection.execute(select(_COUNTERS.c.used).where(_counter_is(account_id, key, period_start)).with_for_update())
+
+
+# -- reserve / commit / release ---------------------------------------------------------------------------------
+def _reservation_body(row: Any) -> dict[str, Any]:
+    body = {
+        "reservation_id": str(row.id),
+        "request_id": row.request_id,
+        "key": row.key,
+        "amount": int(row.amount),
+        "status": row.status,
+        "expires_at": row.expires_at.isoformat(),
+        "period_start": row.period_start.isoformat(),
+    }
+    if row.committed_amount is not None:
+        body.update(committed=int(row.committed_amount), history_id=str(row.history_id))
+    return body
+
+
+async def reserve(
+    state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int, request_id: str, ttl_seconds: int
+) -> dict[str, Any]:
+    _require_kind(snapshot, key, QuotaKind.MONTHLY)
+    now = state.clock()
+    period = _period(snapshot, now)
+    limit = effective_limit(snapshot.facts, key)
+    digest = request_digest(op="reserve", key=key, amount=amount, ttl_seconds=ttl_seconds)
+    account_id = snapshot.account_id
+
+    def job(connection: Connection) -> dict[str, Any]:
+        used, held = _lock_counter(connection, account_id, key, period)
+        existing = connection.execute(
+            select(_RESERVATIONS).where(
+                _RESERVATIONS.c.account_id == account_id, _RESERVATIONS.c.request_id == request_id
+            )
+        ).first()
+        if existing is not None:
+            if existing.request_digest != digest:
+                raise IdempotencyConflict(
+                    "this request_id was used before with a different request", field="request_id"
+                )
+            return _reservation_body(existing)
+        held = _check(
+            connection,
+            account_id=account_id,
+            key=key,
+            period=period,
+            limit=limit,
+            used=used,
+            held=held,
+            amount=amount,
+            now=now,
+        )
+        connection.execute(
+            update(_COUNTERS).where(_counter_is(account_id, key, period.start)).values(held=_COUNTERS.c.held + amount)
+        )
+        values = {
+            "id": uuid.uuid4(),
+            "account_id": account_id,
+            "key": key,
+            "amount": amount,
+            "period_start": period.start,
+            "request_id": request_id,
+            "request_digest": digest,
+            "status": ReservationStatus.HELD.value,
+            "expires_at": now + timedelta(seconds=ttl_seconds),
+            "committed_amount": None,
+            "history_id": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        connection.execute(_RESERVATIONS.insert().values(**values))
+        body = _reservation_body(_Row(values))
+        body.update(_limit_entry(limit, used + held + amount))
+        return body
+
+    return await state.writer.run(job)
+
+
+class _Row:
+    """Attribute access over a dict of column values (a reservation just inserted)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _locked_reservation(connection: Connection, account_id: uuid.UUID, request_id: str) -> Any:
+    """The reservation under its counter's lock and its own (counter first, everywhere, so writers never deadlock)."""
+    found = connection.execute(
+        select(_RESERVATIONS.c.key, _RESERVATIONS.c.period_start).where(
+            _RESERVATIONS.c.account_id == account_id, _RESERVATIONS.c.request_id == request_id
+        )
+    ).first()
+    if found is None:
+        raise ReservationNotFound(f"no reservation with request_id {request_id!r} on this account", field="request_id")
+    _lock_counter_existing(connection, account_id, found.key, found.period_start)
+    return connection.execute(
+        select(_RESERVATIONS)
+        .where(_RESERVATIONS.c.account_id == account_id, _RESERVATIONS.c.request_id == request_id)
+        .with_for_update()
+    ).one()
+
+
+async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: str, actual: int) -> dict[str, Any]:
+    """Turn the hold into usage of ``actual`` (at most the amount held) and free the rest. A replay with the same
+    ``actual`` answers the first commit; commit after release or expiry is refused."""
+    now = state.clock()
+    account_id = snapshot.account_id
+
+    def job(connection: Connection) -> dict[str, Any]:
+        row = _locked_reservation(connection, account_id, request_id)
+        amount = int(row.amount)
+        if row.status == ReservationStatus.COMMITTED.value:
+            if int(row.committed_amount) != actual:
+                raise IdempotencyConflict("this reservation was committed with a different actual", field="actual")
+            return _commit_body(row, actual, amount, snapshot, row.key)
+        if row.status != ReservationStatus.HELD.value or row.expires_at <= now:
+            state_now = ReservationStatus.EXPIRED.value if row.status == ReservationStatus.HELD.value else row.status
+            raise ReservationClosed(f"the reservation is {state_now}; reserve again", field="request_id")
+        if actual > amount:
+            raise ValidationFailed(
+                f"actual ({actual}) is more than the reservation holds ({amount})",
+                field="actual",
+                code="commit_exceeds_reservation",
+            )
+        history_id = uuid.uuid4()
+        connection.execute(
+            update(_COUNTERS)
+            .where(_counter_is(account_id, row.key, row.period_start))
+            .values(used=_COUNTERS.c.used + actual, held=_COUNTERS.c.held - amount)
+        )
+        connection.execute(
+            update(_RESERVATIONS)
+            .where(_RESERVATIONS.c.id == row.id)
+            .values(
+                status=ReservationStatus.COMMITTED.value, committed_amount=actual, history_id=history_id, updated_at=now
+            )
+        )
+        body = {
+            "history_id": str(history_id),
+            "request_id": request_id,
+            "key": row.key,
+            "committed": actual,
+            "refunded": amount - actual,
+            "status": ReservationStatus.COMMITTED.value,
+        }
+        period = Period(row.period_start, row.period_start)
+        _insert_record(
+            connection,
+            history_id,
+            account_id,
+            row.key,
+            UsageOperation.COMMIT,
+            actual,
+            period,
+            f"reservation:{request_id}",
+            request_digest(op="commit", request_id=request_id, actual=actual),
+            body,
+            now,
+        )
+        return body
+
+    return await state.writer.run(job)
+
+
+def _commit_body(row: Any, actual: int, amount: int, snapshot: AccountSnapshot, key: str) -> dict[str, Any]:
+    return {
+        "history_id": str(row.history_id),
+        "request_id": row.request_id,
+        "key": key,
+        "committed": actual,
+        "refunded": amount - actual,
+        "status": ReservationStatus.COMMITTED.value,
+    }
+
+
+async def release(state: BillingState, snapshot: AccountSnapshot, *, request_id: str) -> dict[str, Any]:
+    """Free an uncommitted hold. Idempotent; after a commit (or expiry) it changes nothing."""
+    now = state.clock()
+    account_id = snapshot.account_id
+
+    def job(connection: Connection) -> dict[str, Any]:
+        row = _locked_reservation(connection, account_id, request_id)
+        if row.status != ReservationStatus.HELD.value:
+            return {"request_id": request_id, "key": row.key, "status": row.status, "released": 0}
+        amount = int(row.amount)
+        connection.execute(
+            update(_COUNTERS)
+            .where(_counter_is(account_id, row.key, row.period_start))
+            .values(held=_COUNTERS.c.held - amount)
+        )
+        connection.execute(
+            update(_RESERVATIONS)
+            .where(_RESERVATIONS.c.id == row.id)
+            .values(status=ReservationStatus.RELEASED.value, updated_at=now)
+        )
+        return {
+            "request_id": request_id,
+            "key": row.key,
+            "status": ReservationStatus.RELEASED.value,
+            "released": amount,
+        }
+
+    return await state.writer.run(job)
+
+
+async def release_expired_holds(state: BillingState, *, batch: int = 500) -> int:
+    """The scheduler's job: free holds past their TTL, counter by counter (each under its lock). Returns how many."""
+    now = state.clock()
+    async with state.session_factory() as session:
+        counters = (
+            await session.execute(
+                select(Reservation.account_id, Reservation.key, Reservation.period_start)
+                .where(Reservation.status == ReservationStatus.HELD.value, Reservation.expires_at <= now)
+                .group_by(Reservation.account_id, Reservation.key, Reservation.period_start)
+                .limit(batch)
+            )
+        ).all()
+    released = 0
+    for account_id, key, period_start in counters:
+
+        def job(
+            connection: Connection, account_id: uuid.UUID = account_id, key: str = key, start: datetime = period_start
+        ) -> int:
+            _lock_counter_existing(connection, account_id, key, start)
+            expired = connection.execute(
+                update(_RESERVATIONS)
+                .where(
+                    _RESERVATIONS.c.account_id == account_id,
+                    _RESERVATIONS.c.key == key,
+                    _RESERVATIONS.c.period_start == start,
+                    _RESERVATIONS.c.status == ReservationStatus.HELD.value,
+                    _RESERVATIONS.c.expires_at <= now,
+                )
+                .values(status=ReservationStatus.EXPIRED.value, updated_at=now)
+                .returning(_RESERVATIONS.c.amount)
+            ).all()
+            freed = sum(int(row.amount) for row in expired)
+            if freed:
+                connection.execute(
+                    update(_COUNTERS).where(_counter_is(account_id, key, start)).values(held=_COUNTERS.c.held - freed)
+                )
+            return len(expired)
+
+        released += await state.writer.run(job)
+    return released
+
+
+# -- gauges -----------------------------------------------------------------------------------------------------
+async def set_gauge(state: BillingState, snapshot: AccountSnapshot, *, key: str, value: int) -> dict[str, Any]:
+    """The platform states how many there are (a reconciliation): recorded as is, never refused."""
+    _require_kind(snapshot, key, QuotaKind.TOTAL)
+    now = state.clock()
+    limit = effective_limit(snapshot.facts, key)
+    account_id = snapshot.account_id
+
+    def job(connection: Connection) -> dict[str, Any]:
+        _lock_gauge(connection, account_id, key, now)
+        connection.execute(
+            update(_GAUGES)
+            .where(_GAUGES.c.account_id == account_id, _GAUGES.c.key == key)
+            .values(used=value, updated_at=now)
+        )
+        return {"key": key, **_limit_entry(limit, value)}
+
+    return await state.writer.run(job)
+
+
+async def change_gauge(
+    state: BillingState, snapshot: AccountSnapshot, *, key: str, delta: int, idempotency_key: str | None
+) -> dict[str, Any]:
+    """Increment (checked against the limit: a resource is being created) or decrement (never below zero)."""
+    _require_kind(snapshot, key, QuotaKind.TOTAL)
+    now = state.clock()
+    limit = effective_limit(snapshot.facts, key)
+    digest = request_digest(op="gauge", key=key, delta=delta)
+    account_id = snapshot.account_id
+
+    def job(connection: Connection) -> dict[str, Any]:
+        used = _lock_gauge(connection, account_id, key, now)
+        if idempotency_key is not None:
+            replay = _replayed(connection, account_id, idempotency_key, digest)
+            if replay is not None:
+                return cast(dict[str, Any], replay)
+        if delta > 0 and not limit.allows(used + delta):
+            assert limit.limit is not None
+            raise SubscriptionLimitReached(key=key, limit=limit.limit, used=used)
+        new_used = max(0, used + delta)
+        connection.execute(
+            update(_GAUGES)
+            .where(_GAUGES.c.account_id == account_id, _GAUGES.c.key == key)
+            .values(used=new_used, updated_at=now)
+        )
+        history_id = uuid.uuid4()
+        response = {"history_id": str(history_id), "key": key, "delta": delta, **_limit_entry(limit, new_used)}
+        if idempotency_key is not None:
+            _insert_record(
+                connection,
+                history_id,
+                account_id,
+                key,
+                UsageOperation.GAUGE_INCREMENT,
+                delta,
+                None,
+                idempotency_key,
+                digest,
+                response,
+                now,
+            )
+        return response
+
+    return await state.writer.run(job)
+
+
+# -- usage events -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PricedEvent:
+    event_id: str
+    occurred_at: datetime
+    agent: str | None
+    app: str | None
+    line_items: list[dict[str, Any]]
+    cost: Decimal
+    digest: str
+
+
+async def record_events(state: BillingState, snapshot: AccountSnapshot, events: list[PricedEvent]) -> dict[str, Any]:
+    """Record a batch; each event is idempotent by its id. A known id with a different body refuses the whole batch
+    (nothing of it is written) with the offending index."""
+    account_id = snapshot.account_id
+    now = state.clock()
+
+    def job(connection: Connection) -> dict[str, Any]:
+        ids = [event.event_id for event in events]
+        known = {
+            row.event_id: row.request_digest
+            for row in connection.execute(
+                select(_EVENTS.c.event_id, _EVENTS.c.request_digest).where(
+                    _EVENTS.c.account_id == account_id, _EVENTS.c.event_id.in_(ids)
+                )
+            )
+        }
+        fresh: dict[str, PricedEvent] = {}
+        for index, event in enumerate(events):
+            seen = known.get(event.event_id) or (fresh[event.event_id].digest if event.event_id in fresh else None)
+            if seen is not None and seen != event.digest:
+                raise IdempotencyConflict(
+                    f"event {index} ({event.event_id!r}) was recorded before with a different body",
+                    field=f"events.{index}.id",
+                )
+            if seen is None:
+                fresh[event.event_id] = event
+        if fresh:
+            connection.execute(
+                upsert_insert(connection.dialect.name, _EVENTS).on_conflict_do_nothing(
+                    index_elements=["account_id", "event_id"]
+                ),
+                [
+                    {
+                        "account_id": account_id,
+                        "event_id": event.event_id,
+                        "occurred_at": event.occurred_at,
+                        "agent": event.agent,
+                        "app": event.app,
+                        "line_items": event.line_items,
+                        "cost": event.cost,
+                        "request_digest": event.digest,
+                        "created_at": now,
+                    }
+                    for event in fresh.values()
+                ],
+            )
+        return {
+            "accepted": len(fresh),
+            "duplicates": len(events) - len(fresh),
+            "cost": sum((e.cost for e in fresh.values()), Decimal(0)),
+        }
+
+    return await state.writer.run(job)
+
+
+# -- reads ------------------------------------------------------------------------------------------------------
+async def limits_report(session: AsyncSession, snapshot: AccountSnapshot, now: datetime) -> dict[str, Any]:
+    """Seed 004's limits report: the plan, the current period and every key with used, limit and remaining."""
+    period = _period(snapshot, now)
+    gauges = {
+        row.key: int(row.used)
+        for row in (
+            await session.execute(
+                select(UsageGauge.key, UsageGauge.used).where(UsageGauge.account_id == snapshot.account_id)
+            )
+        ).all()
+    }
+    counters = {
+        row.key: (int(row.used), int(row.held))
+        for row in (
+            await session.execute(
+                select(UsageCounter.key, UsageCounter.used, UsageCounter.held).where(
+                    UsageCounter.account_id == snapshot.account_id, UsageCounter.period_start == period.start
+                )
+            )
+        ).all()
+    }
+    kinds: dict[str, QuotaKind] = {}
+    for plan in snapshot.facts.active_plans:
+        for key, quota in plan.items():
+            kinds.setdefault(key, quota.kind)
+    default_plan = snapshot.default_plan_terms.quota_map() if snapshot.default_plan_terms else {}
+    keys = set(kinds) | set(snapshot.facts.overrides) | set(gauges) | set(counters)
+    if not snapshot.facts.active_plans:
+        keys |= set(snapshot.facts.restrictive_defaults) | set(default_plan)
+    entries = []
+    for key in sorted(keys):
+        kind = kinds.get(key) or (default_plan[key].kind if key in default_plan else None)
+        if kind is None:
+            kind = QuotaKind.MONTHLY if key in counters else QuotaKind.TOTAL
+        limit = effective_limit(snapshot.facts, key)
+        if kind is QuotaKind.TOTAL:
+            entry: dict[str, Any] = {"key": key, "group": kind.value, **_limit_entry(limit, gauges.get(key, 0))}
+        else:
+            used, held = counters.get(key, (0, 0))
+            entry = {"key": key, "group": kind.value, "used": used}
+            if held:
+                entry["held"] = held
+            if limit.limit is not None:
+                entry.update(limit=limit.limit, remaining=max(0, limit.limit - used - held))
+        entries.append(entry)
+    return {
+        "plan": snapshot.primary.plan_code if snapshot.primary else None,
+        "status": snapshot.billing_status,
+        "period_start": period.start.isoformat(),
+        "period_end": period.end.isoformat(),
+        "limits": entries,
+    }
+
+
+async def check(
+    session: AsyncSession, snapshot: AccountSnapshot, *, key: str, amount: int, now: datetime
+) -> dict[str, Any]:
+    """A read-only check: would ``amount`` more of ``key`` fit now?"""
+    limit = effective_limit(snapshot.facts, key)
+    declared = quota_kind(snapshot.facts, key)
+    if declared is QuotaKind.TOTAL:
+        used = (
+            await session.scalar(
+                select(UsageGauge.used).where(UsageGauge.account_id == snapshot.account_id, UsageGauge.key == key)
+            )
+            or 0
+        )
+        group = QuotaKind.TOTAL
+    else:
+        period = _period(snapshot, now)
+        row = (
+            await session.execute(
+                select(UsageCounter.used, UsageCounter.held).where(
+                    UsageCounter.account_id == snapshot.account_id,
+                    UsageCounter.key == key,
+                    UsageCounter.period_start == period.start,
+                )
+            )
+        ).first()
+        used = (int(row.used) + int(row.held)) if row else 0
+        group = QuotaKind.MONTHLY
+    return {
+        "key": key,
+        "group": group.value,
+        "allowed": limit.allows(int(used) + amount),
+        **_limit_entry(limit, int(used)),
+    }
+
+
+async def usage_history(session: AsyncSession, account_id: uuid.UUID, *, limit: int, offset: int) -> list[UsageRecord]:
+    rows = await session.scalars(
+        select(UsageRecord)
+        .where(UsageRecord.account_id == account_id)
+        .order_by(UsageRecord.created_at.desc(), UsageRecord.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows.all())
+
+
+def price_line_items(snapshot: AccountSnapshot, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Decimal]:
+    """Each line item with its cost: given, or its quantity times the rate card's unit price for ``type:name``
+    (seed 002's per-run charge: tokens by model, calls by integration, storage)."""
+    terms = snapshot.rate_card_terms
+    rate_card = terms.rate_card if terms else {}
+    priced, total = [], Decimal(0)
+    for index, item in enumerate(items):
+        cost = item.get("cost")
+        if cost is None:
+            rate_key = f"{item['type']}:{item['name']}"
+            unit = rate_card.get(rate_key)
+            if unit is None:
+                raise ValidationFailed(
+                    f"line item {index}: the plan's rate card has no price for {rate_key!r}; send a cost instead",
+                    field=f"line_items.{index}",
+                    code="unpriced_line_item",
+                )
+            cost = Decimal(item["quantity"]) * unit
+        priced.append({**item, "cost": str(cost)})
+        total += Decimal(cost)
+    return priced, total

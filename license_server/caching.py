@@ -1,0 +1,81 @@
+"""A short-lived in-process cache with bounded staleness and no stampedes (the poll path's and billing's reads)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass
+class _Entry(Generic[V]):
+    value: V
+    refresh_at: float
+    expires_at: float
+
+
+class LoadingCache(Generic[K, V]):
+    """The poll path's cache: bounded staleness without stampedes.
+
+    An entry is served as is until ``refresh_at`` (about 80 % of its life), then still served while one background
+    load replaces it, and never after ``expires_at`` (at most ``ttl`` after it was loaded). Concurrent misses for a
+    key share one load. Lifetimes are jittered so entries loaded together do not all expire together.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 100_000, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._monotonic = monotonic
+        self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
+        self._loading: dict[K, asyncio.Task[V]] = {}
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        if self._ttl <= 0:
+            return await load()
+        now = self._monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now < entry.expires_at:
+            if now >= entry.refresh_at and key not in self._loading:
+                self._start_load(key, load).add_done_callback(_consume_exception)
+            return entry.value
+        task = self._loading.get(key) or self._start_load(key, load)
+        return await asyncio.shield(task)
+
+    def _start_load(self, key: K, load: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        async def run() -> V:
+            try:
+                value = await load()
+            except BaseException:
+                self._entries.pop(key, None)  # e.g. a token deactivated elsewhere: stop serving the old answer
+                raise
+            finally:
+                self._loading.pop(key, None)
+            lifetime = self._ttl * (1 - 0.2 * random.random())  # noqa: S311 - jitter, not security
+            loaded = self._monotonic()
+            self._entries[key] = _Entry(value, loaded + 0.8 * lifetime, loaded + lifetime)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+            return value
+
+        task = asyncio.ensure_future(run())
+        self._loading[key] = task
+        return task
+
+    def discard(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _consume_exception(task: asyncio.Task[object]) -> None:
+    if not task.cancelled():
+        task.exception()  # a failed background refresh is retried by the next request; nothing to report here
