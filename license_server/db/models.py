@@ -8,6 +8,7 @@ from license_server.billing.accounts.models import (
     PlatformSecret,
     Subscription,
 )
+from license_server.billing.credits.models import CreditDraw, CreditGrant, CreditMovement
 from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
 from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
@@ -32,6 +33,9 @@ __all__ = [
     "Base",
     "BillingAccount",
     "BillingPlatform",
+    "CreditDraw",
+    "CreditGrant",
+    "CreditMovement",
     "Customer",
     "DefaultWorkspaceMember",
     "Event",

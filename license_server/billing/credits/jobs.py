@@ -29,7 +29,7 @@ async def run_credits_rollover(runtime: Runtime, *, lease_ttl: timedelta | None 
     async with runtime.session_factory() as session:
         if not await acquire_lease(session, name=ROLLOVER_LEASE, holder=HOLDER, ttl=ttl, now=now):
             return None
-        return await roll_over_credits(session, runtime=runtime, now=now)
+        return await roll_over_credits(session, state=runtime.billing, now=now)
 
 
 CREDITS_ROLLOVER_JOB = ScheduledJob(

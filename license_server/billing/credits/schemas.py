@@ -15,6 +15,7 @@ from license_server.billing.credits.service import CreditBalance, MovementRecord
 from license_server.billing.money import Amount
 from license_server.schemas_common import Metadata, Model, UTCTimestamp
 
+
 def credits_text(value: Decimal) -> str:
     """``150``, ``0.25``, ``-30``: no exponent, no trailing zeros."""
     return format(value.normalize(), "f") if value else "0"
@@ -79,7 +80,7 @@ class DrawOut(Model):
 class MovementOut(Model):
     id: int
     kind: str = Field(description="grant | debit | forfeit")
-    amount: CreditsOut = Field(description="signed change to the account's credits, e.g. \"-12.5\"")
+    amount: CreditsOut = Field(description='signed change to the account\'s credits, e.g. "-12.5"')
     flex: CreditsOut = Field(description="debits: the part no grant covered, billed in arrears")
     grant: GrantOut | None
     draws: list[DrawOut] = Field(description="debits: the grants drawn from, in burn-down order")

@@ -28,22 +28,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from license_server.auth.audit import record_audit
 from license_server.billing.accounts.models import BillingAccount, Subscription, SubscriptionStatus
 from license_server.billing.credits.burndown import ZERO, CreditKind, burn_down
-from license_server.billing.credits.models import CREDIT_SCALE, CREDITS, MAX_CREDITS, CreditDraw, CreditGrant, CreditMovement, MovementKind
+from license_server.billing.credits.models import (
+    CREDIT_SCALE,
+    CREDITS,
+    MAX_CREDITS,
+    CreditDraw,
+    CreditGrant,
+    CreditMovement,
+    MovementKind,
+)
 from license_server.billing.periods import Period, period_containing
 from license_server.billing.plans.terms import billing_terms
 from license_server.billing.sql import upsert_insert
 from license_server.clock import Clock, utcnow
-from license_server.licenses.models import Plan
 from license_server.errors import (
     BillingAccountNotFound,
     CreditsExhausted,
     IdempotencyConflict,
     ValidationFailed,
 )
+from license_server.licenses.models import Plan
 
 if TYPE_CHECKING:
     from license_server.auth.tokens import Actor
-    from license_server.runtime import Runtime
+    from license_server.billing.state import BillingState
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,7 +92,7 @@ class WriteResult:
 
 # -- transactions -------------------------------------------------------------------------------------------------
 async def _in_account_transaction(
-    session: AsyncSession, runtime: Runtime, account_id: uuid.UUID, work: Callable[[], Awaitable[T]]
+    session: AsyncSession, state: BillingState, account_id: uuid.UUID, work: Callable[[], Awaitable[T]]
 ) -> T:
     """Run ``work`` in one transaction holding ``account_id``'s lock, then commit; anything raised rolls it back.
 
@@ -92,8 +100,8 @@ async def _in_account_transaction(
     """
     await session.rollback()
     try:
-        async with runtime.write_gate:
-            if runtime.settings.is_sqlite:
+        async with state.write_gate:
+            if _is_sqlite(session):
                 await session.execute(text("BEGIN IMMEDIATE"))
             locked = await session.scalar(
                 select(BillingAccount.id).where(BillingAccount.id == account_id).with_for_update()
@@ -108,14 +116,16 @@ async def _in_account_transaction(
         raise
 
 
+def _is_sqlite(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
 def _check_amount(amount: Decimal) -> None:
     """The wire schema says the same; services check again for their other callers (the CLI, other services)."""
     if not amount.is_finite() or amount <= ZERO:
         raise ValidationFailed("amount: must be greater than 0", field="amount")
     if not fits_ledger(amount):
-        raise ValidationFailed(
-            f"amount: at most {CREDIT_SCALE} decimal places, below {MAX_CREDITS}", field="amount"
-        )
+        raise ValidationFailed(f"amount: at most {CREDIT_SCALE} decimal places, below {MAX_CREDITS}", field="amount")
 
 
 def _digest(operation: str, **request: Any) -> str:
@@ -138,15 +148,13 @@ async def _replayed(
     if movement is None:
         return None
     if movement.request_digest != digest:
-        raise IdempotencyConflict(
-            "this idempotency key was used for a different request", field="idempotency_key"
-        )
+        raise IdempotencyConflict("this idempotency key was used for a different request", field="idempotency_key")
     return await _record(session, movement)
 
 
 async def _record(session: AsyncSession, movement: CreditMovement) -> MovementRecord:
     draws = list(
-        (await session.scalars(select(CreditDraw).where(CreditDraw.movement_id == movement.id).order_by(CreditDraw.id)))
+        await session.scalars(select(CreditDraw).where(CreditDraw.movement_id == movement.id).order_by(CreditDraw.id))
     )
     grant = await session.get(CreditGrant, movement.grant_id) if movement.grant_id is not None else None
     return MovementRecord(movement, draws, grant)
@@ -168,7 +176,7 @@ async def current_period(session: AsyncSession, account_id: uuid.UUID, now: date
 async def grant_credits(
     session: AsyncSession,
     *,
-    runtime: Runtime,
+    state: BillingState,
     actor: Actor,
     account_id: uuid.UUID,
     kind: CreditKind,
@@ -239,14 +247,14 @@ async def grant_credits(
         )
         return WriteResult(MovementRecord(movement, [], grant), replayed=False)
 
-    return await _in_account_transaction(session, runtime, account_id, work)
+    return await _in_account_transaction(session, state, account_id, work)
 
 
 # -- debits -------------------------------------------------------------------------------------------------------
 async def debit_credits(
     session: AsyncSession,
     *,
-    runtime: Runtime,
+    state: BillingState,
     account_id: uuid.UUID,
     amount: Decimal,
     idempotency_key: str,
@@ -293,7 +301,10 @@ async def debit_credits(
         )
         session.add(movement)
         await session.flush()
-        draws = [CreditDraw(movement_id=movement.id, grant_id=d.grant_id, kind=d.kind.value, amount=d.amount) for d in burn.draws]
+        draws = [
+            CreditDraw(movement_id=movement.id, grant_id=d.grant_id, kind=d.kind.value, amount=d.amount)
+            for d in burn.draws
+        ]
         if burn.uncovered > ZERO:
             draws.append(CreditDraw(movement_id=movement.id, grant_id=None, kind=FLEX, amount=burn.uncovered))
         session.add_all(draws)
@@ -302,7 +313,7 @@ async def debit_credits(
         await session.flush()
         return WriteResult(MovementRecord(movement, draws), replayed=False)
 
-    return await _in_account_transaction(session, runtime, account_id, work)
+    return await _in_account_transaction(session, state, account_id, work)
 
 
 async def _usable_grants(session: AsyncSession, account_id: uuid.UUID, now: datetime) -> Sequence[CreditGrant]:
@@ -474,16 +485,14 @@ def fits_ledger(amount: Decimal) -> bool:
     return ZERO <= amount < MAX_CREDITS and amount == amount.quantize(Decimal(1).scaleb(-CREDIT_SCALE))
 
 
-async def grant_cycle_credits(
-    session: AsyncSession, *, now: datetime, account_id: uuid.UUID | None = None
-) -> int:
+async def grant_cycle_credits(session: AsyncSession, *, now: datetime, account_id: uuid.UUID | None = None) -> int:
     """Grant each due account its included credits for the current cycle (expiring at the cycle's end), once: the
     unique (account, kind, cycle_start) makes a second run, or a debit racing the job, insert nothing. Runs in the
     caller's transaction. Returns how many grants were made."""
     due = await _cycle_grants_due(session, now=now, account_id=account_id)
     if not due:
         return 0
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    dialect = session.get_bind().dialect.name
     inserted = await session.execute(
         upsert_insert(dialect, _GRANTS)
         .on_conflict_do_nothing(index_elements=["account_id", "kind", "cycle_start"])
@@ -529,15 +538,15 @@ class RolloverResult:
     granted: int
 
 
-async def roll_over_credits(session: AsyncSession, *, runtime: Runtime, now: datetime) -> RolloverResult:
+async def roll_over_credits(session: AsyncSession, *, state: BillingState, now: datetime) -> RolloverResult:
     """The period end, for every account at once: forfeit what expired grants hold (included credits at their cycle's
     end, promotional credits at their date) and grant each subscribed account its included credits for the new
     cycle. One transaction; on PostgreSQL it first locks, in id order, the accounts whose grants it forfeits, so no
     debit of those accounts is between its read and its write."""
     await session.rollback()
     try:
-        async with runtime.write_gate:
-            if runtime.settings.is_sqlite:
+        async with state.write_gate:
+            if _is_sqlite(session):
                 await session.execute(text("BEGIN IMMEDIATE"))
             else:
                 await session.execute(

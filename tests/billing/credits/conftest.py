@@ -30,7 +30,9 @@ def make_account(runtime: Runtime) -> AccountFactory:
     ) -> uuid.UUID:
         now = runtime.clock()
         async with runtime.session_factory() as session:
-            platform = BillingPlatform(name="Roboflow", billing_enabled=True, restrictive_defaults={}, created_by="test")
+            platform = BillingPlatform(
+                name="Roboflow", billing_enabled=True, restrictive_defaults={}, created_by="test"
+            )
             session.add(platform)
             await session.flush()
             account = BillingAccount(

@@ -17,7 +17,9 @@ NOW = datetime(2026, 4, 20, tzinfo=UTC)
 _ids = itertools.count(1)
 
 
-def grant(kind: CreditKind, remaining: str, *, granted_days_ago: int = 10, expires_in_days: int | None = None) -> GrantBalance:
+def grant(
+    kind: CreditKind, remaining: str, *, granted_days_ago: int = 10, expires_in_days: int | None = None
+) -> GrantBalance:
     return GrantBalance(
         grant_id=next(_ids),
         kind=kind,
@@ -74,7 +76,9 @@ amounts = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("1000"), 
 
 
 @given(remaining=st.lists(amounts, max_size=8), amount=amounts)
-def test_draws_plus_uncovered_equal_the_amount_and_no_grant_is_overdrawn(remaining: list[Decimal], amount: Decimal) -> None:
+def test_draws_plus_uncovered_equal_the_amount_and_no_grant_is_overdrawn(
+    remaining: list[Decimal], amount: Decimal
+) -> None:
     grants = [grant(CreditKind.PREPAID, str(r), granted_days_ago=i) for i, r in enumerate(remaining)]
     result = burn_down(grants, amount, now=NOW)
     assert result.covered + result.uncovered == amount

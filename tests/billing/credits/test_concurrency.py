@@ -46,7 +46,7 @@ async def second_runtime(settings: Settings, clock: MovableClock) -> AsyncIterat
 
 
 def _random_amounts(seed: int) -> list[Decimal]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible test amounts, not secrets
     return [Decimal(rng.randint(1, 5_000_000)).scaleb(-6) for _ in range(DEBITS)]  # 0.000001 .. 5.000000
 
 
@@ -60,7 +60,12 @@ async def _debit_all(
         async with runtime.session_factory() as session:
             try:
                 result = await service.debit_credits(
-                    session, runtime=runtime, account_id=account, amount=amount, idempotency_key=f"d-{index}", clock=clock
+                    session,
+                    state=runtime.billing,
+                    account_id=account,
+                    amount=amount,
+                    idempotency_key=f"d-{index}",
+                    clock=clock,
                 )
             except CreditsExhausted:
                 return None
@@ -74,7 +79,7 @@ async def _grant(runtime: Runtime, actor: Actor, account: uuid.UUID, amount: Dec
     async with runtime.session_factory() as session:
         await service.grant_credits(
             session,
-            runtime=runtime,
+            state=runtime.billing,
             actor=actor,
             account_id=account,
             kind=CreditKind.PREPAID,
@@ -97,8 +102,10 @@ async def test_concurrent_debits_with_flex_off_never_go_below_zero_and_add_up_ex
         records, total = await service.list_movements(session, account_id=account, limit=DEBITS + 1, offset=0)
     accepted = [a for a in answers if a is not None]
     refused = [amount for amount, answer in zip(amounts, answers, strict=True) if answer is None]
-    assert accepted and refused
-    assert balance.available >= 0 and balance.flex_used == 0
+    assert accepted
+    assert refused
+    assert balance.available >= 0
+    assert balance.flex_used == 0
     assert sum(accepted, Decimal(0)) == initial - balance.available  # exactly, to the millionth
     assert total == 1 + len(accepted)
     # A refusal saw less than its amount left, and what is left only shrinks: every refused amount exceeds the end.

@@ -38,7 +38,7 @@ async def _grant(
     async with runtime.session_factory() as session:
         return await service.grant_credits(
             session,
-            runtime=runtime,
+            state=runtime.billing,
             actor=actor,
             account_id=account,
             kind=kind,
@@ -55,7 +55,7 @@ async def _debit(
     async with runtime.session_factory() as session:
         return await service.debit_credits(
             session,
-            runtime=runtime,
+            state=runtime.billing,
             account_id=account,
             amount=Decimal(amount),
             idempotency_key=key or uuid.uuid4().hex,
@@ -132,9 +132,13 @@ async def test_a_debit_records_the_grants_it_drew_from_in_burn_down_order(
         (None, "flex", Decimal("2.5")),
     ]
     movement = result.record.movement
-    assert (movement.amount, movement.flex, movement.extra_metadata) == (Decimal("-12.5"), Decimal("2.5"), {"app": "a1"})
+    assert (movement.amount, movement.flex, movement.extra_metadata) == (
+        Decimal("-12.5"),
+        Decimal("2.5"),
+        {"app": "a1"},
+    )
     balance = await _balance(runtime, account, clock)
-    assert (balance.available, balance.flex_used, balance.balance) == (0, Decimal("2.5"), Decimal("-2.5"))
+    assert (balance.available, balance.flex_used, balance.balance) == (Decimal(0), Decimal("2.5"), Decimal("-2.5"))
 
 
 async def test_with_flex_off_a_debit_past_zero_is_refused_and_changes_nothing(
@@ -146,10 +150,13 @@ async def test_with_flex_off_a_debit_past_zero_is_refused_and_changes_nothing(
     before = await _counts(runtime), await _balance(runtime, account, clock)
     with pytest.raises(CreditsExhausted) as refused:
         await _debit(runtime, account, "6.000001", key="too-much", clock=clock)
-    assert refused.value.code == "credits_exhausted" and refused.value.status_code == 402
+    assert refused.value.code == "credits_exhausted"
+    assert refused.value.status_code == 402
     assert "6 credits are available" in refused.value.detail
     assert (await _counts(runtime), await _balance(runtime, account, clock)) == before
-    await _debit(runtime, account, "6", key="too-much", clock=clock)  # nothing was kept of the refusal, not even its key
+    await _debit(
+        runtime, account, "6", key="too-much", clock=clock
+    )  # nothing was kept of the refusal, not even its key
     assert (await _balance(runtime, account, clock)).available == 0
 
 
@@ -163,7 +170,8 @@ async def test_a_replay_answers_the_first_result_and_a_different_request_under_t
     first = await _debit(runtime, account, "1.50", key="d-1", clock=clock)
     clock.advance(timedelta(minutes=5))
     replay = await _debit(runtime, account, "1.5", key="d-1", clock=clock)  # the same amount, written differently
-    assert not first.replayed and replay.replayed
+    assert not first.replayed
+    assert replay.replayed
     assert replay.record.movement.id == first.record.movement.id
     assert [(d.grant_id, d.amount) for d in replay.record.draws] == [(d.grant_id, d.amount) for d in first.record.draws]
     counts = await _counts(runtime)
@@ -183,10 +191,13 @@ async def test_a_replay_answers_the_first_result_and_a_different_request_under_t
 async def test_keys_are_per_account(
     runtime: Runtime, make_account: AccountFactory, clock: MovableClock, actor: Actor
 ) -> None:
+    """...and one namespace per account's ledger: a grant's key cannot be reused for a debit."""
     one, two = await make_account(), await make_account()
     for account in (one, two):
-        await _grant(runtime, actor, account, "3", key="same", clock=clock)
+        await _grant(runtime, actor, account, "3", key="grant", clock=clock)
         assert not (await _debit(runtime, account, "1", key="same", clock=clock)).replayed
+    with pytest.raises(IdempotencyConflict):
+        await _debit(runtime, one, "1", key="grant", clock=clock)
 
 
 async def test_grant_rules_for_each_kind(
@@ -235,8 +246,8 @@ async def test_expired_grants_are_not_spent_and_the_rollover_forfeits_them_once(
     with pytest.raises(CreditsExhausted):
         await _debit(runtime, account, "2", clock=clock)
     async with runtime.session_factory() as session:
-        first = await service.roll_over_credits(session, runtime=runtime, now=clock.now)
-        second = await service.roll_over_credits(session, runtime=runtime, now=clock.now)
+        first = await service.roll_over_credits(session, state=runtime.billing, now=clock.now)
+        second = await service.roll_over_credits(session, state=runtime.billing, now=clock.now)
         records, _ = await service.list_movements(session, account_id=account, limit=10, offset=0)
     assert (first.forfeited, second.forfeited) == (1, 0)
     forfeit = records[0].movement
@@ -251,13 +262,18 @@ async def test_the_rollover_grants_each_cycle_once_and_forfeits_the_last(
     clock.now = anchor
     account = await make_account(included_credits="100.5", anchor=anchor)
     starts = []
-    for moment in [anchor, anchor + timedelta(days=1), anchor.replace(month=2, day=28), anchor.replace(month=3, day=31)]:
+    for moment in [
+        anchor,
+        anchor + timedelta(days=1),
+        anchor.replace(month=2, day=28),
+        anchor.replace(month=3, day=31),
+    ]:
         clock.now = moment
         async with runtime.session_factory() as session:
-            await service.roll_over_credits(session, runtime=runtime, now=moment)
-            await service.roll_over_credits(session, runtime=runtime, now=moment)
+            await service.roll_over_credits(session, state=runtime.billing, now=moment)
+            await service.roll_over_credits(session, state=runtime.billing, now=moment)
             starts = list(await session.scalars(select(CreditGrant.cycle_start).order_by(CreditGrant.id)))
-    assert [s.date().isoformat() for s in starts] == ["2027-01-31", "2027-02-28", "2027-03-31"]
+    assert [s.date().isoformat() for s in starts if s is not None] == ["2027-01-31", "2027-02-28", "2027-03-31"]
     async with runtime.session_factory() as session:
         records, total = await service.list_movements(session, account_id=account, limit=10, offset=0)
     assert total == 5  # three grants, two forfeits
@@ -278,12 +294,14 @@ async def test_the_materialised_remaining_is_what_the_movements_and_draws_say(
     of movements is what grants hold minus the flex drawn."""
     account = await make_account(included_credits="50", flex_enabled=True)
     await _grant(runtime, actor, account, "7.5", clock=clock)
-    await _grant(runtime, actor, account, "2", kind=CreditKind.PROMOTIONAL, expires_at=clock.now + timedelta(days=1), clock=clock)
+    await _grant(
+        runtime, actor, account, "2", kind=CreditKind.PROMOTIONAL, expires_at=clock.now + timedelta(days=1), clock=clock
+    )
     for amount in ["3.25", "20", "0.000001", "40", "1"]:
         await _debit(runtime, account, amount, clock=clock)
     clock.advance(timedelta(days=40))
     async with runtime.session_factory() as session:
-        await service.roll_over_credits(session, runtime=runtime, now=clock.now)
+        await service.roll_over_credits(session, state=runtime.billing, now=clock.now)
     await _debit(runtime, account, "5", clock=clock)
     async with runtime.session_factory() as session:
         grants = list(await session.scalars(select(CreditGrant)))

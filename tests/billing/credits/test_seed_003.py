@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from license_server.auth.tokens import Actor
+from license_server.billing.accounts.models import Subscription
 from license_server.billing.credits import service
 from license_server.billing.credits.burndown import CreditKind
 from license_server.billing.plans.terms import billing_terms
-from license_server.billing.accounts.models import Subscription
 from license_server.errors import CreditsExhausted
 from license_server.licenses.models import Plan
 from license_server.runtime import Runtime
@@ -49,7 +49,7 @@ async def _roboflow_workspace(
         async with runtime.session_factory() as session:
             await service.grant_credits(
                 session,
-                runtime=runtime,
+                state=runtime.billing,
                 actor=actor,
                 account_id=account,
                 kind=CreditKind.PREPAID,
@@ -59,7 +59,7 @@ async def _roboflow_workspace(
             )
     clock.now = PERIOD_START
     async with runtime.session_factory() as session:
-        await service.roll_over_credits(session, runtime=runtime, now=clock.now)  # April's included credits
+        await service.roll_over_credits(session, state=runtime.billing, now=clock.now)  # April's included credits
     return account
 
 
@@ -76,7 +76,7 @@ async def _use_daily(
             try:
                 result = await service.debit_credits(
                     session,
-                    runtime=runtime,
+                    state=runtime.billing,
                     account_id=account,
                     amount=Decimal(per_day),
                     idempotency_key=f"day-{day}",
@@ -91,7 +91,8 @@ async def _use_daily(
                     elif draw.kind == "prepaid":
                         usage.prepaid += draw.amount
                     else:
-                        assert draw.kind == "flex" and draw.grant_id is None
+                        assert draw.kind == "flex"
+                        assert draw.grant_id is None
                         usage.flex += draw.amount
                 assert result.record.movement.flex == sum(
                     (d.amount for d in result.record.draws if d.kind == "flex"), Decimal(0)
@@ -104,7 +105,9 @@ async def _invoice_of_may_15(runtime: Runtime, account: uuid.UUID) -> dict[str, 
     """What the May 15th invoice bills: the plan in advance, this period's flex credits in arrears."""
     async with runtime.session_factory() as session:
         plan = await session.scalar(
-            select(Plan.billing).join(Subscription, Subscription.plan_id == Plan.id).where(Subscription.account_id == account)
+            select(Plan.billing)
+            .join(Subscription, Subscription.plan_id == Plan.id)
+            .where(Subscription.account_id == account)
         )
         terms = billing_terms(plan)
         flex = await service.flex_used(session, account_id=account, start=PERIOD_START, end=NEXT_PERIOD)
@@ -118,7 +121,7 @@ async def _invoice_of_may_15(runtime: Runtime, account: uuid.UUID) -> dict[str, 
 async def _at_reset(runtime: Runtime, clock: MovableClock, account: uuid.UUID) -> service.CreditBalance:
     clock.now = NEXT_PERIOD
     async with runtime.session_factory() as session:
-        await service.roll_over_credits(session, runtime=runtime, now=clock.now)
+        await service.roll_over_credits(session, state=runtime.billing, now=clock.now)
         return await service.credit_balance(session, account_id=account, clock=clock)
 
 
@@ -187,6 +190,11 @@ async def test_example_4_with_flex_off_10_a_day_stops_after_april_29th_until_the
     clock.now = NEXT_PERIOD  # no rollover run yet: the first debit of the new cycle sees its included credits
     async with runtime.session_factory() as session:
         result = await service.debit_credits(
-            session, runtime=runtime, account_id=account, amount=Decimal(10), idempotency_key="may-15", clock=clock
+            session,
+            state=runtime.billing,
+            account_id=account,
+            amount=Decimal(10),
+            idempotency_key="may-15",
+            clock=clock,
         )
     assert [(d.kind, d.amount) for d in result.record.draws] == [("included", Decimal(10))]

@@ -71,9 +71,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_movements")),
-        sa.UniqueConstraint(
-            "account_id", "idempotency_key", name="uq_credit_movements_account_idempotency_key"
-        ),
+        sa.UniqueConstraint("account_id", "idempotency_key", name="uq_credit_movements_account_idempotency_key"),
     )
     op.create_index("ix_credit_movements_account_id_id", "credit_movements", ["account_id", "id"])
     op.create_table(
