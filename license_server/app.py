@@ -20,6 +20,7 @@ import license_server
 from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
 from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminController, PlatformBillingController
+from license_server.billing.credits.controllers import CreditsAdminController, PlatformCreditsController
 from license_server.config import Settings
 from license_server.db.session import session_scope
 from license_server.deployments.controllers import AdminActivationController, DeploymentController
@@ -56,6 +57,7 @@ ADMIN_CONTROLLERS = [
     InnerApiAdminController,
     OfflineController,
     BillingAdminController,
+    CreditsAdminController,
 ]
 PUBLIC_CONTROLLERS = [
     HealthController,
@@ -63,6 +65,7 @@ PUBLIC_CONTROLLERS = [
     DeploymentController,
     InnerApiController,
     PlatformBillingController,
+    PlatformCreditsController,
 ]
 
 

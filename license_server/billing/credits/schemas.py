@@ -13,7 +13,7 @@ from license_server.billing.credits.burndown import CreditKind
 from license_server.billing.credits.models import CREDIT_SCALE, MAX_CREDITS
 from license_server.billing.credits.service import CreditBalance, MovementRecord, WriteResult
 from license_server.billing.money import Amount
-from license_server.schemas_common import Metadata, Model, UTCTimestamp
+from license_server.schemas_common import Metadata, Model, Page, UTCTimestamp
 
 
 def credits_text(value: Decimal) -> str:
@@ -147,3 +147,16 @@ class CreditWriteOut(MovementOut):
         return cls(
             **MovementOut.of(result.record).model_dump(), replayed=result.replayed, balance=BalanceOut.of(balance)
         )
+
+
+# The platform API answers in seed 004's envelope, ``{"data": ...}``, like the rest of /v1/billing.
+class BalanceData(Model):
+    data: BalanceOut
+
+
+class CreditWriteData(Model):
+    data: CreditWriteOut
+
+
+class LedgerData(Model):
+    data: Page[MovementOut]

@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -37,7 +37,7 @@ from license_server.billing.credits.models import (
     CreditMovement,
     MovementKind,
 )
-from license_server.billing.periods import Period, period_containing
+from license_server.billing.periods import Period, add_months, period_containing
 from license_server.billing.plans.terms import billing_terms
 from license_server.billing.sql import upsert_insert
 from license_server.clock import Clock, utcnow
@@ -162,13 +162,29 @@ async def _record(session: AsyncSession, movement: CreditMovement) -> MovementRe
 
 # -- periods ------------------------------------------------------------------------------------------------------
 async def current_period(session: AsyncSession, account_id: uuid.UUID, now: datetime) -> Period:
-    """The account's billing period at ``now``: anchored at its oldest active subscription, else the calendar month."""
+    """The account's monthly period at ``now`` (flex is billed monthly whatever the plan's interval, seed 003):
+    anchored at its oldest active subscription, else the calendar month."""
     subscriptions = await session.scalars(
         select(Subscription).where(Subscription.account_id == account_id).order_by(Subscription.created_at)
     )
     for subscription in subscriptions:
         if subscription.is_active(now):
             return period_containing(now, subscription.anchor_at)
+    return period_containing(now)
+
+
+async def account_cycle(session: AsyncSession, account_id: uuid.UUID, now: datetime) -> Period:
+    """The account's included-credit cycle at ``now``: its oldest active subscription's (monthly, or yearly on a yearly
+    plan), else the calendar month."""
+    rows = await session.execute(
+        select(Subscription, Plan.billing)
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .where(Subscription.account_id == account_id)
+        .order_by(Subscription.created_at)
+    )
+    for subscription, billing in rows:
+        if subscription.is_active(now):
+            return credit_cycle(now, subscription.anchor_at, billing_terms(billing).interval if billing else "month")
     return period_containing(now)
 
 
@@ -210,7 +226,7 @@ async def grant_credits(
             return WriteResult(first, replayed=True)
         expiry = expires_at
         if kind is CreditKind.INCLUDED and expiry is None:
-            expiry = (await current_period(session, account_id, now)).end
+            expiry = (await account_cycle(session, account_id, now)).end
         grant = CreditGrant(
             account_id=account_id, kind=kind.value, amount=amount, remaining=amount, granted_at=now, expires_at=expiry
         )
@@ -431,15 +447,38 @@ class CycleGrantPlan:
     amount: Decimal
 
 
+def credit_cycle(now: datetime, anchor: datetime, interval: str) -> Period:
+    """The cycle included credits belong to: a month, or twelve for a yearly plan (seed 003: included credits reset
+    monthly or annually with the billing cycle), anchored at the subscription's start with month-end clamping."""
+    month = period_containing(now, anchor)
+    if interval != "year":
+        return month
+    anchor = anchor.astimezone(UTC)
+    months = (month.start.year - anchor.year) * 12 + (month.start.month - anchor.month)
+    first = months // 12 * 12
+    return Period(add_months(anchor, first), add_months(anchor, first + 12))
+
+
 async def _cycle_grants_due(
     session: AsyncSession, *, now: datetime, account_id: uuid.UUID | None = None
 ) -> list[CycleGrantPlan]:
     """For each account with an active subscription whose plan includes credits: the current cycle's grant.
 
-    The cycle is anchored at the account's oldest active subscription (the period ``current_period`` reports); the
-    amount is the largest ``included_credits`` among its active subscriptions' plans. Plans whose amount the ledger
-    cannot hold exactly (more than 6 decimal places) are skipped and logged, never rounded.
+    The cycle is anchored at the account's oldest such subscription; the amount is the largest ``included_credits``
+    among its active subscriptions' plans. A plan whose amount the ledger cannot hold exactly (more than 6 decimal
+    places) is skipped and logged, never rounded.
     """
+    crediting: dict[uuid.UUID, tuple[Decimal, str]] = {}
+    for plan_id, code, billing in await session.execute(select(Plan.id, Plan.code, Plan.billing)):
+        terms = billing_terms(billing) if billing else None
+        if terms is None or terms.included_credits <= ZERO:
+            continue
+        if not fits_ledger(terms.included_credits):
+            logger.error("billing.credits.rollover.unrepresentable_included_credits plan=%s", code)
+            continue
+        crediting[plan_id] = (terms.included_credits, terms.interval)
+    if not crediting:
+        return []
     live = or_(
         Subscription.status == SubscriptionStatus.ACTIVE.value,
         and_(
@@ -448,22 +487,18 @@ async def _cycle_grants_due(
         ),
     )
     query = (
-        select(Subscription.account_id, Subscription.anchor_at, Plan.billing)
-        .join(Plan, Plan.id == Subscription.plan_id)
-        .where(live, Subscription.anchor_at <= now)
+        select(Subscription.account_id, Subscription.anchor_at, Subscription.plan_id)
+        .where(live, Subscription.anchor_at <= now, Subscription.plan_id.in_(crediting))
         .order_by(Subscription.account_id, Subscription.created_at)
     )
     if account_id is not None:
         query = query.where(Subscription.account_id == account_id)
     due: dict[uuid.UUID, CycleGrantPlan] = {}
-    for account, anchor, billing in await session.execute(query):
-        amount = billing_terms(billing).included_credits if billing else ZERO
-        if not fits_ledger(amount):
-            logger.error("billing.credits.rollover.unrepresentable_included_credits account=%s", account)
-            continue
+    for account, anchor, plan_id in await session.execute(query):
+        amount, interval = crediting[plan_id]
         first = due.get(account)
         if first is None:
-            due[account] = CycleGrantPlan(account, period_containing(now, anchor), amount)
+            due[account] = CycleGrantPlan(account, credit_cycle(now, anchor, interval), amount)
         elif amount > first.amount:
             due[account] = CycleGrantPlan(account, first.period, amount)
     wanted = [plan for plan in due.values() if plan.amount > ZERO]
