@@ -16,6 +16,7 @@ from license_server.auth.tokens import Permission
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import BillingAccount, SubscriptionStatus
 from license_server.billing.accounts.snapshots import AccountSnapshot, PlatformSnapshot, SubscriptionView
+from license_server.billing.money import decimal_text
 from license_server.billing.periods import period_containing
 from license_server.billing.plans import service as plans
 from license_server.billing.plans.terms import MAX_QUANTITY
@@ -331,7 +332,7 @@ class PlatformBillingController(Controller):
                 )
             )
         result = await usage.record_events(state, snapshot, priced_events)
-        return DataOut(data={**result, "cost": str(result["cost"])})
+        return DataOut(data={**result, "cost": decimal_text(result["cost"])})
 
 
 # -- admin ---------------------------------------------------------------------------------------------------------

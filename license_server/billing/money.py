@@ -30,8 +30,9 @@ def _exact_decimal(value: Any) -> Decimal:
     return parsed
 
 
-def _as_string(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
+def decimal_text(value: Decimal) -> str:
+    """The exact value without trailing zeros or an exponent: Decimal("0.08500") -> "0.085", 30 -> "30"."""
+    return format(value.normalize(), "f")
 
 
 # A non-negative exact amount: at most 20 digits before the point and 10 after (NUMERIC(30, 10) in PostgreSQL).
@@ -39,5 +40,5 @@ Amount = Annotated[
     Decimal,
     BeforeValidator(_exact_decimal),
     Field(ge=0, lt=Decimal(10) ** (MAX_DIGITS - DECIMAL_PLACES), decimal_places=DECIMAL_PLACES),
-    PlainSerializer(_as_string, return_type=str, when_used="json"),
+    PlainSerializer(decimal_text, return_type=str, when_used="json"),
 ]

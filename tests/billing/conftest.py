@@ -47,12 +47,20 @@ PlatformFactory = Callable[..., Awaitable[Platform]]
 
 @pytest.fixture
 def make_platform(runtime: Runtime, actor: Actor) -> PlatformFactory:
-    async def make(*, default_plan: str | None = None, catalogues: tuple[plans.Catalogue, ...] = (), **kw: Any) -> Platform:
+    async def make(
+        *, default_plan: str | None = None, catalogues: tuple[plans.Catalogue, ...] = (), **kw: Any
+    ) -> Platform:
         async with runtime.session_factory() as db:
             for entry in catalogues:
                 await plans.import_catalogue(db, actor=actor, catalogue=entry, clock=runtime.clock)
             created = await accounts.create_platform(
-                db, actor=actor, hasher=runtime.hasher, name="Test Cloud", default_plan=default_plan, clock=runtime.clock, **kw
+                db,
+                actor=actor,
+                hasher=runtime.hasher,
+                name="Test Cloud",
+                default_plan=default_plan,
+                clock=runtime.clock,
+                **kw,
             )
             return Platform(id=str(created.platform.id), secret=created.secret)
 
@@ -64,7 +72,13 @@ async def subscribe(runtime: Runtime, actor: Actor, platform: Platform, external
 
     async with runtime.session_factory() as db:
         await accounts.create_subscription(
-            db, actor=actor, platform_id=uuid.UUID(platform.id), external_id=external_id, plan=plan, clock=runtime.clock, **kw
+            db,
+            actor=actor,
+            platform_id=uuid.UUID(platform.id),
+            external_id=external_id,
+            plan=plan,
+            clock=runtime.clock,
+            **kw,
         )
 
 

@@ -17,7 +17,12 @@ async def test_consume_until_refused_then_the_limits_report_shows_it(
 ) -> None:
     platform = await make_platform(
         default_plan="starter",
-        catalogues=(tiny_plan("starter", {MESSAGES: {"kind": "monthly", "limit": 3}, "app.max_total_count": {"kind": "total", "limit": 2}}),),
+        catalogues=(
+            tiny_plan(
+                "starter",
+                {MESSAGES: {"kind": "monthly", "limit": 3}, "app.max_total_count": {"kind": "total", "limit": 2}},
+            ),
+        ),
     )
     for i in range(3):
         response = await consume(client, platform, "org-1", MESSAGES, 1, f"msg-{i}")
@@ -33,7 +38,14 @@ async def test_consume_until_refused_then_the_limits_report_shows_it(
     report = (await client.get(platform.url("org-1", "limits"), headers=platform.headers)).json()["data"]
     assert report["plan"] == "starter"
     entries = {e["key"]: e for e in report["limits"]}
-    assert entries[MESSAGES] == {"key": MESSAGES, "group": "monthly", "used": 3, "limit": 3, "remaining": 0, "held": None}
+    assert entries[MESSAGES] == {
+        "key": MESSAGES,
+        "group": "monthly",
+        "used": 3,
+        "limit": 3,
+        "remaining": 0,
+        "held": None,
+    }
     assert entries["app.max_total_count"]["group"] == "total"
     status = await client.get(platform.url("org-1", "status"), headers=platform.headers)
     assert status.json() == {"data": {"status": "active"}}

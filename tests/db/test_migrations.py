@@ -63,8 +63,12 @@ def test_upgrade_backfills_the_sweep_schedule_of_existing_licenses(
             await connection.execute(
                 tables["customers"].insert().values(id=customer_id, name="Old Corp", created_at=now, updated_at=now)
             )
+            # Later columns (plans.billing, 0005) have Python-side defaults the 0001 schema cannot take.
+            plans_0001 = sa.Table(
+                "plans", sa.MetaData(), *(c.copy() for c in tables["plans"].columns if c.name != "billing")
+            )
             await connection.execute(
-                tables["plans"]
+                plans_0001
                 .insert()
                 .values(
                     id=plan_id,

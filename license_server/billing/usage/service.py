@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.billing.accounts.snapshots import AccountSnapshot
 from license_server.billing.limits import EffectiveLimit, QuotaKind, effective_limit, quota_kind
+from license_server.billing.money import decimal_text
 from license_server.billing.periods import Period, period_containing
 from license_server.billing.sql import upsert_insert
 from license_server.billing.state import BillingState
@@ -808,6 +809,6 @@ def price_line_items(snapshot: AccountSnapshot, items: list[dict[str, Any]]) -> 
                     code="unpriced_line_item",
                 )
             cost = Decimal(item["quantity"]) * unit
-        priced.append({**item, "cost": str(cost)})
+        priced.append({**item, "cost": decimal_text(Decimal(cost))})
         total += Decimal(cost)
     return priced, total
