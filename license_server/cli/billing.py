@@ -11,7 +11,7 @@ import importlib
 import click
 
 # subgroup name -> "module:attribute"
-SUBGROUPS: dict[str, str] = {}
+SUBGROUPS: dict[str, str] = {"credits": "license_server.cli.billing_credits:credits"}
 
 
 class _LazyBillingGroup(click.Group):
