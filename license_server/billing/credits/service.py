@@ -468,8 +468,11 @@ async def _cycle_grants_due(
     among its active subscriptions' plans. A plan whose amount the ledger cannot hold exactly (more than 6 decimal
     places) is skipped and logged, never rounded.
     """
+    plans = select(Plan.id, Plan.code, Plan.billing)
+    if account_id is not None:  # a debit's own account: only its plans, not the catalogue
+        plans = plans.where(Plan.id.in_(select(Subscription.plan_id).where(Subscription.account_id == account_id)))
     crediting: dict[uuid.UUID, tuple[Decimal, str]] = {}
-    for plan_id, code, billing in await session.execute(select(Plan.id, Plan.code, Plan.billing)):
+    for plan_id, code, billing in await session.execute(plans):
         terms = billing_terms(billing) if billing else None
         if terms is None or terms.included_credits <= ZERO:
             continue

@@ -27,6 +27,7 @@ def make_account(runtime: Runtime) -> AccountFactory:
         anchor: datetime | None = None,
         flex_enabled: bool = False,
         external_id: str | None = None,
+        interval: str = "month",
     ) -> uuid.UUID:
         now = runtime.clock()
         async with runtime.session_factory() as session:
@@ -50,7 +51,7 @@ def make_account(runtime: Runtime) -> AccountFactory:
                     terms={},
                     billing={
                         "price": "399",
-                        "interval": "month",
+                        "interval": interval,
                         "included_credits": included_credits,
                         "flex_credit_price": "3",
                     },

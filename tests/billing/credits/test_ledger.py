@@ -314,3 +314,24 @@ async def test_the_materialised_remaining_is_what_the_movements_and_draws_say(
     flex = sum((m.flex for m in movements), Decimal(0))
     assert sum((m.amount for m in movements), Decimal(0)) == sum((g.remaining for g in grants), Decimal(0)) - flex
     assert flex == sum((d.amount for d in draws if d.kind == "flex"), Decimal(0)) > 0
+
+
+async def test_a_yearly_plan_grants_its_included_credits_once_a_year(
+    runtime: Runtime, make_account: AccountFactory, clock: MovableClock
+) -> None:
+    """Seed 003: included credits reset monthly or annually, with the billing cycle (flex is still billed monthly)."""
+    anchor = clock.now.replace(year=2028, month=2, day=29)  # a leap day: the next cycle starts on Feb 28, 2029
+    account = await make_account(included_credits="360", anchor=anchor, interval="year")
+    for moment in [anchor, anchor + timedelta(days=40), anchor.replace(year=2029, day=28)]:
+        clock.now = moment
+        async with runtime.session_factory() as session:
+            await service.roll_over_credits(session, state=runtime.billing, now=moment)
+    async with runtime.session_factory() as session:
+        grants = list(await session.scalars(select(CreditGrant).order_by(CreditGrant.id)))
+        balance = await service.credit_balance(session, account_id=account, clock=clock)
+    assert [(g.cycle_start, g.expires_at) for g in grants] == [
+        (anchor, anchor.replace(year=2029, day=28)),
+        (anchor.replace(year=2029, day=28), anchor.replace(year=2030, day=28)),
+    ]
+    assert (grants[0].remaining, balance.by_kind[CreditKind.INCLUDED]) == (Decimal(0), Decimal(360))
+    assert balance.period.end == anchor.replace(year=2029, month=3, day=29)  # the monthly period, for flex
