@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from license_server.auth.guards import bearer_secret, needs
@@ -150,11 +151,15 @@ class PlatformBillingController(Controller):
         now = state.clock()
         return DataOut(data={"subscriptions": [_subscription_out(v, now).model_dump(mode="json") for v in views]})
 
-    @get("/limits", summary="The limits report (seed 004's Usage tab)", responses=_PLATFORM_ERRORS)
-    async def limits(self, request: Request[Any, Any, Any], external_id: FromPath[str], db: Db) -> LimitsReportOut:
+    @get(
+        "/limits",
+        summary="The limits report (seed 004's Usage tab); an entry without `limit` is unlimited",
+        responses={200: ResponseSpec(LimitsReportOut, description="The report"), **_PLATFORM_ERRORS},
+    )
+    async def limits(self, request: Request[Any, Any, Any], external_id: FromPath[str], db: Db) -> dict[str, Any]:
         state, snapshot = await _snapshot(request, external_id)
-        report = await usage.limits_report(db, snapshot, state.clock())
-        return LimitsReportOut(data=LimitsReport.model_validate(report))
+        # Served as built, not through LimitsReport: an unlimited entry has no `limit` key at all (not null).
+        return {"data": await usage.limits_report(db, snapshot, state.clock())}
 
     @get("/limits/{key:str}/check", summary="Would `amount` more fit now? (read-only)", responses=_PLATFORM_ERRORS)
     async def check(

@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from license_server.db.migrate import alembic_config, upgrade_database
 from tests.conftest import make_settings
-from tests.db.test_migrations import empty_database_url  # noqa: F401 - the fixture, shared
+from tests.db.test_migrations import empty_database_url
 
 __all__ = ["empty_database_url"]
 
 
 def test_existing_plans_get_empty_billing_terms_and_downgrade_works(
-    empty_database_url: str | None,  # noqa: F811 - the fixture
+    empty_database_url: str | None,
     tmp_path: Path,
     shared_keys_dir: Path,
 ) -> None:

@@ -44,7 +44,6 @@ async def test_consume_until_refused_then_the_limits_report_shows_it(
         "used": 3,
         "limit": 3,
         "remaining": 0,
-        "held": None,
     }
     assert entries["app.max_total_count"]["group"] == "total"
     status = await client.get(platform.url("org-1", "status"), headers=platform.headers)

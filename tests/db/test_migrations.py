@@ -68,9 +68,7 @@ def test_upgrade_backfills_the_sweep_schedule_of_existing_licenses(
                 "plans", sa.MetaData(), *(c.copy() for c in tables["plans"].columns if c.name != "billing")
             )
             await connection.execute(
-                plans_0001
-                .insert()
-                .values(
+                plans_0001.insert().values(
                     id=plan_id,
                     code="legacy",
                     name="Legacy",

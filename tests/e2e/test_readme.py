@@ -100,3 +100,42 @@ def test_readme_offline_walkthrough_runs_as_written(cli: Cli, server: Server) ->
         "False",  # step 6
         "{'database': 'ok', 'license_file': 'ok'}",
     ]
+
+
+def billing_walkthrough() -> str:
+    text = README.read_text()
+    block = re.search(
+        r"<!-- billing-walkthrough:begin -->\n```bash\n(.*?)```\n<!-- billing-walkthrough:end -->", text, re.S
+    )
+    assert block, "README has no hosted-billing walk-through block"
+    return block.group(1)
+
+
+def test_readme_billing_walkthrough_runs_as_written(cli: Cli, server: Server) -> None:
+    """Plans import, a platform, an account, consume until refused, reserve and commit, the limits report."""
+    script = billing_walkthrough().replace("http://127.0.0.1:8000", server.url)
+    (cli.cwd / ".venv").symlink_to(BIN.parent)
+    (cli.cwd / "examples").symlink_to(README.parent / "examples")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cli.cwd,
+        env={**cli.env, "HOME": str(cli.cwd)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    lines = result.stdout.splitlines()
+    tail = lines[lines.index("trialing") :]
+    assert tail == [
+        "trialing",  # step 3
+        "org-42: prompt_generation.max_monthly_count = 2",
+        "{'status': 'active'}",
+        "201 201 403 ",  # step 4
+        "subscription_limit_reached",
+        "7 3",  # step 5
+        "dynamiq-pro",  # step 6
+        "app_invocation.max_monthly_count 7 / 100000",
+        "knowledge_base_retrieval.max_monthly_count 0 / unlimited",
+        "prompt_generation.max_monthly_count 2 / 2",
+    ]

@@ -122,7 +122,7 @@ async def _find_account(session: AsyncSession, platform_id: uuid.UUID, external_
 
 
 async def _create_on_first_sight(
-    session: AsyncSession, platform: PlatformSnapshot, external_id: str, now: datetime
+    session: AsyncSession, platform: PlatformSnapshot, external_id: str, now: datetime, *, on_default_plan: bool = True
 ) -> BillingAccount:
     """Insert-if-absent, so two replicas seeing a new account at once create one account and one subscription."""
     dialect = session.get_bind().dialect.name
@@ -132,7 +132,7 @@ async def _create_on_first_sight(
         .values(id=account_id, platform_id=platform.id, external_id=external_id, flex_enabled=False, created_at=now)
         .on_conflict_do_nothing(index_elements=["platform_id", "external_id"])
     )
-    if inserted.rowcount == 1 and platform.default_plan_id is not None:  # type: ignore[attr-defined]
+    if inserted.rowcount == 1 and on_default_plan and platform.default_plan_id is not None:  # type: ignore[attr-defined]
         plan = await session.get(Plan, platform.default_plan_id)
         if plan is not None:
             session.add(_new_subscription(account_id, plan, now, trial_days=None, anchor=None))
@@ -382,13 +382,21 @@ async def get_account(session: AsyncSession, platform_id: uuid.UUID, external_id
 
 
 async def ensure_account(
-    session: AsyncSession, *, platform_id: uuid.UUID, external_id: str, clock: Clock = utcnow
+    session: AsyncSession,
+    *,
+    platform_id: uuid.UUID,
+    external_id: str,
+    on_default_plan: bool = True,
+    clock: Clock = utcnow,
 ) -> BillingAccount:
-    """The account, created (on the default plan) if the platform has not sent it yet."""
+    """The account, created if the platform has not sent it yet: on the default plan, unless staff are about to
+    subscribe it to a plan of their choosing (``on_default_plan=False``)."""
     platform = await get_platform(session, platform_id)
     account = await _find_account(session, platform_id, external_id)
     if account is None:
-        account = await _create_on_first_sight(session, platform_snapshot(platform), external_id, clock())
+        account = await _create_on_first_sight(
+            session, platform_snapshot(platform), external_id, clock(), on_default_plan=on_default_plan
+        )
     return account
 
 
@@ -417,8 +425,10 @@ async def create_subscription(
     anchor: datetime | None = None,
     clock: Clock = utcnow,
 ) -> SubscriptionView:
-    account = await ensure_account(session, platform_id=platform_id, external_id=external_id, clock=clock)
     plan_row = await _plan_by_ref(session, plan, "plan")
+    account = await ensure_account(
+        session, platform_id=platform_id, external_id=external_id, on_default_plan=False, clock=clock
+    )
     subscription = _new_subscription(account.id, plan_row, clock(), trial_days=trial_days, anchor=anchor)
     session.add(subscription)
     await session.flush()
