@@ -38,12 +38,17 @@ class CreditGrant(Base):
     __table_args__ = (
         Index("ix_credit_grants_account_id", "account_id"),
         Index("ix_credit_grants_expires_at", "expires_at"),
-        # One included grant per account and cycle, however often the rollover runs.
-        UniqueConstraint("account_id", "kind", "cycle_start", name="uq_credit_grants_account_kind_cycle"),
+        Index("ix_credit_grants_granted_at", "granted_at"),
+        # One included grant per subscription and cycle, however often the rollover (or a debit) asks for it.
+        UniqueConstraint("subscription_id", "cycle_start", name="uq_credit_grants_subscription_cycle"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_accounts.id", ondelete="CASCADE"))
+    # Included credits of a plan's cycle: the subscription they come with; None for staff grants.
+    subscription_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("billing_subscriptions.id", ondelete="SET NULL")
+    )
     kind: Mapped[str] = mapped_column(String(16))
     amount: Mapped[Decimal] = mapped_column(CREDITS)
     remaining: Mapped[Decimal] = mapped_column(CREDITS)
@@ -65,6 +70,7 @@ class CreditMovement(Base):
     __tablename__ = "credit_movements"
     __table_args__ = (
         Index("ix_credit_movements_account_id_id", "account_id", "id"),
+        Index("ix_credit_movements_grant_id", "grant_id"),
         # A replay of a key answers the first movement; the digest tells a replay from a different request.
         UniqueConstraint("account_id", "idempotency_key", name="uq_credit_movements_account_idempotency_key"),
     )

@@ -22,7 +22,24 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import JSON, String, Table, and_, func, insert, literal, or_, select, text, update
+from sqlalchemy import (
+    JSON,
+    Integer,
+    String,
+    Table,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
+from sqlalchemy import cast as cast_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.audit import record_audit
@@ -41,6 +58,7 @@ from license_server.billing.periods import Period, add_months, period_containing
 from license_server.billing.plans.terms import billing_terms
 from license_server.billing.sql import upsert_insert
 from license_server.clock import Clock, utcnow
+from license_server.db.base import UTCDateTime
 from license_server.errors import (
     BillingAccountNotFound,
     CreditsExhausted,
@@ -440,16 +458,15 @@ async def forfeit_expired_grants(session: AsyncSession, *, now: datetime) -> int
     return int(getattr(inserted, "rowcount", 0) or 0)
 
 
-@dataclass(frozen=True)
-class CycleGrantPlan:
-    account_id: uuid.UUID
-    period: Period
-    amount: Decimal
+def fits_ledger(amount: Decimal) -> bool:
+    """Whether the ledger holds ``amount`` exactly: at most 6 decimal places, below a billion credits."""
+    return ZERO <= amount < MAX_CREDITS and amount == amount.quantize(Decimal(1).scaleb(-CREDIT_SCALE))
 
 
 def credit_cycle(now: datetime, anchor: datetime, interval: str) -> Period:
     """The cycle included credits belong to: a month, or twelve for a yearly plan (seed 003: included credits reset
-    monthly or annually with the billing cycle), anchored at the subscription's start with month-end clamping."""
+    monthly or annually with the billing cycle), anchored at the subscription's start with month-end clamping.
+    ``grant_cycle_credits`` computes the same in SQL; a test holds the two to each other."""
     month = period_containing(now, anchor)
     if interval != "year":
         return month
@@ -459,115 +476,129 @@ def credit_cycle(now: datetime, anchor: datetime, interval: str) -> Period:
     return Period(add_months(anchor, first), add_months(anchor, first + 12))
 
 
-async def _cycle_grants_due(
-    session: AsyncSession, *, now: datetime, account_id: uuid.UUID | None = None
-) -> list[CycleGrantPlan]:
-    """For each account with an active subscription whose plan includes credits: the current cycle's grant.
+class _MonthArithmetic:
+    """``periods.add_months`` and the month index of a timestamp column, in SQL.
 
-    The cycle is anchored at the account's oldest such subscription; the amount is the largest ``included_credits``
-    among its active subscriptions' plans. A plan whose amount the ledger cannot hold exactly (more than 6 decimal
-    places) is skipped and logged, never rounded.
+    PostgreSQL adds months to a UTC wall-clock timestamp and clamps the day itself. SQLite stores a timestamp as the
+    text ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC) and has no clamping month arithmetic before 3.46, so the date is rebuilt
+    from its parts with the day clamped to the target month's length, in that same text form.
     """
-    plans = select(Plan.id, Plan.code, Plan.billing)
-    if account_id is not None:  # a debit's own account: only its plans, not the catalogue
-        plans = plans.where(Plan.id.in_(select(Subscription.plan_id).where(Subscription.account_id == account_id)))
-    crediting: dict[uuid.UUID, tuple[Decimal, str]] = {}
-    for plan_id, code, billing in await session.execute(plans):
-        terms = billing_terms(billing) if billing else None
-        if terms is None or terms.included_credits <= ZERO:
-            continue
-        if not fits_ledger(terms.included_credits):
-            logger.error("billing.credits.rollover.unrepresentable_included_credits plan=%s", code)
-            continue
-        crediting[plan_id] = (terms.included_credits, terms.interval)
-    if not crediting:
-        return []
-    live = or_(
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+
+    def _part(self, column: Any, start: int, length: int, field: str) -> Any:
+        if self.sqlite:
+            return cast_(func.substr(column, start, length), Integer)
+        return cast_(func.extract(field, func.timezone("UTC", column)), Integer)
+
+    def month_index(self, column: Any) -> Any:
+        """year * 12 + month - 1"""
+        return self._part(column, 1, 4, "year") * 12 + self._part(column, 6, 2, "month") - 1
+
+    def add_months(self, column: Any, months: Any) -> Any:
+        if not self.sqlite:
+            return func.timezone("UTC", func.timezone("UTC", column) + func.make_interval(0, months))
+        index = self.month_index(column) + months
+        year, month = index // 12, index % 12 + 1  # index >= 0
+        first = func.printf("%04d-%02d-01", year, month)
+        month_days = cast_(func.strftime("%d", first, "+1 month", "-1 day"), Integer)
+        day = func.min(self._part(column, 9, 2, "day"), month_days)
+        date = func.printf("%04d-%02d-%02d", year, month, day)
+        return type_coerce(date.op("||")(func.substr(column, 11)), UTCDateTime())  # + the time of day
+
+
+def _live(now: datetime) -> Any:
+    """Active subscriptions, trials included (``Subscription.is_active`` in SQL)."""
+    return or_(
         Subscription.status == SubscriptionStatus.ACTIVE.value,
         and_(
             Subscription.status == SubscriptionStatus.TRIALING.value,
             or_(Subscription.trial_ends_at.is_(None), Subscription.trial_ends_at > now),
         ),
     )
-    query = (
-        select(Subscription.account_id, Subscription.anchor_at, Subscription.plan_id)
-        .where(live, Subscription.anchor_at <= now, Subscription.plan_id.in_(crediting))
-        .order_by(Subscription.account_id, Subscription.created_at)
-    )
-    if account_id is not None:
-        query = query.where(Subscription.account_id == account_id)
-    due: dict[uuid.UUID, CycleGrantPlan] = {}
-    for account, anchor, plan_id in await session.execute(query):
-        amount, interval = crediting[plan_id]
-        first = due.get(account)
-        if first is None:
-            due[account] = CycleGrantPlan(account, credit_cycle(now, anchor, interval), amount)
-        elif amount > first.amount:
-            due[account] = CycleGrantPlan(account, first.period, amount)
-    wanted = [plan for plan in due.values() if plan.amount > ZERO]
-    if not wanted:
-        return []
-    granted = await session.execute(
-        select(CreditGrant.account_id, CreditGrant.cycle_start).where(
-            CreditGrant.kind == CreditKind.INCLUDED.value,
-            CreditGrant.cycle_start >= min(plan.period.start for plan in wanted),
-            *([CreditGrant.account_id == account_id] if account_id is not None else []),
-        )
-    )
-    have = {(account, start) for account, start in granted}
-    return [plan for plan in wanted if (plan.account_id, plan.period.start) not in have]
-
-
-def fits_ledger(amount: Decimal) -> bool:
-    """Whether the ledger holds ``amount`` exactly: at most 6 decimal places, below a billion credits."""
-    return ZERO <= amount < MAX_CREDITS and amount == amount.quantize(Decimal(1).scaleb(-CREDIT_SCALE))
 
 
 async def grant_cycle_credits(session: AsyncSession, *, now: datetime, account_id: uuid.UUID | None = None) -> int:
-    """Grant each due account its included credits for the current cycle (expiring at the cycle's end), once: the
-    unique (account, kind, cycle_start) makes a second run, or a debit racing the job, insert nothing. Runs in the
-    caller's transaction. Returns how many grants were made."""
-    due = await _cycle_grants_due(session, now=now, account_id=account_id)
-    if not due:
-        return 0
+    """Grant every active subscription (trials included) on a plan with included credits that plan's credits for
+    its current cycle, expiring at the cycle's end; at most once per subscription and cycle (unique), so running it
+    again, or a debit racing the job, grants nothing twice. Set-based: one ``INSERT ... SELECT`` per crediting plan
+    (the cycle computed in SQL) and one for their movements. Runs in the caller's transaction; returns how many
+    grants it made. A plan whose amount the ledger cannot hold exactly is skipped and logged, never rounded."""
+    plans = select(Plan.id, Plan.code, Plan.billing)
+    if account_id is not None:  # a debit's own account: only its plans, not the catalogue
+        plans = plans.where(Plan.id.in_(select(Subscription.plan_id).where(Subscription.account_id == account_id)))
     dialect = session.get_bind().dialect.name
-    inserted = await session.execute(
-        upsert_insert(dialect, _GRANTS)
-        .on_conflict_do_nothing(index_elements=["account_id", "kind", "cycle_start"])
-        .returning(_GRANTS.c.id, _GRANTS.c.account_id, _GRANTS.c.amount, _GRANTS.c.cycle_start, _GRANTS.c.expires_at),
-        [
-            {
-                "account_id": plan.account_id,
-                "kind": CreditKind.INCLUDED.value,
-                "amount": plan.amount,
-                "remaining": plan.amount,
-                "granted_at": plan.period.start,
-                "expires_at": plan.period.end,
-                "cycle_start": plan.period.start,
-            }
-            for plan in due
-        ],
-    )
-    grants = inserted.all()
-    if grants:
+    months = _MonthArithmetic(dialect)
+    utc_now = now.astimezone(UTC)
+    crediting = False
+    for plan_id, code, billing in (await session.execute(plans)).all():
+        terms = billing_terms(billing) if billing else None
+        if terms is None or terms.included_credits <= ZERO:
+            continue
+        if not fits_ledger(terms.included_credits):
+            logger.error("billing.credits.rollover.unrepresentable_included_credits plan=%s", code)
+            continue
+        # Months from the anchor to the cycle's start: the calendar months between them, less one while the anchor's
+        # day and time are still ahead in the current month; a yearly cycle starts every twelfth.
+        elapsed = literal(utc_now.year * 12 + utc_now.month - 1, Integer) - months.month_index(Subscription.anchor_at)
+        ahead = case((months.add_months(Subscription.anchor_at, elapsed) > now, 1), else_=0)
+        step = 12 if terms.interval == "year" else 1
+        started = select(
+            Subscription.id.label("subscription_id"),
+            Subscription.account_id,
+            Subscription.anchor_at,
+            ((elapsed - ahead) // step * step).label("months"),
+        ).where(_live(now), Subscription.plan_id == plan_id, Subscription.anchor_at <= now)
+        if account_id is not None:
+            started = started.where(Subscription.account_id == account_id)
+        # Materialised, so each row's month count is computed once, not again inside every use of it.
+        cycles = started.cte("cycles").prefix_with("MATERIALIZED")
+        columns = ["account_id", "subscription_id", "kind", "amount", "remaining", "granted_at", "expires_at"]
         await session.execute(
-            insert(_MOVEMENTS),
-            [
-                {
-                    "account_id": row.account_id,
-                    "kind": MovementKind.GRANT.value,
-                    "amount": row.amount,
-                    "flex": ZERO,
-                    "grant_id": row.id,
-                    "description": f"included credits for {row.cycle_start.date()} to {row.expires_at.date()}",
-                    "metadata": {},
-                    # the cycle's start, or now when a late run (or a debit) grants it: never before the grant existed
-                    "occurred_at": now,
-                }
-                for row in grants
-            ],
+            upsert_insert(dialect, _GRANTS)
+            .from_select(
+                [*columns, "cycle_start"],
+                select(
+                    cycles.c.account_id,
+                    cycles.c.subscription_id,
+                    literal(CreditKind.INCLUDED.value, String()),
+                    literal(terms.included_credits, CREDITS),
+                    literal(terms.included_credits, CREDITS),
+                    literal(now, UTCDateTime()),
+                    months.add_months(cycles.c.anchor_at, cycles.c.months + step),
+                    months.add_months(cycles.c.anchor_at, cycles.c.months),
+                ).where(cycles.c.months >= 0),  # always (anchor <= now); SQLite needs a WHERE before ON CONFLICT
+            )
+            .on_conflict_do_nothing(index_elements=["subscription_id", "cycle_start"])
         )
-    return len(grants)
+        crediting = True
+    if not crediting:
+        return 0
+    # One grant movement per grant just made (a statement starting with WITH reports no row count on SQLite, so the
+    # grants are counted by their movements).
+    has_movement = exists().where(CreditMovement.grant_id == CreditGrant.id)
+    movements = await session.execute(
+        insert(_MOVEMENTS).from_select(
+            ["account_id", "kind", "amount", "flex", "grant_id", "description", "metadata", "occurred_at"],
+            select(
+                CreditGrant.account_id,
+                literal(MovementKind.GRANT.value, String()),
+                CreditGrant.amount,
+                literal(ZERO, CREDITS),
+                CreditGrant.id,
+                literal("included credits for the cycle", String()),
+                literal({}, JSON()),
+                CreditGrant.granted_at,
+            ).where(
+                CreditGrant.granted_at == now,
+                CreditGrant.subscription_id.is_not(None),
+                ~has_movement,
+                *([CreditGrant.account_id == account_id] if account_id is not None else []),
+            ),
+        )
+    )
+    return int(getattr(movements, "rowcount", 0) or 0)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ def upgrade() -> None:
         "credit_grants",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
         sa.Column("account_id", sa.Uuid(), nullable=False),
+        sa.Column("subscription_id", sa.Uuid(), nullable=True),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("amount", CREDITS, nullable=False),
         sa.Column("remaining", CREDITS, nullable=False),
@@ -39,11 +40,18 @@ def upgrade() -> None:
             name=op.f("fk_credit_grants_account_id_billing_accounts"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["subscription_id"],
+            ["billing_subscriptions.id"],
+            name=op.f("fk_credit_grants_subscription_id_billing_subscriptions"),
+            ondelete="SET NULL",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_grants")),
-        sa.UniqueConstraint("account_id", "kind", "cycle_start", name="uq_credit_grants_account_kind_cycle"),
+        sa.UniqueConstraint("subscription_id", "cycle_start", name="uq_credit_grants_subscription_cycle"),
     )
     op.create_index("ix_credit_grants_account_id", "credit_grants", ["account_id"])
     op.create_index("ix_credit_grants_expires_at", "credit_grants", ["expires_at"])
+    op.create_index("ix_credit_grants_granted_at", "credit_grants", ["granted_at"])
     op.create_table(
         "credit_movements",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
@@ -74,6 +82,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("account_id", "idempotency_key", name="uq_credit_movements_account_idempotency_key"),
     )
     op.create_index("ix_credit_movements_account_id_id", "credit_movements", ["account_id", "id"])
+    op.create_index("ix_credit_movements_grant_id", "credit_movements", ["grant_id"])
     op.create_table(
         "credit_draws",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
@@ -103,8 +112,10 @@ def downgrade() -> None:
     op.drop_index("ix_credit_draws_grant_id", table_name="credit_draws")
     op.drop_index("ix_credit_draws_movement_id", table_name="credit_draws")
     op.drop_table("credit_draws")
+    op.drop_index("ix_credit_movements_grant_id", table_name="credit_movements")
     op.drop_index("ix_credit_movements_account_id_id", table_name="credit_movements")
     op.drop_table("credit_movements")
+    op.drop_index("ix_credit_grants_granted_at", table_name="credit_grants")
     op.drop_index("ix_credit_grants_expires_at", table_name="credit_grants")
     op.drop_index("ix_credit_grants_account_id", table_name="credit_grants")
     op.drop_table("credit_grants")
