@@ -156,10 +156,10 @@ class PlatformBillingController(Controller):
         summary="The limits report (seed 004's Usage tab); an entry without `limit` is unlimited",
         responses={200: ResponseSpec(LimitsReportOut, description="The report"), **_PLATFORM_ERRORS},
     )
-    async def limits(self, request: Request[Any, Any, Any], external_id: FromPath[str], db: Db) -> dict[str, Any]:
+    async def limits(self, request: Request[Any, Any, Any], external_id: FromPath[str]) -> dict[str, Any]:
         state, snapshot = await _snapshot(request, external_id)
         # Served as built, not through LimitsReport: an unlimited entry has no `limit` key at all (not null).
-        return {"data": await usage.limits_report(db, snapshot, state.clock())}
+        return {"data": await usage.cached_limits_report(state, snapshot)}
 
     @get("/limits/{key:str}/check", summary="Would `amount` more fit now? (read-only)", responses=_PLATFORM_ERRORS)
     async def check(
@@ -167,11 +167,10 @@ class PlatformBillingController(Controller):
         request: Request[Any, Any, Any],
         external_id: FromPath[str],
         key: FromPath[str],
-        db: Db,
         amount: Annotated[int, QueryParameter(ge=0, le=MAX_QUANTITY)] = 1,
     ) -> DataOut:
         state, snapshot = await _snapshot(request, external_id)
-        return DataOut(data=await usage.check(db, snapshot, key=_key(key), amount=amount, now=state.clock()))
+        return DataOut(data=await usage.check(state, snapshot, key=_key(key), amount=amount))
 
     @post(
         "/usage/consume",

@@ -7,7 +7,7 @@ import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,15 +35,21 @@ class BillingState:
     cache_seconds: float
     platforms: LoadingCache[str, PlatformSnapshot] = field(init=False)  # by secret digest
     accounts: LoadingCache[tuple[uuid.UUID, str], AccountSnapshot] = field(init=False)
+    # Limits reports by account: served for at most cache_seconds, dropped by every usage write of this process (so
+    # a platform reads its own writes here); other replicas' writes show within the window.
+    reports: LoadingCache[uuid.UUID, dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.platforms = LoadingCache(self.cache_seconds)
         self.accounts = LoadingCache(self.cache_seconds)
+        self.reports = LoadingCache(self.cache_seconds)
 
     def forget_platforms(self) -> None:
         """After a staff change to a platform or a secret: this process stops serving the old answer at once."""
         self.platforms.clear()
         self.accounts.clear()
+        self.reports.clear()
 
     def forget_account(self, platform_id: uuid.UUID, external_id: str) -> None:
         self.accounts.discard((platform_id, external_id))
+        self.reports.clear()  # keyed by account id, which the caller may not know

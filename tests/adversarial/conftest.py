@@ -40,6 +40,10 @@ class Seeded:
     activation_id: str
     deployment_token: str
     inner_api_secret: str
+    # Hosted billing: a platform (its secret authenticates /v1/billing) with one account on a plan with quotas.
+    platform_id: str = ""
+    platform_secret: str = ""
+    billing_external_id: str = "fuzz-org"
 
 
 def seed(server: Server, cli: Cli, owner_token: str) -> Seeded:
@@ -58,6 +62,14 @@ def seed(server: Server, cli: Cli, owner_token: str) -> Seeded:
         ).json()
         credential = http.post(f"/v1/admin/licenses/{license_['id']}/inner-api/credentials", json={"label": "fuzz"})
         assert credential.status_code == 201, credential.text
+        quotas = {
+            "app.max_total_count": {"kind": "total", "limit": 1000},
+            "app_invocation.max_monthly_count": {"kind": "monthly", "limit": 100000},
+        }
+        catalogue = {"plans": [{"code": "fuzz-hosted", "name": "Fuzz hosted", "billing": {"quotas": quotas}}]}
+        assert http.post("/v1/admin/billing/plans/import", json=catalogue).status_code == 201
+        platform = http.post("/v1/admin/billing/platforms", json={"name": "Fuzz Cloud", "default_plan": "fuzz-hosted"})
+        assert platform.status_code == 201, platform.text
     return Seeded(
         server=server,
         cli=cli,
@@ -70,6 +82,8 @@ def seed(server: Server, cli: Cli, owner_token: str) -> Seeded:
         activation_id=activation["activation_id"],
         deployment_token=activation["deployment_token"],
         inner_api_secret=credential.json()["secret"],
+        platform_id=platform.json()["id"],
+        platform_secret=platform.json()["secret"],
     )
 
 

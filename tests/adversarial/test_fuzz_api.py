@@ -56,6 +56,8 @@ def _real_ids(seeded: Seeded) -> dict[str, str]:
         "plan_ref": seeded.plan_code,
         "license_id": seeded.license_id,
         "activation_id": seeded.activation_id,
+        "platform_id": seeded.platform_id,
+        "external_id": seeded.billing_external_id,
     }
 
 
@@ -69,6 +71,8 @@ def _calling(run: Callable[[Case[Any]], None]) -> Callable[[Case[Any]], None]:
 def _well_formed(name: str, value: object) -> bool:
     if name == "plan_ref":
         return isinstance(value, str) and 0 < len(value) <= 64
+    if name == "external_id":
+        return isinstance(value, str) and 0 < len(value) <= 200
     try:
         uuid.UUID(str(value))
     except ValueError:
@@ -93,6 +97,8 @@ def _prepare(case: Case[Any], seeded: Seeded) -> None:
         headers["Authorization"] = f"Bearer {seeded.owner_token}"
     elif case.path.startswith("/inner/api"):
         headers["Enterprise-Api-Secret-Key"] = seeded.inner_api_secret
+    elif case.path.startswith("/v1/billing"):
+        headers["Authorization"] = f"Bearer {seeded.platform_secret}"
 
 
 def test_every_operation_answers_as_declared_and_never_5xx(seeded_server: Seeded) -> None:

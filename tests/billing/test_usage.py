@@ -301,3 +301,41 @@ async def test_platform_secrets_unknown_and_revoked_are_401_and_guessing_is_thro
     runtime.poll_state.failed_auth_limiter.__init__(3)  # type: ignore[misc]
     statuses = [(await client.get(url, headers={"Authorization": "Bearer lsbp_guess"})).status_code for _ in range(5)]
     assert statuses[-1] == 429
+
+
+async def test_patching_a_platform_with_nulls_is_a_400_or_a_reset_never_a_500(
+    client: httpx.AsyncClient, platform: Platform, owner_headers: dict[str, str]
+) -> None:
+    """Found by the fuzzer: explicit nulls in PATCH crashed the handler."""
+    url = f"/v1/admin/billing/platforms/{platform.id}"
+    for field in ("name", "billing_enabled"):
+        response = await client.patch(url, headers=owner_headers, json={field: None})
+        assert (response.status_code, response.json()["code"]) == (400, "validation_error"), response.text
+    await client.patch(url, headers=owner_headers, json={"restrictive_defaults": {"app.max_total_count": 5}})
+    reset = await client.patch(url, headers=owner_headers, json={"restrictive_defaults": None, "default_plan": None})
+    assert reset.status_code == 200, reset.text
+    assert reset.json()["restrictive_defaults"] == {"app.max_total_count": 1, "knowledge_base.max_total_count": 1}
+    assert reset.json()["default_plan_id"] is None
+
+
+async def test_with_caching_on_this_process_reads_its_own_writes(
+    client: httpx.AsyncClient, platform: Platform, runtime: Runtime, owner_headers: dict[str, str]
+) -> None:
+    """Reads are cache-first (5 s here); usage writes and staff changes in this process drop what they change."""
+    from license_server.caching import LoadingCache
+
+    state = runtime.billing
+    state.platforms, state.accounts, state.reports = LoadingCache(5.0), LoadingCache(5.0), LoadingCache(5.0)
+
+    async def runs_entry() -> dict[str, Any]:
+        report = (await client.get(platform.url("org-1", "limits"), headers=platform.headers)).json()["data"]
+        return next(e for e in report["limits"] if e["key"] == RUNS)
+
+    assert (await runs_entry())["used"] == 0
+    await consume(client, platform, "org-1", RUNS, 3, "c-1")
+    assert (await runs_entry())["used"] == 3
+    check = await client.get(platform.url("org-1", f"limits/{RUNS}/check?amount=8"), headers=platform.headers)
+    assert check.json()["data"]["allowed"] is False
+    override = f"/v1/admin/billing/platforms/{platform.id}/accounts/org-1/overrides/{RUNS}"
+    await client.put(override, headers=owner_headers, json={"limit": 100})
+    assert (await runs_entry())["limit"] == 100

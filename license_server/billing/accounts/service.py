@@ -295,7 +295,10 @@ async def update_platform(
     clock: Clock = utcnow,
 ) -> BillingPlatform:
     """``changes`` holds only what the caller set: name, billing_enabled, default_plan (None clears it),
-    restrictive_defaults."""
+    restrictive_defaults (None restores seed 004's)."""
+    for required in ("name", "billing_enabled"):
+        if required in changes and changes[required] is None:
+            raise ValidationFailed(f"{required} cannot be null", field=required)
     platform = await get_platform(session, platform_id)
     recorded: dict[str, Any] = {}
     if "name" in changes:
@@ -308,7 +311,10 @@ async def update_platform(
         platform.default_plan_id = plan.id if plan else None
         recorded["default_plan"] = plan.code if plan else None
     if "restrictive_defaults" in changes:
-        platform.restrictive_defaults = recorded["restrictive_defaults"] = dict(changes["restrictive_defaults"])
+        # null restores seed 004's defaults
+        platform.restrictive_defaults = recorded["restrictive_defaults"] = _checked_defaults(
+            changes["restrictive_defaults"]
+        )
     platform.updated_at = clock()
     await record_audit(
         session,

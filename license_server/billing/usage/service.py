@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Connection, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.billing.accounts.snapshots import AccountSnapshot
@@ -54,6 +55,7 @@ _RECORDS = cast(Table, UsageRecord.__table__)
 _RESERVATIONS = cast(Table, Reservation.__table__)
 _EVENTS = cast(Table, UsageEvent.__table__)
 MAX_TTL_SECONDS = 7 * 86400
+T = TypeVar("T")
 
 
 def request_digest(**fields: Any) -> str:
@@ -83,18 +85,65 @@ def _period(snapshot: AccountSnapshot, now: datetime) -> Period:
 
 
 # -- locks (the one place a counter or gauge is read for a check) -------------------------------------------------
+# Built once: executing a prebuilt statement with a parameter dict skips building and cache-keying it per call, which
+# is most of a write's CPU otherwise (the activation writer does the same).
+_COUNTER_KEY = (
+    _COUNTERS.c.account_id == bindparam("b_account"),
+    _COUNTERS.c.key == bindparam("b_key"),
+    _COUNTERS.c.period_start == bindparam("b_start"),
+)
+_INSERT_COUNTER = {
+    dialect: upsert_insert(dialect, _COUNTERS).on_conflict_do_nothing(
+        index_elements=["account_id", "key", "period_start"]
+    )
+    for dialect in ("sqlite", "postgresql")
+}
+_LOCK_COUNTER = select(_COUNTERS.c.used, _COUNTERS.c.held).where(*_COUNTER_KEY).with_for_update()
+_ADD_TO_COUNTER = (
+    update(_COUNTERS)
+    .where(*_COUNTER_KEY)
+    .values(used=_COUNTERS.c.used + bindparam("b_used"), held=_COUNTERS.c.held + bindparam("b_held"))
+)
+_RECORD_BY_KEY = select(_RECORDS.c.request_digest, _RECORDS.c.response).where(
+    _RECORDS.c.account_id == bindparam("b_account"), _RECORDS.c.idempotency_key == bindparam("b_idempotency_key")
+)
+_INSERT_RECORD = _RECORDS.insert()
+_RESERVATION_BY_REQUEST = select(_RESERVATIONS).where(
+    _RESERVATIONS.c.account_id == bindparam("b_account"), _RESERVATIONS.c.request_id == bindparam("b_request_id")
+)
+_LOCK_RESERVATION = _RESERVATION_BY_REQUEST.with_for_update()
+_INSERT_RESERVATION = _RESERVATIONS.insert()
+_UPDATE_RESERVATION = update(_RESERVATIONS).where(_RESERVATIONS.c.id == bindparam("b_id"))
+
+
+def _counter_params(account_id: uuid.UUID, key: str, period_start: datetime) -> dict[str, Any]:
+    return {"b_account": account_id, "b_key": key, "b_start": period_start}
+
+
 def _lock_counter(connection: Connection, account_id: uuid.UUID, key: str, period: Period) -> tuple[int, int]:
     """(used, held) of the counter, created at zero if absent, under the row lock (PostgreSQL; SQLite: the
     transaction already holds the write lock)."""
     connection.execute(
-        upsert_insert(connection.dialect.name, _COUNTERS)
-        .values(account_id=account_id, key=key, period_start=period.start, period_end=period.end, used=0, held=0)
-        .on_conflict_do_nothing(index_elements=["account_id", "key", "period_start"])
+        _INSERT_COUNTER[connection.dialect.name],
+        {
+            "account_id": account_id,
+            "key": key,
+            "period_start": period.start,
+            "period_end": period.end,
+            "used": 0,
+            "held": 0,
+        },
     )
-    row = connection.execute(
-        select(_COUNTERS.c.used, _COUNTERS.c.held).where(_counter_is(account_id, key, period.start)).with_for_update()
-    ).one()
+    row = connection.execute(_LOCK_COUNTER, _counter_params(account_id, key, period.start)).one()
     return int(row.used), int(row.held)
+
+
+def _add_to_counter(
+    connection: Connection, account_id: uuid.UUID, key: str, period_start: datetime, *, used: int = 0, held: int = 0
+) -> None:
+    connection.execute(
+        _ADD_TO_COUNTER, {**_counter_params(account_id, key, period_start), "b_used": used, "b_held": held}
+    )
 
 
 def _counter_is(account_id: uuid.UUID, key: str, period_start: datetime) -> Any:
@@ -116,11 +165,7 @@ def _lock_gauge(connection: Connection, account_id: uuid.UUID, key: str, now: da
 
 
 def _replayed(connection: Connection, account_id: uuid.UUID, idempotency_key: str, digest: str) -> Any:
-    row = connection.execute(
-        select(_RECORDS.c.request_digest, _RECORDS.c.response).where(
-            _RECORDS.c.account_id == account_id, _RECORDS.c.idempotency_key == idempotency_key
-        )
-    ).first()
+    row = connection.execute(_RECORD_BY_KEY, {"b_account": account_id, "b_idempotency_key": idempotency_key}).first()
     if row is None:
         return None
     if row.request_digest != digest:
@@ -176,6 +221,14 @@ def _check(
     raise SubscriptionLimitReached(key=key, limit=limit.limit, used=used + held)
 
 
+async def _written(state: BillingState, snapshot: AccountSnapshot, job: Callable[[Connection], T]) -> T:
+    """Run the write; the account's cached limits report is dropped, so this process reads its own writes."""
+    try:
+        return await state.writer.run(job)
+    finally:
+        state.reports.discard(snapshot.account_id)
+
+
 # -- consume / refund -------------------------------------------------------------------------------------------
 async def consume(
     state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int, idempotency_key: str
@@ -203,9 +256,7 @@ async def consume(
             amount=amount,
             now=now,
         )
-        connection.execute(
-            update(_COUNTERS).where(_counter_is(account_id, key, period.start)).values(used=_COUNTERS.c.used + amount)
-        )
+        _add_to_counter(connection, account_id, key, period.start, used=amount)
         history_id = uuid.uuid4()
         response = {
             "history_id": str(history_id),
@@ -230,7 +281,7 @@ async def consume(
         )
         return response
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 def _insert_record(
@@ -247,20 +298,21 @@ def _insert_record(
     now: datetime,
 ) -> None:
     connection.execute(
-        _RECORDS.insert().values(
-            id=history_id,
-            account_id=account_id,
-            key=key,
-            operation=operation.value,
-            amount=amount,
-            period_start=period.start if period else None,
-            idempotency_key=idempotency_key,
-            request_digest=digest,
-            response=response,
-            refunded_at=None,
-            refund_response=None,
-            created_at=now,
-        )
+        _INSERT_RECORD,
+        {
+            "id": history_id,
+            "account_id": account_id,
+            "key": key,
+            "operation": operation.value,
+            "amount": amount,
+            "period_start": period.start if period else None,
+            "idempotency_key": idempotency_key,
+            "request_digest": digest,
+            "response": response,
+            "refunded_at": None,
+            "refund_response": None,
+            "created_at": now,
+        },
     )
 
 
@@ -305,11 +357,11 @@ async def refund(state: BillingState, snapshot: AccountSnapshot, *, history_id: 
         )
         return response
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 def _lock_counter_existing(connection: Connection, account_id: uuid.UUID, key: str, period_start: datetime) -> None:
-    connection.execute(select(_COUNTERS.c.used).where(_counter_is(account_id, key, period_start)).with_for_update())
+    connection.execute(_LOCK_COUNTER, _counter_params(account_id, key, period_start))
 
 
 # -- reserve / commit / release ---------------------------------------------------------------------------------
@@ -341,9 +393,7 @@ async def reserve(
     def job(connection: Connection) -> dict[str, Any]:
         used, held = _lock_counter(connection, account_id, key, period)
         existing = connection.execute(
-            select(_RESERVATIONS).where(
-                _RESERVATIONS.c.account_id == account_id, _RESERVATIONS.c.request_id == request_id
-            )
+            _RESERVATION_BY_REQUEST, {"b_account": account_id, "b_request_id": request_id}
         ).first()
         if existing is not None:
             if existing.request_digest != digest:
@@ -362,9 +412,7 @@ async def reserve(
             amount=amount,
             now=now,
         )
-        connection.execute(
-            update(_COUNTERS).where(_counter_is(account_id, key, period.start)).values(held=_COUNTERS.c.held + amount)
-        )
+        _add_to_counter(connection, account_id, key, period.start, held=amount)
         values = {
             "id": uuid.uuid4(),
             "account_id": account_id,
@@ -380,12 +428,12 @@ async def reserve(
             "created_at": now,
             "updated_at": now,
         }
-        connection.execute(_RESERVATIONS.insert().values(**values))
+        connection.execute(_INSERT_RESERVATION, values)
         body = _reservation_body(_Row(values))
         body.update(_limit_entry(limit, used + held + amount))
         return body
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 class _Row:
@@ -397,19 +445,12 @@ class _Row:
 
 def _locked_reservation(connection: Connection, account_id: uuid.UUID, request_id: str) -> Any:
     """The reservation under its counter's lock and its own (counter first, everywhere, so writers never deadlock)."""
-    found = connection.execute(
-        select(_RESERVATIONS.c.key, _RESERVATIONS.c.period_start).where(
-            _RESERVATIONS.c.account_id == account_id, _RESERVATIONS.c.request_id == request_id
-        )
-    ).first()
+    params = {"b_account": account_id, "b_request_id": request_id}
+    found = connection.execute(_RESERVATION_BY_REQUEST, params).first()
     if found is None:
         raise ReservationNotFound(f"no reservation with request_id {request_id!r} on this account", field="request_id")
     _lock_counter_existing(connection, account_id, found.key, found.period_start)
-    return connection.execute(
-        select(_RESERVATIONS)
-        .where(_RESERVATIONS.c.account_id == account_id, _RESERVATIONS.c.request_id == request_id)
-        .with_for_update()
-    ).one()
+    return connection.execute(_LOCK_RESERVATION, params).one()
 
 
 async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: str, actual: int) -> dict[str, Any]:
@@ -471,7 +512,7 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
         )
         return body
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 def _commit_body(row: Any, actual: int, amount: int, snapshot: AccountSnapshot, key: str) -> dict[str, Any]:
@@ -512,7 +553,7 @@ async def release(state: BillingState, snapshot: AccountSnapshot, *, request_id:
             "released": amount,
         }
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 async def release_expired_holds(state: BillingState, *, batch: int = 500) -> int:
@@ -554,6 +595,7 @@ async def release_expired_holds(state: BillingState, *, batch: int = 500) -> int
             return len(expired)
 
         released += await state.writer.run(job)
+        state.reports.discard(account_id)
     return released
 
 
@@ -574,7 +616,7 @@ async def set_gauge(state: BillingState, snapshot: AccountSnapshot, *, key: str,
         )
         return {"key": key, **_limit_entry(limit, value)}
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 async def change_gauge(
@@ -620,7 +662,7 @@ async def change_gauge(
             )
         return response
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 # -- usage events -----------------------------------------------------------------------------------------------
@@ -687,10 +729,20 @@ async def record_events(state: BillingState, snapshot: AccountSnapshot, events: 
             "cost": sum((e.cost for e in fresh.values()), Decimal(0)),
         }
 
-    return await state.writer.run(job)
+    return await _written(state, snapshot, job)
 
 
 # -- reads ------------------------------------------------------------------------------------------------------
+async def cached_limits_report(state: BillingState, snapshot: AccountSnapshot) -> dict[str, Any]:
+    """The limits report, cache-first (see ``BillingState.reports``)."""
+
+    async def load() -> dict[str, Any]:
+        async with state.session_factory() as session:
+            return await limits_report(session, snapshot, state.clock())
+
+    return await state.reports.get(snapshot.account_id, load)
+
+
 async def limits_report(session: AsyncSession, snapshot: AccountSnapshot, now: datetime) -> dict[str, Any]:
     """Seed 004's limits report: the plan, the current period and every key with used, limit and remaining."""
     period = _period(snapshot, now)
@@ -745,39 +797,15 @@ async def limits_report(session: AsyncSession, snapshot: AccountSnapshot, now: d
     }
 
 
-async def check(
-    session: AsyncSession, snapshot: AccountSnapshot, *, key: str, amount: int, now: datetime
-) -> dict[str, Any]:
-    """A read-only check: would ``amount`` more of ``key`` fit now?"""
+async def check(state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int) -> dict[str, Any]:
+    """A read-only check, from the cached report: would ``amount`` more of ``key`` fit now?"""
     limit = effective_limit(snapshot.facts, key)
+    report = await cached_limits_report(state, snapshot)
+    entry = next((e for e in report["limits"] if e["key"] == key), None)
     declared = quota_kind(snapshot.facts, key)
-    if declared is QuotaKind.TOTAL:
-        used = (
-            await session.scalar(
-                select(UsageGauge.used).where(UsageGauge.account_id == snapshot.account_id, UsageGauge.key == key)
-            )
-            or 0
-        )
-        group = QuotaKind.TOTAL
-    else:
-        period = _period(snapshot, now)
-        row = (
-            await session.execute(
-                select(UsageCounter.used, UsageCounter.held).where(
-                    UsageCounter.account_id == snapshot.account_id,
-                    UsageCounter.key == key,
-                    UsageCounter.period_start == period.start,
-                )
-            )
-        ).first()
-        used = (int(row.used) + int(row.held)) if row else 0
-        group = QuotaKind.MONTHLY
-    return {
-        "key": key,
-        "group": group.value,
-        "allowed": limit.allows(int(used) + amount),
-        **_limit_entry(limit, int(used)),
-    }
+    group = entry["group"] if entry else (declared or QuotaKind.MONTHLY).value
+    used = (entry["used"] + entry.get("held", 0)) if entry else 0
+    return {"key": key, "group": group, "allowed": limit.allows(used + amount), **_limit_entry(limit, used)}
 
 
 async def usage_history(session: AsyncSession, account_id: uuid.UUID, *, limit: int, offset: int) -> list[UsageRecord]:
