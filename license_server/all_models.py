@@ -9,6 +9,7 @@ from license_server.billing.accounts.models import (
     PlatformSecret,
     Subscription,
 )
+from license_server.billing.credits.models import CreditDraw, CreditGrant, CreditMovement
 from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
 from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
@@ -33,6 +34,9 @@ __all__ = [
     "Base",
     "BillingAccount",
     "BillingPlatform",
+    "CreditDraw",
+    "CreditGrant",
+    "CreditMovement",
     "Customer",
     "DefaultWorkspaceMember",
     "Event",

@@ -15,6 +15,7 @@ import license_server
 from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
 from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminController, PlatformBillingController
+from license_server.billing.credits.controllers import CreditsAdminController, PlatformCreditsController
 from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
 from license_server.db.session import session_scope
@@ -55,6 +56,7 @@ ADMIN_CONTROLLERS = [
     InnerApiAdminController,
     OfflineController,
     BillingAdminController,
+    CreditsAdminController,
 ]
 PUBLIC_CONTROLLERS = [
     HealthController,
@@ -62,6 +64,7 @@ PUBLIC_CONTROLLERS = [
     DeploymentController,
     InnerApiController,
     PlatformBillingController,
+    PlatformCreditsController,
 ]
 
 

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Webhooks go to public addresses only; these networks (CIDR, comma-separated) are allowed besides, for receivers
     # on the vendor's own network, e.g. "10.20.0.0/16,fd12:3456::/48". Loopback too, if listed ("127.0.0.0/8").
     webhook_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
+    # Hosted billing: how often expired credit grants are forfeited and each cycle's included credits granted.
+    credits_rollover_interval_seconds: float = Field(default=60.0, gt=0)
     # Unauthenticated routes (activate, validate): requests per minute per client address and per license key.
     rate_limit_per_address: int = Field(default=60, ge=1)
     rate_limit_per_license_key: int = Field(default=20, ge=1)

@@ -293,3 +293,11 @@ class QuotaKindMismatch(Conflict):
 class NotRefundable(Conflict):
     code = "not_refundable"
     title = "This usage record cannot be refunded"
+
+
+class CreditsExhausted(LicenseServerError):
+    """A debit the account's grants cannot cover while flex billing is off (seed 003): refused, nothing written."""
+
+    status_code = 402
+    code = "credits_exhausted"
+    title = "The account has not enough credits and flex billing is off"

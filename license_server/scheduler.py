@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from license_server.billing.credits.jobs import CREDITS_ROLLOVER_JOB
 from license_server.billing.usage.jobs import RELEASE_EXPIRED_HOLDS_JOB
 from license_server.deployments.jobs import FLUSH_CHECK_INS_JOB
 from license_server.events.jobs import WEBHOOKS_JOB
@@ -26,7 +27,13 @@ if TYPE_CHECKING:
     from license_server.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-JOBS: tuple[ScheduledJob, ...] = (SWEEP_JOB, FLUSH_CHECK_INS_JOB, WEBHOOKS_JOB, RELEASE_EXPIRED_HOLDS_JOB)
+JOBS: tuple[ScheduledJob, ...] = (
+    SWEEP_JOB,
+    FLUSH_CHECK_INS_JOB,
+    WEBHOOKS_JOB,
+    RELEASE_EXPIRED_HOLDS_JOB,
+    CREDITS_ROLLOVER_JOB,
+)
 # How long stop() waits for cancelled runs to unwind (roll back) before handing their leases back.
 STOP_GRACE_SECONDS = 5.0
 

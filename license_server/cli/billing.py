@@ -28,7 +28,7 @@ from license_server.errors import ValidationFailed
 from license_server.runtime import Runtime
 
 # subgroup name -> "module:attribute"
-SUBGROUPS: dict[str, str] = {}
+SUBGROUPS: dict[str, str] = {"credits": "license_server.cli.billing_credits:credits"}
 
 
 class _LazyBillingGroup(click.Group):

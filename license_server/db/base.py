@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, Numeric, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -41,6 +42,47 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A ``Decimal`` stored exactly: ``NUMERIC(precision, scale)`` on PostgreSQL; on SQLite an integer count of
+    ``10**-scale`` units, because SQLite keeps NUMERIC values as binary floats (0.1 + 0.2 would not be 0.3).
+
+    SQL arithmetic on the column (``SUM``, ``remaining - :drawn``) stays exact on both; on SQLite a 64-bit integer
+    holds up to 9.2e18 units (9.2e12 at scale 6), so callers bound amounts well below that. A value with more
+    decimal places than ``scale`` is refused, never rounded.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int = 24, scale: int = 6) -> None:
+        super().__init__()
+        self.precision, self.scale = precision, scale
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Decimal | int | None:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):  # an int is exact too; a float never is
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"ExactDecimal takes Decimal or int, not {type(value).__name__}")
+            value = Decimal(value)
+        units = value.scaleb(self.scale)
+        if units != units.to_integral_value():
+            raise ValueError(f"more than {self.scale} decimal places")
+        return int(units) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-self.scale)
+        return value if isinstance(value, Decimal) else Decimal(value)
 
 
 class Base(DeclarativeBase):

@@ -112,7 +112,8 @@ def billing_walkthrough() -> str:
 
 
 def test_readme_billing_walkthrough_runs_as_written(cli: Cli, server: Server) -> None:
-    """Plans import, a platform, an account, consume until refused, reserve and commit, the limits report."""
+    """Plans import, a platform, an account, consume until refused, reserve and commit, the limits report, and the
+    credits burn-down."""
     script = billing_walkthrough().replace("http://127.0.0.1:8000", server.url)
     (cli.cwd / ".venv").symlink_to(BIN.parent)
     (cli.cwd / "examples").symlink_to(README.parent / "examples")
@@ -127,7 +128,7 @@ def test_readme_billing_walkthrough_runs_as_written(cli: Cli, server: Server) ->
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     lines = result.stdout.splitlines()
     tail = lines[lines.index("trialing") :]
-    assert tail == [
+    assert tail[:-3] == [
         "trialing",  # step 3
         "org-42: prompt_generation.max_monthly_count = 2",
         "{'status': 'active'}",
@@ -138,4 +139,16 @@ def test_readme_billing_walkthrough_runs_as_written(cli: Cli, server: Server) ->
         "app_invocation.max_monthly_count 7 / 100000",
         "knowledge_base_retrieval.max_monthly_count 0 / unlimited",
         "prompt_generation.max_monthly_count 2 / 2",
+        "20",  # step 7
+        "201 402 ",
+        "credits_exhausted",
+        "org-42: flex on",
+        "prepaid 7.5 + flex 5 | balance -5",
+    ]
+    # The ledger, newest first; its lines start with the movement id and time.
+    ledger = [re.sub(r"^\s*\d+\s+\S+\s+", "", line) for line in tail[-3:]]
+    assert [" ".join(line.split()) for line in ledger] == [
+        "debit -12.5 (prepaid 7.5, flex 5)",
+        "debit -12.5 (prepaid 12.5)",
+        "grant 20",
     ]
