@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -148,6 +149,23 @@ async def test_gauges_are_checked_when_a_resource_is_created(
     assert response.json()["data"] == {"key": APPS, "used": 7, "limit": 2, "remaining": 0}
     wrong_kind = await consume(client, platform, "org-1", APPS, 1, "c-1")
     assert (wrong_kind.status_code, wrong_kind.json()["code"]) == (409, "quota_kind_mismatch")
+
+
+async def test_an_event_cost_is_stored_exactly_at_any_scale(
+    client: httpx.AsyncClient, platform: Platform, runtime: Runtime
+) -> None:
+    """Money is exact: 21 significant digits (a binary float keeps ~15.9: SQLite's NUMERIC read them back rounded) and
+    15 decimal places (a quantity with decimals times a unit price: NUMERIC(30, 10) rounded them) come back as sent."""
+    line_items = [
+        {"type": "llm", "name": "gpt-4o", "quantity": "0.1234567891"},  # x 0.00001 = 0.000001234567891
+        {"type": "storage", "name": "kb", "cost": "12345678901.1234567891"},
+    ]
+    answer = await post(client, platform, "events", {"events": [{"id": "exact-1", "line_items": line_items}]})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["data"]["cost"] == "12345678901.123458023667891"
+    async with runtime.session_factory() as db:
+        stored = await db.scalar(select(UsageEvent.cost).where(UsageEvent.event_id == "exact-1"))
+    assert stored == Decimal("12345678901.123458023667891")
 
 
 async def test_events_are_priced_by_the_rate_card_and_idempotent_by_id(
@@ -299,8 +317,12 @@ async def test_platform_secrets_unknown_and_revoked_are_401_and_guessing_is_thro
     assert revoke.status_code == 200
     assert (await client.get(url, headers=platform.headers)).status_code == 401
     runtime.poll_state.failed_auth_limiter.__init__(3)  # type: ignore[misc]
-    statuses = [(await client.get(url, headers={"Authorization": "Bearer lsbp_guess"})).status_code for _ in range(5)]
+    # Only different wrong secrets count (a platform retrying one stale secret is not guessing): a guesser's do.
+    guesses = [{"Authorization": f"Bearer lsbp_guess{i}"} for i in range(5)]
+    statuses = [(await client.get(url, headers=headers)).status_code for headers in guesses]
     assert statuses[-1] == 429
+    # Counted as platform secrets: the owner's admin token from the same address still works.
+    assert (await client.get("/v1/admin/billing/platforms", headers=owner_headers)).status_code == 200
 
 
 async def test_patching_a_platform_with_nulls_is_a_400_or_a_reset_never_a_500(

@@ -9,14 +9,13 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from license_server.clock import utcnow
-from license_server.db.base import Base, BigIntId, new_id
+from license_server.db.base import Base, BigIntId, DecimalText, new_id
 
 ACCOUNT_FK = "billing_accounts.id"
-MONEY = Numeric(30, 10)
 
 
 class UsageGauge(Base):
@@ -119,6 +118,6 @@ class UsageEvent(Base):
     agent: Mapped[str | None] = mapped_column(String(200))
     app: Mapped[str | None] = mapped_column(String(200))
     line_items: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
-    cost: Mapped[Decimal] = mapped_column(MONEY)
+    cost: Mapped[Decimal] = mapped_column(DecimalText())  # exact at any scale on both engines
     request_digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -172,7 +172,8 @@ def upgrade() -> None:
         sa.Column("agent", sa.String(length=200), nullable=True),
         sa.Column("app", sa.String(length=200), nullable=True),
         sa.Column("line_items", sa.JSON(), nullable=False),
-        sa.Column("cost", sa.Numeric(precision=30, scale=10), nullable=False),
+        # Exact on both engines: unconstrained NUMERIC; on SQLite (NUMERIC is a binary float there) the decimal text.
+        sa.Column("cost", sa.Numeric().with_variant(sa.String(length=80), "sqlite"), nullable=False),
         sa.Column("request_digest", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
