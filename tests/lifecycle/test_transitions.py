@@ -284,15 +284,27 @@ def _status_writes(tree: ast.AST) -> list[tuple[int, str]]:
     return found
 
 
+def _imports_license(tree: ast.AST) -> bool:
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "license_server.licenses.models"
+        and any(alias.name == "License" for alias in node.names)
+        for node in ast.walk(tree)
+    )
+
+
 def test_nothing_but_the_transition_writes_the_stored_status() -> None:
     allowed = {PACKAGE / "lifecycle" / "transitions.py"}
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if path in allowed or "migrations" in path.parts:
             continue
-        offenders += [
-            f"{path.relative_to(PACKAGE)}:{line}: {what}" for line, what in _status_writes(ast.parse(path.read_text()))
-        ]
+        tree = ast.parse(path.read_text())
+        # Billing's subscriptions have a status of their own; a billing module that loads the License model is
+        # checked like every other.
+        if "billing" in path.parts and not _imports_license(tree):
+            continue
+        offenders += [f"{path.relative_to(PACKAGE)}:{line}: {what}" for line, what in _status_writes(tree)]
     assert offenders == []
 
 
