@@ -69,7 +69,7 @@ BILLING_STATE_KEY = "billing"
 PLATFORM_PREFIX = "/v1/billing"
 _EXTERNAL_ID = re.compile(EXTERNAL_ID_PATTERN)
 _KEY = re.compile(r"^[a-z][a-z0-9_.:-]{0,99}$")
-_PLATFORM_ERRORS = {
+PLATFORM_ERRORS = {
     401: problem_spec("Missing, unknown or revoked platform secret"),
     429: problem_spec("Too many failed authentications from this address; see Retry-After"),
 }
@@ -77,7 +77,7 @@ _LIMIT_REFUSAL = problem_spec(
     "subscription_limit_reached: the write would pass the effective limit; `key`, `limit` and `used` say which"
 )
 _WRITE_ERRORS = {
-    **_PLATFORM_ERRORS,
+    **PLATFORM_ERRORS,
     403: _LIMIT_REFUSAL,
     409: problem_spec("idempotency_key_reused (a replay with a different body), quota_kind_mismatch, ..."),
 }
@@ -96,7 +96,7 @@ async def authenticate_platform(connection: ASGIConnection[Any, Any, Any, Any], 
     )
 
 
-def _external_id(value: str) -> str:
+def checked_external_id(value: str) -> str:
     if not _EXTERNAL_ID.match(value):
         raise ValidationFailed("external_id must be 1-200 letters, digits and _.:@-", field="external_id")
     return value
@@ -108,12 +108,12 @@ def _key(value: str) -> str:
     return value
 
 
-async def _snapshot(
+async def account_of_request(
     request: Request[Any, Any, Any], external_id: FromPath[str]
 ) -> tuple[BillingState, AccountSnapshot]:
     state = billing_state(request)
     platform: PlatformSnapshot = request.state.platform
-    return state, await accounts.account_snapshot(state, platform, _external_id(external_id))
+    return state, await accounts.account_snapshot(state, platform, checked_external_id(external_id))
 
 
 def _subscription_out(view: SubscriptionView, now: Any) -> SubscriptionOut:
@@ -142,16 +142,16 @@ class PlatformBillingController(Controller):
     tags = ["billing (platform API)"]
     guards = [authenticate_platform]
 
-    @get("/status", summary="Billing status: disabled, unset, active or inactive", responses=_PLATFORM_ERRORS)
+    @get("/status", summary="Billing status: disabled, unset, active or inactive", responses=PLATFORM_ERRORS)
     async def status(self, request: Request[Any, Any, Any], external_id: FromPath[str]) -> DataOut:
-        _, snapshot = await _snapshot(request, external_id)
+        _, snapshot = await account_of_request(request, external_id)
         return DataOut(data={"status": snapshot.billing_status})
 
-    @get("/subscriptions", summary="The account's subscriptions with their plan", responses=_PLATFORM_ERRORS)
+    @get("/subscriptions", summary="The account's subscriptions with their plan", responses=PLATFORM_ERRORS)
     async def subscriptions(
         self, request: Request[Any, Any, Any], external_id: FromPath[str], db: Db, status_filter: StatusFilter = None
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         views = await accounts.list_subscriptions(
             db, account_id=snapshot.account_id, status=status_filter.value if status_filter else None
         )
@@ -161,16 +161,16 @@ class PlatformBillingController(Controller):
     @get(
         "/limits",
         summary="The limits report (seed 004's Usage tab); an entry without `limit` is unlimited",
-        responses={200: ResponseSpec(LimitsReportOut, description="The report"), **_PLATFORM_ERRORS},
+        responses={200: ResponseSpec(LimitsReportOut, description="The report"), **PLATFORM_ERRORS},
     )
     async def limits(self, request: Request[Any, Any, Any], external_id: FromPath[str]) -> ASGIResponse:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         # Served as built, not through LimitsReport: an unlimited entry has no `limit` key at all (not null); the
         # body is serialised once per cached report (an ASGI response skips Litestar's response conversion).
         cached = await usage.cached_limits_report(state, snapshot)
         return ASGIResponse(body=cached.body, media_type=MediaType.JSON)
 
-    @get("/limits/{key:str}/check", summary="Would `amount` more fit now? (read-only)", responses=_PLATFORM_ERRORS)
+    @get("/limits/{key:str}/check", summary="Would `amount` more fit now? (read-only)", responses=PLATFORM_ERRORS)
     async def check(
         self,
         request: Request[Any, Any, Any],
@@ -178,7 +178,7 @@ class PlatformBillingController(Controller):
         key: FromPath[str],
         amount: Annotated[int, QueryParameter(ge=0, le=MAX_QUANTITY)] = 1,
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         return DataOut(data=await usage.check(state, snapshot, key=_key(key), amount=amount))
 
     @post(
@@ -189,7 +189,7 @@ class PlatformBillingController(Controller):
     async def consume(
         self, request: Request[Any, Any, Any], external_id: FromPath[str], data: JSONBody[ConsumeIn]
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         return DataOut(
             data=await usage.consume(
                 state, snapshot, key=data.key, amount=data.amount, idempotency_key=data.idempotency_key
@@ -200,7 +200,7 @@ class PlatformBillingController(Controller):
         "/usage/refund",
         summary="Reverse one consumption or commit, once",
         responses={
-            **_PLATFORM_ERRORS,
+            **PLATFORM_ERRORS,
             404: problem_spec("No such history_id on this account"),
             409: problem_spec("not_refundable"),
         },
@@ -208,7 +208,7 @@ class PlatformBillingController(Controller):
     async def refund(
         self, request: Request[Any, Any, Any], external_id: FromPath[str], data: JSONBody[RefundIn]
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         return DataOut(data=await usage.refund(state, snapshot, history_id=data.history_id))
 
     @post(
@@ -219,7 +219,7 @@ class PlatformBillingController(Controller):
     async def reserve(
         self, request: Request[Any, Any, Any], external_id: FromPath[str], data: JSONBody[ReserveIn]
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         return DataOut(
             data=await usage.reserve(
                 state,
@@ -235,7 +235,7 @@ class PlatformBillingController(Controller):
         "/usage/reservations/{request_id:str}/commit",
         summary="Turn a hold into usage of `actual`; the rest is freed",
         responses={
-            **_PLATFORM_ERRORS,
+            **PLATFORM_ERRORS,
             404: problem_spec("No reservation with this request_id"),
             409: problem_spec("reservation_closed (released or expired) or idempotency_key_reused"),
         },
@@ -247,18 +247,18 @@ class PlatformBillingController(Controller):
         request_id: FromPath[str],
         data: JSONBody[CommitIn],
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         return DataOut(data=await usage.commit(state, snapshot, request_id=request_id[:200], actual=data.actual))
 
     @post(
         "/usage/reservations/{request_id:str}/release",
         summary="Free an uncommitted hold (idempotent; a no-op after commit)",
-        responses={**_PLATFORM_ERRORS, 404: problem_spec("No reservation with this request_id")},
+        responses={**PLATFORM_ERRORS, 404: problem_spec("No reservation with this request_id")},
     )
     async def release(
         self, request: Request[Any, Any, Any], external_id: FromPath[str], request_id: FromPath[str]
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         return DataOut(data=await usage.release(state, snapshot, request_id=request_id[:200]))
 
     @put(
@@ -273,7 +273,7 @@ class PlatformBillingController(Controller):
         key: FromPath[str],
         data: JSONBody[GaugeSetIn],
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         return DataOut(data=await usage.set_gauge(state, snapshot, key=_key(key), value=data.value))
 
     @post(
@@ -288,7 +288,7 @@ class PlatformBillingController(Controller):
         key: FromPath[str],
         data: JSONBody[GaugeChangeIn],
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         return DataOut(
             data=await usage.change_gauge(
                 state, snapshot, key=_key(key), delta=data.amount, idempotency_key=data.idempotency_key
@@ -303,7 +303,7 @@ class PlatformBillingController(Controller):
         key: FromPath[str],
         data: JSONBody[GaugeChangeIn],
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         return DataOut(
             data=await usage.change_gauge(
                 state, snapshot, key=_key(key), delta=-data.amount, idempotency_key=data.idempotency_key
@@ -321,7 +321,7 @@ class PlatformBillingController(Controller):
     async def events(
         self, request: Request[Any, Any, Any], external_id: FromPath[str], data: JSONBody[EventsIn]
     ) -> DataOut:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         now = state.clock()
         priced_events = []
         for index, event in enumerate(data.events):
@@ -491,7 +491,7 @@ class BillingAdminController(Controller):
     ) -> AccountDetail:
         state = billing_state(request)
         platform = await accounts.get_platform(db, platform_id)
-        account = await accounts.get_account(db, platform_id, _external_id(external_id))
+        account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
         now = state.clock()
         snapshot = await accounts.load_snapshot(db, accounts.platform_snapshot(platform), account, now)
         report = await usage.limits_report(db, snapshot, now)
@@ -522,7 +522,7 @@ class BillingAdminController(Controller):
             db,
             actor=actor,
             platform_id=platform_id,
-            external_id=_external_id(external_id),
+            external_id=checked_external_id(external_id),
             plan=data.plan,
             trial_days=data.trial_days,
             anchor=data.anchor,
@@ -577,7 +577,7 @@ class BillingAdminController(Controller):
             db,
             actor=actor,
             platform_id=platform_id,
-            external_id=_external_id(external_id),
+            external_id=checked_external_id(external_id),
             key=_key(key),
             limit=data.limit,
             clock=state.clock,
@@ -605,7 +605,7 @@ class BillingAdminController(Controller):
             db,
             actor=actor,
             platform_id=platform_id,
-            external_id=_external_id(external_id),
+            external_id=checked_external_id(external_id),
             key=_key(key),
             clock=state.clock,
         )
@@ -631,7 +631,7 @@ class BillingAdminController(Controller):
             db,
             actor=actor,
             platform_id=platform_id,
-            external_id=_external_id(external_id),
+            external_id=checked_external_id(external_id),
             enabled=data.enabled,
             clock=state.clock,
         )
@@ -651,7 +651,7 @@ class BillingAdminController(Controller):
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> list[UsageRecordOut]:
-        account = await accounts.get_account(db, platform_id, _external_id(external_id))
+        account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
         rows = await usage.usage_history(db, account.id, limit=limit, offset=offset)
         return [
             UsageRecordOut(

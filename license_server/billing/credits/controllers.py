@@ -12,12 +12,12 @@ from license_server.auth.guards import CurrentActor, needs
 from license_server.auth.tokens import Permission
 from license_server.billing.accounts import service as accounts
 from license_server.billing.controllers import (  # the platform API's guard and account lookup, shared
-    _PLATFORM_ERRORS,
+    PLATFORM_ERRORS,
     PLATFORM_PREFIX,
-    _external_id,
-    _snapshot,
+    account_of_request,
     authenticate_platform,
     billing_state,
+    checked_external_id,
 )
 from license_server.billing.credits import service
 from license_server.billing.credits.schemas import (
@@ -34,7 +34,7 @@ from license_server.dependencies import Db, Limit, Offset
 from license_server.schemas_common import Page, problem_spec
 
 _DEBIT_ERRORS = {
-    **_PLATFORM_ERRORS,
+    **PLATFORM_ERRORS,
     402: problem_spec("credits_exhausted: the grants cannot cover the debit and flex billing is off; nothing written"),
     409: problem_spec("idempotency_key_reused: the key was used for a different request"),
 }
@@ -55,16 +55,14 @@ class PlatformCreditsController(Controller):
     @get(
         "/",
         summary="Credit balance: what grants hold by kind, flex on/off and this period's flex",
-        responses=_PLATFORM_ERRORS,
+        responses=PLATFORM_ERRORS,
     )
     async def balance(self, request: Request[Any, Any, Any], external_id: FromPath[str], db: Db) -> BalanceData:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         balance = await service.credit_balance(db, account_id=snapshot.account_id, clock=state.clock)
         return BalanceData(data=BalanceOut.of(balance))
 
-    @get(
-        "/ledger", summary="Every credit movement, newest first, each debit with its draws", responses=_PLATFORM_ERRORS
-    )
+    @get("/ledger", summary="Every credit movement, newest first, each debit with its draws", responses=PLATFORM_ERRORS)
     async def ledger(
         self,
         request: Request[Any, Any, Any],
@@ -73,7 +71,7 @@ class PlatformCreditsController(Controller):
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> LedgerData:
-        _, snapshot = await _snapshot(request, external_id)
+        _, snapshot = await account_of_request(request, external_id)
         return LedgerData(data=await _ledger_page(db, snapshot.account_id, limit, offset))
 
     @post(
@@ -84,7 +82,7 @@ class PlatformCreditsController(Controller):
     async def debit(
         self, request: Request[Any, Any, Any], external_id: FromPath[str], db: Db, data: JSONBody[CreditDebitIn]
     ) -> CreditWriteData:
-        state, snapshot = await _snapshot(request, external_id)
+        state, snapshot = await account_of_request(request, external_id)
         result = await service.debit_credits(
             db,
             state=state,
@@ -109,7 +107,7 @@ class CreditsAdminController(Controller):
     async def balance(
         self, request: Request[Any, Any, Any], db: Db, platform_id: FromPath[uuid.UUID], external_id: FromPath[str]
     ) -> BalanceOut:
-        account = await accounts.get_account(db, platform_id, _external_id(external_id))
+        account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
         return BalanceOut.of(
             await service.credit_balance(db, account_id=account.id, clock=billing_state(request).clock)
         )
@@ -123,7 +121,7 @@ class CreditsAdminController(Controller):
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> Page[MovementOut]:
-        account = await accounts.get_account(db, platform_id, _external_id(external_id))
+        account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
         return await _ledger_page(db, account.id, limit, offset)
 
     @post(
@@ -143,7 +141,7 @@ class CreditsAdminController(Controller):
     ) -> CreditWriteOut:
         state = billing_state(request)
         account = await accounts.ensure_account(
-            db, platform_id=platform_id, external_id=_external_id(external_id), clock=state.clock
+            db, platform_id=platform_id, external_id=checked_external_id(external_id), clock=state.clock
         )
         account_id = account.id  # read now: the grant's transaction begins with a rollback, which expires objects
         result = await service.grant_credits(
