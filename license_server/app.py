@@ -30,6 +30,9 @@ from license_server.health.controllers import HealthController
 from license_server.http_wiring import EXCEPTION_HANDLERS, MAX_REQUEST_BODY_BYTES
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiAdminController, InnerApiController
 from license_server.inner_api.store import SqlInnerApiStore
+from license_server.inner_billing.controllers import STATE_KEY as INNER_BILLING_STATE_KEY
+from license_server.inner_billing.controllers import InnerBillingController
+from license_server.inner_billing.service import InnerBilling
 from license_server.json_bodies import document_body_rules, enforce_json_bodies
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
 from license_server.offline.controllers import OfflineController
@@ -63,6 +66,7 @@ PUBLIC_CONTROLLERS = [
     WellKnownController,
     DeploymentController,
     InnerApiController,
+    InnerBillingController,
     PlatformBillingController,
     PlatformCreditsController,
 ]
@@ -153,7 +157,12 @@ def create_app(
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         state=State(
-            {"runtime": runtime, STORE_STATE_KEY: SqlInnerApiStore(runtime), BILLING_STATE_KEY: runtime.billing}
+            {
+                "runtime": runtime,
+                STORE_STATE_KEY: SqlInnerApiStore(runtime),
+                BILLING_STATE_KEY: runtime.billing,
+                INNER_BILLING_STATE_KEY: InnerBilling(runtime.billing, runtime.settings.dify_billing),
+            }
         ),
         # The process configures logging (serve: LICENSE_SERVER_LOG_LEVEL); Litestar must not reset the root logger.
         logging_config=None,

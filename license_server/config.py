@@ -8,14 +8,82 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATABASE_FILE_NAME = "license-server.db"
 
 
+DifyPlanName = Literal["sandbox", "professional", "team"]
+
+
+_SEED_000_PLANS: dict[DifyPlanName, list[str]] = {
+    "sandbox": ["dify-sandbox"],
+    "professional": ["dify-professional"],
+    "team": ["dify-team"],
+}
+
+
+class DifyBillingSettings(BaseModel):
+    """How Dify Cloud's billing API (``/inner/billing``, docs/inner-billing.md) names our plans, keys and features.
+
+    Set as JSON in ``LICENSE_SERVER_DIFY_BILLING`` or field by field, e.g. ``LICENSE_SERVER_DIFY_BILLING__PLANS``.
+    The defaults fit the seed 000 catalogue, examples/plans/dify-cloud.json.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Dify's plan name -> our plan codes (the first is the one Dify's own name stands for in docs and tests).
+    plans: dict[DifyPlanName, list[str]] = Field(default_factory=lambda: dict(_SEED_000_PLANS))
+    # What Dify is told for an active plan the mapping does not name. A paid name, so Dify's retention jobs (which
+    # delete a sandbox workspace's old logs) never touch a workspace someone pays for; its limits come from the plan.
+    unmapped_plan: DifyPlanName = "professional"
+    # Dify's gauge and counter names -> our quota keys (total quotas for the gauges, monthly ones for the counters).
+    keys: dict[str, str] = Field(
+        default_factory=lambda: {
+            "members": "members",
+            "apps": "apps",
+            "vector_space": "vector_space_mb",
+            "documents_upload_quota": "documents_upload",
+            "annotation_quota_limit": "annotation_quota",
+            "trigger_event": "trigger_event",
+            "api_rate_limit": "api_rate_limit",
+        }
+    )
+    # Dify's plan switches -> our plans' feature names.
+    features: dict[str, str] = Field(
+        default_factory=lambda: {
+            "docs_processing": "document_processing_priority",
+            "can_replace_logo": "logo_change",
+            "model_load_balancing_enabled": "model_load_balancing",
+            "knowledge_pipeline_publish_enabled": "knowledge_pipeline_publish",
+        }
+    )
+    # The plans' rate limit (``rate_limits``) that is Dify's knowledge-base request limit (requests per minute).
+    knowledge_rate_limit_key: str = "knowledge_requests"
+    # How long a reservation Dify never commits or releases is held (Dify's client says "within ~75 seconds").
+    reservation_ttl_seconds: int = Field(default=75, ge=1, le=86400)
+    # Where Dify sends users to pay, see invoices, buy model credits and download compliance documents: URL
+    # templates with {tenant_id}, {plan}, {interval}, {prefilled_email}, {account_id}, {provider_name}, {doc_name}
+    # (each URL-encoded). Empty: Dify gets {"url": ""} (the route answers; there is nowhere to send the user yet).
+    payment_link_url: str = ""
+    invoices_url: str = ""
+    model_provider_payment_url: str = ""
+    compliance_download_url: str = ""
+
+    @field_validator("keys", "features", mode="after")
+    @classmethod
+    def _over_the_defaults(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        """Naming one entry changes that entry; the others keep their defaults. Unknown Dify names are refused."""
+        defaults = cls.model_fields[info.field_name or ""].get_default(call_default_factory=True)
+        unknown = sorted(set(value) - set(defaults))
+        if unknown:
+            raise ValueError(f"not a Dify name: {', '.join(unknown)} (known: {', '.join(sorted(defaults))})")
+        return {**defaults, **value}
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LICENSE_SERVER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LICENSE_SERVER_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Path("data")
     keys_dir: Path = Path("keys")
@@ -58,6 +126,8 @@ class Settings(BaseSettings):
     # Reverse proxies (CIDR list, comma-separated) whose X-Forwarded-For is believed for the client address that rate
     # limits count against. Empty: the peer's own address always, whatever a forwarded header says.
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
+    # Dify Cloud's billing API at /inner/billing: plan names, keys, features and links (see DifyBillingSettings).
+    dify_billing: DifyBillingSettings = Field(default_factory=DifyBillingSettings)
     # serve's and scheduler's log level (uvicorn's too). Nothing secret is logged at any level.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
