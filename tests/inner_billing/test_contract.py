@@ -354,7 +354,8 @@ async def test_legacy_usage_consumes_and_refund_reverses_it_once(metered_dify: D
     dify, tenant = metered_dify, new_tenant()
     used = await dify.post("/tenant-feature-usage/usage", tenant_id=tenant, feature_key="workflow", delta=-2)
     assert used["result"] == "success"
-    assert isinstance(used["history_id"], str) and used["history_id"]
+    assert isinstance(used["history_id"], str)
+    assert used["history_id"]
     usage = await dify.get("/billing/tenant_feature_plan/usage", tenant_id=tenant, feature_key="workflow")
     assert usage == {"used": 2, "limit": 5, "remaining": 3}
     refund = await dify.post("/tenant-feature-usage/refund", quota_usage_history_id=used["history_id"])
