@@ -429,7 +429,7 @@ async def test_the_extras_answer_their_documented_defaults(dify: DifyBilling) ->
         "count": 0
     }
     assert await dify.post("/notifications/n-1/dismiss", {"account_id": account}) == {"result": "success"}
-    utm = {
+    utm: dict[str, Any] = {
         "tenant_id": tenant,
         "utm_source": "",
         "utm_medium": "",
