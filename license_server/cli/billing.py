@@ -28,7 +28,10 @@ from license_server.errors import ValidationFailed
 from license_server.runtime import Runtime
 
 # subgroup name -> "module:attribute"
-SUBGROUPS: dict[str, str] = {"credits": "license_server.cli.billing_credits:credits"}
+SUBGROUPS: dict[str, str] = {
+    "credits": "license_server.cli.billing_credits:credits",
+    "dify-sync": "license_server.cli.billing_dify:dify_sync",
+}
 
 
 class _LazyBillingGroup(click.Group):
