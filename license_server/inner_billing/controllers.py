@@ -49,6 +49,25 @@ _ERRORS = {
     429: problem_spec("Too many failed authentications from this address; see Retry-After"),
 }
 _JSON_OBJECT = {200: ResponseSpec(dict[str, Any], description="Dify's shape (docs/inner-billing.md)"), **_ERRORS}
+_RESERVE = {
+    **_JSON_OBJECT,
+    409: problem_spec("idempotency_key_reused (the request_id with another amount) or quota_kind_mismatch"),
+}
+_RESERVATION = {
+    **_JSON_OBJECT,
+    404: problem_spec("reservation_not_found: no reservation with this reservation_id"),
+    409: problem_spec("reservation_closed (released or expired), idempotency_key_reused (another actual_amount)"),
+}
+_LEGACY_USAGE = {
+    **_JSON_OBJECT,
+    403: problem_spec("subscription_limit_reached"),
+    409: problem_spec("quota_kind_mismatch"),
+}
+_LEGACY_REFUND = {
+    **_JSON_OBJECT,
+    404: problem_spec("usage_record_not_found"),
+    409: problem_spec("not_refundable"),
+}
 
 
 def _billing(connection: ASGIConnection[Any, Any, Any, Any]) -> InnerBilling:
@@ -118,7 +137,7 @@ class InnerBillingController(Controller):
         "/quota/reserve",
         status_code=200,
         summary='Hold quota (idempotent by request_id); exhausted: reservation_id is ""',
-        responses=_JSON_OBJECT,
+        responses=_RESERVE,
         guards=[authenticate_billing_secret],
     )
     async def reserve(self, request: Request[Any, Any, Any], data: JSONBody[ReserveIn]) -> dict[str, Any]:
@@ -136,7 +155,7 @@ class InnerBillingController(Controller):
         "/quota/commit",
         status_code=200,
         summary="Turn a hold into usage of actual_amount; the rest is refunded",
-        responses=_JSON_OBJECT,
+        responses=_RESERVATION,
         guards=[authenticate_billing_secret],
     )
     async def commit(self, request: Request[Any, Any, Any], data: JSONBody[CommitIn]) -> dict[str, Any]:
@@ -154,7 +173,7 @@ class InnerBillingController(Controller):
         "/quota/release",
         status_code=200,
         summary="Free an uncommitted hold (idempotent; a no-op after commit)",
-        responses=_JSON_OBJECT,
+        responses=_RESERVATION,
         guards=[authenticate_billing_secret],
     )
     async def release(self, request: Request[Any, Any, Any], data: JSONBody[ReleaseIn]) -> dict[str, Any]:
@@ -259,7 +278,7 @@ class InnerBillingController(Controller):
         "/tenant-feature-usage/usage",
         status_code=200,
         summary="Legacy: consume -delta of a feature (query parameters, no body)",
-        responses=_JSON_OBJECT,
+        responses=_LEGACY_USAGE,
         guards=[authenticate_billing_secret],
     )
     async def legacy_usage(
@@ -276,7 +295,7 @@ class InnerBillingController(Controller):
         "/tenant-feature-usage/refund",
         status_code=200,
         summary="Legacy: reverse one consumption by its history_id, once",
-        responses=_JSON_OBJECT,
+        responses=_LEGACY_REFUND,
         guards=[authenticate_billing_secret],
     )
     async def legacy_refund(

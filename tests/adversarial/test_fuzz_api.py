@@ -107,6 +107,8 @@ def _prepare(case: Case[Any], seeded: Seeded) -> None:
         headers["Enterprise-Api-Secret-Key"] = seeded.inner_api_secret
     elif case.path.startswith("/v1/billing"):
         headers["Authorization"] = f"Bearer {seeded.platform_secret}"
+    elif case.path.startswith("/inner/billing"):
+        headers["Billing-Api-Secret-Key"] = seeded.platform_secret
 
 
 def _send_as(case: Case[Any], content_type: str | None, base_url: str) -> httpx.Response:
