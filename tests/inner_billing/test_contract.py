@@ -445,3 +445,20 @@ async def test_a_platform_with_billing_off_says_enabled_false(client: httpx.Asyn
     body = await dify.get("/subscription/info", tenant_id=new_tenant())
     assert_shape(body, SUBSCRIPTION_INFO)
     assert body["enabled"] is False
+
+
+async def test_every_route_refuses_a_missing_or_unknown_secret_before_reading_input(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    checked = 0
+    for route in app.routes:
+        if not route.path.startswith(BASE):
+            continue
+        path = route.path.replace("{partner_key:str}", "p").replace("{notification_id:str}", "n")
+        for handler in getattr(route, "route_handlers", []):
+            for method in sorted(handler.http_methods - {"OPTIONS", "HEAD"}):
+                for headers in ({}, {SECRET_HEADER: "lsbp_unknown"}, {"Authorization": "Bearer lsbp_unknown"}):
+                    answer = await client.request(method, path, headers={**headers, "Content-Type": "application/json"})
+                    assert answer.status_code == 401, (method, path, answer.text)
+                    checked += 1
+    assert checked == 3 * 29  # the contract's 29 routes
