@@ -54,6 +54,19 @@ def _row(label: str, result: LoadResult, bare: LoadResult) -> Row:
     )
 
 
+def _per_cpu(label: str, result: LoadResult, bare: LoadResult) -> Row:
+    """Requests per server CPU-second: context when other work on the machine starves one run more than another."""
+    mine, base = result.rps / max(result.server_cpu, 1e-9), bare.rps / max(bare.server_cpu, 1e-9)
+    return Row(
+        f"`{label}` requests per server CPU-second (context on a busy machine)",
+        rate(mine, " req/cpu-s"),
+        "bare, the same",
+        rate(base, " req/cpu-s"),
+        percent(mine / base),
+        None,
+    )
+
+
 def run() -> Report:
     tenants = [str(uuid.UUID(int=n + 1)) for n in range(WORKSPACES)]
     with tempfile.TemporaryDirectory(prefix="bench-inner-billing-") as directory:
@@ -79,6 +92,10 @@ def run() -> Report:
     rows = [
         _row("Dify `GET /inner/billing/subscription/info`", info, bare_result),
         _row("Dify `GET /inner/billing/quota/info`", quota, bare_result),
+        *[
+            _per_cpu(label, result, bare_result)
+            for label, result in (("subscription/info", info), ("quota/info", quota))
+        ],
     ]
     notes = [
         f"inner_billing: load by {'wrk' if load_tool() == 'wrk' else 'bench/loadgen.py (asyncio)'} with "
