@@ -11,6 +11,7 @@ The portal's fixtures live in tests/console/portal/conftest.py and build on thes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import uuid
@@ -57,9 +58,9 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture
-async def live_server(app: Litestar) -> AsyncIterator[str]:
-    """The app on 127.0.0.1 and a free port, served in the test's event loop (so it shares the runtime's pool)."""
+@contextlib.asynccontextmanager
+async def serving(app: Litestar) -> AsyncIterator[str]:
+    """The app on 127.0.0.1 and a free port, served in the caller's event loop (so it shares the runtime's pool)."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -72,6 +73,12 @@ async def live_server(app: Litestar) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@pytest.fixture
+async def live_server(app: Litestar) -> AsyncIterator[str]:
+    async with serving(app) as base_url:
+        yield base_url
 
 
 @pytest.fixture
