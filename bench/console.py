@@ -27,7 +27,7 @@ SMALL, LARGE = 100, 100_000
 ROUNDS, WARMUP = 60, 10
 TARGET_RATIO = 2.0
 PAGES = {"license list": "/console/licenses", "account list": "/console/billing/accounts", "dashboard": "/console"}
-PASSWORD = "bench-password-not-a-secret"
+PASSWORD = "bench-password-not-a-secret"  # noqa: S105 - a throwaway database's staff user
 
 FILL_ACCOUNTS = """
 WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :count)
