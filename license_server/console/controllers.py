@@ -21,6 +21,7 @@ from license_server.auth.guards import needs
 from license_server.auth.tokens import Permission
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import SubscriptionStatus
+from license_server.billing.controllers import checked_external_id, checked_key
 from license_server.billing.credits import service as credits
 from license_server.billing.credits.burndown import CreditKind
 from license_server.billing.plans import service as billing_plans
@@ -65,29 +66,32 @@ def _billing(request: Request[Any, Any, Any]) -> BillingState:
     return state
 
 
-def _license_cursor(after: str | None) -> licenses.LicenseCursor | None:
-    """The cursor in a page link: ``<created_at ISO>_<id>``; a tampered one is a 400 on ``after``."""
-    if not after:
-        return None
-    moment, _, ident = after.partition("_")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _cursor_parts(after: str) -> tuple[datetime, uuid.UUID]:
+    """A page cursor in a link: ``<microseconds since the epoch>_<id>``, URL-safe and exact (no float, no "+")."""
+    micros, _, ident = after.partition("_")
     try:
-        return licenses.LicenseCursor(datetime.fromisoformat(moment), uuid.UUID(ident))
-    except ValueError as exc:
+        return _EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(ident)
+    except (ValueError, OverflowError) as exc:
         raise ValidationFailed("after must be a page cursor from a link", field="after") from exc
+
+
+def _license_cursor(after: str | None) -> licenses.LicenseCursor | None:
+    return licenses.LicenseCursor(*_cursor_parts(after)) if after else None
 
 
 def _account_cursor(after: str | None) -> accounts.AccountCursor | None:
-    if not after:
-        return None
-    moment, _, ident = after.partition("_")
-    try:
-        return accounts.AccountCursor(datetime.fromisoformat(moment), uuid.UUID(ident))
-    except ValueError as exc:
-        raise ValidationFailed("after must be a page cursor from a link", field="after") from exc
+    return accounts.AccountCursor(*_cursor_parts(after)) if after else None
 
 
 def _cursor_text(cursor: licenses.LicenseCursor | accounts.AccountCursor | None) -> str | None:
-    return f"{cursor.created_at.isoformat()}_{cursor.id}" if cursor else None
+    if cursor is None:
+        return None
+    delta = cursor.created_at - _EPOCH
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return f"{micros}_{cursor.id.hex}"
 
 
 def _status_filter(value: str | None) -> Status | None:
@@ -423,7 +427,7 @@ class StaffController(Controller):
     ) -> Response[str]:
         now = runtime.clock()
         platform = await accounts.get_platform(db, platform_id)
-        account = await accounts.get_account(db, platform_id, external_id)
+        account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
         snapshot = await accounts.load_snapshot(db, accounts.platform_snapshot(platform), account, now)
         report = await usage.limits_report(db, snapshot, now)
         balance = await credits.credit_balance(db, account_id=account.id, clock=runtime.clock)
@@ -474,8 +478,8 @@ class StaffController(Controller):
             db,
             actor=request.state.actor,
             platform_id=platform_id,
-            external_id=external_id,
-            key=forms.text(form, "key", max_length=100),
+            external_id=checked_external_id(external_id),
+            key=checked_key(forms.text(form, "key", max_length=100)),
             limit=forms.whole_number(form, "limit", required=False),
             clock=runtime.clock,
         )
@@ -498,7 +502,7 @@ class StaffController(Controller):
             kind = CreditKind(raw_kind)
         except ValueError as exc:
             raise ValidationFailed("kind must be included, promotional or prepaid", field="kind") from exc
-        account = await accounts.get_account(db, platform_id, external_id)
+        account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
         account_id = account.id  # read now: the grant's transaction begins with a rollback, which expires objects
         await credits.grant_credits(
             db,
@@ -528,7 +532,7 @@ class StaffController(Controller):
             db,
             actor=request.state.actor,
             platform_id=platform_id,
-            external_id=external_id,
+            external_id=checked_external_id(external_id),
             plan=forms.text(form, "plan", max_length=64),
             clock=runtime.clock,
         )
