@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.params import FromPath, QueryParameter
 
-from license_server.auth.audit import AuditFilter, list_audit_events
+from license_server.auth.audit import AuditFilter, page_audit_events
 from license_server.auth.guards import needs
 from license_server.auth.tokens import Permission
 from license_server.billing.accounts import service as accounts
@@ -56,9 +56,8 @@ PAGE_SIZE = 50
 DASHBOARD_ROWS = 10
 EXPIRING_WITHIN = timedelta(days=30)
 SIGNED_IN = {SIGNED_IN_OPT: True}
-# Query strings are bounded like the API's; a cursor is a timestamp and an id.
+# Query strings are bounded like the API's.
 Query = Annotated[str | None, QueryParameter(max_length=200)]
-PageNumber = Annotated[int, QueryParameter(ge=0, le=10_000)]
 
 
 def _billing(request: Request[Any, Any, Any]) -> BillingState:
@@ -571,19 +570,13 @@ class StaffController(Controller):
 
     @get("/audit", opt=needs(Permission.READ_AUDIT))
     async def audit(
-        self, request: Request[Any, Any, Any], db: Db, action: Query = None, page: PageNumber = 0
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        action: Query = None,
+        before: Annotated[int | None, QueryParameter(ge=1, le=2**62)] = None,
     ) -> Response[str]:
-        offset = page * PAGE_SIZE
-        rows, total = await list_audit_events(
-            db, filters=AuditFilter(action=(action or None) and action[:64]), limit=PAGE_SIZE, offset=offset
+        rows, next_before = await page_audit_events(
+            db, filters=AuditFilter(action=(action or None) and action[:64]), limit=PAGE_SIZE, before_id=before
         )
-        return render(
-            request,
-            "audit.html",
-            events=rows,
-            total=total,
-            page=offset // PAGE_SIZE,
-            action=action or "",
-            more=offset + len(rows) < total,
-            now=datetime.now(UTC),
-        )
+        return render(request, "audit.html", events=rows, action=action or "", next_before=next_before)

@@ -8,8 +8,9 @@ import re
 import httpx
 import pytest
 
-from license_server.auth.tokens import Role
+from license_server.auth.tokens import Role, cli_actor
 from license_server.billing.accounts import service as accounts
+from license_server.licenses import service as licenses
 from license_server.runtime import Runtime
 from tests.console.conftest import Seeded, StaffFactory, http_sign_in
 
@@ -59,3 +60,19 @@ async def test_keyset_cursors_page_through_accounts_and_a_tampered_cursor_is_a_4
     tampered = await console_client.get("/console/billing/accounts?after=12x_nope")
     assert tampered.status_code == 400
     assert "<strong>after</strong>" in tampered.text
+
+
+async def test_the_audit_log_pages_by_keyset_newest_first(
+    console_client: httpx.AsyncClient, make_staff: StaffFactory, runtime: Runtime
+) -> None:
+    async with runtime.session_factory() as db:
+        for index in range(55):
+            await licenses.create_customer(db, actor=cli_actor(), name=f"Customer {index:02}", clock=runtime.clock)
+    await http_sign_in(console_client, await make_staff(Role.VIEWER))
+    first = await console_client.get("/console/audit?action=customer.created")
+    before = re.search(r"audit\?before=(\d+)", first.text)
+    assert before is not None
+    assert first.text.count("<td>customer.created</td>") == 50
+    second = await console_client.get(f"/console/audit?before={before.group(1)}&action=customer.created")
+    assert second.text.count("<td>customer.created</td>") == 5
+    assert "audit?before=" not in second.text
