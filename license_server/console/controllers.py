@@ -43,13 +43,14 @@ from license_server.console.sessions import (
 from license_server.console.templating import render
 from license_server.dependencies import Db, RuntimeDep
 from license_server.deployments import service as deployments
-from license_server.errors import ValidationFailed
+from license_server.errors import StaffSignInFailed, ValidationFailed
 from license_server.events import webhooks
 from license_server.events.service import EventType
 from license_server.events.webhooks import DeliveryState
 from license_server.licenses import service as licenses
 from license_server.lifecycle.status import Status
 from license_server.offline import service as offline
+from license_server.runtime import Runtime
 
 ACCOUNT_PATH = "/billing/platforms/{platform_id:uuid}/accounts/{external_id:str}"
 PAGE_SIZE = 50
@@ -108,27 +109,37 @@ class SignInController(Controller):
     path = "/console"
     include_in_schema = False
 
-    @get("/sign-in")
-    async def form(self, request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[str]:
+    @staticmethod
+    def _form(
+        request: Request[Any, Any, Any], runtime: Runtime, *, email: str = "", error: str | None = None
+    ) -> Response[str]:
         pre = request.cookies.get(PRE_SESSION_COOKIE) or secrets.token_urlsafe(24)
         request.state.csrf_token = csrf_token(runtime.hasher, f"pre:{pre}")
-        response = render(request, "sign_in.html", error=None, email="")
+        response = render(request, "sign_in.html", status_code=401 if error else 200, error=error, email=email)
         response.set_cookie(session_cookie(request, PRE_SESSION_COOKIE, pre, max_age=3600))
         return response
+
+    @get("/sign-in")
+    async def form(self, request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[str]:
+        return self._form(request, runtime)
 
     @post("/sign-in")
     async def sign_in(self, request: Request[Any, Any, Any], db: Db, runtime: RuntimeDep) -> Response[Any]:
         pre = request.cookies.get(PRE_SESSION_COOKIE, "")
         await require_csrf(request, runtime.hasher, f"pre:{pre}")
         form = await forms.read_form(request)
-        signed_in = await staff.sign_in(
-            db,
-            runtime=runtime,
-            email=forms.text(form, "email", max_length=320),
-            password=forms.text(form, "password", max_length=1024),
-            address=request.client.host if request.client else None,
-            clock=runtime.clock,
-        )
+        email = forms.text(form, "email", max_length=320)
+        try:
+            signed_in = await staff.sign_in(
+                db,
+                runtime=runtime,
+                email=email,
+                password=forms.text(form, "password", max_length=1024),
+                address=request.client.host if request.client else None,
+                clock=runtime.clock,
+            )
+        except StaffSignInFailed as exc:  # the form again, with the problem in words and its code
+            return self._form(request, runtime, email=email, error=f"{exc.detail} ({exc.code})")
         return redirect("/console", cookies=[signed_in_cookie(request, signed_in.cookie_secret)])
 
 

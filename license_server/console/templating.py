@@ -61,6 +61,19 @@ def _build_environment() -> Environment:
 
 
 ENVIRONMENT = _build_environment()
+# Scripts and styles only from the console's own static files (no inline script: an injected one would not run);
+# never framed (clickjacking); forms post only to the console. Pages show account data: no shared or back-button cache.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def render_text(template: str, **context: Any) -> str:
@@ -80,5 +93,5 @@ def render(request: Request[Any, Any, Any], template: str, *, status_code: int =
         render_text(template, **context),
         status_code=status_code,
         media_type=MediaType.HTML,
-        headers={"Cache-Control": "no-store"},  # pages show account data; no shared or back-button cache
+        headers=PAGE_HEADERS,
     )

@@ -76,3 +76,13 @@ async def test_the_audit_log_pages_by_keyset_newest_first(
     second = await console_client.get(f"/console/audit?before={before.group(1)}&action=customer.created")
     assert second.text.count("<td>customer.created</td>") == 5
     assert "audit?before=" not in second.text
+
+
+async def test_pages_forbid_framing_inline_scripts_and_caching(console_client: httpx.AsyncClient) -> None:
+    page = await console_client.get("/console/sign-in")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
+    assert "<script>" not in page.text  # nothing inline that the policy would have to allow
