@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: help run test lint bench fmt clean soak
+.PHONY: help run test lint bench fmt clean soak screenshots
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -43,6 +43,9 @@ fmt: $(STAMP_TEST)  ## Format and auto-fix
 
 bench: $(STAMP_TEST)  ## Run the benchmarks (ratios against a baseline measured in the same run)
 	$(PY) -m bench
+
+screenshots: $(STAMP_TEST)  ## PNGs of the console's main pages from a seeded demo database (docs/screenshots/), in the system Chromium
+	$(PY) -m tests.console.screenshots
 
 soak: $(STAMP_TEST)  ## Long adversarial runs: many more fuzz cases, kills and guesses (SOAK=1), about 30 min
 	SOAK=1 $(BIN)/pytest -p no:cacheprovider -s tests/adversarial tests/e2e/test_crash_safety.py

@@ -70,3 +70,24 @@ async def list_audit_events(
         select(AuditEvent).where(*conditions).order_by(AuditEvent.id.desc()).limit(limit).offset(offset)
     )
     return list(rows.all()), int(total or 0)
+
+
+async def page_audit_events(
+    session: AsyncSession, *, filters: AuditFilter, limit: int, before_id: int | None = None
+) -> tuple[list[AuditEvent], int | None]:
+    """One page of the log, newest first, and the id to pass as ``before_id`` for the next (None on the last). Keyset
+    on the primary key, no count: its cost does not grow with the log."""
+    conditions = []
+    if filters.action:
+        conditions.append(AuditEvent.action == filters.action)
+    if filters.actor:
+        conditions.append(AuditEvent.actor == filters.actor)
+    if before_id is not None:
+        conditions.append(AuditEvent.id < before_id)
+    rows = list(
+        (
+            await session.scalars(select(AuditEvent).where(*conditions).order_by(AuditEvent.id.desc()).limit(limit + 1))
+        ).all()
+    )
+    page = rows[:limit]
+    return page, page[-1].id if len(rows) > limit else None

@@ -102,7 +102,7 @@ def checked_external_id(value: str) -> str:
     return value
 
 
-def _key(value: str) -> str:
+def checked_key(value: str) -> str:
     if not _KEY.match(value):
         raise ValidationFailed("key must match ^[a-z][a-z0-9_.:-]{0,99}$", field="key")
     return value
@@ -179,7 +179,7 @@ class PlatformBillingController(Controller):
         amount: Annotated[int, QueryParameter(ge=0, le=MAX_QUANTITY)] = 1,
     ) -> DataOut:
         state, snapshot = await account_of_request(request, external_id)
-        return DataOut(data=await usage.check(state, snapshot, key=_key(key), amount=amount))
+        return DataOut(data=await usage.check(state, snapshot, key=checked_key(key), amount=amount))
 
     @post(
         "/usage/consume",
@@ -274,7 +274,7 @@ class PlatformBillingController(Controller):
         data: JSONBody[GaugeSetIn],
     ) -> DataOut:
         state, snapshot = await account_of_request(request, external_id)
-        return DataOut(data=await usage.set_gauge(state, snapshot, key=_key(key), value=data.value))
+        return DataOut(data=await usage.set_gauge(state, snapshot, key=checked_key(key), value=data.value))
 
     @post(
         "/gauges/{key:str}/increment",
@@ -291,7 +291,7 @@ class PlatformBillingController(Controller):
         state, snapshot = await account_of_request(request, external_id)
         return DataOut(
             data=await usage.change_gauge(
-                state, snapshot, key=_key(key), delta=data.amount, idempotency_key=data.idempotency_key
+                state, snapshot, key=checked_key(key), delta=data.amount, idempotency_key=data.idempotency_key
             )
         )
 
@@ -306,7 +306,7 @@ class PlatformBillingController(Controller):
         state, snapshot = await account_of_request(request, external_id)
         return DataOut(
             data=await usage.change_gauge(
-                state, snapshot, key=_key(key), delta=-data.amount, idempotency_key=data.idempotency_key
+                state, snapshot, key=checked_key(key), delta=-data.amount, idempotency_key=data.idempotency_key
             )
         )
 
@@ -578,7 +578,7 @@ class BillingAdminController(Controller):
             actor=actor,
             platform_id=platform_id,
             external_id=checked_external_id(external_id),
-            key=_key(key),
+            key=checked_key(key),
             limit=data.limit,
             clock=state.clock,
         )
@@ -606,7 +606,7 @@ class BillingAdminController(Controller):
             actor=actor,
             platform_id=platform_id,
             external_id=checked_external_id(external_id),
-            key=_key(key),
+            key=checked_key(key),
             clock=state.clock,
         )
         state.forget_account(platform_id, external_id)

@@ -23,6 +23,7 @@ COMMANDS = {
     "offline": "license_server.cli.offline:offline",
     "edge": "license_server.cli.edge:edge",
     "billing": "license_server.cli.billing:billing",
+    "staff": "license_server.cli.staff:staff",
 }
 
 
