@@ -11,6 +11,7 @@ from license_server.billing.accounts.models import (
 )
 from license_server.billing.credits.models import CreditDraw, CreditGrant, CreditMovement
 from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
+from license_server.console.models import StaffSession, StaffUser
 from license_server.console.portal.models import PortalLink, PortalSession
 from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
@@ -54,6 +55,8 @@ __all__ = [
     "PortalLink",
     "PortalSession",
     "Reservation",
+    "StaffSession",
+    "StaffUser",
     "Subscription",
     "UsageCounter",
     "UsageEvent",

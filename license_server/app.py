@@ -18,6 +18,7 @@ from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminCo
 from license_server.billing.credits.controllers import CreditsAdminController, PlatformCreditsController
 from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
+from license_server.console.routing import console_routers
 from license_server.db.session import session_scope
 from license_server.deployments.controllers import (
     AdminActivationController,
@@ -126,6 +127,7 @@ def create_app(
         route_handlers=[
             *PUBLIC_CONTROLLERS,
             Router("/", route_handlers=ADMIN_CONTROLLERS, guards=[authorize]),
+            *console_routers(),  # /console pages: staff sessions and CSRF of their own, never the bearer guard
         ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),

@@ -301,3 +301,28 @@ class CreditsExhausted(LicenseServerError):
     status_code = 402
     code = "credits_exhausted"
     title = "The account has not enough credits and flex billing is off"
+
+
+# -- the web console ---------------------------------------------------------------------------------------------
+class CsrfTokenInvalid(PermissionDenied):
+    """A console form or HTMX request without the session's CSRF token: refused before anything is read or written."""
+
+    code = "csrf_token_invalid"
+    title = "The form's security token is missing or wrong; reload the page and try again"
+
+
+class StaffSignInFailed(AuthenticationRequired):
+    """Unknown email, wrong password and disabled account look the same, so a guess learns nothing."""
+
+    code = "staff_sign_in_failed"
+    title = "The email or password is wrong"
+
+
+class StaffSessionRequired(AuthenticationRequired):
+    code = "staff_session_required"
+    title = "Sign in to the console"
+
+
+class StaffUserExists(AlreadyExists):
+    code = "staff_user_exists"
+    title = "A staff user with this email exists"

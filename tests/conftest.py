@@ -23,7 +23,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # Settings read the environment; a developer's own LICENSE_SERVER_* variables must not leak into the tests.
-for _name in [n for n in os.environ if n.startswith("LICENSE_SERVER_") and n != "LICENSE_SERVER_REQUIRE_POSTGRES"]:
+# The REQUIRE_* switches are the test run's own (CI sets them), not the server's settings.
+_TEST_SWITCHES = {"LICENSE_SERVER_REQUIRE_POSTGRES", "LICENSE_SERVER_REQUIRE_BROWSER"}
+for _name in [n for n in os.environ if n.startswith("LICENSE_SERVER_") and n not in _TEST_SWITCHES]:
     del os.environ[_name]
 
 from license_server.all_models import Base  # noqa: E402

@@ -33,6 +33,8 @@ class CredentialKind(enum.StrEnum):
     DEPLOYMENT_TOKEN = "deployment-token"  # noqa: S105
     INNER_API_SECRET = "inner-api-secret"  # noqa: S105
     PLATFORM_SECRET = "platform-secret"  # noqa: S105
+    # Counted per account *and* address (see console.service): a guesser slows only that account from that address.
+    STAFF_PASSWORD = "staff-password"  # noqa: S105
 
 
 def limiter_key(kind: CredentialKind, address: str | None) -> str:

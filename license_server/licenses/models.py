@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from license_server.clock import utcnow
@@ -17,6 +17,8 @@ from license_server.lifecycle.status import LicenseFacts
 
 class Customer(Base):
     __tablename__ = "customers"
+    # the console's customer search: a name prefix in any case
+    __table_args__ = (Index("ix_customers_name_lower", func.lower(text("name"))),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
@@ -46,6 +48,10 @@ class License(Base):
     __table_args__ = (
         Index("ix_licenses_status_expires_at", "status", "expires_at"),
         Index("ix_licenses_customer_id", "customer_id"),
+        # the console: the license list's keyset order, and licenses gone quiet on the dashboard
+        Index("ix_licenses_created_at_id", "created_at", "id"),
+        Index("ix_licenses_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_licenses_expires_at", "expires_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

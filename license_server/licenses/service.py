@@ -513,3 +513,99 @@ async def rotate_license_key(
     license.key_hash, license.key_hint = hasher.digest(key), key_hint(key)
     view = await _act(session, license, actor=actor, action="license.key_rotated", detail={}, clock=clock)
     return IssuedLicense(view=view, key=key)
+
+
+# -- keyset pages (the console's lists: their cost does not grow with the table) ---------------------------------
+@dataclass(frozen=True)
+class LicenseCursor:
+    """Where a page of licenses ends, in the list's order (created_at, id); the next page starts after it."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+async def page_licenses(
+    session: AsyncSession,
+    *,
+    limit: int,
+    after: LicenseCursor | None = None,
+    status: str | None = None,
+    customer_id: uuid.UUID | None = None,
+    clock: Clock = utcnow,
+) -> tuple[list[LicenseView], LicenseCursor | None]:
+    """One page of licenses, oldest first, and the cursor of the next page (None on the last). No total is counted:
+    a count is a scan of every matching row. Filters ride on indexes: (created_at, id), (status, created_at, id) and
+    (customer_id)."""
+    conditions = []
+    if status is not None:
+        conditions.append(License.status == status)
+    if customer_id is not None:
+        conditions.append(License.customer_id == customer_id)
+    if after is not None:
+        conditions.append(
+            (License.created_at > after.created_at)
+            | ((License.created_at == after.created_at) & (License.id > after.id))
+        )
+    rows = list(
+        (
+            await session.scalars(
+                select(License)
+                .where(*conditions)
+                .options(selectinload(License.customer), selectinload(License.plan))
+                .order_by(License.created_at, License.id)
+                .limit(limit + 1)
+            )
+        ).all()
+    )
+    now = clock()
+    page, more = rows[:limit], len(rows) > limit
+    cursor = LicenseCursor(page[-1].created_at, page[-1].id) if more else None
+    return [license_view(license, now) for license in page], cursor
+
+
+async def licenses_expiring_soon(
+    session: AsyncSession, *, within: timedelta, limit: int, clock: Clock = utcnow
+) -> list[LicenseView]:
+    """Unrevoked licenses whose expiry falls in the next ``within``, soonest first (index on expires_at)."""
+    now = clock()
+    rows = await session.scalars(
+        select(License)
+        .where(License.expires_at > now, License.expires_at <= now + within, License.revoked_at.is_(None))
+        .options(selectinload(License.customer), selectinload(License.plan))
+        .order_by(License.expires_at, License.id)
+        .limit(limit)
+    )
+    return [license_view(license, now) for license in rows.all()]
+
+
+async def licenses_in_status(
+    session: AsyncSession, *, status: str, limit: int, clock: Clock = utcnow
+) -> list[LicenseView]:
+    """Licenses whose stored status is ``status`` (e.g. lost: deployments gone quiet), by the (status, expires_at)
+    index; each with its status computed now."""
+    rows = await session.scalars(
+        select(License)
+        .where(License.status == status)
+        .options(selectinload(License.customer), selectinload(License.plan))
+        .order_by(License.expires_at, License.id)
+        .limit(limit)
+    )
+    now = clock()
+    return [license_view(license, now) for license in rows.all()]
+
+
+async def search_customers(session: AsyncSession, *, query: str, limit: int) -> list[Customer]:
+    """Customers whose name starts with ``query`` (any case; the lower(name) index), or whose contact email or
+    external id is exactly it."""
+    text = query.strip()
+    if not text:
+        return []
+    folded = text.lower()
+    by_name = (func.lower(Customer.name) >= folded) & (func.lower(Customer.name) < folded + "\U0010ffff")
+    rows = await session.scalars(
+        select(Customer)
+        .where(by_name | (Customer.contact_email == text) | (Customer.external_id == text))
+        .order_by(func.lower(Customer.name), Customer.id)
+        .limit(limit)
+    )
+    return list(rows.all())

@@ -63,7 +63,10 @@ class BillingAccount(Base):
     """The unit that is billed: a workspace / organization of the platform, named by the platform's own id."""
 
     __tablename__ = "billing_accounts"
-    __table_args__ = (UniqueConstraint("platform_id", "external_id", name="uq_billing_accounts_platform_external"),)
+    __table_args__ = (
+        UniqueConstraint("platform_id", "external_id", name="uq_billing_accounts_platform_external"),
+        Index("ix_billing_accounts_created_at_id", "created_at", "id"),  # the console's keyset list
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     platform_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_platforms.id", ondelete="CASCADE"))
@@ -78,7 +81,10 @@ class Subscription(Base):
     """An account on a plan. Monthly quota periods are anchored at ``anchor_at``."""
 
     __tablename__ = "billing_subscriptions"
-    __table_args__ = (Index("ix_billing_subscriptions_account_id", "account_id"),)
+    __table_args__ = (
+        Index("ix_billing_subscriptions_account_id", "account_id"),
+        Index("ix_billing_subscriptions_status", "status"),  # the console's "past due" on the dashboard
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_accounts.id", ondelete="CASCADE"))

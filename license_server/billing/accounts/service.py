@@ -596,3 +596,103 @@ async def set_flex(
 
 def active_statuses() -> frozenset[str]:
     return frozenset(status.value for status in ACTIVE_STATUSES)
+
+
+# -- the console's lists: keyset pages, no counts (their cost does not grow with the table) ----------------------
+@dataclass(frozen=True)
+class AccountCursor:
+    created_at: datetime
+    id: uuid.UUID
+
+
+async def page_accounts(
+    session: AsyncSession, *, limit: int, after: AccountCursor | None = None, platform_id: uuid.UUID | None = None
+) -> tuple[list[BillingAccount], AccountCursor | None]:
+    """Billing accounts of every platform (or one), oldest first, by the (created_at, id) index."""
+    conditions = []
+    if platform_id is not None:
+        conditions.append(BillingAccount.platform_id == platform_id)
+    if after is not None:
+        conditions.append(
+            (BillingAccount.created_at > after.created_at)
+            | ((BillingAccount.created_at == after.created_at) & (BillingAccount.id > after.id))
+        )
+    rows = list(
+        (
+            await session.scalars(
+                select(BillingAccount)
+                .where(*conditions)
+                .order_by(BillingAccount.created_at, BillingAccount.id)
+                .limit(limit + 1)
+            )
+        ).all()
+    )
+    page = rows[:limit]
+    cursor = AccountCursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return page, cursor
+
+
+async def accounts_with_subscription_status(
+    session: AsyncSession, *, status: SubscriptionStatus, limit: int
+) -> list[tuple[BillingAccount, Subscription]]:
+    """Accounts with a subscription in ``status`` (e.g. past due), by the subscriptions' status index."""
+    rows = await session.execute(
+        select(BillingAccount, Subscription)
+        .join(Subscription, Subscription.account_id == BillingAccount.id)
+        .where(Subscription.status == status.value)
+        .order_by(Subscription.updated_at, Subscription.id)
+        .limit(limit)
+    )
+    return [(account, subscription) for account, subscription in rows.tuples().all()]
+
+
+async def change_plan(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    platform_id: uuid.UUID,
+    external_id: str,
+    plan: str,
+    clock: Clock = utcnow,
+) -> SubscriptionView:
+    """Move the account to ``plan`` now: its active (or trialing, past due, paused) subscriptions are canceled and a
+    new one starts, in one transaction, so the limits never come from both plans or from neither. Proration and
+    period-end downgrades belong to the hosted-subscriptions work; this is staff's immediate switch."""
+    plan_row = await _plan_by_ref(session, plan, "plan")
+    account = await ensure_account(
+        session, platform_id=platform_id, external_id=external_id, on_default_plan=False, clock=clock
+    )
+    now = clock()
+    live = list(
+        (
+            await session.scalars(
+                select(Subscription).where(
+                    Subscription.account_id == account.id, Subscription.status != SubscriptionStatus.CANCELED.value
+                )
+            )
+        ).all()
+    )
+    for subscription in live:
+        subscription.status, subscription.canceled_at, subscription.updated_at = (
+            SubscriptionStatus.CANCELED.value,
+            now,
+            now,
+        )
+    subscription = _new_subscription(account.id, plan_row, now, trial_days=0, anchor=None)
+    session.add(subscription)
+    await session.flush()
+    await record_audit(
+        session,
+        actor=actor,
+        action="billing.plan_changed",
+        target_type="billing_account",
+        target_id=account.id,
+        detail={
+            "subscription_id": str(subscription.id),
+            "plan": plan_row.code,
+            "canceled": [str(s.id) for s in live],
+        },
+        clock=clock,
+    )
+    await session.commit()
+    return SubscriptionView(subscription, plan_row.code, billing_terms(plan_row.billing))
