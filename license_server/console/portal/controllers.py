@@ -9,6 +9,7 @@ problem code and detail the API would give, in words.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
-from license_server.auth.guards import CurrentActor, needs
+from license_server.auth.guards import CurrentActor, authorize, needs
 from license_server.auth.tokens import Actor, Permission, Role
 from license_server.billing.accounts import service as accounts
 from license_server.billing.controllers import (
@@ -41,6 +42,7 @@ from license_server.console.portal.models import PortalRole
 from license_server.console.portal.schemas import PortalLinkIn, PortalLinkOut
 from license_server.console.portal.service import PortalPermission, PortalVisitor
 from license_server.console.portal.views import LimitState, price_text, quota_cell
+from license_server.console.sessions import session_cookie
 from license_server.console.templating import render
 from license_server.dependencies import Db, RuntimeDep
 from license_server.errors import (
@@ -207,6 +209,12 @@ async def portal_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
             f"your role ({visitor.role.value}) may not "
             + ("see the billing pages" if permission == PortalPermission.VIEW_BILLING else "use this page")
         )
+    if not visitor.has_pages_of(permission):
+        raise NotFound("this page is not part of your portal (it is for " + _other_subject(visitor) + ")")
+
+
+def _other_subject(visitor: PortalVisitor) -> str:
+    return "a self-hosted customer's licenses" if visitor.account_id is not None else "a hosted billing account"
 
 
 async def _forms_only(request: Request[Any, Any, Any]) -> None:
@@ -287,15 +295,10 @@ class PortalStartController(Controller):
             db, hasher=runtime.hasher, token=token if isinstance(token, str) else "", clock=runtime.clock
         )
         response: Response[Any] = Redirect(PORTAL_PREFIX + "/", status_code=303)
-        response.set_cookie(
-            COOKIE,
-            started.cookie,
-            path=PORTAL_PREFIX,
-            max_age=int(service.SESSION_TTL.total_seconds()),
-            secure=True,
-            httponly=True,
-            samesite="strict",  # the session starts from this site's own form, so no cross-site request needs it
-        )
+        # HttpOnly, and Secure unless on plain http to a loopback address (the console's rule); SameSite=Strict,
+        # since the session starts from this site's own form, so no cross-site request ever needs the cookie.
+        cookie = session_cookie(request, COOKIE, started.cookie, max_age=int(service.SESSION_TTL.total_seconds()))
+        response.set_cookie(replace(cookie, path=PORTAL_PREFIX, samesite="strict"))
         return response
 
 
@@ -447,10 +450,12 @@ class PortalPagesController(Controller):
 
     @get("/offline", opt=portal_page(PortalPermission.MANAGE_LICENSES))
     async def offline_form(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        service.customer_id_of(_visitor(request))  # a billing account's session has no licenses to activate
         return _page(request, "offline.html", page="offline")
 
     @post("/offline", opt=portal_page(PortalPermission.MANAGE_LICENSES), status_code=200)
     async def offline_answer(self, request: Request[Any, Any, Any], db: Db, runtime: RuntimeDep) -> Response[Any]:
+        service.customer_id_of(_visitor(request))
         upload = (await request.form()).get("request")
         if not isinstance(upload, UploadFile):
             raise ValidationFailed("choose the activation request file", field="request")
@@ -468,10 +473,13 @@ class PortalPagesController(Controller):
         )
 
 
-# The route handlers the app factory mounts: the admin controller inside the admin router (its guard checks the
-# permission each route declares), the others at the top level.
-PORTAL_ADMIN_CONTROLLERS: list[type[Controller]] = [PortalLinkAdminController]
-PORTAL_STATIC = create_static_files_router(
-    path=PORTAL_PREFIX + "/static", directories=[Path(__file__).parent / "static"], include_in_schema=False
-)
-PORTAL_PUBLIC_CONTROLLERS: list[type[Controller] | Router] = [PortalLinkPlatformController, PortalStartController, PortalPagesController, PORTAL_STATIC]
+def portal_routers() -> list[Router]:
+    """What the app factory mounts for the portal (through ``console.routing.console_routers``): the staff link
+    route under the admin guard (it checks the permission each route declares), the platform's link route, the
+    pages and their stylesheet."""
+    admin = Router("/", route_handlers=[PortalLinkAdminController], guards=[authorize])
+    pages = Router("/", route_handlers=[PortalLinkPlatformController, PortalStartController, PortalPagesController])
+    static = create_static_files_router(
+        path=PORTAL_PREFIX + "/static", directories=[Path(__file__).parent / "static"], include_in_schema=False
+    )
+    return [admin, pages, static]

@@ -78,6 +78,9 @@ PORTAL_ROLE_PERMISSIONS: dict[PortalRole, frozenset[PortalPermission]] = {
     PortalRole.MEMBER: frozenset({PortalPermission.VIEW_LICENSES}),
 }
 
+# The billing pages are a billing account's; the license pages a customer's.
+ACCOUNT_PERMISSIONS = frozenset({PortalPermission.VIEW_BILLING, PortalPermission.CHANGE_BILLING})
+
 
 @dataclass(frozen=True)
 class PortalVisitor:
@@ -92,6 +95,10 @@ class PortalVisitor:
 
     def can(self, permission: PortalPermission) -> bool:
         return permission in PORTAL_ROLE_PERMISSIONS[self.role]
+
+    def has_pages_of(self, permission: PortalPermission) -> bool:
+        """Whether this session's subject has the pages ``permission`` guards (a customer has no billing pages)."""
+        return (self.account_id if permission in ACCOUNT_PERMISSIONS else self.customer_id) is not None
 
     @property
     def actor(self) -> Actor:
@@ -351,7 +358,7 @@ async def plans_page(session: AsyncSession, visitor: PortalVisitor, now: datetim
 
 
 # -- license pages ------------------------------------------------------------------------------------------------
-def _customer_of(visitor: PortalVisitor) -> uuid.UUID:
+def customer_id_of(visitor: PortalVisitor) -> uuid.UUID:
     if visitor.customer_id is None:
         raise NotFound("this portal session is for a billing account, not licenses")
     return visitor.customer_id
@@ -361,7 +368,7 @@ async def customer_licenses(
     session: AsyncSession, visitor: PortalVisitor, *, limit: int, offset: int, clock: Clock
 ) -> tuple[list[LicenseView], int]:
     return await licenses.list_licenses(
-        session, customer_id=_customer_of(visitor), limit=limit, offset=offset, clock=clock
+        session, customer_id=customer_id_of(visitor), limit=limit, offset=offset, clock=clock
     )
 
 
@@ -371,7 +378,7 @@ async def customer_license(
     """One of the customer's licenses with its activations. Another customer's license is not found (404), the same
     answer as a license that does not exist, so ids cannot be probed."""
     view = await licenses.get_license(session, license_id, clock=clock)
-    if view.license.customer_id != _customer_of(visitor):
+    if view.license.customer_id != customer_id_of(visitor):
         raise LicenseNotFound(f"no license with id {license_id}", field="license_id")
     activations, _ = await list_activations(session, license_id=license_id, state=None, limit=500)
     return view, activations
@@ -396,7 +403,7 @@ async def answer_offline_request(
 ) -> IssuedLicenseFile:
     """The license file for an air-gapped install's activation request, for one of the visitor's own licenses only
     (the offline service answers any key; the portal first checks whose license the request names)."""
-    customer_id = _customer_of(visitor)
+    customer_id = customer_id_of(visitor)
     try:
         parsed = files.parse_activation_request(request, now=runtime.clock())
     except files.FileError:

@@ -1,8 +1,7 @@
 """Portal fixtures: the app with the portal mounted, a client that keeps Secure cookies, a hosted account with usage,
 a self-hosted customer with a license, and links for any role.
 
-The portal's routes are mounted here the way the app factory is to mount them (``PORTAL_ADMIN_CONTROLLERS`` under
-the admin router, the rest at the top level).
+The app is the real one: ``create_app`` mounts the portal (``console.routing.console_routers``).
 """
 
 from __future__ import annotations
@@ -15,12 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar, Router
+from litestar import Litestar
 
-from license_server.app import create_app
-from license_server.auth.guards import authorize
 from license_server.auth.tokens import Actor, Role
-from license_server.console.portal.controllers import PORTAL_ADMIN_CONTROLLERS, PORTAL_PUBLIC_CONTROLLERS
 from license_server.runtime import Runtime
 from tests.billing.conftest import Platform, PlatformFactory, make_platform, subscribe, tiny_plan
 from tests.conftest import LicenseFactory, TokenFactory
@@ -33,18 +29,6 @@ MEMBERS = "members"  # total, unlimited
 MESSAGES = "messages"  # monthly, limit 100
 WORKSPACE = "ws-portal"
 CSRF_INPUT = re.compile(r'name="_csrf" value="([0-9a-f]+)"')
-
-
-def mount_portal(app: Litestar) -> Litestar:
-    app.register(Router("/", route_handlers=PORTAL_ADMIN_CONTROLLERS, guards=[authorize]))
-    for handler in PORTAL_PUBLIC_CONTROLLERS:
-        app.register(handler)
-    return app
-
-
-@pytest.fixture
-def app(runtime: Runtime) -> Litestar:
-    return mount_portal(create_app(runtime))
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """portal: one-time customer portal links and the server-side portal sessions they start
 
 Revision ID: 0007_portal
-Revises: 0006_billing_credits
+Revises: 0007_console
 Create Date: 2026-12-01 11:00:00
 
 Both tables store HMAC digests only (of the link token, of the session cookie); neither secret is recoverable.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_portal"
-down_revision: str | None = "0006_billing_credits"
+down_revision: str | None = "0007_console"  # on this branch, after the console's staff tables (the integrator re-chains)
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
