@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_portal"
-down_revision: str | None = "0007_console"  # on this branch, after the console's staff tables (the integrator re-chains)
+down_revision: str | None = "0007_console"  # after the staff console tables on this branch (integrator re-chains)
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
