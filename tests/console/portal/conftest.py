@@ -17,6 +17,7 @@ import pytest
 from litestar import Litestar
 
 from license_server.auth.tokens import Actor, Role
+from license_server.licenses.terms import LicenseTerms
 from license_server.runtime import Runtime
 from tests.billing.conftest import Platform, PlatformFactory, make_platform, subscribe, tiny_plan
 from tests.conftest import LicenseFactory, TokenFactory
@@ -129,7 +130,7 @@ class SelfHosted:
 
 @pytest.fixture
 async def self_hosted(make_license: LicenseFactory) -> SelfHosted:
-    issued = await make_license()
+    issued = await make_license(terms=LicenseTerms.model_validate({"max_activations": 3}))
     return SelfHosted(issued.view.license.customer_id, issued.view.license.id, issued.key)
 
 
