@@ -16,11 +16,11 @@ from typing import Annotated, Any
 from litestar import Controller, MediaType, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import UploadFile
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
+from pydantic import BaseModel
 
 from license_server.auth.guards import CurrentActor, authorize, needs
 from license_server.auth.tokens import Actor, Permission, Role
@@ -47,12 +47,12 @@ from license_server.console.templating import render
 from license_server.dependencies import Db, RuntimeDep
 from license_server.errors import (
     Conflict,
-    LicenseServerError,
     NotFound,
     PermissionDenied,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from license_server.http_wiring import EXCEPTION_HANDLERS
 from license_server.runtime import Runtime
 
 PORTAL_PREFIX = "/portal"
@@ -230,24 +230,26 @@ async def _forms_with_csrf(request: Request[Any, Any, Any]) -> None:
     await require_csrf(request, _runtime(request).hasher, str(visitor.session_id))
 
 
-def _problem_page(request: Request[Any, Any, Any], status: int, code: str, detail: str, title: str) -> Response[Any]:
+def _problem_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The page for a failure: the status, code, title and detail the API's one mapping gives for it, in words."""
+    handler = next(EXCEPTION_HANDLERS[kind] for kind in type(exc).__mro__ if kind in EXCEPTION_HANDLERS)
+    api: Response[Any] = handler(request, exc)
+    content = api.content
+    problem = content.model_dump(mode="json") if isinstance(content, BaseModel) else dict(content)
+    status = api.status_code or 500
     return render(
-        request, "portal/problem.html", status_code=status, status=status, code=code, detail=detail, title=title
+        request,
+        "portal/problem.html",
+        status_code=status,
+        status=status,
+        code=problem.get("code", "internal_error"),
+        detail=problem.get("detail", ""),
+        title=problem.get("title", "Error"),
     )
 
 
-def _on_domain_error(request: Request[Any, Any, Any], exc: LicenseServerError) -> Response[Any]:
-    return _problem_page(request, exc.status_code, exc.code, exc.detail, exc.title)
-
-
-def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    if isinstance(exc, ValidationException):
-        return _problem_page(request, 400, "validation_error", str(exc.detail), "The request is invalid")
-    status = exc.status_code if exc.status_code < 500 else 500
-    return _problem_page(request, status, "not_found" if status == 404 else "bad_request", str(exc.detail), "Error")
-
-
-PAGE_EXCEPTION_HANDLERS: dict[Any, Any] = {LicenseServerError: _on_domain_error, HTTPException: _on_http_error}
+# Litestar picks the handler of the closest exception type across layers: every type the API maps is mapped here.
+PAGE_EXCEPTION_HANDLERS: dict[Any, Any] = dict.fromkeys(EXCEPTION_HANDLERS, _problem_page)
 
 
 def _visitor(request: Request[Any, Any, Any]) -> PortalVisitor:

@@ -94,7 +94,10 @@ async def test_the_usage_chart_breaks_credits_down_by_day_agent_and_line_item(
         assert f"<td>{item}</td><td>{cost}</td>" in by_item
     by_day = (await web.get("/portal/usage?by=day")).text
     assert f"<td>{runtime.clock().date().isoformat()}</td><td>8.25</td>" in by_day
-    assert (await web.get("/portal/usage?by=hour")).status_code == 400
+    bad = await web.get("/portal/usage?by=hour")
+    assert bad.status_code == 400
+    assert "validation_error" in bad.text  # the API's code, on a page
+    assert "text/html" in bad.headers["content-type"]
 
 
 async def test_the_overview_shows_plan_status_and_next_billing_date(
