@@ -34,9 +34,9 @@ from license_server.billing.controllers import (
 )
 from license_server.billing.credits.schemas import credits_text
 from license_server.billing.usage.breakdown import BreakdownBy
+from license_server.console.charts import Point, bar_chart
 from license_server.console.csrf import csrf_token, require_csrf
 from license_server.console.portal import service
-from license_server.console.portal.charts import bar_chart_svg
 from license_server.console.portal.interfaces import PORTAL_STATE_KEY, PortalServices
 from license_server.console.portal.models import PortalRole
 from license_server.console.portal.schemas import PortalLinkIn, PortalLinkOut
@@ -340,7 +340,11 @@ class PortalPagesController(Controller):
     ) -> Response[Any]:
         page = await service.usage_page(db, _visitor(request), runtime.clock(), by)
         titles = {BreakdownBy.DAY: "by day", BreakdownBy.AGENT: "by agent", BreakdownBy.LINE_ITEM: "by line item"}
-        chart = bar_chart_svg(page.chart, title=f"Credits used this period, {titles[by]}")
+        chart = bar_chart(
+            [Point(label, value) for label, value in page.chart],
+            title=f"Credits used this period, {titles[by]}",
+            chart_id="usage",
+        )
         return _page(
             request,
             "usage.html",

@@ -1,5 +1,5 @@
-"""The pure parts of the portal: how a limits-report entry reads (seed 004), the trial countdown, plan cells, the
-SVG chart and the usage breakdown."""
+"""The pure parts of the portal: how a limits-report entry reads (seed 004), the trial countdown, plan cells and the
+usage breakdown."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from decimal import Decimal
 
 from license_server.billing.plans.terms import BillingTerms
 from license_server.billing.usage.breakdown import NO_AGENT, BreakdownBy, breakdown
-from license_server.console.portal.charts import bar_chart_svg, bar_width
 from license_server.console.portal.views import (
     LimitState,
     limit_label,
@@ -76,18 +75,6 @@ def test_plans_compare_cheapest_first_over_every_key() -> None:
     assert quota_cell(free, "messages") == "Unlimited"  # a key the plan does not define
     assert quota_cell(pro, "kb") == "Not available on plan"
     assert quota_cell(pro, "messages") == "5,000 / month"
-
-
-def test_bars_scale_to_the_largest_exactly_and_escape_labels() -> None:
-    assert bar_width(Decimal("1"), Decimal("3")) == Decimal("140.0")
-    assert bar_width(Decimal("0"), Decimal("3")) == 0
-    svg = bar_chart_svg([("<script>", Decimal("0.1")), ("b", Decimal("0.3"))], title="T & U")
-    assert "<script>" not in svg
-    assert "&lt;script&gt;" in svg
-    assert "T &amp; U" in svg
-    assert 'width="420.0"' in svg  # the largest bar fills the area
-    assert ">0.1<" in svg
-    assert "No usage" in bar_chart_svg([], title="empty")
 
 
 def test_the_breakdown_sums_exactly_by_day_agent_and_line_item() -> None:
