@@ -12,6 +12,7 @@ from license_server.billing.accounts.models import (
 from license_server.billing.credits.models import CreditDraw, CreditGrant, CreditMovement
 from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
 from license_server.console.models import StaffSession, StaffUser
+from license_server.console.portal.models import PortalLink, PortalSession
 from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
 from license_server.events.models import Event, JobLease, WebhookDelivery, WebhookEndpoint
@@ -51,6 +52,8 @@ __all__ = [
     "OfflineUsageImport",
     "Plan",
     "PlatformSecret",
+    "PortalLink",
+    "PortalSession",
     "Reservation",
     "StaffSession",
     "StaffUser",

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from license_server.console import CONSOLE_PREFIX, STATIC_PATH
 from license_server.console.controllers import SignInController, StaffController
+from license_server.console.portal.controllers import portal_routers
 from license_server.console.templating import STATIC_DIR, render
 from license_server.errors import StaffSessionRequired
 from license_server.http_wiring import EXCEPTION_HANDLERS
@@ -65,4 +66,4 @@ def console_routers() -> list[Router]:
         directories=[STATIC_DIR],
         include_in_schema=False,
     )
-    return [staff, static]
+    return [staff, static, *portal_routers()]
