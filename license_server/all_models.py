@@ -10,6 +10,8 @@ from license_server.billing.accounts.models import (
     Subscription,
 )
 from license_server.billing.credits.models import CreditDraw, CreditGrant, CreditMovement
+from license_server.billing.invoices.models import CreditNote, Invoice, InvoiceLine, InvoicePdf, NumberSequence
+from license_server.billing.payments.models import Payment, StripeCustomer, StripeEvent, StripeObjectState
 from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
 from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
@@ -37,20 +39,29 @@ __all__ = [
     "CreditDraw",
     "CreditGrant",
     "CreditMovement",
+    "CreditNote",
     "Customer",
     "DefaultWorkspaceMember",
     "Event",
     "InnerApiCredential",
     "InnerApiLicenseSettings",
+    "Invoice",
+    "InvoiceLine",
+    "InvoicePdf",
     "JobLease",
     "KeyRevocationList",
     "License",
     "LimitOverride",
+    "NumberSequence",
     "OfflineBinding",
     "OfflineUsageImport",
+    "Payment",
     "Plan",
     "PlatformSecret",
     "Reservation",
+    "StripeCustomer",
+    "StripeEvent",
+    "StripeObjectState",
     "Subscription",
     "UsageCounter",
     "UsageEvent",
