@@ -28,7 +28,11 @@ from license_server.errors import ValidationFailed
 from license_server.runtime import Runtime
 
 # subgroup name -> "module:attribute"
-SUBGROUPS: dict[str, str] = {"credits": "license_server.cli.billing_credits:credits"}
+SUBGROUPS: dict[str, str] = {
+    "credits": "license_server.cli.billing_credits:credits",
+    "invoices": "license_server.cli.billing_invoices:invoices_group",
+    "payments": "license_server.cli.billing_invoices:payments_group",
+}
 
 
 class _LazyBillingGroup(click.Group):

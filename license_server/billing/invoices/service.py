@@ -160,7 +160,7 @@ async def _arrears_ends(session: AsyncSession, account_ids: Sequence[uuid.UUID])
         .where(Invoice.account_id.in_(account_ids))
         .group_by(Invoice.account_id)
     )
-    return dict(rows.tuples().all())
+    return {row[0]: row[1] for row in rows}
 
 
 def _arrears_window(candidate: _Candidate, billed_until: datetime | None, end: datetime) -> Period:
