@@ -92,7 +92,8 @@ async def test_the_may_15_invoice_bills_399_for_the_plan_and_90_for_30_flex_cred
 
     text = await pdf_text(runtime, invoice.number, MAY_15)
     assert "Invoice INV-000002" in text
-    assert "399.00" in text and "90.00" in text
+    assert "399.00" in text
+    assert "90.00" in text
     assert "30 flex credits" in text
     assert "Total 489.00 USD" in text
 
