@@ -444,8 +444,8 @@ class Preview:
 async def preview_invoices(session: AsyncSession, *, account_id: uuid.UUID, now: datetime) -> list[Preview]:
     """The next invoice of each of the account's billable subscriptions, on the facts so far; nothing written.
 
-    The next invoice is the current period's when it has not been issued yet, else the next period's, whose arrears
-    window runs until ``now`` (the usage so far)."""
+    The next invoice is the current period's when it has not been issued yet, else the next period's, with the
+    usage recorded so far in its arrears window."""
     rows = (
         await session.execute(
             _candidate_query().where(
@@ -466,8 +466,8 @@ async def preview_invoices(session: AsyncSession, *, account_id: uuid.UUID, now:
         )
         if issued is not None:
             candidate = _candidate(row, candidate.period.end)
-        arrears_end = min(candidate.period.start, now) if candidate.period.start <= now else now
-        arrears = _arrears_window(candidate, billed_until.get(account_id), arrears_end)
+        # Its arrears window ends where the invoice's will: what is recorded so far is all it holds yet.
+        arrears = _arrears_window(candidate, billed_until.get(account_id), candidate.period.start)
         billed_until[account_id] = arrears.end
         usage = await _usage(session, [account_id], arrears.start, arrears.end)
         previews.append(
