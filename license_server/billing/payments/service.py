@@ -309,7 +309,7 @@ async def _apply_payment_outcome(
         return
     target = status_after_payment(subscription.status, succeeded=succeeded)
     if target is None:
-        await session.rollback()
+        await session.commit()  # ends the read; a rollback would expire what the caller still reads
         return
     _account_id, platform_id = await invoices.subscription_account(session, subscription_id)
     await accounts.set_subscription_status(
@@ -488,7 +488,7 @@ async def _apply_stripe(
                 status=target,
                 clock=lambda: now,
             )
-        await session.rollback()
+        await session.commit()
         return StripeOutcome(event_id, "applied", {"subscription": str(subscription_id), "status": target.value})
     return StripeOutcome(event_id, "ignored", {"reason": "an event type this server does not act on"})
 
@@ -514,12 +514,13 @@ async def create_payment_link(
         currency=invoice.currency,
         customer_id=customer.customer_id if customer else None,
     )
+    known_customer, account = customer is not None, invoice.account_id
     await session.rollback()  # no transaction stays open across the provider's network call
     link, customer_id = await provider.payment_link(request)
-    if customer is None and customer_id is not None:
+    if not known_customer and customer_id is not None:
         await session.execute(
             upsert_insert(session.get_bind().dialect.name, StripeCustomer.__table__)
-            .values(account_id=invoice.account_id, customer_id=customer_id, created_at=now)
+            .values(account_id=account, customer_id=customer_id, created_at=now)
             .on_conflict_do_nothing(index_elements=["account_id"])
         )
         await session.commit()
