@@ -37,7 +37,7 @@ from tests.conftest import MovableClock
 
 pytestmark = pytest.mark.usefixtures("backend")
 
-WEBHOOK_SECRET = "whsec_test_secret_for_signing"  # noqa: S105 - a test fixture, not a credential
+WEBHOOK_SECRET = "whsec_test_secret_for_signing"
 ANCHOR = datetime(2026, 3, 10, 9, tzinfo=UTC)
 WEBHOOK = "/v1/billing/stripe/webhook"
 
@@ -45,7 +45,7 @@ WEBHOOK = "/v1/billing/stripe/webhook"
 class _FakeStripe(BaseHTTPRequestHandler):
     requests: list[tuple[str, dict[str, list[str]], str]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
         self.requests.append((self.path, parse_qs(body), self.headers.get("Authorization") or ""))
         count = len(self.requests)
