@@ -13,6 +13,7 @@ import httpx
 import pypdf
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import Actor, Role
 from license_server.billing.accounts.models import BillingAccount, Subscription
@@ -31,9 +32,14 @@ ADMIN = "/v1/admin/billing"
 
 
 async def _setup(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
-    *, price: str = "49.99",
-) -> Platform:  # fmt: skip
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
+    *,
+    price: str = "49.99",
+) -> Platform:
     clock.now = ANCHOR
     platform = await make_platform(catalogues=(tiny_plan("pro", {}, price=price, flex_credit_price="0.5"),))
     await subscribe(runtime, actor, platform, "ws-1", "pro", anchor=ANCHOR)
@@ -60,9 +66,13 @@ async def _events(runtime: Runtime, type_: str) -> list[dict[str, Any]]:
 
 
 async def test_issue_list_show_and_pdf_over_both_apis(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     platform = await _setup(client, make_platform, runtime, actor, clock)
     issued = await _issue(client, owner_headers, platform, "ws-1")
     assert issued["issued"] == 1
@@ -118,19 +128,32 @@ async def test_issue_list_show_and_pdf_over_both_apis(
 
 
 async def test_preview_writes_nothing_and_matches_the_invoice_then_issued(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     platform = await _setup(client, make_platform, runtime, actor, clock)
     await _issue(client, owner_headers, platform, "ws-1")
     clock.now = ANCHOR + timedelta(days=5)
     sent = await client.post(
         platform.url("ws-1", "events"),
         headers=platform.headers,
-        json={"events": [{"id": "run-1", "agent": "a", "line_items": [
-            {"type": "llm", "name": "gpt", "cost": "1.005"}, {"type": "tool", "name": "search", "cost": "0.0001"},
-        ]}]},
-    )  # fmt: skip
+        json={
+            "events": [
+                {
+                    "id": "run-1",
+                    "agent": "a",
+                    "line_items": [
+                        {"type": "llm", "name": "gpt", "cost": "1.005"},
+                        {"type": "tool", "name": "search", "cost": "0.0001"},
+                    ],
+                }
+            ]
+        },
+    )
     assert sent.status_code == 201, sent.text
     before = await _count(runtime, Invoice)
     preview = await client.get(platform.url("ws-1", "invoices/preview"), headers=platform.headers)
@@ -155,9 +178,13 @@ async def test_preview_writes_nothing_and_matches_the_invoice_then_issued(
 
 
 async def test_manual_payments_move_the_invoice_and_the_subscription(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     platform = await _setup(client, make_platform, runtime, actor, clock)
     number = (await _issue(client, owner_headers, platform, "ws-1"))["invoices"][0]["number"]
     url = f"{ADMIN}/invoices/{number}"
@@ -215,17 +242,25 @@ async def test_manual_payments_move_the_invoice_and_the_subscription(
     assert (over.status_code, over.json()["code"]) == (409, "invoice_state_conflict")
     listed = await client.get(f"{url}/payments", headers=owner_headers)
     assert [(p["kind"], p["amount"]) for p in listed.json()] == [
-        ("failure", "0"), ("payment", "20"), ("payment", "29.99"), ("refund", "-10"),
-    ]  # fmt: skip
+        ("failure", "0"),
+        ("payment", "20"),
+        ("payment", "29.99"),
+        ("refund", "-10"),
+    ]
 
     paid_void = await client.post(f"{url}/void", headers=owner_headers, json={"reason": "x"})
     assert (paid_void.status_code, paid_void.json()["code"]) == (409, "invoice_state_conflict")
 
 
 async def test_void_an_open_invoice_and_the_viewer_cannot(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
-    owner_headers: dict[str, str], make_token: TokenFactory,
-) -> None:  # fmt: skip
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
+    owner_headers: dict[str, str],
+    make_token: TokenFactory,
+) -> None:
     platform = await _setup(client, make_platform, runtime, actor, clock)
     number = (await _issue(client, owner_headers, platform, "ws-1"))["invoices"][0]["number"]
     viewer = {"Authorization": f"Bearer {await make_token(Role.VIEWER)}"}
@@ -246,29 +281,31 @@ async def test_void_an_open_invoice_and_the_viewer_cannot(
 
 
 async def test_an_issued_invoice_cannot_change(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     platform = await _setup(client, make_platform, runtime, actor, clock)
     number = (await _issue(client, owner_headers, platform, "ws-1"))["invoices"][0]["number"]
-    edits = [
-        lambda invoice, line: setattr(invoice, "total", Decimal("1.00")),
-        lambda invoice, line: setattr(invoice, "currency", "EUR"),
-        lambda invoice, line: setattr(invoice, "period_start", ANCHOR - timedelta(days=1)),
-        lambda invoice, line: setattr(line, "amount", Decimal(1)),
-        lambda invoice, line: setattr(line, "description", "something else"),
+    edits: list[tuple[str, str, object]] = [
+        ("invoice", "total", Decimal("1.00")),
+        ("invoice", "currency", "EUR"),
+        ("invoice", "period_start", ANCHOR - timedelta(days=1)),
+        ("line", "amount", Decimal(1)),
+        ("line", "description", "something else"),
     ]
-    for edit in edits:
+    for target, attribute, value in edits:
         async with runtime.session_factory() as session:
-            invoice = await session.scalar(select(Invoice).where(Invoice.number == number))
-            line = await session.scalar(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id))
-            edit(invoice, line)
+            invoice, line = await _invoice_and_line(session, number)
+            setattr(invoice if target == "invoice" else line, attribute, value)
             with pytest.raises(InvoiceImmutable):
                 await session.commit()
     for target in ("invoice", "line"):
         async with runtime.session_factory() as session:
-            invoice = await session.scalar(select(Invoice).where(Invoice.number == number))
-            line = await session.scalar(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id))
+            invoice, line = await _invoice_and_line(session, number)
             await session.delete(invoice if target == "invoice" else line)
             with pytest.raises(InvoiceImmutable):
                 await session.commit()
@@ -277,11 +314,27 @@ async def test_an_issued_invoice_cannot_change(
     # Usage recorded later for the period does not reach the issued invoice: it is billed on the next one.
     async with runtime.session_factory() as session:
         account_id = await session.scalar(select(Invoice.account_id).where(Invoice.number == number))
-        session.add(UsageEvent(account_id=account_id, event_id="late", occurred_at=ANCHOR - timedelta(days=1),
-                               agent=None, app=None, line_items=[{"type": "llm", "name": "m", "cost": "5"}],
-                               cost=Decimal(5), request_digest="0" * 64))  # fmt: skip
+        session.add(
+            UsageEvent(
+                account_id=account_id,
+                event_id="late",
+                occurred_at=ANCHOR - timedelta(days=1),
+                agent=None,
+                app=None,
+                line_items=[{"type": "llm", "name": "m", "cost": "5"}],
+                cost=Decimal(5),
+                request_digest="0" * 64,
+            )
+        )
         await session.commit()
     assert (await client.get(f"{ADMIN}/invoices/{number}", headers=owner_headers)).json()["total"] == "49.99"
+
+
+async def _invoice_and_line(session: AsyncSession, number: str) -> tuple[Invoice, InvoiceLine]:
+    invoice = (await session.scalars(select(Invoice).where(Invoice.number == number))).one()
+    line = (await session.scalars(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id))).first()
+    assert line is not None
+    return invoice, line
 
 
 async def _subscription_status(runtime: Runtime, external_id: str) -> str:

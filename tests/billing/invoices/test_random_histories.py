@@ -209,7 +209,7 @@ async def _store(runtime: Runtime, histories: list[History], actor: Actor, clock
         # Past the first LEDGER_HISTORIES, the debits are written as the ledger writes them (a debit movement with
         # its flex part), without its per-debit transaction: the ledger has tests of its own, and a thousand
         # histories through it would take minutes here.
-        movements = [
+        movements: list[dict[str, object]] = [
             {
                 "account_id": h.account_id,
                 "kind": "debit",

@@ -99,9 +99,13 @@ def settings(settings: Settings, fake_stripe: str) -> Settings:
 
 
 async def _open_invoice(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> tuple[Platform, str]:  # fmt: skip
+) -> tuple[Platform, str]:
     clock.now = ANCHOR
     platform = await make_platform(catalogues=(tiny_plan("pro", {}, price="49.99"),))
     await subscribe(runtime, actor, platform, "ws-1", "pro", anchor=ANCHOR)
@@ -170,9 +174,13 @@ def _checkout_completed(event_id: str, number: str, created: int = 1_780_000_000
 
 
 async def test_payment_and_portal_links_through_the_official_library(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     platform, number = await _open_invoice(client, make_platform, runtime, actor, clock, owner_headers)
     link = await client.post(platform.url("ws-1", f"invoices/{number}/payment-link"), headers=platform.headers)
     assert link.status_code == 200, link.text
@@ -202,9 +210,13 @@ async def test_payment_and_portal_links_through_the_official_library(
 
 
 async def test_a_bad_signature_is_refused_and_changes_nothing(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     _, number = await _open_invoice(client, make_platform, runtime, actor, clock, owner_headers)
     before = await _state(runtime)
     forged = await _post(client, _checkout_completed("evt_forged", number), secret="whsec_someone_else")
@@ -219,9 +231,13 @@ async def test_a_bad_signature_is_refused_and_changes_nothing(
 
 
 async def test_checkout_completed_pays_the_invoice_once_however_often_it_is_delivered(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     _, number = await _open_invoice(client, make_platform, runtime, actor, clock, owner_headers)
     event = _checkout_completed("evt_1", number)
     first = await _post(client, event)
@@ -240,9 +256,13 @@ async def test_checkout_completed_pays_the_invoice_once_however_often_it_is_deli
 
 
 async def test_an_older_subscription_event_arriving_late_does_not_undo_a_newer_one(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     await _open_invoice(client, make_platform, runtime, actor, clock, owner_headers)
     subscription = await _subscription_id(runtime)
 
@@ -251,9 +271,13 @@ async def test_an_older_subscription_event_arriving_late_does_not_undo_a_newer_o
             event_id,
             "customer.subscription.updated",
             created,
-            {"id": "sub_1", "object": "subscription", "status": status,
-             "metadata": {"license_server_subscription": subscription}},
-        )  # fmt: skip
+            {
+                "id": "sub_1",
+                "object": "subscription",
+                "status": status,
+                "metadata": {"license_server_subscription": subscription},
+            },
+        )
 
     newer = await _post(client, update("evt_newer", 1_780_000_200, "past_due"))
     assert newer.json()["outcome"] == "applied"
@@ -266,9 +290,13 @@ async def test_an_older_subscription_event_arriving_late_does_not_undo_a_newer_o
 
 
 async def test_a_failure_reported_after_the_payment_it_preceded_changes_nothing(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     _, number = await _open_invoice(client, make_platform, runtime, actor, clock, owner_headers)
 
     def stripe_invoice(event_id: str, type_: str, created: int) -> dict[str, Any]:
@@ -276,10 +304,15 @@ async def test_a_failure_reported_after_the_payment_it_preceded_changes_nothing(
             event_id,
             type_,
             created,
-            {"id": "in_1", "object": "invoice", "status": "paid" if type_ == "invoice.paid" else "open",
-             "amount_paid": 4999 if type_ == "invoice.paid" else 0, "currency": "usd",
-             "metadata": {"license_server_invoice": number}},
-        )  # fmt: skip
+            {
+                "id": "in_1",
+                "object": "invoice",
+                "status": "paid" if type_ == "invoice.paid" else "open",
+                "amount_paid": 4999 if type_ == "invoice.paid" else 0,
+                "currency": "usd",
+                "metadata": {"license_server_invoice": number},
+            },
+        )
 
     paid = await _post(client, stripe_invoice("evt_paid", "invoice.paid", 1_780_000_200))
     assert paid.json()["outcome"] == "applied", paid.text
@@ -291,15 +324,23 @@ async def test_a_failure_reported_after_the_payment_it_preceded_changes_nothing(
 
 
 async def test_a_failed_payment_makes_the_subscription_past_due_until_paid(
-    client: httpx.AsyncClient, make_platform: PlatformFactory, runtime: Runtime, actor: Actor, clock: MovableClock,
+    client: httpx.AsyncClient,
+    make_platform: PlatformFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
     owner_headers: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     _, number = await _open_invoice(client, make_platform, runtime, actor, clock, owner_headers)
     failed = await _post(
         client,
-        _event("evt_f", "invoice.payment_failed", 1_780_000_100,
-               {"id": "in_2", "object": "invoice", "metadata": {"license_server_invoice": number}}),
-    )  # fmt: skip
+        _event(
+            "evt_f",
+            "invoice.payment_failed",
+            1_780_000_100,
+            {"id": "in_2", "object": "invoice", "metadata": {"license_server_invoice": number}},
+        ),
+    )
     assert failed.json()["outcome"] == "applied", failed.text
     state = await _state(runtime)
     assert (state["subscription"], state["failed_events"]) == ("past_due", 1)
