@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import activations, billing, crypto, inner_api, poll, sweep
+from bench import activations, billing, crypto, inner_api, invoices, poll, sweep
 from bench.common import Report, Row, print_report
 
 BENCHMARKS: dict[str, Callable[[], Report]] = {
@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, Callable[[], Report]] = {
     "sweep": sweep.run,
     "inner_api": inner_api.run,
     "billing": billing.run,
+    "invoices": invoices.run,
 }
 
 

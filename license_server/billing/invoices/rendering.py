@@ -49,7 +49,7 @@ async def render_missing_pdfs(
             ids = await service.invoices_without_pdf(session, limit=batch)
             if not ids:
                 break
-            views = [await service.get_invoice(session, invoice_id=invoice_id) for invoice_id in ids]
+            views = await service.get_invoices(session, ids)
             documents = [invoice_document(v, issuer=issuer, paid=ZERO, refunded=ZERO) for v in views]
             contents = await asyncio.to_thread(_render_all, documents)
             for view, content in zip(views, contents, strict=True):

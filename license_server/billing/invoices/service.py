@@ -556,6 +556,35 @@ async def get_invoice(
     return InvoiceView(invoice, lines, notes, external_id, platform_id, platform_name)
 
 
+async def get_invoices(session: AsyncSession, invoice_ids: Sequence[uuid.UUID]) -> list[InvoiceView]:
+    """Many invoices with their lines and credit notes in three queries (the PDF job's batches)."""
+    if not invoice_ids:
+        return []
+    rows = (
+        await session.execute(
+            select(Invoice, BillingAccount.external_id, BillingPlatform.id, BillingPlatform.name)
+            .join(BillingAccount, BillingAccount.id == Invoice.account_id)
+            .join(BillingPlatform, BillingPlatform.id == BillingAccount.platform_id)
+            .where(Invoice.id.in_(list(invoice_ids)))
+        )
+    ).all()
+    lines: dict[uuid.UUID, list[InvoiceLine]] = defaultdict(list)
+    for line in await session.scalars(
+        select(InvoiceLine).where(InvoiceLine.invoice_id.in_(list(invoice_ids))).order_by(InvoiceLine.position)
+    ):
+        lines[line.invoice_id].append(line)
+    notes: dict[uuid.UUID, list[CreditNote]] = defaultdict(list)
+    for note in await session.scalars(
+        select(CreditNote).where(CreditNote.invoice_id.in_(list(invoice_ids))).order_by(CreditNote.issued_at)
+    ):
+        notes[note.invoice_id].append(note)
+    views = {
+        invoice.id: InvoiceView(invoice, lines[invoice.id], notes[invoice.id], external_id, platform_id, name)
+        for invoice, external_id, platform_id, name in rows
+    }
+    return [views[invoice_id] for invoice_id in invoice_ids if invoice_id in views]
+
+
 # -- status moves (the one writer of an invoice's status) ----------------------------------------------------------
 def _event_of(view: InvoiceView) -> dict[str, Any]:
     invoice = view.invoice
