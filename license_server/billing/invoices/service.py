@@ -115,25 +115,48 @@ class _Usage:
     """Flex debits and usage events of some accounts over a time range, to be summed per window."""
 
     flex: dict[uuid.UUID, list[tuple[datetime, Decimal]]] = field(default_factory=lambda: defaultdict(list))
-    metered: dict[uuid.UUID, list[tuple[datetime, list[dict[str, Any]]]]] = field(
+    # (occurred_at, created_at, line items)
+    metered: dict[uuid.UUID, list[tuple[datetime, datetime, list[dict[str, Any]]]]] = field(
         default_factory=lambda: defaultdict(list)
     )
 
     def flex_in(self, account_id: uuid.UUID, window: Period) -> Decimal:
         return sum((amount for at, amount in self.flex.get(account_id, ()) if window.contains(at)), ZERO)
 
-    def metered_in(self, account_id: uuid.UUID, window: Period) -> dict[str, Decimal]:
+    def metered_in(self, account_id: uuid.UUID, window: Period, late_after: datetime | None) -> dict[str, Decimal]:
+        """Events of the window, and events of earlier (billed) windows that were recorded after the account's last
+        invoice was issued (``late_after``): a platform that reports usage late is billed for it on the next
+        invoice, not never."""
         totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
-        for at, items in self.metered.get(account_id, ()):
-            if window.contains(at):
+        for at, created, items in self.metered.get(account_id, ()):
+            late = late_after is not None and at < window.start and created > late_after
+            if window.contains(at) or late:
                 for item in items:
                     totals[str(item.get("type", "other"))] += Decimal(str(item.get("cost", "0")))
         return dict(totals)
 
 
-async def _usage(session: AsyncSession, account_ids: Sequence[uuid.UUID], start: datetime, end: datetime) -> _Usage:
+async def _usage(
+    session: AsyncSession,
+    account_ids: Sequence[uuid.UUID],
+    start: datetime,
+    end: datetime,
+    late_after: datetime | None,
+) -> _Usage:
+    """Flex debits and events in [start, end), and events before ``start`` recorded after ``late_after``."""
     usage = _Usage()
-    if start >= end or not account_ids:
+    if not account_ids:
+        return usage
+    if late_after is not None:
+        for account_id, at, created, items in await session.execute(
+            select(UsageEvent.account_id, UsageEvent.occurred_at, UsageEvent.created_at, UsageEvent.line_items).where(
+                UsageEvent.account_id.in_(account_ids),
+                UsageEvent.occurred_at < start,
+                UsageEvent.created_at > late_after,
+            )
+        ):
+            usage.metered[account_id].append((at, created, list(items or [])))
+    if start >= end:
         return usage
     for account_id, at, amount in await session.execute(
         select(CreditMovement.account_id, CreditMovement.occurred_at, CreditMovement.flex).where(
@@ -145,30 +168,38 @@ async def _usage(session: AsyncSession, account_ids: Sequence[uuid.UUID], start:
         )
     ):
         usage.flex[account_id].append((at, amount))
-    for account_id, at, items in await session.execute(
-        select(UsageEvent.account_id, UsageEvent.occurred_at, UsageEvent.line_items).where(
+    for account_id, at, created, items in await session.execute(
+        select(UsageEvent.account_id, UsageEvent.occurred_at, UsageEvent.created_at, UsageEvent.line_items).where(
             UsageEvent.account_id.in_(account_ids), UsageEvent.occurred_at >= start, UsageEvent.occurred_at < end
         )
     ):
-        usage.metered[account_id].append((at, list(items or [])))
+        usage.metered[account_id].append((at, created, list(items or [])))
     return usage
 
 
-async def _arrears_ends(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+@dataclass(frozen=True)
+class _Billed:
+    """How far an account's invoices have billed: the end of their last arrears window, and when the last was issued."""
+
+    until: datetime
+    issued_at: datetime
+
+
+async def _billed(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _Billed]:
     rows = await session.execute(
-        select(Invoice.account_id, func.max(Invoice.arrears_end))
+        select(Invoice.account_id, func.max(Invoice.arrears_end), func.max(Invoice.issued_at))
         .where(Invoice.account_id.in_(account_ids))
         .group_by(Invoice.account_id)
     )
-    return {row[0]: row[1] for row in rows}
+    return {row[0]: _Billed(row[1], row[2]) for row in rows}
 
 
-def _arrears_window(candidate: _Candidate, billed_until: datetime | None, end: datetime) -> Period:
-    start = billed_until if billed_until is not None else previous_period_start(candidate.period, candidate.anchor)
+def _arrears_window(candidate: _Candidate, billed: _Billed | None, end: datetime) -> Period:
+    start = billed.until if billed is not None else previous_period_start(candidate.period, candidate.anchor)
     return Period(min(start, end), end)
 
 
-def _facts(candidate: _Candidate, arrears: Period, usage: _Usage) -> InvoiceFacts:
+def _facts(candidate: _Candidate, arrears: Period, usage: _Usage, billed: _Billed | None) -> InvoiceFacts:
     terms = candidate.terms
     return InvoiceFacts(
         currency=terms.currency,
@@ -181,7 +212,7 @@ def _facts(candidate: _Candidate, arrears: Period, usage: _Usage) -> InvoiceFact
         plan_period=plan_period(candidate.period, candidate.anchor, terms.interval),
         arrears=arrears,
         flex_used=usage.flex_in(candidate.account_id, arrears),
-        metered=usage.metered_in(candidate.account_id, arrears),
+        metered=usage.metered_in(candidate.account_id, arrears, billed.issued_at if billed else None),
     )
 
 
@@ -289,14 +320,18 @@ async def _issue_batch(
             await session.rollback()
             return 0
         accounts = list({c.account_id for c in due})
-        billed_until = await _arrears_ends(session, accounts)
-        earliest = min(billed_until.get(c.account_id) or previous_period_start(c.period, c.anchor) for c in due)
-        usage = await _usage(session, accounts, earliest, max(c.period.start for c in due))
+        billed = await _billed(session, accounts)
+        starts = [_arrears_window(c, billed.get(c.account_id), c.period.start).start for c in due]
+        issued_before = [b.issued_at for b in billed.values()]
+        usage = await _usage(
+            session, accounts, min(starts), max(c.period.start for c in due), min(issued_before, default=None)
+        )
         invoices, lines, events = [], [], []
         for candidate in due:
-            arrears = _arrears_window(candidate, billed_until.get(candidate.account_id), candidate.period.start)
-            billed_until[candidate.account_id] = arrears.end
-            computed = compute_invoice(_facts(candidate, arrears, usage))
+            previous = billed.get(candidate.account_id)
+            arrears = _arrears_window(candidate, previous, candidate.period.start)
+            computed = compute_invoice(_facts(candidate, arrears, usage, previous))
+            billed[candidate.account_id] = _Billed(arrears.end, now)
             row = _invoice_row(
                 candidate, computed, arrears, format_number(terms.number_prefix, next_number), now, terms
             )
@@ -455,7 +490,7 @@ async def preview_invoices(session: AsyncSession, *, account_id: uuid.UUID, now:
         )
     ).all()
     previews = []
-    billed_until = await _arrears_ends(session, [account_id])
+    billed = await _billed(session, [account_id])
     for row in sorted(rows, key=lambda r: (r[0].anchor_at, str(r[0].id))):
         candidate = _candidate(row, max(now, row[0].anchor_at))
         issued = await session.scalar(
@@ -467,9 +502,11 @@ async def preview_invoices(session: AsyncSession, *, account_id: uuid.UUID, now:
         if issued is not None:
             candidate = _candidate(row, candidate.period.end)
         # Its arrears window ends where the invoice's will: what is recorded so far is all it holds yet.
-        arrears = _arrears_window(candidate, billed_until.get(account_id), candidate.period.start)
-        billed_until[account_id] = arrears.end
-        usage = await _usage(session, [account_id], arrears.start, arrears.end)
+        previous = billed.get(account_id)
+        arrears = _arrears_window(candidate, previous, candidate.period.start)
+        late_after = previous.issued_at if previous else None
+        usage = await _usage(session, [account_id], arrears.start, arrears.end, late_after)
+        billed[account_id] = _Billed(arrears.end, now)
         previews.append(
             Preview(
                 subscription_id=candidate.subscription_id,
@@ -477,7 +514,7 @@ async def preview_invoices(session: AsyncSession, *, account_id: uuid.UUID, now:
                 plan_code=candidate.plan_code,
                 period=candidate.period,
                 arrears=arrears,
-                computed=compute_invoice(_facts(candidate, arrears, usage)),
+                computed=compute_invoice(_facts(candidate, arrears, usage, previous)),
                 issue_at=max(candidate.period.start, now),
             )
         )

@@ -311,7 +311,7 @@ async def test_an_issued_invoice_cannot_change(
                 await session.commit()
     shown = (await client.get(f"{ADMIN}/invoices/{number}", headers=owner_headers)).json()
     assert (shown["total"], shown["currency"], shown["lines"][0]["amount"]) == ("49.99", "USD", "49.99")
-    # Usage recorded later for the period does not reach the issued invoice: it is billed on the next one.
+    # Usage recorded late for a billed window does not reach the issued invoice: it is billed on the next one, once.
     async with runtime.session_factory() as session:
         account_id = await session.scalar(select(Invoice.account_id).where(Invoice.number == number))
         session.add(
@@ -324,10 +324,19 @@ async def test_an_issued_invoice_cannot_change(
                 line_items=[{"type": "llm", "name": "m", "cost": "5"}],
                 cost=Decimal(5),
                 request_digest="0" * 64,
+                created_at=ANCHOR + timedelta(minutes=1),  # recorded after the invoice of its window was issued
             )
         )
         await session.commit()
     assert (await client.get(f"{ADMIN}/invoices/{number}", headers=owner_headers)).json()["total"] == "49.99"
+    clock.now = datetime(2026, 4, 10, 9, tzinfo=UTC)
+    assert (await _issue(client, owner_headers, platform, "ws-1"))["issued"] == 1
+    following = (await client.get(f"{ADMIN}/invoices/INV-000002", headers=owner_headers)).json()
+    assert [(line["kind"], line["amount"]) for line in following["lines"]] == [("plan", "49.99"), ("metered", "5.00")]
+    clock.now = datetime(2026, 5, 10, 9, tzinfo=UTC)  # billed once: not again on the invoice after
+    assert (await _issue(client, owner_headers, platform, "ws-1"))["issued"] == 1
+    third = (await client.get(f"{ADMIN}/invoices/INV-000003", headers=owner_headers)).json()
+    assert [line["kind"] for line in third["lines"]] == ["plan"]
 
 
 async def _invoice_and_line(session: AsyncSession, number: str) -> tuple[Invoice, InvoiceLine]:
