@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any
 
@@ -41,7 +42,7 @@ from license_server.dependencies import Db, Limit, Offset, RuntimeDep
 from license_server.errors import ValidationFailed
 from license_server.schemas_common import problem_spec
 
-_NUMBER_PATTERN = r"^[A-Z0-9-]{1,32}$"
+_NUMBER = re.compile(r"^[A-Z0-9-]{1,32}$")
 _PDF_SUFFIX = ".pdf"
 _LINK_ERRORS = {
     409: problem_spec("invoice_state_conflict: the invoice is not open (paid or void)"),
@@ -51,9 +52,7 @@ StatusFilter = Annotated[InvoiceStatus | None, QueryParameter(name="status")]
 
 
 def checked_number(value: str) -> str:
-    import re
-
-    if not re.match(_NUMBER_PATTERN, value):
+    if not _NUMBER.match(value):
         raise ValidationFailed("an invoice number is 1-32 capital letters, digits and dashes", field="number")
     return value
 
