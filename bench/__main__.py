@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import activations, billing, console, crypto, inner_api, inner_billing, poll, sweep
+from bench import activations, billing, console, crypto, inner_api, inner_billing, invoices, poll, sweep
 from bench.common import Report, Row, print_report
 
 BENCHMARKS: dict[str, Callable[[], Report]] = {
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[], Report]] = {
     "billing": billing.run,
     "inner_billing": inner_billing.run,
     "console": console.run,
+    "invoices": invoices.run,
 }
 
 

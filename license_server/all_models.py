@@ -10,6 +10,8 @@ from license_server.billing.accounts.models import (
     Subscription,
 )
 from license_server.billing.credits.models import CreditDraw, CreditGrant, CreditMovement
+from license_server.billing.invoices.models import CreditNote, Invoice, InvoiceLine, InvoicePdf, NumberSequence
+from license_server.billing.payments.models import Payment, StripeCustomer, StripeEvent, StripeObjectState
 from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
 from license_server.console.models import StaffSession, StaffUser
 from license_server.console.portal.models import PortalLink, PortalSession
@@ -39,17 +41,23 @@ __all__ = [
     "CreditDraw",
     "CreditGrant",
     "CreditMovement",
+    "CreditNote",
     "Customer",
     "DefaultWorkspaceMember",
     "Event",
     "InnerApiCredential",
     "InnerApiLicenseSettings",
+    "Invoice",
+    "InvoiceLine",
+    "InvoicePdf",
     "JobLease",
     "KeyRevocationList",
     "License",
     "LimitOverride",
+    "NumberSequence",
     "OfflineBinding",
     "OfflineUsageImport",
+    "Payment",
     "Plan",
     "PlatformSecret",
     "PortalLink",
@@ -57,6 +65,9 @@ __all__ = [
     "Reservation",
     "StaffSession",
     "StaffUser",
+    "StripeCustomer",
+    "StripeEvent",
+    "StripeObjectState",
     "Subscription",
     "UsageCounter",
     "UsageEvent",

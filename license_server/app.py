@@ -16,6 +16,9 @@ from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
 from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminController, PlatformBillingController
 from license_server.billing.credits.controllers import CreditsAdminController, PlatformCreditsController
+from license_server.billing.invoices.controllers import InvoicesAdminController, PlatformInvoicesController
+from license_server.billing.payments.controllers import PaymentsAdminController, StripeWebhookController
+from license_server.billing.usage.controllers import PlatformUsageBreakdownController, UsageBreakdownAdminController
 from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
 from license_server.console.routing import console_routers
@@ -61,6 +64,9 @@ ADMIN_CONTROLLERS = [
     OfflineController,
     BillingAdminController,
     CreditsAdminController,
+    InvoicesAdminController,
+    PaymentsAdminController,
+    UsageBreakdownAdminController,
 ]
 PUBLIC_CONTROLLERS = [
     HealthController,
@@ -70,6 +76,9 @@ PUBLIC_CONTROLLERS = [
     InnerBillingController,
     PlatformBillingController,
     PlatformCreditsController,
+    PlatformInvoicesController,
+    PlatformUsageBreakdownController,
+    StripeWebhookController,
 ]
 
 

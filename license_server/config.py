@@ -117,6 +117,24 @@ class Settings(BaseSettings):
     webhook_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     # Hosted billing: how often expired credit grants are forfeited and each cycle's included credits granted.
     credits_rollover_interval_seconds: float = Field(default=60.0, gt=0)
+    # Invoices: how often due invoices are issued (each subscription's period start), the payment terms (due date =
+    # issue + net days), the number prefixes and the issuer printed on every PDF.
+    invoice_interval_seconds: float = Field(default=60.0, gt=0)
+    invoice_net_days: int = Field(default=14, ge=0, le=365)
+    invoice_number_prefix: str = Field(default="INV-", pattern=r"^[A-Z0-9-]{0,12}$")
+    credit_note_number_prefix: str = Field(default="CN-", pattern=r"^[A-Z0-9-]{0,12}$")
+    invoice_issuer: str = Field(default="License Server", max_length=200)
+    # PDFs of issued invoices are rendered by a job (and on first download), never in the issuing transaction.
+    invoice_pdf_interval_seconds: float = Field(default=30.0, gt=0)
+    # Stripe (payments/stripe_provider.py): the secret API key and the webhook endpoint's signing secret. Unset: the
+    # Stripe routes answer 503 payment_provider_unavailable. Masked in every repr; never logged.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    # Only for tests and stripe-mock: another address for Stripe's API. Unset: the library's own.
+    stripe_api_base: str | None = None
+    stripe_checkout_success_url: str = "https://example.com/billing/paid"
+    stripe_checkout_cancel_url: str = "https://example.com/billing/canceled"
+    stripe_portal_return_url: str = "https://example.com/billing"
     # Unauthenticated routes (activate, validate): requests per minute per client address and per license key.
     rate_limit_per_address: int = Field(default=60, ge=1)
     rate_limit_per_license_key: int = Field(default=20, ge=1)

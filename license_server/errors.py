@@ -326,3 +326,34 @@ class StaffSessionRequired(AuthenticationRequired):
 class StaffUserExists(AlreadyExists):
     code = "staff_user_exists"
     title = "A staff user with this email exists"
+class InvoiceNotFound(NotFound):
+    code = "invoice_not_found"
+    title = "Invoice not found"
+
+
+class InvoiceImmutable(Conflict):
+    """An issued invoice's lines, amounts and period never change: corrections are credit notes."""
+
+    code = "invoice_immutable"
+    title = "An issued invoice cannot be changed"
+
+
+class InvoiceStateConflict(Conflict):
+    """The action does not apply to the invoice's status (void a paid invoice, pay a void one, over-refund)."""
+
+    code = "invoice_state_conflict"
+    title = "The action does not apply in the invoice's current status"
+
+
+class PaymentProviderUnavailable(LicenseServerError):
+    """A provider that is not configured (no Stripe secret key) or that could not be reached."""
+
+    status_code = 503
+    code = "payment_provider_unavailable"
+    title = "The payment provider is not configured or not reachable"
+
+
+class WebhookSignatureInvalid(LicenseServerError):
+    status_code = 400
+    code = "webhook_signature_invalid"
+    title = "The webhook's signature does not verify"

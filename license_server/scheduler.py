@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from license_server.billing.credits.jobs import CREDITS_ROLLOVER_JOB
+from license_server.billing.invoices.jobs import ISSUE_INVOICES_JOB, RENDER_PDFS_JOB
 from license_server.billing.usage.jobs import RELEASE_EXPIRED_HOLDS_JOB
 from license_server.deployments.jobs import FLUSH_CHECK_INS_JOB
 from license_server.events.jobs import WEBHOOKS_JOB
@@ -33,6 +34,8 @@ JOBS: tuple[ScheduledJob, ...] = (
     WEBHOOKS_JOB,
     RELEASE_EXPIRED_HOLDS_JOB,
     CREDITS_ROLLOVER_JOB,
+    ISSUE_INVOICES_JOB,
+    RENDER_PDFS_JOB,
 )
 # How long stop() waits for cancelled runs to unwind (roll back) before handing their leases back.
 STOP_GRACE_SECONDS = 5.0

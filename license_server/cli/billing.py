@@ -31,6 +31,8 @@ from license_server.runtime import Runtime
 SUBGROUPS: dict[str, str] = {
     "credits": "license_server.cli.billing_credits:credits",
     "dify-sync": "license_server.cli.billing_dify:dify_sync",
+    "invoices": "license_server.cli.billing_invoices:invoices_group",
+    "payments": "license_server.cli.billing_invoices:payments_group",
 }
 
 

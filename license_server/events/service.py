@@ -29,6 +29,10 @@ class EventType(StrEnum):
     ACTIVATION_DEACTIVATED = "activation.deactivated"
     ACTIVATION_LOST = "activation.lost"
     USAGE_OVER_LIMIT = "usage.over_limit"
+    INVOICE_ISSUED = "invoice.issued"
+    INVOICE_PAID = "invoice.paid"
+    INVOICE_VOIDED = "invoice.voided"
+    PAYMENT_FAILED = "payment.failed"
 
 
 def emit_event(

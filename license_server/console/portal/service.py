@@ -29,7 +29,7 @@ from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import BillingAccount
 from license_server.billing.accounts.snapshots import AccountSnapshot
 from license_server.billing.credits import service as credits
-from license_server.billing.periods import period_containing
+from license_server.billing.periods import Period, period_containing
 from license_server.billing.plans import service as plans
 from license_server.billing.plans.terms import billing_terms
 from license_server.billing.usage import service as usage
@@ -331,7 +331,8 @@ async def usage_page(session: AsyncSession, visitor: PortalVisitor, now: datetim
     snapshot = await account_snapshot(session, visitor, now)
     report = await usage.limits_report(session, snapshot, now)
     start, end = datetime.fromisoformat(report["period_start"]), datetime.fromisoformat(report["period_end"])
-    chart = await usage_breakdown(session, account_id=snapshot.account_id, start=start, end=end, by=by)
+    breakdown = await usage_breakdown(session, account_id=snapshot.account_id, period=Period(start, end))
+    chart = breakdown.chart(by)
     return UsagePage(report, usage_sections_of(report), chart, by)
 
 

@@ -1,0 +1,1 @@
+"""Invoices per subscription and period: the rule, issuing, preview, PDFs."""

@@ -1,0 +1,1 @@
+"""Payments against invoices: the provider interface, the manual provider (staff) and Stripe."""
