@@ -301,3 +301,15 @@ class CreditsExhausted(LicenseServerError):
     status_code = 402
     code = "credits_exhausted"
     title = "The account has not enough credits and flex billing is off"
+
+
+class UnknownSetting(LicenseServerError):
+    """A LICENSE_SERVER_* environment variable that names no setting: start-up is refused, never a silent default."""
+
+    code = "unknown_setting"
+    title = "Unknown setting"
+
+    def __init__(self, variable: str, closest: str | None) -> None:
+        hint = f"; did you mean {closest}?" if closest else "; `license-server config show` lists the settings"
+        super().__init__(f"unknown setting {variable}{hint}", field=variable)
+        self.closest = closest
