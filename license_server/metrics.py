@@ -2,8 +2,8 @@
 
 The registry is process-global: a process serves one app (``serve``, ``scheduler`` or ``edge``), and Prometheus
 scrapes a process. Tests build many apps in one process, so they read how a metric *moved* (before and after),
-never its absolute value. Label values are bounded: routes are templates (``/v1/admin/licenses/{license_id:uuid}``),
-never raw paths; unmatched paths share one label.
+never its absolute value. Label values are bounded: routes are templates,
+never raw paths (``/v1/admin/licenses/{license_id}``); unmatched paths share one label.
 
 Exposition is off the public listener by default: ``/metrics`` answers 404 unless ``LICENSE_SERVER_METRICS_TOKEN``
 is set (then it takes ``Authorization: Bearer <token>``), and ``LICENSE_SERVER_METRICS_PORT`` serves the same
