@@ -26,7 +26,12 @@ _ACCEPTED_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 # Libraries that narrate every step (a line per job run, every few seconds); their warnings still get through.
 _NOISY_LOGGERS = ("alembic", "apscheduler", "aiosqlite")
 # LogRecord's own attributes; any other attribute came from ``extra=`` and is a structured field of the line.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# uvicorn's color_message repeats the message with terminal colour codes.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def new_request_id() -> str:
