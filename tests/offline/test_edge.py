@@ -204,7 +204,7 @@ async def test_the_edge_exports_metrics_behind_its_token_with_request_ids(make_e
 
     from license_server.config import Settings
 
-    token = "edge-metrics-token-0123456789"  # noqa: S105 - a test value
+    token = "edge-metrics-token-0123456789"
     settings = Settings(metrics_token=token)
     async with AsyncTestClient(create_edge_app(make_edge(), settings=settings)) as client:
         assert (await client.get("/metrics")).status_code == 401
