@@ -226,7 +226,8 @@ def problem_example(status: int, description: str) -> dict[str, Any]:
 
 
 def document_problem_examples(app: Litestar) -> None:
-    """Every problem response gets a real example of its status (not a generated placeholder)."""
+    """Every problem response gets a real example of its status; no response gets a generated placeholder (random
+    values of the right type, which Litestar makes for additional responses unless told not to)."""
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
             responses = dict(handler.responses or {})
@@ -234,6 +235,8 @@ def document_problem_examples(app: Litestar) -> None:
                 if spec.data_container is Problem and spec.examples is None:
                     example = Example(summary=spec.description, value=problem_example(status, spec.description))
                     responses[status] = replace(spec, generate_examples=False, examples=[example])
+                elif spec.generate_examples:
+                    responses[status] = replace(spec, generate_examples=False)
             handler.responses = responses
 
 

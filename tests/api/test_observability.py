@@ -225,6 +225,9 @@ async def test_openapi_documents_credentials_errors_and_media_types(client: http
     assert only["value"]["code"] == "request_too_large"
     assert only["value"]["status"] == 413
     assert created["400"]["content"]["application/problem+json"]["examples"]
+    # and no generated placeholders elsewhere (Litestar fills additional responses with random values by default)
+    unready = paths["/health/ready"]["get"]["responses"]["503"]["content"]["application/json"]
+    assert "examples" not in unready
     revocations = paths["/.well-known/license-key-revocations.jws"]["get"]["responses"]["200"]["content"]
     assert list(revocations) == ["application/jwt"]
 
