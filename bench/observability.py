@@ -70,7 +70,7 @@ def run() -> Report:
             rate(observed_rps, " req/s"),
             "the same without request metrics, request ids or logging setup",
             rate(plain_rps, " req/s"),
-            f"cost {percent(cost)} (target ≤ {percent(TARGET_COST)})",
+            f"cost {cost:.1%} (target ≤ {percent(TARGET_COST)})",
             cost <= TARGET_COST,
         ),
         Row(

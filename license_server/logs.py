@@ -112,9 +112,14 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     # uvicorn's loggers keep handlers of their own when it configures logging; ours are the only ones.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # Access lines are ours (LICENSE_SERVER_ACCESS_LOG: route template, request id). uvicorn writes its own whenever
+    # its access logger has a handler, its parents' included, whatever --no-access-log said: none, then.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
     for noisy in _NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
