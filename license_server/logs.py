@@ -8,6 +8,7 @@ either. Nothing secret is logged: callers log ids and counts, never tokens, keys
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -34,8 +35,14 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None
 }
 
 
+# A made id is this process's random prefix and a counter: unique across processes and restarts, as an id of
+# random bits would be, without a call for random bytes on every request (ids are not secrets).
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(16)
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def accepted_request_id(presented: str | None) -> str:
