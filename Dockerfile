@@ -23,8 +23,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER license
 VOLUME ["/data", "/keys"]
 EXPOSE 8000
+# The health check asks the port the server listens on (LICENSE_SERVER_PORT, as `docker run -e` may change it).
 # Keys come from the offline key host: `docker run --entrypoint license-server IMAGE keys import BUNDLE`, then
 # `... IMAGE init` once (README, docs/keys.md); serve refuses to start without them. The root key is never here.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('LICENSE_SERVER_PORT', '8000'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/health/ready', timeout=4).status != 200)"]
 ENTRYPOINT ["license-server", "serve"]

@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # Stamp files make installs idempotent and re-run them when pyproject.toml changes.
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+# `make run PORT=8080 HOST=0.0.0.0`: where `make run` serves.
+PORT ?= 8000
+HOST ?= 127.0.0.1
 
 .PHONY: help run test lint bench fmt clean soak screenshots
 
@@ -24,9 +27,9 @@ $(STAMP_TEST): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $@ $(STAMP_RUN)
 
-run: $(STAMP_RUN)  ## Set up (venv, keys, database) and serve on http://127.0.0.1:8000
+run: $(STAMP_RUN)  ## Set up (venv, keys, database) and serve on http://127.0.0.1:8000 (PORT=..., HOST=...)
 	$(BIN)/license-server init --dev
-	$(BIN)/license-server serve --host 127.0.0.1 --port 8000
+	$(BIN)/license-server serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP_TEST)  ## Set up and run the whole test suite
 	$(BIN)/pytest

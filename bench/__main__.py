@@ -12,12 +12,13 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import activations, billing, console, crypto, inner_api, inner_billing, invoices, poll, sweep
+from bench import activations, billing, console, crypto, inner_api, inner_billing, invoices, observability, poll, sweep
 from bench.common import Report, Row, print_report
 
 BENCHMARKS: dict[str, Callable[[], Report]] = {
     "crypto": crypto.run,
     "poll": poll.run,
+    "observability": observability.run,
     "activations": activations.run,
     "sweep": sweep.run,
     "inner_api": inner_api.run,

@@ -21,3 +21,20 @@ async def bare() -> dict[str, str]:
 
 def bare_app() -> Litestar:
     return Litestar(route_handlers=[bare])
+
+
+def observed_product_app() -> Litestar:
+    """The product as ``serve`` runs it, logging set up as ``serve`` does it (JSON lines at INFO, to stderr)."""
+    from license_server.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, "json")
+    return create_app(Runtime.build(settings), run_jobs=True)
+
+
+def unobserved_product_app() -> Litestar:
+    """The baseline of the observability benchmark: the same app without what observability adds per request (the
+    request id and the request metrics, ``http_wiring.observe_requests``) and without the logging setup."""
+    app = create_app(Runtime.build(Settings()), run_jobs=True)
+    app.asgi_handler = app._create_asgi_handler()  # Litestar's own handler, unwrapped
+    return app

@@ -8,7 +8,7 @@ from litestar import Litestar, MediaType, Router
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import license_server
@@ -31,7 +31,7 @@ from license_server.deployments.controllers import (
 from license_server.deployments.jobs import flush_check_ins
 from license_server.events.controllers import EventController, WebhookController, WebhookDeliveryController
 from license_server.health.controllers import HealthController
-from license_server.http_wiring import EXCEPTION_HANDLERS, MAX_REQUEST_BODY_BYTES
+from license_server.http_wiring import EXCEPTION_HANDLERS, MAX_REQUEST_BODY_BYTES, metrics_route, observe_requests
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiAdminController, InnerApiController
 from license_server.inner_api.store import SqlInnerApiStore
 from license_server.inner_billing.controllers import STATE_KEY as INNER_BILLING_STATE_KEY
@@ -39,8 +39,16 @@ from license_server.inner_billing.controllers import InnerBillingController
 from license_server.inner_billing.service import InnerBilling
 from license_server.json_bodies import document_body_rules, enforce_json_bodies
 from license_server.licenses.controllers import CustomerController, LicenseController, PlanController
+from license_server.metrics import serve_metrics_port
 from license_server.offline.controllers import OfflineController
-from license_server.openapi import StrictPydanticSchemaPlugin
+from license_server.openapi import (
+    SECURITY_SCHEMES,
+    DocumentedOperation,
+    StrictPydanticSchemaPlugin,
+    api_docs_assets_router,
+    document_problem_examples,
+    offline_render_plugins,
+)
 from license_server.runtime import Runtime
 from license_server.scheduler import build_scheduler
 from license_server.schemas_common import problem_spec
@@ -82,11 +90,42 @@ PUBLIC_CONTROLLERS = [
 ]
 
 
+# Routes that take a deployment token (bearer); deactivation takes the deployment's own token or an admin token.
+DEPLOYMENT_TOKEN_ROUTES = {("GET", "/v1/license"), ("POST", "/v1/usage"), ("DELETE", "/v1/activations/{activation_id}")}
+# Unauthenticated routes limited per client address (and license key): 429 with Retry-After.
+RATE_LIMITED_ROUTES = {("POST", "/v1/activations"), ("POST", "/v1/licenses/validate")}
+INNER_API_PREFIX = "/inner/api"
+PLATFORM_PREFIX = "/v1/billing"
+
+
+def _security(method: str, path: str) -> list[dict[str, list[str]]] | None:
+    no_scopes: list[str] = []
+    """The credentials a route takes, as OpenAPI security requirements (None: it takes none)."""
+    if path.startswith(ADMIN_PREFIX):
+        return [{"adminToken": no_scopes}]
+    if (method, path) in DEPLOYMENT_TOKEN_ROUTES:
+        return [{"deploymentToken": no_scopes}] + ([{"adminToken": no_scopes}] if method == "DELETE" else [])
+    if path.startswith(INNER_API_PREFIX):
+        return [{"innerApiSecret": no_scopes}]
+    if path.startswith(PLATFORM_PREFIX):
+        return [{"platformSecret": no_scopes}]
+    return None
+
+
 def _document_error_responses(app: Litestar) -> None:
-    """Declare the problem responses each route can give, so the OpenAPI schema is complete."""
+    """Declare the credentials and the problem responses each route can give, so the OpenAPI schema is complete."""
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
             responses: dict[int, ResponseSpec] = {400: problem_spec("Invalid input; `errors` names the fields")}
+            methods = sorted(handler.http_methods)
+            handler.operation_class = DocumentedOperation
+            security = _security(methods[0], route.path)
+            if security is not None:
+                handler.security = security
+                responses[401] = problem_spec("Missing, unknown or revoked credentials")
+                responses[429] = problem_spec("Too many failed authentications from this address; see Retry-After")
+            if any((method, route.path) in RATE_LIMITED_ROUTES for method in methods):
+                responses[429] = problem_spec("Too many requests from this address or for this key; see Retry-After")
             if route.path.startswith(ADMIN_PREFIX):
                 responses[401] = problem_spec("Missing, unknown or revoked admin token")
                 responses[429] = problem_spec("Too many failed authentications from this address; see Retry-After")
@@ -117,12 +156,15 @@ def create_app(
     jobs (sweep, webhooks) unless ``run_shared_jobs`` is False (``serve --no-scheduler``).
     """
     runtime = runtime or Runtime.build(settings or Settings())
+    config = runtime.settings
     scheduler = build_scheduler(runtime, shared=run_shared_jobs, per_process=True) if run_jobs else None
 
     def provide_runtime() -> Runtime:
         return runtime
 
     async def start_jobs() -> None:
+        if config.metrics_port is not None:
+            serve_metrics_port(config.metrics_host, config.metrics_port)
         if scheduler is not None:
             scheduler.start()
 
@@ -141,6 +183,8 @@ def create_app(
             *PUBLIC_CONTROLLERS,
             Router("/", route_handlers=ADMIN_CONTROLLERS, guards=[authorize]),
             *console_routers(),  # /console pages: staff sessions and CSRF of their own, never the bearer guard
+            metrics_route(config),
+            api_docs_assets_router(),
         ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
@@ -164,8 +208,11 @@ def create_app(
             version=license_server.__version__,
             path="/schema",
             description="Issue, sign and enforce enterprise licenses. Admin routes take "
-            "`Authorization: Bearer <admin token>`; errors are RFC 9457 problem details with a `code`.",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            "`Authorization: Bearer <admin token>`; errors are RFC 9457 problem details with a `code` and the "
+            "request's `request_id` (also in the `X-Request-Id` response header).",
+            # Served from the package's own assets: the docs work offline (license_server/api_docs).
+            render_plugins=offline_render_plugins(),
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         state=State(
             {
@@ -181,6 +228,8 @@ def create_app(
     )
     _document_error_responses(app)
     document_body_rules(app)
+    document_problem_examples(app)
+    observe_requests(app, app_name="vendor", settings=config)
     return app
 
 

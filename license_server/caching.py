@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from license_server.metrics import CACHE_LOOKUPS
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -29,8 +31,18 @@ class LoadingCache(Generic[K, V]):
     key share one load. Lifetimes are jittered so entries loaded together do not all expire together.
     """
 
-    def __init__(self, ttl: float, max_entries: int = 100_000, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        max_entries: int = 100_000,
+        monotonic: Callable[[], float] = time.monotonic,
+        *,
+        name: str = "other",
+    ) -> None:
+        """``name`` labels the cache's hits and misses in the metrics (``license_server_cache_lookups_total``)."""
         self._ttl = ttl
+        self._hits = CACHE_LOOKUPS.labels(name, "hit")
+        self._misses = CACHE_LOOKUPS.labels(name, "miss")
         self._max = max_entries
         self._monotonic = monotonic
         self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
@@ -42,9 +54,11 @@ class LoadingCache(Generic[K, V]):
         now = self._monotonic()
         entry = self._entries.get(key)
         if entry is not None and now < entry.expires_at:
+            self._hits.inc()
             if now >= entry.refresh_at and key not in self._loading:
                 self._start_load(key, load).add_done_callback(_consume_exception)
             return entry.value
+        self._misses.inc()
         task = self._loading.get(key) or self._start_load(key, load)
         return await asyncio.shield(task)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network
@@ -11,7 +14,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from license_server.errors import UnknownSetting
+
 DATABASE_FILE_NAME = "license-server.db"
+ENV_PREFIX = "LICENSE_SERVER_"
+# LICENSE_SERVER_* variables that are not settings of the server: the test suite's switches. Anything else with the
+# prefix that names no setting is a typo, and a typo must not silently fall back to a default (a misspelt
+# DATABASE_URL would serve a fresh local SQLite database).
+NOT_SETTINGS = frozenset({"LICENSE_SERVER_REQUIRE_POSTGRES", "LICENSE_SERVER_REQUIRE_BROWSER"})
 
 
 DifyPlanName = Literal["sandbox", "professional", "team"]
@@ -83,7 +93,11 @@ class DifyBillingSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LICENSE_SERVER_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
+
+    def __init__(self, **values: object) -> None:
+        check_environment(os.environ)
+        super().__init__(**values)  # type: ignore[arg-type]
 
     data_dir: Path = Path("data")
     keys_dir: Path = Path("keys")
@@ -146,8 +160,28 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     # Dify Cloud's billing API at /inner/billing: plan names, keys, features and links (see DifyBillingSettings).
     dify_billing: DifyBillingSettings = Field(default_factory=DifyBillingSettings)
+    # Dify's own PostgreSQL database, read by `billing dify-sync` (a read-only role is enough); it carries a password.
+    dify_database_url: SecretStr | None = None
     # serve's and scheduler's log level (uvicorn's too). Nothing secret is logged at any level.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # JSON lines, or readable console lines; auto: console on a terminal, JSON otherwise (containers, systemd).
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # One INFO line per HTTP request (method, route, status, duration, request id). Off by default: the counts and
+    # latencies are in /metrics, and a line per poll costs the poll path more than the 3 % its budget allows.
+    access_log: bool = False
+    # Prometheus metrics, off the public listener unless asked: /metrics answers 404 without a token; with one it
+    # takes `Authorization: Bearer <token>`. metrics_port serves them on a port of their own (on metrics_host).
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # Readiness (/health/ready) turns unready when a scheduled job has failed this many runs in a row.
+    job_failures_unready: int = Field(default=3, ge=1)
+
+    # The edge (install side): its state directory, and the bearer token it requires on /v1 when set.
+    edge_data_dir: Path = Path("edge-data")
+    edge_token: SecretStr | None = None
+    # The install key's passphrase (offline request, usage reports, edge); else the install's passphrase file.
+    install_key_passphrase: SecretStr | None = None
 
     @field_validator("trusted_proxies", "webhook_allowed_networks", mode="before")
     @classmethod
@@ -177,3 +211,45 @@ class Settings(BaseSettings):
     @property
     def passphrase_path(self) -> Path:
         return self.key_passphrase_file or self.keys_dir / "passphrase"
+
+
+def known_environment_names() -> frozenset[str]:
+    return frozenset(ENV_PREFIX + name.upper() for name in Settings.model_fields)
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a LICENSE_SERVER_* variable that names no setting, with the closest known name."""
+    known = known_environment_names()
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in NOT_SETTINGS:
+            continue
+        # One field of a nested setting (LICENSE_SERVER_DIFY_BILLING__PLANS): its setting must exist.
+        if "__" in upper and upper.split("__", 1)[0] in known:
+            continue
+        closest = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
+        raise UnknownSetting(name, closest[0] if closest else None)
+
+
+SECRET_SETTINGS = frozenset(name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation))
+
+
+def effective_settings(settings: Settings) -> dict[str, object]:
+    """Every setting as in force, secrets masked: set ones shown as ``********``, and a database URL's password."""
+    from sqlalchemy.engine import make_url
+
+    shown: dict[str, object] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if name in SECRET_SETTINGS:
+            shown[name] = "********" if value is not None else None
+        elif name == "database_url" and value:
+            shown[name] = make_url(value).render_as_string(hide_password=True)
+        elif isinstance(value, Path):
+            shown[name] = str(value)
+        elif isinstance(value, list):
+            shown[name] = [str(item) for item in value]
+        else:
+            shown[name] = value
+    shown["resolved_database_url"] = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    return shown

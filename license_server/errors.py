@@ -357,3 +357,13 @@ class WebhookSignatureInvalid(LicenseServerError):
     status_code = 400
     code = "webhook_signature_invalid"
     title = "The webhook's signature does not verify"
+class UnknownSetting(LicenseServerError):
+    """A LICENSE_SERVER_* environment variable that names no setting: start-up is refused, never a silent default."""
+
+    code = "unknown_setting"
+    title = "Unknown setting"
+
+    def __init__(self, variable: str, closest: str | None) -> None:
+        hint = f"; did you mean {closest}?" if closest else "; `license-server config show` lists the settings"
+        super().__init__(f"unknown setting {variable}{hint}", field=variable)
+        self.closest = closest

@@ -1,5 +1,6 @@
 """The HTTP rules both app factories (the vendor's ``app`` and the ``edge``) share: the one mapping from errors to
-RFC 9457 problem details, and the request body size limit.
+RFC 9457 problem details, the request body size limit, and what every request gets: a request id (in the logs, the
+``X-Request-Id`` response header and problem bodies), its count and latency in the metrics, and ``/metrics``.
 
 Here, below both factories, so the edge does not import the vendor app to get them.
 """
@@ -7,24 +8,40 @@ Here, below both factories, so the edge does not import the vendor app to get th
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar import Litestar, Request, Response, get
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.handlers import HTTPRouteHandler
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scope, Send
 
-from license_server.errors import LicenseServerError
+from license_server import metrics
+from license_server.config import Settings
+from license_server.errors import AuthenticationRequired, LicenseServerError
+from license_server.logs import REQUEST_ID, REQUEST_ID_HEADER, accepted_request_id
 from license_server.schemas_common import PROBLEM_MEDIA_TYPE, FieldProblem, Problem
 
 logger = logging.getLogger("license_server")
+access_logger = logging.getLogger("license_server.access")
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
+_REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 
 
 def problem_response(
     status: int, code: str, detail: str, title: str | None = None, errors: list[FieldProblem] | None = None
 ) -> Response[Problem]:
-    body = Problem(title=title or detail, status=status, detail=detail, code=code, errors=errors or [], message=detail)
+    body = Problem(
+        title=title or detail,
+        status=status,
+        detail=detail,
+        code=code,
+        errors=errors or [],
+        message=detail,
+        request_id=REQUEST_ID.get(),
+    )
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -112,3 +129,81 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     UnicodeDecodeError: _handle_undecodable,
     Exception: _handle_unexpected,
 }
+
+
+def observe_requests(app: Litestar, *, app_name: str, settings: Settings) -> None:
+    """Wrap the app's ASGI handler (outside Litestar's routing and error mapping, so 404s and 500s count too):
+    a request id for the request's context and response, and, with metrics on, its count and latency by route
+    template. Wrapped here rather than as Litestar middleware, which runs only for routes that matched."""
+    inner: ASGIApp = app.asgi_handler
+    access_log = settings.access_log
+    # Children per label set, so a request costs two dictionary lookups rather than the client's locked ones.
+    counters: dict[tuple[str, str, int], Any] = {}
+    histograms: dict[tuple[str, str], Any] = {}
+
+    async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await inner(scope, receive, send)
+            return
+        presented = None
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID_HEADER_BYTES:
+                presented = value.decode("latin-1")
+                break
+        request_id = accepted_request_id(presented)
+        token = REQUEST_ID.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [*message.get("headers", ()), (_REQUEST_ID_HEADER_BYTES, request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await inner(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = str(scope.get("path_template") or metrics.UNMATCHED_ROUTE)
+            method = str(scope.get("method"))
+            counter = counters.get((method, route, status))
+            if counter is None:
+                counter = counters[(method, route, status)] = metrics.HTTP_REQUESTS.labels(
+                    app_name, method, route, str(status)
+                )
+            histogram = histograms.get((method, route))
+            if histogram is None:
+                histogram = histograms[(method, route)] = metrics.HTTP_LATENCY.labels(app_name, method, route)
+            counter.inc()
+            histogram.observe(elapsed)
+            if access_log:
+                access_logger.info(
+                    "%s %s %s",
+                    method,
+                    route,
+                    status,
+                    extra={"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1e3, 2)},
+                )
+            REQUEST_ID.reset(token)
+
+    app.asgi_handler = observed
+
+
+def metrics_route(settings: Settings) -> HTTPRouteHandler:
+    """``GET /metrics``: 404 unless a metrics token is configured (off the public listener by default), then only
+    with ``Authorization: Bearer <metrics token>``."""
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+
+    @get("/metrics", include_in_schema=False, media_type="text/plain", sync_to_thread=False)
+    def expose(request: Request[Any, Any, Any]) -> Response[bytes]:
+        if not token:
+            raise NotFoundException()
+        if not metrics.bearer_matches(request.headers.get("authorization"), token):
+            raise AuthenticationRequired("send Authorization: Bearer <metrics token>")
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return expose

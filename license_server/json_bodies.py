@@ -68,10 +68,12 @@ async def enforce_json_bodies(request: Request[Any, Any, Any]) -> None:
 
 
 def document_body_rules(app: Litestar) -> None:
-    """Declare the 415 on every operation that takes a body, so the OpenAPI schema says what the hook does."""
+    """Declare the 415 and 413 on every operation that takes a body, so the OpenAPI schema says what the hook and
+    the body size limit do."""
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
             if "data" in handler.parsed_fn_signature.parameters:
                 responses: dict[int, ResponseSpec] = dict(handler.responses or {})
                 responses.setdefault(415, problem_spec("The body is not JSON (`Content-Type: application/json`)"))
+                responses.setdefault(413, problem_spec("The body is over the 1 MiB request size limit"))
                 handler.responses = responses

@@ -9,13 +9,30 @@ pydantic's own JSON schema of the model, so clients and fuzzers are told exactly
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from litestar import Litestar, Router
 from litestar._openapi.schema_generation import SchemaCreator
-from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.datastructures import CacheControlHeader
+from litestar.openapi.plugins import OpenAPIRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import (
+    Example,
+    OpenAPIHeader,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    Schema,
+    SecurityScheme,
+)
 from litestar.plugins.pydantic import PydanticSchemaPlugin
+from litestar.static_files import create_static_files_router
 from litestar.typing import FieldDefinition
 from pydantic import BaseModel
+
+from license_server.schemas_common import Problem
 
 
 def _unwrap_dict(annotation: Any) -> tuple[Any, Any] | None:
@@ -117,3 +134,124 @@ def _describes_object(schema: Schema) -> bool:
     if schema.type == OpenAPIType.OBJECT:
         return True
     return any(isinstance(m, Schema) and m.type == OpenAPIType.OBJECT for m in schema.one_of or [])
+
+
+# -- the documentation pages, offline ---------------------------------------------------------------------------------
+API_DOCS_ASSETS = Path(__file__).parent / "api_docs"
+API_DOCS_ASSETS_PATH = "/schema/static"
+SWAGGER_UI_VERSION = "5.35.0"  # license_server/api_docs/README.md says where the files come from
+
+
+def offline_render_plugins() -> list[OpenAPIRenderPlugin]:
+    """Swagger UI at /schema and /schema/swagger, its JavaScript, CSS and icon served by this server (never a CDN):
+    the docs work in an air-gapped network."""
+    assets = f"{API_DOCS_ASSETS_PATH}/swagger-ui"
+    return [
+        SwaggerRenderPlugin(
+            version=SWAGGER_UI_VERSION,
+            js_url=f"{assets}/swagger-ui-bundle.js",
+            css_url=f"{assets}/swagger-ui.css",
+            standalone_preset_js_url=f"{assets}/swagger-ui-standalone-preset.js",
+            favicon=f"<link rel='icon' type='image/png' href='{assets}/favicon-32x32.png'>",
+            path=["/", "/swagger"],
+        )
+    ]
+
+
+def api_docs_assets_router() -> Router:
+    return create_static_files_router(
+        path=API_DOCS_ASSETS_PATH,
+        directories=[API_DOCS_ASSETS],
+        include_in_schema=False,
+        # The files change only with a release; a browser may keep them a day.
+        cache_control=CacheControlHeader(max_age=86400, public=True),
+    )
+
+
+# -- what every operation documents: its credentials, and a real example of each problem it can answer -------------
+# code and detail of a typical problem per status, as this server writes them (errors.py, http_wiring.py).
+_PROBLEM_EXAMPLES: dict[int, tuple[str, str, list[dict[str, str]]]] = {
+    400: (
+        "validation_error",
+        "expires_at: must be after starts_at",
+        [{"field": "expires_at", "message": "must be after starts_at"}],
+    ),
+    401: ("authentication_required", "send Authorization: Bearer <token>", []),
+    402: ("credits_exhausted", "The account has not enough credits and flex billing is off", []),
+    403: ("permission_denied", "The token's role does not allow this", []),
+    404: ("not_found", "No such resource", []),
+    409: ("conflict", "Conflicts with the resource's current state", []),
+    413: ("request_too_large", "Request Entity Too Large", []),
+    415: (
+        "unsupported_media_type",
+        "send the body as JSON with Content-Type: application/json",
+        [{"field": "content-type", "message": "send the body as JSON with Content-Type: application/json"}],
+    ),
+    429: ("rate_limited", "too many failed authentications; retry after 42 s", []),
+    503: ("keyring_unavailable", "Signing keys are unavailable", []),
+}
+EXAMPLE_REQUEST_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
+    "adminToken": SecurityScheme(
+        type="http", scheme="bearer", description="An admin token (`license-server tokens create`), per role"
+    ),
+    "deploymentToken": SecurityScheme(
+        type="http", scheme="bearer", description="The deployment token an activation returned (`token`)"
+    ),
+    "innerApiSecret": SecurityScheme(
+        type="apiKey",
+        name="Enterprise-Api-Secret-Key",
+        security_scheme_in="header",
+        description="An inner-API secret, issued by an admin (the `/inner/api` contract)",
+    ),
+    "platformSecret": SecurityScheme(
+        type="http", scheme="bearer", description="A hosted platform's API secret, shown once at its creation"
+    ),
+    "metricsToken": SecurityScheme(type="http", scheme="bearer", description="LICENSE_SERVER_METRICS_TOKEN"),
+}
+
+
+def problem_example(status: int, description: str) -> dict[str, Any]:
+    code, detail, errors = _PROBLEM_EXAMPLES.get(status, ("bad_request", description, []))
+    return {
+        "type": "about:blank",
+        "title": detail,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "errors": errors,
+        "message": detail,
+        "request_id": EXAMPLE_REQUEST_ID,
+    }
+
+
+def document_problem_examples(app: Litestar) -> None:
+    """Every problem response gets a real example of its status; no response gets a generated placeholder (random
+    values of the right type, which Litestar makes for additional responses unless told not to)."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            responses = dict(handler.responses or {})
+            for status, spec in responses.items():
+                if spec.data_container is Problem and spec.examples is None:
+                    example = Example(summary=spec.description, value=problem_example(status, spec.description))
+                    responses[status] = replace(spec, generate_examples=False, examples=[example])
+                elif spec.generate_examples:
+                    responses[status] = replace(spec, generate_examples=False)
+            handler.responses = responses
+
+
+_RETRY_AFTER = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.INTEGER, minimum=1),
+    description="Seconds until a request from this address may succeed again",
+    required=True,
+)
+
+
+@dataclass
+class DocumentedOperation(Operation):
+    """Litestar's operation, with the ``Retry-After`` header every 429 of this server sends."""
+
+    def __post_init__(self) -> None:
+        for status, response in (self.responses or {}).items():
+            if status == "429" and isinstance(response, OpenAPIResponse):
+                response.headers = {**(response.headers or {}), "Retry-After": _RETRY_AFTER}

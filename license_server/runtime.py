@@ -17,6 +17,8 @@ from license_server.db.session import create_engine, create_session_factory
 from license_server.deployments.activation_writer import SqliteActivationWriter
 from license_server.deployments.runtime_state import PollState
 from license_server.events.leases import new_lease_holder
+from license_server.metrics import watch_pool
+from license_server.scheduling import JobHealth
 from license_server.signing.encryption import WEBHOOK_SECRETS, SecretBox
 from license_server.signing.keys import KeyStore, resolve_passphrase
 from license_server.signing.service import RevocationWatch, Signer
@@ -49,10 +51,14 @@ class Runtime:
     activation_writer: SqliteActivationWriter | None = field(init=False, default=None)
     # Hosted billing: its usage writer (group commit on SQLite, row locks on PostgreSQL) and caches.
     billing: BillingState = field(init=False)
+    # Failed runs in a row of this process's scheduled jobs; readiness reads it.
+    job_health: JobHealth = field(init=False)
     _hasher: tuple[bytes, SecretHasher] | None = field(init=False, default=None, repr=False)
     _webhook_secret_box: tuple[bytes, SecretBox] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
+        self.job_health = JobHealth(unready_after=self.settings.job_failures_unready)
+        watch_pool(self.engine.sync_engine.pool)
         self.write_gate = asyncio.Lock() if self.settings.is_sqlite else contextlib.nullcontext()
         if self.settings.is_sqlite:
             self.activation_writer = SqliteActivationWriter(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from license_server.deployments.jobs import FLUSH_CHECK_INS_JOB
 from license_server.events.jobs import WEBHOOKS_JOB
 from license_server.events.leases import release_leases
 from license_server.lifecycle.jobs import SWEEP_JOB
+from license_server.metrics import JOB_CONSECUTIVE_FAILURES, JOB_DURATION, JOB_RUNS
 from license_server.scheduling import ScheduledJob
 
 if TYPE_CHECKING:
@@ -69,11 +71,23 @@ class JobScheduler:
             task = asyncio.current_task()  # APScheduler runs a coroutine job as a task of its own
             if task is not None:
                 self._running.add(task)
+            health = self._runtime.job_health
+            started = time.perf_counter()
             try:
                 await job.run(self._runtime)
-            except Exception:  # one failed run must not stop the schedule; the next run retries
-                logger.exception("scheduled job %s failed", job.name)
+            except Exception as exc:  # one failed run must not stop the schedule; the next run retries
+                failures = health.failed(job.name, exc)
+                JOB_RUNS.labels(job.name, "failed").inc()
+                JOB_CONSECUTIVE_FAILURES.labels(job.name).set(failures)
+                logger.exception(
+                    "scheduled job %s failed", job.name, extra={"job": job.name, "consecutive_failures": failures}
+                )
+            else:
+                health.succeeded(job.name)
+                JOB_RUNS.labels(job.name, "ok").inc()
+                JOB_CONSECUTIVE_FAILURES.labels(job.name).set(0)
             finally:
+                JOB_DURATION.labels(job.name).observe(time.perf_counter() - started)
                 if task is not None:
                     self._running.discard(task)
 

@@ -131,6 +131,8 @@ class Problem(Model):
     errors: list[FieldProblem] = Field(default_factory=list)
     # The same text as ``detail``, for clients that read ``message`` (Dify's enterprise client does).
     message: str = ""
+    # The request's id (the X-Request-Id response header): quote it to find the request's log lines.
+    request_id: str | None = Field(default=None, examples=["4bf92f3577b34da6a3ce929d0e0e4736"])
 
 
 Metadata = Annotated[dict[str, Any], Field(max_length=50, description="Free-form JSON for the vendor's own use")]

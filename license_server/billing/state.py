@@ -46,9 +46,9 @@ class BillingState:
     reports: LoadingCache[uuid.UUID, CachedReport] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.platforms = LoadingCache(self.cache_seconds)
-        self.accounts = LoadingCache(self.cache_seconds)
-        self.reports = LoadingCache(self.cache_seconds)
+        self.platforms = LoadingCache(self.cache_seconds, name="billing.platforms")
+        self.accounts = LoadingCache(self.cache_seconds, name="billing.accounts")
+        self.reports = LoadingCache(self.cache_seconds, name="billing.reports")
 
     def forget_platforms(self) -> None:
         """After a staff change to a platform or a secret: this process stops serving the old answer at once."""

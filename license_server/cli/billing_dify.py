@@ -57,8 +57,7 @@ async def _sync_once(runtime: Runtime, billing: InnerBilling, platform_id: uuid.
 @click.option(
     "--dify-database",
     "dify_url",
-    envvar="LICENSE_SERVER_DIFY_DATABASE_URL",
-    required=True,
+    default=None,
     help="Dify's PostgreSQL URL (postgresql://user:pass@host/dify); default: $LICENSE_SERVER_DIFY_DATABASE_URL.",
 )
 @click.option("--once", is_flag=True, help="Sync once and exit (exit 1 if Dify's database cannot be read).")
@@ -70,11 +69,16 @@ async def _sync_once(runtime: Runtime, billing: InnerBilling, platform_id: uuid.
     help="Sync every SECONDS until stopped; a failed run is reported and retried at the next one.",
 )
 @json_option
-def dify_sync(platform_id: uuid.UUID, dify_url: str, once: bool, every_seconds: float | None, as_json: bool) -> None:
+def dify_sync(platform_id: uuid.UUID, dify_url: str | None, once: bool, every_seconds: float | None, as_json: bool) -> None:
     """Set each Dify workspace's gauges from Dify's database (tenant id = the account's external id)."""
     if once == (every_seconds is not None):
         usage_error("give exactly one of --once and --every SECONDS", as_json=as_json)
     config = settings()
+    if dify_url is None and config.dify_database_url is not None:
+        dify_url = config.dify_database_url.get_secret_value()  # the setting LICENSE_SERVER_DIFY_DATABASE_URL
+    if not dify_url:
+        usage_error("give --dify-database or set LICENSE_SERVER_DIFY_DATABASE_URL", as_json=as_json)
+    database_url: str = dify_url
 
     async def main() -> None:
         runtime = Runtime.build(config)
@@ -82,7 +86,7 @@ def dify_sync(platform_id: uuid.UUID, dify_url: str, once: bool, every_seconds: 
         try:
             while True:
                 try:
-                    _print(await _sync_once(runtime, billing, platform_id, dify_url), as_json=as_json)
+                    _print(await _sync_once(runtime, billing, platform_id, database_url), as_json=as_json)
                 except _read_errors() as exc:
                     # The exception's text, never the URL: it may carry Dify's database password.
                     if once:

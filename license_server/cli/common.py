@@ -82,7 +82,11 @@ def serve_on(sock: socket.socket, app: Any, *, log_level: str) -> None:
 
     # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback peer, letting a local client pick
     # the address rate limits count against; the app applies LICENSE_SERVER_TRUSTED_PROXIES instead.
-    config = uvicorn.Config(app, log_level=log_level, server_header=False, proxy_headers=False)
+    # log_config=None: uvicorn's lines go through the process's one logging setup (license_server.logs), in its
+    # format; access lines are ours (LICENSE_SERVER_ACCESS_LOG, with route template and request id), not uvicorn's.
+    config = uvicorn.Config(
+        app, log_level=log_level, server_header=False, proxy_headers=False, log_config=None, access_log=False
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -14,6 +14,7 @@ COMMANDS = {
     "serve": "license_server.cli.setup:serve",
     "scheduler": "license_server.cli.setup:scheduler",
     "db": "license_server.cli.setup:db",
+    "config": "license_server.cli.setup:config",
     "keys": "license_server.cli.keys:keys",
     "customers": "license_server.cli.licenses:customers",
     "plans": "license_server.cli.licenses:plans",

@@ -7,8 +7,6 @@ keys): ``offline respond``, ``offline renew``, ``offline import-usage``.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -18,11 +16,17 @@ import click
 from license_server.cli.common import emit, fail, json_option, listening_socket, serve_on
 from license_server.clock import utcnow
 
-DATA_DIR_ENV = "LICENSE_SERVER_EDGE_DATA_DIR"
+
+def _edge_data_dir() -> Path:
+    from license_server.config import Settings
+
+    return Settings().edge_data_dir
+
+
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=lambda: os.environ.get(DATA_DIR_ENV, "edge-data"),
+    default=_edge_data_dir,
     show_default="edge-data, or $LICENSE_SERVER_EDGE_DATA_DIR",
     help="The install's state: its key pair and the edge's local database.",
 )
@@ -243,14 +247,17 @@ def edge(
     Set LICENSE_SERVER_EDGE_TOKEN to require it as a bearer token on /v1. A renewed file written over the old one
     is picked up without a restart.
     """
+    from license_server.config import Settings
     from license_server.edge.app import create_edge_app
     from license_server.edge.runtime import EdgeRuntime
+    from license_server.logs import configure_logging
     from license_server.offline.files import install_key_id, verify_license_file
     from license_server.offline.install import InstallKeyError, load_install_key
     from license_server.verifier import VerificationError, Verifier, load_root_public_key
     from license_server.verifier.fingerprint import resolve_fingerprint
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = Settings()
+    configure_logging(config.log_level, config.log_format)
     sock = listening_socket(host, port)
     machine = resolve_fingerprint(fingerprint)
     try:
@@ -260,7 +267,7 @@ def edge(
             data_dir=data_dir,
             fingerprint=machine,
             clock_tolerance=timedelta(seconds=clock_tolerance_seconds),
-            token=os.environ.get("LICENSE_SERVER_EDGE_TOKEN") or None,
+            token=config.edge_token.get_secret_value() if config.edge_token else None,
             revocations_path=revocations,
         )
         if runtime.revocations_error is not None:
@@ -274,4 +281,4 @@ def edge(
         fail(str(exc), "unreadable_input")
     except VerificationError as exc:
         fail(exc.detail, exc.reason.value)
-    serve_on(sock, create_edge_app(runtime), log_level="info")
+    serve_on(sock, create_edge_app(runtime, settings=config), log_level=config.log_level.lower())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from pathlib import Path
 
@@ -106,7 +105,7 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
     from license_server.app import create_app
 
     config = settings()
-    _configure_logging(config.log_level)
+    _configure_logging(config)
     host, port = host or config.host, port or config.port
     sock = listening_socket(host, port)  # before keys, migrations and jobs: a busy port fails at once
     try:
@@ -119,6 +118,7 @@ def serve(host: str | None, port: int | None, no_scheduler: bool) -> None:
     click.echo(
         f"License Server on http://{host}:{port}  (API docs: http://{host}:{port}/schema, "
         f"OpenAPI: http://{host}:{port}/schema/openapi.json)"
+        + (f"; metrics on http://{config.metrics_host}:{config.metrics_port}/" if config.metrics_port else "")
     )
     from license_server.db.backup import server_lock
 
@@ -178,19 +178,17 @@ def db_restore(file: Path, as_json: bool) -> None:
     )
 
 
-def _configure_logging(level: str | int) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Migrations and APScheduler narrate every step (a line per job run, every few seconds); their warnings and a
-    # failed job's traceback (logged by our own wrapper) still get through.
-    for noisy in ("alembic", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _configure_logging(config: Settings) -> None:
+    from license_server.logs import configure_logging
+
+    configure_logging(config.log_level, config.log_format)
 
 
 @click.command()
 def scheduler() -> None:
     """Run the lifecycle sweep and webhook deliveries without the HTTP server."""
     config = settings()
-    _configure_logging(config.log_level)
+    _configure_logging(config)
     from license_server.db.migrate import upgrade_database
     from license_server.scheduler import build_scheduler
 
@@ -207,6 +205,10 @@ def scheduler() -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):  # a container's stop is SIGTERM: release leases then too
             loop.add_signal_handler(signum, stopping.set)
         jobs.start()
+        if config.metrics_port is not None:
+            from license_server.metrics import serve_metrics_port
+
+            serve_metrics_port(config.metrics_host, config.metrics_port)
         click.echo("scheduler running: lifecycle sweep and webhook deliveries (Ctrl+C to stop)")
         try:
             await stopping.wait()
@@ -220,3 +222,23 @@ def scheduler() -> None:
 
     with server_lock(config):
         asyncio.run(main())
+
+
+@click.group()
+def config() -> None:
+    """The settings in force (LICENSE_SERVER_* environment variables)."""
+
+
+@config.command("show")
+@json_option
+def config_show(as_json: bool) -> None:
+    """Print the effective settings, secrets masked. An unknown LICENSE_SERVER_* variable is refused here too."""
+    from license_server.config import effective_settings
+
+    shown = effective_settings(settings())
+    if as_json:
+        emit(shown, as_json=True)
+        return
+    width = max(map(len, shown))
+    for name, value in shown.items():
+        click.echo(f"{name.ljust(width)}  {'(unset)' if value is None else value}")

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from license_server.db.session import configure_sqlite_connection
+from license_server.metrics import WRITE_BATCH_SIZE
 
 RequestT = TypeVar("RequestT")
 ResultT = TypeVar("ResultT")
@@ -71,6 +72,7 @@ class SqliteGroupCommitWriter(Generic[RequestT, ResultT]):
         loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            WRITE_BATCH_SIZE.labels(self.thread_name).observe(len(batch))
             try:
                 engine, executor = self._ensure_started()
                 requests = [pending.request for pending in batch]

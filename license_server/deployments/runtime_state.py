@@ -203,8 +203,8 @@ class PollState:
     check_ins: CheckInBuffer = field(default_factory=CheckInBuffer)
 
     def __post_init__(self) -> None:
-        self.activations = LoadingCache(self.cache_seconds)
-        self.licenses = LoadingCache(self.cache_seconds)
+        self.activations = LoadingCache(self.cache_seconds, name="poll.activations")
+        self.licenses = LoadingCache(self.cache_seconds, name="poll.licenses")
         self.address_limiter = RateLimiter(self.rate_limit_per_address)
         self.license_key_limiter = RateLimiter(self.rate_limit_per_license_key)
         self.failed_auth_limiter = DistinctFailureLimiter(self.rate_limit_failed_auth_per_address)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import license_server
 from license_server.auth.guards import bearer_secret
+from license_server.config import Settings
 from license_server.deployments.controllers import LICENSE_DOCUMENT_MEDIA_TYPE
 from license_server.deployments.schemas import UsageAccepted, UsageOut, UsageReportIn
 from license_server.edge import service
@@ -30,11 +31,12 @@ from license_server.edge.inner_store import EdgeInnerApiStore
 from license_server.edge.runtime import EdgeRuntime, edge_license_state
 from license_server.errors import AuthenticationRequired
 from license_server.health.controllers import HealthOut
-from license_server.http_wiring import EXCEPTION_HANDLERS, MAX_REQUEST_BODY_BYTES
+from license_server.http_wiring import EXCEPTION_HANDLERS, MAX_REQUEST_BODY_BYTES, metrics_route, observe_requests
 from license_server.inner_api.controllers import STORE_STATE_KEY, InnerApiController
 from license_server.inner_api.store import InnerApiStore
 from license_server.json_bodies import document_body_rules, enforce_json_bodies
-from license_server.openapi import StrictPydanticSchemaPlugin
+from license_server.metrics import serve_metrics_port, watch_pool
+from license_server.openapi import StrictPydanticSchemaPlugin, document_problem_examples
 from license_server.schemas_common import problem_spec
 from license_server.validation import FieldStrictPydanticInitPlugin
 
@@ -140,8 +142,14 @@ def create_edge_app(
     *,
     route_handlers: Sequence[ControllerRouterHandler] = (),
     dependencies: Mapping[str, Provide] | None = None,
+    settings: Settings | None = None,
 ) -> Litestar:
-    """The edge app. ``edge.start()`` runs on startup (the file is verified again there); ``close`` on shutdown."""
+    """The edge app. ``edge.start()`` runs on startup (the file is verified again there); ``close`` on shutdown.
+
+    ``settings`` (the environment's by default) say how metrics are exposed (``metrics_token``, ``metrics_port``)
+    and whether requests are logged."""
+    config = settings or Settings()
+    watch_pool(edge.engine.sync_engine.pool)
 
     def provide_edge() -> EdgeRuntime:
         return edge
@@ -153,10 +161,20 @@ def create_edge_app(
     async def close_edge() -> None:
         await edge.close()
 
+    async def start_metrics_port() -> None:
+        if config.metrics_port is not None:
+            serve_metrics_port(config.metrics_host, config.metrics_port)
+
     # Dify's /inner/api: the one inner-API service over the license file and edge.db (docs/inner-api.md).
     inner_store: InnerApiStore = EdgeInnerApiStore(edge)
     app = Litestar(
-        route_handlers=[EdgeDeploymentController, EdgeHealthController, InnerApiController, *route_handlers],
+        route_handlers=[
+            EdgeDeploymentController,
+            EdgeHealthController,
+            InnerApiController,
+            metrics_route(config),
+            *route_handlers,
+        ],
         dependencies={
             "edge": Provide(provide_edge, sync_to_thread=False),
             "edge_db": Provide(provide_edge_db),
@@ -167,14 +185,18 @@ def create_edge_app(
         exception_handlers=dict(EXCEPTION_HANDLERS),
         before_request=enforce_json_bodies,
         plugins=[StrictPydanticSchemaPlugin(), FieldStrictPydanticInitPlugin()],
-        on_startup=[edge.start],
+        on_startup=[edge.start, start_metrics_port],
         on_shutdown=[close_edge],
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
         openapi_config=OpenAPIConfig(
             title="License Server edge", version=license_server.__version__, path="/schema", render_plugins=[]
         ),
         state=State({"edge": edge, STORE_STATE_KEY: inner_store}),
+        # The process configures logging (license_server.logs); Litestar must not reset the root logger.
+        logging_config=None,
         debug=False,
     )
     document_body_rules(app)
+    document_problem_examples(app)
+    observe_requests(app, app_name="edge", settings=config)
     return app

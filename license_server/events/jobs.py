@@ -7,7 +7,9 @@ running them at once neither double a delivery nor send the same attempt twice.
 from __future__ import annotations
 
 import functools
+import logging
 import ssl
+import time
 from typing import TYPE_CHECKING
 
 import httpx
@@ -19,6 +21,7 @@ from license_server.scheduling import ScheduledJob
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
 
+logger = logging.getLogger(__name__)
 DELIVERIES_PER_RUN = 100
 
 
@@ -30,9 +33,27 @@ def _tls_context() -> ssl.SSLContext:
 
 
 async def run_webhook_jobs(runtime: Runtime, *, http_client: httpx.AsyncClient | None = None) -> int:
-    """Run fan-out, then delivery; returns the number of deliveries attempted."""
+    """Run fan-out, then delivery; returns the number of deliveries attempted.
+
+    A run that did something is logged at INFO with its counts and duration; an idle one (most, every few seconds
+    on every replica) at DEBUG."""
+    started = time.perf_counter()
     async with runtime.session_factory() as session:
-        await fan_out(session, clock=runtime.clock)
+        fanned_out = await fan_out(session, clock=runtime.clock)
+    attempted = await _deliver(runtime, http_client)
+    elapsed_ms = round((time.perf_counter() - started) * 1e3, 2)
+    logger.log(
+        logging.INFO if fanned_out or attempted else logging.DEBUG,
+        "webhooks: %d deliveries queued, %d attempted in %.1f ms",
+        fanned_out,
+        attempted,
+        elapsed_ms,
+        extra={"job": "events.webhooks", "queued": fanned_out, "attempted": attempted, "duration_ms": elapsed_ms},
+    )
+    return attempted
+
+
+async def _deliver(runtime: Runtime, http_client: httpx.AsyncClient | None) -> int:
     egress = Egress(runtime.settings.webhook_allowed_networks)
     if http_client is not None:
         return await deliver_due(

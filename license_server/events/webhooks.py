@@ -45,6 +45,7 @@ from license_server.errors import NotFound, SecretUnreadable, ValidationFailed
 from license_server.events.egress import DestinationRefused, Egress, IPNetwork, PinnedRequest
 from license_server.events.models import Event, WebhookDelivery, WebhookEndpoint
 from license_server.events.service import EventType
+from license_server.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERY_LAG
 
 if TYPE_CHECKING:
     # Type only: the caller (the runtime) hands the box in, so events does not depend on signing at run time.
@@ -429,6 +430,7 @@ class _Attempt:
     secret: str | None  # None when this server's keys do not open the stored secret
     message_id: str
     body: str
+    occurred_at: datetime  # the event's: a success's delivery lag is measured from it
 
 
 @dataclass(frozen=True)
@@ -536,6 +538,7 @@ async def _claim(
         secret=secret,
         message_id=message_id(event.id),
         body=json.dumps(event_payload(event), separators=(",", ":"), default=str),
+        occurred_at=event.occurred_at,
     )
 
 
@@ -632,6 +635,15 @@ async def _record(
         await session.commit()
 
 
+def _count_attempt(outcome: _Outcome, attempt: _Attempt, *, now: datetime) -> None:
+    if outcome.succeeded:
+        WEBHOOK_ATTEMPTS.labels("success").inc()
+        occurred = attempt.occurred_at if attempt.occurred_at.tzinfo else attempt.occurred_at.replace(tzinfo=UTC)
+        WEBHOOK_DELIVERY_LAG.observe(max((now - occurred).total_seconds(), 0.0))
+    else:
+        WEBHOOK_ATTEMPTS.labels("http_error" if outcome.status_code is not None else "transport_error").inc()
+
+
 async def deliver_due(
     session_factory: async_sessionmaker[AsyncSession],
     *,
@@ -680,6 +692,7 @@ async def deliver_due(
                 outcome = await _send(http_client, attempt, egress=egress, clock=clock, request_timeout=request_timeout)
             except Exception as exc:
                 outcome = _Outcome(None, _redacted(f"{exc.__class__.__name__}: {exc}", attempt.secret))
+            _count_attempt(outcome, attempt, now=clock())
             try:
                 await _record(session_factory, attempt, outcome, clock=clock, max_attempts=max_attempts, rng=rng)
             except Exception:

@@ -1,4 +1,5 @@
-"""``/health/live`` says the process runs; ``/health/ready`` that it can serve: database reachable, key loaded."""
+"""``/health/live`` says the process runs; ``/health/ready`` that it can serve: database reachable, key loaded, and
+no scheduled job failing run after run (``LICENSE_SERVER_JOB_FAILURES_UNREADY`` in a row; the check names it)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ class HealthController(Controller):
                 checks["signing_key"] = "retired: import the next key's bundle"
         except KeyringError:
             checks["signing_key"] = "unavailable"
+        failing = runtime.job_health.failing()
+        checks["jobs"] = "ok" if not failing else "; ".join(f"{job} {why}" for job, why in failing.items())
         ready = all(value == "ok" for value in checks.values())
         if runtime.signer.reload_error is not None:
             # Still signing with the last good keyring: worth a look, not a reason to take the replica out.

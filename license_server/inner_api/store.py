@@ -460,8 +460,10 @@ class SqlInnerApiStore:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         ttl = runtime.settings.poll_cache_seconds
-        self._callers: LoadingCache[str, Caller] = LoadingCache(ttl)
-        self._workspace_members: LoadingCache[uuid.UUID, dict[str, int]] = LoadingCache(ttl)
+        self._callers: LoadingCache[str, Caller] = LoadingCache(ttl, name="inner_api.callers")
+        self._workspace_members: LoadingCache[uuid.UUID, dict[str, int]] = LoadingCache(
+            ttl, name="inner_api.workspace_members"
+        )
         self.info_bodies = InfoBodyCache()
 
     def forget_credentials(self) -> None:

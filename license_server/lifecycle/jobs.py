@@ -7,7 +7,9 @@ lease, so one replica at a time runs it; running it again changes nothing and em
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
@@ -20,11 +22,13 @@ from license_server.events.leases import acquire_lease
 from license_server.events.models import Event
 from license_server.events.service import EventType
 from license_server.lifecycle.transitions import transition_all
+from license_server.metrics import SWEEP_DURATION, SWEEP_TRANSITIONS
 from license_server.scheduling import ScheduledJob
 
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
 
+logger = logging.getLogger(__name__)
 SWEEP_LEASE = "lifecycle.sweep"
 _EVENTS = cast(Table, Event.__table__)  # Core INSERT ... SELECT; the ORM form would treat parameters as rows
 
@@ -76,8 +80,29 @@ async def run_sweep(runtime: Runtime, *, lease_ttl: timedelta | None = None) -> 
     async with runtime.session_factory() as session:
         if not await acquire_lease(session, name=SWEEP_LEASE, holder=runtime.lease_holder, ttl=ttl, now=now):
             return SweepResult(ran=False)
+        started = time.perf_counter()
         changed, lost, events = await sweep(session, now=now)
+        elapsed = time.perf_counter() - started
+    SWEEP_DURATION.observe(elapsed)
+    SWEEP_TRANSITIONS.labels("licenses_changed").inc(changed)
+    SWEEP_TRANSITIONS.labels("activations_lost").inc(lost)
+    SWEEP_TRANSITIONS.labels("events").inc(events)
+    logger.info(
+        "sweep: %d licenses changed, %d activations lost, %d events in %.1f ms",
+        changed,
+        lost,
+        events,
+        elapsed * 1e3,
+        extra={
+            "job": SWEEP_JOB_NAME,
+            "licenses_changed": changed,
+            "activations_lost": lost,
+            "events": events,
+            "duration_ms": round(elapsed * 1e3, 2),
+        },
+    )
     return SweepResult(ran=True, licenses_changed=changed, activations_lost=lost, events=events)
 
 
-SWEEP_JOB = ScheduledJob("lifecycle.sweep", run_sweep, lambda settings: settings.sweep_interval_seconds)
+SWEEP_JOB_NAME = "lifecycle.sweep"
+SWEEP_JOB = ScheduledJob(SWEEP_JOB_NAME, run_sweep, lambda settings: settings.sweep_interval_seconds)

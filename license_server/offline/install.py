@@ -36,9 +36,11 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _passphrase(data_dir: Path, *, create: bool) -> bytes:
-    from_env = os.environ.get(PASSPHRASE_ENV)
-    if from_env:
-        return from_env.encode()
+    from license_server.config import Settings  # the one settings object; read when needed, never at import
+
+    from_env = Settings().install_key_passphrase
+    if from_env is not None and from_env.get_secret_value():
+        return from_env.get_secret_value().encode()
     path = data_dir / PASSPHRASE_FILE
     if path.exists():
         return path.read_bytes().strip()

@@ -8,7 +8,9 @@ Every case with a body is also sent as ``text/plain``, with no Content-Type and 
 as JSON whatever the type says, so a rule keyed on the type could be skipped by naming another one. Those answers
 must be 4xx problems (415): never a 2xx, which would have written, never a 5xx.
 
-Every schemathesis check runs but one: "schema-valid data is accepted". Some rules cannot be said in JSON Schema
+Every schemathesis check runs but one: "schema-valid data is accepted". The checks include status-code,
+content-type and response-schema conformance of every answer, and, since the schema declares each route's
+credentials, that a route refuses a request without them or with invalid ones. Some rules cannot be said in JSON Schema
 (a renewal must move expiry later; a timestamp within 1970-02..8999; SSO needs a protocol when enforced); those
 answers are 400 problems naming the field, which the response-conformance checks still verify.
 """
@@ -109,6 +111,11 @@ def _prepare(case: Case[Any], seeded: Seeded) -> None:
         headers["Authorization"] = f"Bearer {seeded.platform_secret}"
     elif case.path.startswith("/inner/billing"):
         headers["Billing-Api-Secret-Key"] = seeded.platform_secret
+    else:
+        return
+    # The schema declares each route's credentials (securitySchemes); the ones set here are real, not generated, so
+    # schemathesis' authentication check probes the route without them and with invalid ones, and expects 401/403.
+    case._has_explicit_auth = True
 
 
 def _send_as(case: Case[Any], content_type: str | None, base_url: str) -> httpx.Response:

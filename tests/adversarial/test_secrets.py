@@ -36,6 +36,7 @@ SECRET_KINDS = [
     "deployment token",
     "webhook signing secret",
     "inner-API secret",
+    "metrics token",
 ]
 
 
@@ -143,8 +144,16 @@ def error_bodies(responses: list[httpx.Response]) -> str:
     return "\n".join(r.text for r in responses if r.status_code >= 400)
 
 
-def test_no_secret_in_server_logs_at_debug_or_in_any_error_body(cli: Cli) -> None:
-    cli.env = {**cli.env, "LICENSE_SERVER_LOG_LEVEL": "DEBUG"}
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_no_secret_in_server_logs_at_debug_or_in_any_error_body(cli: Cli, log_format: str) -> None:
+    metrics_token = "metrics-token-of-the-secrets-test"
+    cli.env = {
+        **cli.env,
+        "LICENSE_SERVER_LOG_LEVEL": "DEBUG",
+        "LICENSE_SERVER_LOG_FORMAT": log_format,
+        "LICENSE_SERVER_ACCESS_LOG": "true",  # a line per request too
+        "LICENSE_SERVER_METRICS_TOKEN": metrics_token,
+    }
     init = cli.run("init", "--dev", "--json")
     owner_token = json.loads(init.stdout)["admin_token"]
     secrets = Secrets()
@@ -155,6 +164,10 @@ def test_no_secret_in_server_logs_at_debug_or_in_any_error_body(cli: Cli) -> Non
     try:
         with httpx.Client(base_url=server.url, timeout=10) as http:
             responses = workflow(http, owner_token, secrets)
+            secrets.add("metrics token", metrics_token)
+            responses.append(http.get("/metrics", headers={"Authorization": "Bearer wrong-metrics-token-guess"}))
+            scraped = http.get("/metrics", headers={"Authorization": f"Bearer {metrics_token}"})
+            assert scraped.status_code == 200
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
@@ -165,6 +178,16 @@ def test_no_secret_in_server_logs_at_debug_or_in_any_error_body(cli: Cli) -> Non
     assert secrets.found_in(log) == [], "secrets in the server log"
     assert secrets.found_in(init.stderr) == [], "secrets in init's diagnostics"
     assert secrets.found_in(error_bodies(responses)) == [], "secrets in error bodies"
+    assert secrets.found_in(scraped.text) == [], "secrets in the metrics"
+    if log_format == "json":
+        # stdout (the start-up banner) shares the file; every line the logging setup wrote is one JSON object
+        records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        assert len(records) >= len(responses), "fewer JSON log lines than requests"
+        decoded = "\n".join(json.dumps(record, ensure_ascii=False) for record in records)
+        assert secrets.found_in(decoded) == [], "secrets in the JSON log's decoded values"
+        request_ids = {r.headers["x-request-id"] for r in responses}
+        logged_ids = {record.get("request_id") for record in records}
+        assert request_ids <= logged_ids, "a request without a log line carrying its id"
     print(
         f"\nsearched {len(log.splitlines())} log lines and {len(responses)} responses for "
         f"{sum(map(len, secrets.values.values()))} secret values of {len(SECRET_KINDS)} kinds: none found"

@@ -258,4 +258,4 @@ async def test_a_keyring_read_failure_keeps_serving_with_the_last_good_keyring(
 async def test_health_reports_ready_and_live(client: Client) -> None:
     assert (await client.get("/health/live")).json()["status"] == "ok"
     ready = await client.get("/health/ready")
-    assert (ready.status_code, ready.json()["checks"]) == (200, {"database": "ok", "signing_key": "ok"})
+    assert (ready.status_code, ready.json()["checks"]) == (200, {"database": "ok", "signing_key": "ok", "jobs": "ok"})

@@ -56,7 +56,14 @@ def test_makefile_run_target_is_init_then_serve() -> None:
     makefile = (README.parent / "Makefile").read_text()
     recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert "license-server init --dev" in recipe
-    assert "license-server serve --host 127.0.0.1 --port 8000" in recipe
+    # the address is the default 127.0.0.1:8000, and PORT=... / HOST=... move it (make -n prints, runs nothing)
+    root = README.parent
+    default = subprocess.run(["make", "-n", "run"], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert "license-server serve --host 127.0.0.1 --port 8000" in default
+    moved = subprocess.run(
+        ["make", "-n", "run", "PORT=9123", "HOST=0.0.0.0"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    assert "license-server serve --host 0.0.0.0 --port 9123" in moved
     assert os.access(README.parent / ".ci" / "run", os.X_OK)
     assert "make test" in (README.parent / ".ci" / "run").read_text()
 

@@ -197,3 +197,33 @@ async def test_edge_license_state_gives_mounted_features_the_claims_and_status(m
         await edge.close()
     assert state.claims["binding"]["fingerprint"] == FINGERPRINT
     assert (state.status.status.value, state.status.reason.value) == ("active", "ACTIVE")
+
+
+async def test_the_edge_exports_metrics_behind_its_token_with_request_ids(make_edge: EdgeFactory) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from license_server.config import Settings
+
+    token = "edge-metrics-token-0123456789"
+    settings = Settings(metrics_token=token)
+    async with AsyncTestClient(create_edge_app(make_edge(), settings=settings)) as client:
+        assert (await client.get("/metrics")).status_code == 401
+
+        def polls(text: str) -> float:
+            return sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "license_server_http_requests_total"
+                and sample.labels == {"app": "edge", "method": "GET", "route": "/v1/license", "status": "200"}
+            )
+
+        headers = {"Authorization": f"Bearer {token}"}
+        before = polls((await client.get("/metrics", headers=headers)).text)
+        polled = await client.get("/v1/license", headers={"X-Request-Id": "edge-poll-1"})
+        assert polled.headers["x-request-id"] == "edge-poll-1"
+        after = polls((await client.get("/metrics", headers=headers)).text)
+    assert after - before == 1
+    untokened = create_edge_app(make_edge(), settings=Settings())
+    async with AsyncTestClient(untokened) as client:
+        assert (await client.get("/metrics", headers=headers)).status_code == 404

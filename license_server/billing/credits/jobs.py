@@ -6,8 +6,10 @@ Debits grant their own account's cycle credits too, so a debit at the first inst
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ from license_server.scheduling import ScheduledJob
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
 
+logger = logging.getLogger(__name__)
 ROLLOVER_LEASE = "billing.credits.rollover"
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -29,7 +32,22 @@ async def run_credits_rollover(runtime: Runtime, *, lease_ttl: timedelta | None 
     async with runtime.session_factory() as session:
         if not await acquire_lease(session, name=ROLLOVER_LEASE, holder=HOLDER, ttl=ttl, now=now):
             return None
-        return await roll_over_credits(session, state=runtime.billing, now=now)
+        started = time.perf_counter()
+        result = await roll_over_credits(session, state=runtime.billing, now=now)
+    elapsed_ms = round((time.perf_counter() - started) * 1e3, 2)
+    logger.info(
+        "credits rollover: %d grants forfeited, %d granted in %.1f ms",
+        result.forfeited,
+        result.granted,
+        elapsed_ms,
+        extra={
+            "job": "billing.credits.rollover",
+            "forfeited": result.forfeited,
+            "granted": result.granted,
+            "duration_ms": elapsed_ms,
+        },
+    )
+    return result
 
 
 CREDITS_ROLLOVER_JOB = ScheduledJob(

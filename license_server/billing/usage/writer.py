@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from license_server.db.group_commit import SqliteGroupCommitWriter
+from license_server.metrics import BILLING_USAGE_WRITES
 
 T = TypeVar("T")
 UsageJob = Callable[[Connection], Any]
@@ -41,7 +42,12 @@ class SqliteUsageWriter(SqliteGroupCommitWriter[UsageJob, Any]):
         super().__init__(async_url, write_gate=write_gate)
 
     async def run(self, job: Callable[[Connection], T]) -> T:
-        result: T = await self.submit(job)
+        try:
+            result: T = await self.submit(job)
+        except Exception:
+            BILLING_USAGE_WRITES.labels("sqlite", "refused").inc()
+            raise
+        BILLING_USAGE_WRITES.labels("sqlite", "written").inc()  # committed: the batch's transaction is done
         return result
 
     def write_batch(self, engine: Engine, requests: list[UsageJob]) -> list[Any]:
@@ -80,11 +86,17 @@ class PostgresUsageWriter:
                 try:
                     result: T = await session.run_sync(lambda sync_session: job(sync_session.connection()))
                     await session.commit()
-                    return result
                 except IntegrityError:
                     await session.rollback()
                     if attempt:
+                        BILLING_USAGE_WRITES.labels("postgresql", "refused").inc()
                         raise
+                except Exception:
+                    BILLING_USAGE_WRITES.labels("postgresql", "refused").inc()
+                    raise
+                else:
+                    BILLING_USAGE_WRITES.labels("postgresql", "written").inc()
+                    return result
         raise AssertionError("unreachable")
 
     def close(self) -> None:
