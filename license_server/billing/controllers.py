@@ -342,14 +342,13 @@ class PlatformBillingController(Controller):
         now = state.clock()
         priced_events = []
         for index, event in enumerate(data.events):
-            items = [item.model_dump(mode="json", exclude_none=True) for item in event.line_items]
+            body = event.model_dump(mode="json", exclude_none=True)
             try:
-                priced, cost = usage.price_line_items(snapshot, items)
+                priced, cost = usage.price_line_items(snapshot, body.get("line_items", []))
             except ValidationFailed as exc:
                 raise ValidationFailed(
                     f"events.{index}: {exc.detail}", field=f"events.{index}", code=exc.code
                 ) from None
-            body = event.model_dump(mode="json", exclude_none=True)
             priced_events.append(
                 PricedEvent(
                     event_id=event.id,

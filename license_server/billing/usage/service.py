@@ -2,8 +2,9 @@
 
 Each write is a job (see ``writer.py``) that follows one order: lock the counter (or gauge) it checks, look up its
 idempotency key under that lock (so a concurrent replay sees the first write), check the effective limit against
-``used + held + amount``, then write. Every refusal is raised before the job's first write, and a job's savepoint
-(SQLite) or transaction (PostgreSQL) undoes everything it did if anything fails, so a refusal writes nothing.
+``used + held + amount``, then write. A job's savepoint (SQLite) or transaction (PostgreSQL) undoes everything it
+did if anything fails, so a refusal writes nothing: reserve, the hottest write, relies on that to add its hold in
+the very statement that locks and reads the counter, and take it back when it refuses or finds a replay.
 
 The effective limit comes from the account's cached snapshot (a few seconds stale at most, dropped by staff writes
 in this process); used and held are always read under the lock, so N concurrent writers of a limit L get exactly L.

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from license_server.db.group_commit import SqliteGroupCommitWriter
 
@@ -83,19 +83,21 @@ def _alone(engine: Engine, job: UsageJob) -> Any:
 
 class PostgresUsageWriter:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
-        self._session_factory = session_factory
+        # Jobs are Core statements on a connection: an ORM session around each would only add its own bookkeeping.
+        engine = session_factory.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("the usage writer needs a session factory bound to an engine")
+        self._engine = engine
 
     async def run(self, job: Callable[[Connection], T]) -> T:
         for attempt in range(2):
-            async with self._session_factory() as session:
-                try:
-                    result: T = await session.run_sync(lambda sync_session: job(sync_session.connection()))
-                    await session.commit()
-                    return result
-                except IntegrityError:
-                    await session.rollback()
-                    if attempt:
-                        raise
+            try:
+                async with self._engine.begin() as connection:  # committed on success, rolled back on any raise
+                    result: T = await connection.run_sync(job)
+                return result
+            except IntegrityError:
+                if attempt:
+                    raise
         raise AssertionError("unreachable")
 
     def close(self) -> None:
