@@ -206,7 +206,12 @@ def _rows(backend: str, result: LoadResult, stored: int, hand: float) -> tuple[l
         f"statuses {result.status_summary()}; p99 {result.p99_ms:.0f} ms; CPU {_cpu(result)}; {stored:,} events "
         "stored after the warm-up and the measured run."
     ]
-    if not whole or accepted < 0.99 * sum(result.statuses.values()):
+    if accepted == 0:
+        notes.append(
+            f"**billing events ({backend}): no batch was answered within the measured run** (each took longer): "
+            "the figure is 0, not a rate."
+        )
+    elif not whole or accepted < 0.99 * sum(result.statuses.values()):
         notes.append(f"**billing events ({backend}): suspicious** — not every batch was accepted and stored whole.")
     return [row], notes
 
