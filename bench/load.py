@@ -1,7 +1,7 @@
 """HTTP load: wrk when it is installed (``apt-get install wrk``), else the asyncio generator in bench/loadgen.py.
 
-Both keep ``connections`` keep-alive connections busy for ``seconds``, cycle through a list of requests (a body may
-hold ``{n}``, replaced by a value unique to the run and request), count response statuses and report latency
+Both keep ``connections`` keep-alive connections busy for ``seconds``, cycle through a list of requests (every ``{n}``
+in a body is replaced by a value unique to the run and request), count response statuses and report latency
 percentiles. Either runs in its own process; its CPU use and the server's are measured over the same window.
 """
 
@@ -81,8 +81,7 @@ def _lua_request(request: Request) -> str:
         f"headers = {{{headers}}}",
     ]
     if request.body is not None and UNIQUE in request.body:
-        prefix, _, suffix = request.body.partition(UNIQUE)
-        fields += [f"prefix = {_lua_string(prefix)}", f"suffix = {_lua_string(suffix)}"]
+        fields.append(f"template = {_lua_string(request.body)}")
     elif request.body is not None:
         fields.append(f"body = {_lua_string(request.body)}")
     return "{" + ", ".join(fields) + "}"
@@ -101,7 +100,7 @@ function init(args)
   tag = args[1] or "run"
   counter, index, statuses, fixed = 0, 0, {}, {}
   for i, spec in ipairs(specs) do
-    if spec.prefix == nil then fixed[i] = wrk.format(spec.method, spec.path, spec.headers, spec.body) end
+    if spec.template == nil then fixed[i] = wrk.format(spec.method, spec.path, spec.headers, spec.body) end
   end
 end
 
@@ -110,7 +109,8 @@ function request()
   local spec = specs[index]
   if fixed[index] then return fixed[index] end
   counter = counter + 1
-  local body = spec.prefix .. tag .. "-" .. tid .. "-" .. counter .. spec.suffix
+  local unique = (tag .. "-" .. tid .. "-" .. counter):gsub("%%%%", "%%%%%%%%")
+  local body = spec.template:gsub("{n}", unique)
   return wrk.format(spec.method, spec.path, spec.headers, body)
 end
 

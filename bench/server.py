@@ -6,11 +6,13 @@ activations go through the HTTP API. Both apps are served by the same uvicorn co
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -31,14 +33,54 @@ RATE_LIMIT_NOTE = (
 )
 
 
-def bench_env(directory: Path) -> dict[str, str]:
-    return {
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def bench_env(directory: Path, database_url: str | None = None) -> dict[str, str]:
+    env = {
         **os.environ,
         "LICENSE_SERVER_DATA_DIR": str(directory / "data"),
         "LICENSE_SERVER_KEYS_DIR": str(directory / "keys"),
         "LICENSE_SERVER_RATE_LIMIT_PER_ADDRESS": str(BENCH_RATE_LIMIT),
         "LICENSE_SERVER_RATE_LIMIT_PER_LICENSE_KEY": str(BENCH_RATE_LIMIT),
     }
+    if database_url:
+        env["LICENSE_SERVER_DATABASE_URL"] = database_url
+    return env
+
+
+def _postgres_admin(*statements: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def postgres_unavailable() -> str | None:
+    """Why the benchmarks cannot use the PostgreSQL server at 127.0.0.1:5432, or None when they can."""
+    try:
+        _postgres_admin("SELECT 1")
+    except Exception as exc:
+        return f"PostgreSQL at 127.0.0.1:5432 unreachable ({type(exc).__name__}: {exc})"
+    return None
+
+
+@contextmanager
+def postgres_database(prefix: str = "bench") -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one benchmark (an asyncpg URL), dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    _postgres_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def cli(env: dict[str, str], *args: str) -> Any:
@@ -61,8 +103,9 @@ class LicenseServerData:
     license_keys: list[str] = field(default_factory=list)
 
     @classmethod
-    def create(cls, directory: Path, licenses: int) -> LicenseServerData:
-        data = cls(directory, bench_env(directory))
+    def create(cls, directory: Path, licenses: int, *, database_url: str | None = None) -> LicenseServerData:
+        """``database_url``: a PostgreSQL database to use instead of SQLite in the data directory."""
+        data = cls(directory, bench_env(directory, database_url))
         cli(data.env, "init", "--dev")
         data.customer_id = str(cli(data.env, "customers", "create", "--name", "Bench Customer")["id"])
         for _ in range(licenses):

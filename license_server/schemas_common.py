@@ -72,6 +72,8 @@ def _contains_nul(value: Any) -> bool:
         return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
     if isinstance(value, list | tuple):
         return any(_contains_nul(item) for item in value)
+    if isinstance(value, Model) and value._refuse_nul:
+        return False  # validated already: its own fields passed this check when it was built
     if isinstance(value, BaseModel):
         return any(_contains_nul(item) for item in value.__dict__.values())
     return False

@@ -361,3 +361,24 @@ async def test_with_caching_on_this_process_reads_its_own_writes(
     override = f"/v1/admin/billing/platforms/{platform.id}/accounts/org-1/overrides/{RUNS}"
     await client.put(override, headers=owner_headers, json={"limit": 100})
     assert (await runs_entry())["limit"] == 100
+
+
+@pytest.mark.parametrize("included", ["0.0000001", "1.1234567", "1000000000"])
+async def test_plan_import_refuses_included_credits_the_ledger_cannot_hold(
+    client: httpx.AsyncClient, owner_headers: dict[str, str], included: str
+) -> None:
+    catalogue = {"plans": [{"code": "odd", "name": "Odd", "billing": {"included_credits": included}}]}
+    answer = await client.post("/v1/admin/billing/plans/import", headers=owner_headers, json=catalogue)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "validation_error"
+    assert "included_credits" in answer.text
+    plans = (await client.get("/v1/admin/billing/plans", headers=owner_headers)).json()
+    assert "odd" not in [plan["code"] for plan in plans]
+
+
+async def test_plan_import_takes_included_credits_with_six_decimal_places(
+    client: httpx.AsyncClient, owner_headers: dict[str, str]
+) -> None:
+    catalogue = {"plans": [{"code": "fine", "name": "Fine", "billing": {"included_credits": "999999999.999999"}}]}
+    answer = await client.post("/v1/admin/billing/plans/import", headers=owner_headers, json=catalogue)
+    assert answer.status_code == 201, answer.text

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.audit import record_audit
 from license_server.auth.tokens import Actor
+from license_server.billing.credits.models import CREDIT_SCALE, MAX_CREDITS
 from license_server.billing.plans.terms import BillingTerms
 from license_server.clock import Clock, utcnow
 from license_server.licenses.models import Plan
@@ -26,6 +28,16 @@ class CataloguePlan(Model):
     description: Annotated[str, Field(max_length=2000)] = ""
     terms: LicenseTerms | None = Field(default=None, description="License terms, when the plan also backs licenses")
     billing: BillingTerms
+
+    @field_validator("billing")
+    @classmethod
+    def _included_credits_fit_the_ledger(cls, billing: BillingTerms) -> BillingTerms:
+        """The rollover grants included credits exactly or not at all (it skips a plan whose amount the ledger
+        cannot hold): refused here, where staff can correct it, instead of a plan that silently grants nothing."""
+        amount = billing.included_credits
+        if amount >= MAX_CREDITS or amount != amount.quantize(Decimal(1).scaleb(-CREDIT_SCALE)):
+            raise ValueError(f"included_credits: at most {CREDIT_SCALE} decimal places, below {MAX_CREDITS:,}")
+        return billing
 
 
 class Catalogue(Model):

@@ -2,8 +2,9 @@
 
 Each write is a job (see ``writer.py``) that follows one order: lock the counter (or gauge) it checks, look up its
 idempotency key under that lock (so a concurrent replay sees the first write), check the effective limit against
-``used + held + amount``, then write. Every refusal is raised before the job's first write, and a job's savepoint
-(SQLite) or transaction (PostgreSQL) undoes everything it did if anything fails, so a refusal writes nothing.
+``used + held + amount``, then write. A job's savepoint (SQLite) or transaction (PostgreSQL) undoes everything it
+did if anything fails, so a refusal writes nothing: reserve, the hottest write, relies on that to add its hold in
+the very statement that locks and reads the counter, and take it back when it refuses or finds a replay.
 
 The effective limit comes from the account's cached snapshot (a few seconds stale at most, dropped by staff writes
 in this process); used and held are always read under the lock, so N concurrent writers of a limit L get exactly L.
@@ -99,6 +100,20 @@ _INSERT_COUNTER = {
     for dialect in ("sqlite", "postgresql")
 }
 _LOCK_COUNTER = select(_COUNTERS.c.used, _COUNTERS.c.held).where(*_COUNTER_KEY).with_for_update()
+
+
+def _upsert_add(dialect: str) -> Any:
+    insert = upsert_insert(dialect, _COUNTERS)
+    return insert.on_conflict_do_update(
+        index_elements=["account_id", "key", "period_start"],
+        set_={"used": _COUNTERS.c.used + insert.excluded.used, "held": _COUNTERS.c.held + insert.excluded.held},
+    ).returning(_COUNTERS.c.used, _COUNTERS.c.held)
+
+
+# Add to a counter, creating it if absent, and answer its new (used, held): one statement that also takes the row
+# lock on PostgreSQL (ON CONFLICT DO UPDATE locks the row it updates). A write that adds before it checks relies on
+# its savepoint (SQLite) or transaction (PostgreSQL) to undo the addition when it refuses.
+_UPSERT_ADD_TO_COUNTER = {dialect: _upsert_add(dialect) for dialect in ("sqlite", "postgresql")}
 _ADD_TO_COUNTER = (
     update(_COUNTERS)
     .where(*_COUNTER_KEY)
@@ -391,7 +406,19 @@ async def reserve(
     account_id = snapshot.account_id
 
     def job(connection: Connection) -> dict[str, Any]:
-        used, held = _lock_counter(connection, account_id, key, period)
+        # Hold first (which takes the counter's lock), then look for a replay and check, under that lock: a refusal
+        # below undoes the hold with everything else; a replay takes its hold back and answers the first.
+        used, held_after = connection.execute(
+            _UPSERT_ADD_TO_COUNTER[connection.dialect.name],
+            {
+                "account_id": account_id,
+                "key": key,
+                "period_start": period.start,
+                "period_end": period.end,
+                "used": 0,
+                "held": amount,
+            },
+        ).one()
         existing = connection.execute(
             _RESERVATION_BY_REQUEST, {"b_account": account_id, "b_request_id": request_id}
         ).first()
@@ -400,6 +427,7 @@ async def reserve(
                 raise IdempotencyConflict(
                     "this request_id was used before with a different request", field="request_id"
                 )
+            _add_to_counter(connection, account_id, key, period.start, held=-amount)
             return _reservation_body(existing)
         held = _check(
             connection,
@@ -407,12 +435,11 @@ async def reserve(
             key=key,
             period=period,
             limit=limit,
-            used=used,
-            held=held,
+            used=int(used),
+            held=int(held_after) - amount,
             amount=amount,
             now=now,
         )
-        _add_to_counter(connection, account_id, key, period.start, held=amount)
         values = {
             "id": uuid.uuid4(),
             "account_id": account_id,
@@ -430,7 +457,7 @@ async def reserve(
         }
         connection.execute(_INSERT_RESERVATION, values)
         body = _reservation_body(_Row(values))
-        body.update(_limit_entry(limit, used + held + amount))
+        body.update(_limit_entry(limit, int(used) + held + amount))
         return body
 
     return await _written(state, snapshot, job)
@@ -449,6 +476,8 @@ def _locked_reservation(connection: Connection, account_id: uuid.UUID, request_i
     found = connection.execute(_RESERVATION_BY_REQUEST, params).first()
     if found is None:
         raise ReservationNotFound(f"no reservation with request_id {request_id!r} on this account", field="request_id")
+    if connection.dialect.name == "sqlite":  # the batch's transaction holds the database's write lock already
+        return found
     _lock_counter_existing(connection, account_id, found.key, found.period_start)
     return connection.execute(_LOCK_RESERVATION, params).one()
 
@@ -476,17 +505,16 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
                 code="commit_exceeds_reservation",
             )
         history_id = uuid.uuid4()
+        _add_to_counter(connection, account_id, row.key, row.period_start, used=actual, held=-amount)
         connection.execute(
-            update(_COUNTERS)
-            .where(_counter_is(account_id, row.key, row.period_start))
-            .values(used=_COUNTERS.c.used + actual, held=_COUNTERS.c.held - amount)
-        )
-        connection.execute(
-            update(_RESERVATIONS)
-            .where(_RESERVATIONS.c.id == row.id)
-            .values(
-                status=ReservationStatus.COMMITTED.value, committed_amount=actual, history_id=history_id, updated_at=now
-            )
+            _UPDATE_RESERVATION,
+            {
+                "b_id": row.id,
+                "status": ReservationStatus.COMMITTED.value,
+                "committed_amount": actual,
+                "history_id": history_id,
+                "updated_at": now,
+            },
         )
         body = {
             "history_id": str(history_id),
