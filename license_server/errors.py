@@ -326,6 +326,8 @@ class StaffSessionRequired(AuthenticationRequired):
 class StaffUserExists(AlreadyExists):
     code = "staff_user_exists"
     title = "A staff user with this email exists"
+
+
 class InvoiceNotFound(NotFound):
     code = "invoice_not_found"
     title = "Invoice not found"
@@ -357,6 +359,8 @@ class WebhookSignatureInvalid(LicenseServerError):
     status_code = 400
     code = "webhook_signature_invalid"
     title = "The webhook's signature does not verify"
+
+
 class UnknownSetting(LicenseServerError):
     """A LICENSE_SERVER_* environment variable that names no setting: start-up is refused, never a silent default."""
 

@@ -69,7 +69,9 @@ async def _sync_once(runtime: Runtime, billing: InnerBilling, platform_id: uuid.
     help="Sync every SECONDS until stopped; a failed run is reported and retried at the next one.",
 )
 @json_option
-def dify_sync(platform_id: uuid.UUID, dify_url: str | None, once: bool, every_seconds: float | None, as_json: bool) -> None:
+def dify_sync(
+    platform_id: uuid.UUID, dify_url: str | None, once: bool, every_seconds: float | None, as_json: bool
+) -> None:
     """Set each Dify workspace's gauges from Dify's database (tenant id = the account's external id)."""
     if once == (every_seconds is not None):
         usage_error("give exactly one of --once and --every SECONDS", as_json=as_json)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from license_server.billing.periods import Period
 from license_server.billing.plans.terms import BillingTerms
-from license_server.billing.usage.breakdown import NO_AGENT, BreakdownBy, breakdown
+from license_server.billing.usage.breakdown import NONE_KEY, BreakdownBy, break_down
 from license_server.console.portal.views import (
     LimitState,
     limit_label,
@@ -77,16 +78,17 @@ def test_plans_compare_cheapest_first_over_every_key() -> None:
     assert quota_cell(pro, "messages") == "5,000 / month"
 
 
-def test_the_breakdown_sums_exactly_by_day_agent_and_line_item() -> None:
+def test_the_chart_sums_exactly_by_day_agent_and_line_item_in_drawing_order() -> None:
     day1, day2 = NOW, NOW + timedelta(days=1)
     events = [
-        (day1, "a", [{"type": "llm", "cost": "0.1"}, {"type": "tool", "cost": "0.2"}], Decimal("0.3")),
-        (day1, None, [{"type": "llm", "cost": "0.2"}], Decimal("0.2")),
-        (day2, "a", [{"type": "storage", "cost": "1"}], Decimal("1")),
+        (day1, "a", "chat", [{"type": "llm", "cost": "0.1"}, {"type": "tool", "cost": "0.2"}], Decimal("0.3")),
+        (day1, None, None, [{"type": "llm", "cost": "0.2"}], Decimal("0.2")),
+        (day2, "a", "chat", [{"type": "storage", "cost": "1"}], Decimal("1")),
     ]
-    assert breakdown(events, BreakdownBy.DAY) == [("2026-06-01", Decimal("0.5")), ("2026-06-02", Decimal("1"))]
-    assert breakdown(events, BreakdownBy.AGENT) == [("a", Decimal("1.3")), (NO_AGENT, Decimal("0.2"))]
-    assert breakdown(events, BreakdownBy.LINE_ITEM) == [
+    breakdown = break_down(Period(day1, day1 + timedelta(days=30)), events)
+    assert breakdown.chart(BreakdownBy.DAY) == [("2026-06-01", Decimal("0.5")), ("2026-06-02", Decimal("1"))]
+    assert breakdown.chart(BreakdownBy.AGENT) == [("a", Decimal("1.3")), (NONE_KEY, Decimal("0.2"))]
+    assert breakdown.chart(BreakdownBy.LINE_ITEM) == [
         ("storage", Decimal("1")),
         ("llm", Decimal("0.3")),
         ("tool", Decimal("0.2")),
