@@ -9,7 +9,9 @@ from license_server.billing.accounts.models import (
     PlatformSecret,
     Subscription,
 )
+from license_server.billing.clocks.models import TestClock, TestClockAccount
 from license_server.billing.credits.models import CreditDraw, CreditGrant, CreditMovement
+from license_server.billing.subscriptions.models import SubscriptionPlanChange
 from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
 from license_server.db.base import Base
 from license_server.deployments.models import Activation, UsageReport
@@ -52,6 +54,9 @@ __all__ = [
     "PlatformSecret",
     "Reservation",
     "Subscription",
+    "SubscriptionPlanChange",
+    "TestClock",
+    "TestClockAccount",
     "UsageCounter",
     "UsageEvent",
     "UsageGauge",

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     webhook_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     # Hosted billing: how often expired credit grants are forfeited and each cycle's included credits granted.
     credits_rollover_interval_seconds: float = Field(default=60.0, gt=0)
+    # Hosted billing: how often due subscriptions are rolled (renewals, scheduled downgrades and cancellations, trial
+    # ends), and how long an issued, unpaid amount may stay unpaid after its due date before the subscription is
+    # past due (the invoices side records the due date with this grace).
+    subscription_renewal_interval_seconds: float = Field(default=60.0, gt=0)
+    payment_grace_days: int = Field(default=3, ge=0, le=90)
     # Unauthenticated routes (activate, validate): requests per minute per client address and per license key.
     rate_limit_per_address: int = Field(default=60, ge=1)
     rate_limit_per_license_key: int = Field(default=20, ge=1)

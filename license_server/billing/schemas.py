@@ -98,6 +98,9 @@ class LimitEntry(Model):
 class LimitsReport(Model):
     plan: str | None
     status: str
+    subscription_status: SubscriptionStatus | None = None
+    trial_ends_at: datetime | None = None
+    trial_days_remaining: int | None = None
     period_start: datetime
     period_end: datetime
     limits: list[LimitEntry]
@@ -162,17 +165,19 @@ class SubscriptionCreate(Model):
     anchor: UTCTimestamp | None = Field(default=None, description="Period anchor; default: now")
 
 
-class SubscriptionStatusIn(Model):
-    status: SubscriptionStatus
-
-
 class SubscriptionOut(Model):
     id: uuid.UUID
     plan: str
-    status: str
+    status: SubscriptionStatus
     anchor_at: datetime
     trial_ends_at: datetime | None
+    trial_days_remaining: int | None = Field(description="Whole days left in the trial (0: over); null: no trial")
     canceled_at: datetime | None
+    cancel_at: datetime | None = Field(description="A cancellation takes effect then (the period end, or at once)")
+    paused_at: datetime | None
+    payment_failed_at: datetime | None
+    payment_overdue_at: datetime | None
+    pending_plan_id: uuid.UUID | None = Field(description="A downgrade scheduled for the period end")
     current_period_start: datetime
     current_period_end: datetime
     created_at: datetime

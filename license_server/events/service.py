@@ -29,6 +29,17 @@ class EventType(StrEnum):
     ACTIVATION_DEACTIVATED = "activation.deactivated"
     ACTIVATION_LOST = "activation.lost"
     USAGE_OVER_LIMIT = "usage.over_limit"
+    SUBSCRIPTION_TRIAL_WILL_END = "subscription.trial_will_end"
+    SUBSCRIPTION_TRIAL_ENDED = "subscription.trial_ended"
+    SUBSCRIPTION_PAST_DUE = "subscription.past_due"
+    SUBSCRIPTION_RENEWED = "subscription.renewed"
+    SUBSCRIPTION_PAUSED = "subscription.paused"
+    SUBSCRIPTION_RESUMED = "subscription.resumed"
+    SUBSCRIPTION_CANCELED = "subscription.canceled"
+    SUBSCRIPTION_CANCEL_SCHEDULED = "subscription.cancel_scheduled"
+    SUBSCRIPTION_REACTIVATED = "subscription.reactivated"
+    SUBSCRIPTION_PLAN_CHANGED = "subscription.plan_changed"
+    SUBSCRIPTION_DOWNGRADE_SCHEDULED = "subscription.downgrade_scheduled"
 
 
 def emit_event(
