@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import license_server
 from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
+from license_server.billing.clocks.controllers import TestClocksAdminController
 from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminController, PlatformBillingController
 from license_server.billing.credits.controllers import CreditsAdminController, PlatformCreditsController
+from license_server.billing.subscriptions.controllers import SubscriptionsAdminController
 from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
 from license_server.db.session import session_scope
@@ -57,6 +59,8 @@ ADMIN_CONTROLLERS = [
     OfflineController,
     BillingAdminController,
     CreditsAdminController,
+    SubscriptionsAdminController,
+    TestClocksAdminController,
 ]
 PUBLIC_CONTROLLERS = [
     HealthController,

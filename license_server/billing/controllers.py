@@ -21,10 +21,8 @@ from license_server.auth.tokens import Actor, Permission
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import BillingAccount, SubscriptionStatus
 from license_server.billing.accounts.snapshots import AccountSnapshot, PlatformSnapshot, SubscriptionView
-from license_server.billing.money import decimal_text
 from license_server.billing.clocks.service import account_clock, billing_now, frozen_now_of
-from license_server.billing.subscriptions.service import term_containing
-from license_server.billing.subscriptions.status import trial_days_remaining
+from license_server.billing.money import decimal_text
 from license_server.billing.plans import service as plans
 from license_server.billing.plans.terms import MAX_QUANTITY
 from license_server.billing.schemas import (
@@ -57,6 +55,8 @@ from license_server.billing.schemas import (
     UsageRecordOut,
 )
 from license_server.billing.state import BillingState
+from license_server.billing.subscriptions.service import term_containing
+from license_server.billing.subscriptions.status import trial_days_remaining
 from license_server.billing.usage import service as usage
 from license_server.billing.usage.service import PricedEvent, request_digest
 from license_server.errors import ValidationFailed

@@ -27,7 +27,6 @@ from license_server.billing.accounts.models import (
     LimitOverride,
     PlatformSecret,
     Subscription,
-    SubscriptionStatus,
 )
 from license_server.billing.accounts.snapshots import AccountSnapshot, PlatformSnapshot, SubscriptionView
 from license_server.billing.clocks.service import account_clock, frozen_now_of
@@ -43,7 +42,6 @@ from license_server.errors import (
     PlanNotFound,
     PlatformNotFound,
     RateLimited,
-    SubscriptionNotFound,
     ValidationFailed,
 )
 from license_server.licenses.models import Plan

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +28,7 @@ from license_server.billing.clocks.models import TestClock, TestClockAccount
 from license_server.billing.clocks.service import get_clock
 from license_server.billing.credits.models import CreditGrant
 from license_server.billing.credits.service import roll_over_credits
+from license_server.billing.periods import add_months
 from license_server.billing.state import BillingState
 from license_server.billing.subscriptions.service import TRIAL_NOTICE, renew_due_subscriptions
 from license_server.billing.usage.models import Reservation, ReservationStatus
@@ -101,14 +102,22 @@ class AdvanceResult:
 
 
 async def advance_clock(
-    session: AsyncSession, *, state: BillingState, actor: Actor, clock_id: uuid.UUID, to: datetime
+    session: AsyncSession,
+    *,
+    state: BillingState,
+    actor: Actor,
+    clock_id: uuid.UUID,
+    to: datetime | None = None,
+    months: int = 0,
+    days: int = 0,
 ) -> AdvanceResult:
-    """Move the clock forward to ``to``, stopping at each boundary in between and running ``CLOCK_JOBS`` there for
-    the clock's accounts. Clocks only move forward (``to`` before the clock's time is refused). Each step commits,
-    so an advance cut short leaves the clock at the last step it completed, consistent, and can be continued."""
+    """Move the clock forward to ``to`` (or by ``months`` then ``days``), stopping at each boundary in between and
+    running ``CLOCK_JOBS`` there for the clock's accounts. Clocks only move forward (``to`` before the clock's time
+    is refused). Each step commits, so an advance cut short leaves the clock at the last step it completed,
+    consistent, and can be continued."""
     test_clock = await get_clock(session, clock_id)
-    to = as_utc(to)
     start = as_utc(test_clock.frozen_now)
+    to = as_utc(to) if to is not None else add_months(start, months) + timedelta(days=days)
     if to < start:
         raise ValidationFailed("a test clock only moves forward", field="to", code="clock_moves_forward_only")
     account_ids = list(

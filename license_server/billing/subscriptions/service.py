@@ -188,7 +188,14 @@ def settle(session: AsyncSession, locked: _Locked) -> StatusDecision:
             at = min(now, as_utc(sub.trial_ends_at))
         elif name == "canceled" and sub.canceled_at is not None:
             at = as_utc(sub.canceled_at)
-        _emit(session, locked, EventType(f"subscription.{name}"), at, previous_status=previous.value, reason=decision.reason)
+        _emit(
+            session,
+            locked,
+            EventType(f"subscription.{name}"),
+            at,
+            previous_status=previous.value,
+            reason=decision.reason,
+        )
     return decision
 
 
@@ -426,10 +433,11 @@ async def change_plan(
     """An upgrade (a plan at least as expensive per month) takes effect at once, prorated (proration.py), and its
     limits apply at once; a downgrade is scheduled for the period end, where the renewal job applies it. Changing to
     the current plan withdraws a scheduled downgrade; asking again for what is already so changes nothing."""
-    target = await _plan_ref(session, plan)
+    await _plan_ref(session, plan)  # an unknown plan is a 404 before any lock is taken
 
     async def work(locked: _Locked) -> None:
         _refuse_if_canceled(locked)
+        target = await _plan_ref(session, plan)  # again: the transaction began with a rollback, expiring objects
         sub, now = locked.subscription, locked.now
         old_terms, new_terms = locked.terms, billing_terms(target.billing)
         if new_terms.interval != old_terms.interval or new_terms.currency != old_terms.currency:
@@ -466,10 +474,12 @@ async def change_plan(
             period_days=0,
         )
         if upgrade:
-            proration = prorate_upgrade(
-                old_price=old_terms.price, new_price=new_terms.price, period=period, now=now
+            proration = prorate_upgrade(old_price=old_terms.price, new_price=new_terms.price, period=period, now=now)
+            change.kind, change.state, change.effective_at = (
+                PlanChangeKind.UPGRADE.value,
+                PlanChangeState.APPLIED.value,
+                now,
             )
-            change.kind, change.state, change.effective_at = PlanChangeKind.UPGRADE.value, PlanChangeState.APPLIED.value, now
             change.days_left, change.period_days = proration.days_left, proration.period_days
             change.credit, change.charge = proration.credit, proration.charge
             old_code = locked.plan.code
@@ -511,9 +521,7 @@ async def change_plan(
             )
             await _audit(session, actor, locked, "downgrade_scheduled", to_plan=target.code)
 
-    await _in_subscription_transaction(
-        session, subscription_id, work, platform_id=platform_id, real=clock, state=state
-    )
+    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
     return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
 
 
@@ -548,9 +556,7 @@ async def cancel(
         await _audit(session, actor, locked, "cancel", cancel_at=when.isoformat())
         settle(session, locked)
 
-    await _in_subscription_transaction(
-        session, subscription_id, work, platform_id=platform_id, real=clock, state=state
-    )
+    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
     return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
 
 
@@ -572,9 +578,7 @@ async def pause(
             await _audit(session, actor, locked, "paused")
             settle(session, locked)
 
-    await _in_subscription_transaction(
-        session, subscription_id, work, platform_id=platform_id, real=clock, state=state
-    )
+    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
     return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
 
 
@@ -596,9 +600,7 @@ async def resume(
             await _audit(session, actor, locked, "resumed")
             settle(session, locked)
 
-    await _in_subscription_transaction(
-        session, subscription_id, work, platform_id=platform_id, real=clock, state=state
-    )
+    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
     return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
 
 
@@ -622,7 +624,9 @@ async def reactivate(
             sub.anchor_at = now
             term = term_containing(now, now, locked.terms)
             sub.current_period_start, sub.current_period_end = term.start, term.end
-            sub.trial_ends_at = None if sub.trial_ends_at is None or as_utc(sub.trial_ends_at) <= now else sub.trial_ends_at
+            sub.trial_ends_at = (
+                None if sub.trial_ends_at is None or as_utc(sub.trial_ends_at) <= now else sub.trial_ends_at
+            )
             sub.canceled_at = None
             sub.cancel_at = None
             sub.updated_at = now
@@ -633,9 +637,7 @@ async def reactivate(
             _emit(session, locked, EventType.SUBSCRIPTION_REACTIVATED, now, previous_status=sub.status)
         await _audit(session, actor, locked, "reactivated")
 
-    await _in_subscription_transaction(
-        session, subscription_id, work, platform_id=platform_id, real=clock, state=state
-    )
+    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
     return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
 
 
