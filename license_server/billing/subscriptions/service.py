@@ -200,35 +200,28 @@ def settle(session: AsyncSession, locked: _Locked) -> StatusDecision:
 
 
 # -- the renewal (the scheduler's job, and each test clock step) ----------------------------------------------------
-async def _renew(session: AsyncSession, locked: _Locked) -> int:
-    """Move the current term across every end ``now`` has passed: at each, a cancellation due ends it (no renewal),
-    a scheduled downgrade is applied, then the next term starts (``subscription.renewed``). Returns the renewals."""
-    sub, now = locked.subscription, locked.now
-    if sub.current_period_end is None:  # a subscription created before the lifecycle existed
-        term = term_containing(sub.anchor_at, now, locked.terms)
-        sub.current_period_start, sub.current_period_end = term.start, term.end
-    renewals = 0
-    while sub.status != SubscriptionStatus.CANCELED and as_utc(sub.current_period_end) <= now:
-        boundary = as_utc(sub.current_period_end)
-        if sub.cancel_at is not None and as_utc(sub.cancel_at) <= boundary:
-            break  # settle() cancels it
-        if sub.pending_plan_id is not None:
-            await _apply_scheduled_downgrade(session, locked, boundary)
-        anchor = as_utc(sub.anchor_at)
-        months = (boundary.year - anchor.year) * 12 + (boundary.month - anchor.month)
-        sub.current_period_start = boundary
-        sub.current_period_end = add_months(anchor, months + term_months(locked.terms))
-        sub.updated_at = now
-        renewals += 1
-        _emit(
-            session,
-            locked,
-            EventType.SUBSCRIPTION_RENEWED,
-            boundary,
-            period_start=boundary.isoformat(),
-            period_end=as_utc(sub.current_period_end).isoformat(),
-        )
-    return renewals
+async def _renew_at_boundary(session: AsyncSession, locked: _Locked) -> bool:
+    """The current term ends at ``locked.now``: a cancellation due then ends it (no renewal), else a scheduled
+    downgrade is applied and the next term starts (``subscription.renewed``). Whether it renewed."""
+    sub, boundary = locked.subscription, locked.now
+    if sub.status == SubscriptionStatus.CANCELED or (sub.cancel_at is not None and as_utc(sub.cancel_at) <= boundary):
+        return False
+    if sub.pending_plan_id is not None:
+        await _apply_scheduled_downgrade(session, locked, boundary)
+    anchor = as_utc(sub.anchor_at)
+    months = (boundary.year - anchor.year) * 12 + (boundary.month - anchor.month)
+    sub.current_period_start = boundary
+    sub.current_period_end = add_months(anchor, months + term_months(locked.terms))
+    sub.updated_at = boundary
+    _emit(
+        session,
+        locked,
+        EventType.SUBSCRIPTION_RENEWED,
+        boundary,
+        period_start=boundary.isoformat(),
+        period_end=as_utc(sub.current_period_end).isoformat(),
+    )
+    return True
 
 
 async def _apply_scheduled_downgrade(session: AsyncSession, locked: _Locked, boundary: datetime) -> None:
@@ -287,7 +280,25 @@ def _notify_trial_end(session: AsyncSession, locked: _Locked) -> bool:
 
 
 async def _roll(session: AsyncSession, locked: _Locked) -> int:
-    renewed = await _renew(session, locked)
+    """Bring the subscription up to ``locked.now`` in time order: at each term end passed, first what fell due
+    before it (the trial's notice and end, a payment overdue), then the renewal; then what is due at ``now``. So
+    the events of a subscription the job had not seen for a while (a stopped server) come out in the order they
+    happened, each at its own time. Returns the renewals."""
+    sub, now = locked.subscription, locked.now
+    if sub.current_period_end is None:  # a subscription created before the lifecycle existed
+        term = term_containing(sub.anchor_at, now, locked.terms)
+        sub.current_period_start, sub.current_period_end = term.start, term.end
+    renewed = 0
+    try:
+        while sub.status != SubscriptionStatus.CANCELED and as_utc(sub.current_period_end) <= now:
+            locked.now = as_utc(sub.current_period_end)
+            _notify_trial_end(session, locked)
+            settle(session, locked)
+            if not await _renew_at_boundary(session, locked):
+                break
+            renewed += 1
+    finally:
+        locked.now = now
     _notify_trial_end(session, locked)
     settle(session, locked)
     return renewed
