@@ -544,6 +544,7 @@ class BillingAdminController(Controller):
             plan=data.plan,
             trial_days=data.trial_days,
             anchor=data.anchor,
+            test_clock_id=data.test_clock_id,
             clock=state.clock,
         )
         state.forget_account(platform_id, external_id)

@@ -163,6 +163,9 @@ class SubscriptionCreate(Model):
     plan: PlanRef
     trial_days: Annotated[StrictInt, Field(ge=0, le=365)] | None = None
     anchor: UTCTimestamp | None = Field(default=None, description="Period anchor; default: now")
+    test_clock_id: uuid.UUID | None = Field(
+        default=None, description="Attach the account to this test clock first: the subscription starts on its time"
+    )
 
 
 class SubscriptionOut(Model):

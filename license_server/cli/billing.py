@@ -299,9 +299,18 @@ def subscriptions_group() -> None:
 @click.option("--plan", required=True, help="Plan code or id.")
 @click.option("--trial-days", type=click.IntRange(0, 365), default=None, help="Default: the plan's trial days.")
 @click.option("--anchor", default=None, help="Period anchor (RFC 3339 or YYYY-MM-DD); default: now.")
+@click.option(
+    "--test-clock", "test_clock_id", type=click.UUID, default=None, help="Attach the account to this test clock first."
+)
 @json_option
 def create_subscription(
-    platform_id: uuid.UUID, external_id: str, plan: str, trial_days: int | None, anchor: str | None, as_json: bool
+    platform_id: uuid.UUID,
+    external_id: str,
+    plan: str,
+    trial_days: int | None,
+    anchor: str | None,
+    test_clock_id: uuid.UUID | None,
+    as_json: bool,
 ) -> None:
     anchor_at = parse_timestamp(anchor, "anchor")
 
@@ -314,6 +323,7 @@ def create_subscription(
             plan=plan,
             trial_days=trial_days,
             anchor=anchor_at,
+            test_clock_id=test_clock_id,
             clock=runtime.clock,
         )
         return _subscription_payload(

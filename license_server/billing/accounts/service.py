@@ -29,7 +29,7 @@ from license_server.billing.accounts.models import (
     Subscription,
 )
 from license_server.billing.accounts.snapshots import AccountSnapshot, PlatformSnapshot, SubscriptionView
-from license_server.billing.clocks.service import account_clock, frozen_now_of
+from license_server.billing.clocks.service import account_clock, attach_account, frozen_now_of, get_clock
 from license_server.billing.limits import SEED_RESTRICTIVE_DEFAULTS, LimitFacts
 from license_server.billing.plans.terms import billing_terms
 from license_server.billing.sql import upsert_insert
@@ -434,12 +434,19 @@ async def create_subscription(
     plan: str,
     trial_days: int | None = None,
     anchor: datetime | None = None,
+    test_clock_id: uuid.UUID | None = None,
     clock: Clock = utcnow,
 ) -> SubscriptionView:
+    """Subscribe the account (created if new). ``test_clock_id``: attach the account to that test clock first, so
+    the subscription starts on the clock's time (as Stripe creates a test customer on its clock)."""
     plan_row = await _plan_by_ref(session, plan, "plan")
+    if test_clock_id is not None:
+        await get_clock(session, test_clock_id)  # an unknown clock is refused before the account is created
     account = await ensure_account(
         session, platform_id=platform_id, external_id=external_id, on_default_plan=False, clock=clock
     )
+    if test_clock_id is not None:
+        await attach_account(session, account_id=account.id, clock_id=test_clock_id, now=clock())
     now = (await account_clock(session, account.id, clock))()  # a test clock's accounts start on its time
     subscription = _new_subscription(account.id, plan_row, now, trial_days=trial_days, anchor=anchor)
     session.add(subscription)

@@ -54,6 +54,20 @@ def clocked_account_ids() -> Any:
     return select(TestClockAccount.account_id)
 
 
+async def attach_account(
+    session: AsyncSession, *, account_id: uuid.UUID, clock_id: uuid.UUID, now: datetime, field: str = "test_clock_id"
+) -> None:
+    """Attach one account in the caller's transaction (no commit): a no-op if it is on this clock already; refused
+    (``account_on_other_clock``) if it follows another, since two clocks cannot both be its time."""
+    await get_clock(session, clock_id)
+    attached = await session.get(TestClockAccount, account_id)
+    if attached is not None and attached.clock_id != clock_id:
+        raise ValidationFailed("the account follows another test clock", field=field, code="account_on_other_clock")
+    if attached is None:
+        session.add(TestClockAccount(account_id=account_id, clock_id=clock_id, attached_at=now))
+        await session.flush()
+
+
 # -- staff ----------------------------------------------------------------------------------------------------------
 async def create_clock(
     session: AsyncSession, *, actor: Actor, name: str, frozen_now: datetime | None = None, clock: Clock = utcnow
@@ -126,15 +140,9 @@ async def attach_accounts(
         )
         if account is None:
             raise BillingAccountNotFound(f"platform {platform_id} has no account {external_id!r}", field="external_ids")
-        attached = await session.get(TestClockAccount, account.id)
-        if attached is not None and attached.clock_id != clock_id:
-            raise ValidationFailed(
-                f"account {external_id!r} follows another test clock",
-                field=f"external_ids.{index}",
-                code="account_on_other_clock",
-            )
-        if attached is None:
-            session.add(TestClockAccount(account_id=account.id, clock_id=clock_id, attached_at=clock()))
+        await attach_account(
+            session, account_id=account.id, clock_id=clock_id, now=clock(), field=f"external_ids.{index}"
+        )
         accounts.append(account)
     await record_audit(
         session,

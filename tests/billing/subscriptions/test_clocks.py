@@ -103,3 +103,25 @@ async def test_a_clock_only_moves_forward(clocked: Clocked) -> None:
         f"{CLOCKS}/{clocked.clock_id}/advance", json={"days": 1, "to": T0.isoformat()}, headers=clocked.admin
     )
     assert both.status_code == 400
+
+
+async def test_a_new_account_can_be_subscribed_onto_a_clock_at_once(clocked: Clocked) -> None:
+    response = await clocked.client.post(
+        f"/v1/admin/billing/platforms/{clocked.platform.id}/accounts/org-new/subscriptions",
+        json={"plan": "starter", "test_clock_id": clocked.clock_id},
+        headers=clocked.admin,
+    )
+    assert response.status_code == 201, response.text
+    assert as_utc(datetime.fromisoformat(response.json()["anchor_at"])) == T0  # the clock's time, not the wall's
+    shown = await clocked.client.get(f"{CLOCKS}/{clocked.clock_id}", headers=clocked.admin)
+    assert shown.json()["accounts"] == ["org-1", "org-new"]
+    unknown = await clocked.client.post(
+        f"/v1/admin/billing/platforms/{clocked.platform.id}/accounts/org-x/subscriptions",
+        json={"plan": "starter", "test_clock_id": str(uuid.uuid4())},
+        headers=clocked.admin,
+    )
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "test_clock_not_found")
+    listed = await clocked.client.get(
+        f"/v1/admin/billing/platforms/{clocked.platform.id}/accounts", headers=clocked.admin
+    )
+    assert "org-x" not in [a["external_id"] for a in listed.json()]  # the refusal created nothing
