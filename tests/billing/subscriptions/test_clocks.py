@@ -3,14 +3,17 @@ account follows the clock (periods, trial, credits' expiry), and real time's job
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
 
+from license_server.billing.accounts.models import Subscription
 from license_server.billing.credits.models import CreditGrant, CreditMovement
 from license_server.billing.subscriptions.jobs import run_subscription_renewals
+from license_server.billing.subscriptions.service import renew_due_subscriptions
 from license_server.clock import as_utc
 from tests.billing.subscriptions.conftest import CLOCKS, RUNS, T0, Clocked
 from tests.conftest import MovableClock
@@ -114,7 +117,7 @@ async def test_a_new_account_can_be_subscribed_onto_a_clock_at_once(clocked: Clo
     assert response.status_code == 201, response.text
     assert as_utc(datetime.fromisoformat(response.json()["anchor_at"])) == T0  # the clock's time, not the wall's
     shown = await clocked.client.get(f"{CLOCKS}/{clocked.clock_id}", headers=clocked.admin)
-    assert shown.json()["accounts"] == ["org-1", "org-new"]
+    assert sorted(shown.json()["accounts"]) == ["org-1", "org-new"]
     unknown = await clocked.client.post(
         f"/v1/admin/billing/platforms/{clocked.platform.id}/accounts/org-x/subscriptions",
         json={"plan": "starter", "test_clock_id": str(uuid.uuid4())},
@@ -125,3 +128,22 @@ async def test_a_new_account_can_be_subscribed_onto_a_clock_at_once(clocked: Clo
         f"/v1/admin/billing/platforms/{clocked.platform.id}/accounts", headers=clocked.admin
     )
     assert "org-x" not in [a["external_id"] for a in listed.json()]  # the refusal created nothing
+
+
+async def test_two_renewal_runs_at_once_renew_once_and_emit_each_event_once(clocked: Clocked) -> None:
+    """Two replicas' jobs racing over the same due subscription: the row lock lets one roll it; the other finds it
+    rolled (SQLite: BEGIN IMMEDIATE serialises them; PostgreSQL: SELECT ... FOR UPDATE)."""
+    sid = (await clocked.subscribe("pro"))["id"]
+    async with clocked.runtime.session_factory() as db:
+        subscription = await db.get(Subscription, uuid.UUID(sid))
+        assert subscription is not None
+        account_ids = [subscription.account_id]
+    later = T0 + 31 * DAY
+
+    async def run() -> int:
+        async with clocked.runtime.session_factory() as db:
+            return (await renew_due_subscriptions(db, now=later, account_ids=account_ids)).renewed
+
+    results = await asyncio.gather(run(), run())
+    assert sorted(results) == [0, 1]
+    assert await clocked.events(sid) == ["trial_ended", "renewed"]
