@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from license_server.auth.tokens import cli_actor
 from license_server.billing.clocks import jobs, service
 from license_server.billing.clocks.controllers import clock_out
+from license_server.billing.clocks.schemas import ClockAdvanced
 from license_server.cli.common import emit, json_option, parse_timestamp, run_with_session
 from license_server.runtime import Runtime
 
@@ -94,8 +95,8 @@ def advance(clock_id: uuid.UUID, to: str | None, months: int, days: int, as_json
             months=months,
             days=days,
         )
-        payload = (await clock_out(session, result.clock)).model_dump(mode="json")
-        return {**payload, "steps": [step.isoformat() for step in result.steps]}
+        out = await clock_out(session, result.clock)
+        return ClockAdvanced(**out.model_dump(), steps=result.steps).model_dump(mode="json")
 
     _emit_clock(run_with_session(work, as_json=as_json), as_json)
 

@@ -121,7 +121,10 @@ async def _in_subscription_transaction(
 ) -> T:
     """Run ``work`` holding the subscription's lock, then commit; anything raised rolls everything back. ``now``:
     the caller's instant (a payment's, a job's); default: the account's clock. The account's cached snapshot is
-    dropped in this process afterwards (``state``), so its limits and refusals follow at once."""
+    dropped in this process afterwards (``state``), so its limits and refusals follow at once.
+
+    ``session`` must hold no uncommitted writes: it is rolled back first (as credits' transactions are), so a caller
+    (an invoice being issued, a payment being recorded) commits its own work before calling in."""
     await session.rollback()
     try:
         if session.get_bind().dialect.name == "sqlite":
