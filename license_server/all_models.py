@@ -9,9 +9,11 @@ from license_server.billing.accounts.models import (
     PlatformSecret,
     Subscription,
 )
+from license_server.billing.clocks.models import TestClock, TestClockAccount
 from license_server.billing.credits.models import CreditDraw, CreditGrant, CreditMovement
 from license_server.billing.invoices.models import CreditNote, Invoice, InvoiceLine, InvoicePdf, NumberSequence
 from license_server.billing.payments.models import Payment, StripeCustomer, StripeEvent, StripeObjectState
+from license_server.billing.subscriptions.models import SubscriptionPlanChange
 from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageGauge, UsageRecord
 from license_server.console.models import StaffSession, StaffUser
 from license_server.console.portal.models import PortalLink, PortalSession
@@ -69,6 +71,9 @@ __all__ = [
     "StripeEvent",
     "StripeObjectState",
     "Subscription",
+    "SubscriptionPlanChange",
+    "TestClock",
+    "TestClockAccount",
     "UsageCounter",
     "UsageEvent",
     "UsageGauge",

@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import license_server
 from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
+from license_server.billing.clocks.controllers import TestClocksAdminController
 from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminController, PlatformBillingController
 from license_server.billing.credits.controllers import CreditsAdminController, PlatformCreditsController
 from license_server.billing.invoices.controllers import InvoicesAdminController, PlatformInvoicesController
 from license_server.billing.payments.controllers import PaymentsAdminController, StripeWebhookController
+from license_server.billing.subscriptions.controllers import SubscriptionsAdminController
 from license_server.billing.usage.controllers import PlatformUsageBreakdownController, UsageBreakdownAdminController
 from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
@@ -75,6 +77,8 @@ ADMIN_CONTROLLERS = [
     InvoicesAdminController,
     PaymentsAdminController,
     UsageBreakdownAdminController,
+    SubscriptionsAdminController,
+    TestClocksAdminController,
 ]
 PUBLIC_CONTROLLERS = [
     HealthController,

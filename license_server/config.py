@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     stripe_checkout_success_url: str = "https://example.com/billing/paid"
     stripe_checkout_cancel_url: str = "https://example.com/billing/canceled"
     stripe_portal_return_url: str = "https://example.com/billing"
+    # Hosted billing: how often due subscriptions are rolled (renewals, scheduled downgrades and cancellations, trial
+    # ends), and how long an issued, unpaid amount may stay unpaid after its due date before the subscription is
+    # past due (the invoices side records the due date with this grace).
+    subscription_renewal_interval_seconds: float = Field(default=60.0, gt=0)
+    payment_grace_days: int = Field(default=3, ge=0, le=90)
     # Unauthenticated routes (activate, validate): requests per minute per client address and per license key.
     rate_limit_per_address: int = Field(default=60, ge=1)
     rate_limit_per_license_key: int = Field(default=20, ge=1)

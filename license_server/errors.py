@@ -245,6 +245,12 @@ class SubscriptionNotFound(NotFound):
     title = "Subscription not found"
 
 
+class TestClockNotFound(NotFound):
+    __test__ = False  # an error, not a pytest test class
+    code = "test_clock_not_found"
+    title = "Test clock not found"
+
+
 class ReservationNotFound(NotFound):
     code = "reservation_not_found"
     title = "Reservation not found"
@@ -371,3 +377,24 @@ class UnknownSetting(LicenseServerError):
         hint = f"; did you mean {closest}?" if closest else "; `license-server config show` lists the settings"
         super().__init__(f"unknown setting {variable}{hint}", field=variable)
         self.closest = closest
+
+
+class SubscriptionPastDue(LicenseServerError):
+    """Consume / reserve while the account's subscription is past due: refused, nothing written; paying resumes it."""
+
+    status_code = 402
+    code = "subscription_past_due"
+    title = "The subscription is past due: new runs are paused until it is paid"
+
+
+class SubscriptionPaused(LicenseServerError):
+    """Consume / reserve while the account's subscription is paused: refused, nothing written."""
+
+    status_code = 403
+    code = "subscription_paused"
+    title = "The subscription is paused: new runs are refused until it is resumed"
+
+
+class SubscriptionCanceled(Conflict):
+    code = "subscription_canceled"
+    title = "The subscription is canceled"

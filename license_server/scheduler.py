@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from license_server.billing.credits.jobs import CREDITS_ROLLOVER_JOB
 from license_server.billing.invoices.jobs import ISSUE_INVOICES_JOB, RENDER_PDFS_JOB
+from license_server.billing.subscriptions.jobs import SUBSCRIPTION_RENEWAL_JOB
 from license_server.billing.usage.jobs import RELEASE_EXPIRED_HOLDS_JOB
 from license_server.deployments.jobs import FLUSH_CHECK_INS_JOB
 from license_server.events.jobs import WEBHOOKS_JOB
@@ -35,6 +36,7 @@ JOBS: tuple[ScheduledJob, ...] = (
     FLUSH_CHECK_INS_JOB,
     WEBHOOKS_JOB,
     RELEASE_EXPIRED_HOLDS_JOB,
+    SUBSCRIPTION_RENEWAL_JOB,
     CREDITS_ROLLOVER_JOB,
     ISSUE_INVOICES_JOB,
     RENDER_PDFS_JOB,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, delete, get, patch, post, put
@@ -21,8 +22,8 @@ from license_server.auth.tokens import Actor, Permission
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import BillingAccount, SubscriptionStatus
 from license_server.billing.accounts.snapshots import AccountSnapshot, PlatformSnapshot, SubscriptionView
+from license_server.billing.clocks.service import account_clock, billing_now, frozen_now_of
 from license_server.billing.money import decimal_text
-from license_server.billing.periods import period_containing
 from license_server.billing.plans import service as plans
 from license_server.billing.plans.terms import MAX_QUANTITY
 from license_server.billing.schemas import (
@@ -52,10 +53,11 @@ from license_server.billing.schemas import (
     ReserveIn,
     SubscriptionCreate,
     SubscriptionOut,
-    SubscriptionStatusIn,
     UsageRecordOut,
 )
 from license_server.billing.state import BillingState
+from license_server.billing.subscriptions.service import term_containing
+from license_server.billing.subscriptions.status import trial_days_remaining
 from license_server.billing.usage import service as usage
 from license_server.billing.usage.service import PricedEvent, request_digest
 from license_server.errors import ValidationFailed
@@ -128,18 +130,28 @@ async def account_of_request(
     return state, await accounts.account_snapshot(state, platform, checked_external_id(external_id))
 
 
-def _subscription_out(view: SubscriptionView, now: Any) -> SubscriptionOut:
+def subscription_out(view: SubscriptionView, now: datetime) -> SubscriptionOut:
     sub = view.subscription
-    period = period_containing(now, sub.anchor_at)
+    if sub.current_period_start is not None and sub.current_period_end is not None:
+        start, end = sub.current_period_start, sub.current_period_end
+    else:  # a subscription the renewal job has not yet seen
+        term = term_containing(sub.anchor_at, now, view.terms)
+        start, end = term.start, term.end
     return SubscriptionOut(
         id=sub.id,
         plan=view.plan_code,
-        status=sub.status,
+        status=SubscriptionStatus(sub.status),
         anchor_at=sub.anchor_at,
         trial_ends_at=sub.trial_ends_at,
+        trial_days_remaining=trial_days_remaining(sub.trial_ends_at, now),
         canceled_at=sub.canceled_at,
-        current_period_start=period.start,
-        current_period_end=period.end,
+        cancel_at=sub.cancel_at,
+        paused_at=sub.paused_at,
+        payment_failed_at=sub.payment_failed_at,
+        payment_overdue_at=sub.payment_overdue_at,
+        pending_plan_id=sub.pending_plan_id,
+        current_period_start=start,
+        current_period_end=end,
         created_at=sub.created_at,
     )
 
@@ -154,10 +166,14 @@ class PlatformBillingController(Controller):
     tags = ["billing (platform API)"]
     guards = [authenticate_platform]
 
-    @get("/status", summary="Billing status: disabled, unset, active or inactive", responses=PLATFORM_ERRORS)
+    @get(
+        "/status",
+        summary="Billing status (disabled, unset, active, inactive), the subscription's status and trial days left",
+        responses=PLATFORM_ERRORS,
+    )
     async def status(self, request: Request[Any, Any, Any], external_id: FromPath[str]) -> DataOut:
-        _, snapshot = await account_of_request(request, external_id)
-        return DataOut(data={"status": snapshot.billing_status})
+        state, snapshot = await account_of_request(request, external_id)
+        return DataOut(data=usage.status_of(snapshot, billing_now(state, snapshot)))
 
     @get("/subscriptions", summary="The account's subscriptions with their plan", responses=PLATFORM_ERRORS)
     async def subscriptions(
@@ -167,8 +183,8 @@ class PlatformBillingController(Controller):
         views = await accounts.list_subscriptions(
             db, account_id=snapshot.account_id, status=status_filter.value if status_filter else None
         )
-        now = state.clock()
-        return DataOut(data={"subscriptions": [_subscription_out(v, now).model_dump(mode="json") for v in views]})
+        now = billing_now(state, snapshot)
+        return DataOut(data={"subscriptions": [subscription_out(v, now).model_dump(mode="json") for v in views]})
 
     @get(
         "/limits",
@@ -339,7 +355,7 @@ class PlatformBillingController(Controller):
         self, request: Request[Any, Any, Any], external_id: FromPath[str], data: JSONBody[EventsIn]
     ) -> DataOut:
         state, snapshot = await account_of_request(request, external_id)
-        now = state.clock()
+        now = billing_now(state, snapshot)
         priced_events = []
         for index, event in enumerate(data.events):
             body = event.model_dump(mode="json", exclude_none=True)
@@ -508,13 +524,15 @@ class BillingAdminController(Controller):
         state = billing_state(request)
         platform = await accounts.get_platform(db, platform_id)
         account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
-        now = state.clock()
-        snapshot = await accounts.load_snapshot(db, accounts.platform_snapshot(platform), account, now)
+        now = (await account_clock(db, account.id, state.clock))()
+        snapshot = await accounts.load_snapshot(
+            db, accounts.platform_snapshot(platform), account, test_now=await frozen_now_of(db, account.id)
+        )
         report = await usage.limits_report(db, snapshot, now)
         return AccountDetail(
             **_account_out(account).model_dump(),
             status=snapshot.billing_status,
-            subscriptions=[_subscription_out(v, now) for v in snapshot.subscriptions],
+            subscriptions=[subscription_out(v, now) for v in snapshot.subscriptions],
             overrides=[OverrideOut.model_validate(o) for o in await accounts.list_overrides(db, account.id)],
             limits=LimitsReport.model_validate(report),
         )
@@ -542,36 +560,11 @@ class BillingAdminController(Controller):
             plan=data.plan,
             trial_days=data.trial_days,
             anchor=data.anchor,
+            test_clock_id=data.test_clock_id,
             clock=state.clock,
         )
         state.forget_account(platform_id, external_id)
-        return _subscription_out(view, state.clock())
-
-    @post(
-        "/platforms/{platform_id:uuid}/subscriptions/{subscription_id:uuid}/status",
-        summary="Move a subscription to a status (past_due, paused, active, canceled ...)",
-        opt=needs(Permission.BILLING_WRITE),
-    )
-    async def set_subscription_status(
-        self,
-        request: Request[Any, Any, Any],
-        db: Db,
-        actor: CurrentActor,
-        platform_id: FromPath[uuid.UUID],
-        subscription_id: FromPath[uuid.UUID],
-        data: JSONBody[SubscriptionStatusIn],
-    ) -> SubscriptionOut:
-        state = billing_state(request)
-        view = await accounts.set_subscription_status(
-            db,
-            actor=actor,
-            platform_id=platform_id,
-            subscription_id=subscription_id,
-            status=data.status,
-            clock=state.clock,
-        )
-        state.forget_platforms()  # the account's external id is not at hand; drop every cached account
-        return _subscription_out(view, state.clock())
+        return subscription_out(view, (await account_clock(db, view.subscription.account_id, state.clock))())
 
     @put(
         "/platforms/{platform_id:uuid}/accounts/{external_id:str}/overrides/{key:str}",

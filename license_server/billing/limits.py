@@ -5,7 +5,9 @@ The order (seed 004), first rung that applies wins:
 1. a per-account override set by vendor staff;
 2. billing disabled for the platform (self-hosted style) -> unlimited;
 3. the account's active subscriptions (trialing counts) -> the highest value among them; a key one of the plans
-   does not define is unlimited on that plan, so it is unlimited;
+   does not define is unlimited on that plan, so it is unlimited. Past-due and paused subscriptions count here too
+   (their plan's limits stand, nothing is taken away); their new usage is refused by the lifecycle instead
+   (usage.service: subscription_past_due / subscription_paused);
 4. no active subscription -> the platform's restrictive defaults (1 app, 1 knowledge base, 0 for everything else).
 
 ``limit`` None means unlimited; 0 means not available on the plan. Imports nothing beyond the standard library.

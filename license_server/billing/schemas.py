@@ -98,6 +98,9 @@ class LimitEntry(Model):
 class LimitsReport(Model):
     plan: str | None
     status: str
+    subscription_status: SubscriptionStatus | None = None
+    trial_ends_at: datetime | None = None
+    trial_days_remaining: int | None = None
     period_start: datetime
     period_end: datetime
     limits: list[LimitEntry]
@@ -160,19 +163,24 @@ class SubscriptionCreate(Model):
     plan: PlanRef
     trial_days: Annotated[StrictInt, Field(ge=0, le=365)] | None = None
     anchor: UTCTimestamp | None = Field(default=None, description="Period anchor; default: now")
-
-
-class SubscriptionStatusIn(Model):
-    status: SubscriptionStatus
+    test_clock_id: uuid.UUID | None = Field(
+        default=None, description="Attach the account to this test clock first: the subscription starts on its time"
+    )
 
 
 class SubscriptionOut(Model):
     id: uuid.UUID
     plan: str
-    status: str
+    status: SubscriptionStatus
     anchor_at: datetime
     trial_ends_at: datetime | None
+    trial_days_remaining: int | None = Field(description="Whole days left in the trial (0: over); null: no trial")
     canceled_at: datetime | None
+    cancel_at: datetime | None = Field(description="A cancellation takes effect then (the period end, or at once)")
+    paused_at: datetime | None
+    payment_failed_at: datetime | None
+    payment_overdue_at: datetime | None
+    pending_plan_id: uuid.UUID | None = Field(description="A downgrade scheduled for the period end")
     current_period_start: datetime
     current_period_end: datetime
     created_at: datetime

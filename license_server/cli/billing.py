@@ -10,6 +10,7 @@ import importlib
 import json
 import re
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,11 @@ from license_server.auth.tokens import cli_actor
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import SubscriptionStatus
 from license_server.billing.accounts.snapshots import SubscriptionView
-from license_server.billing.periods import period_containing
+from license_server.billing.clocks.service import account_clock, frozen_now_of
+from license_server.billing.controllers import subscription_out
 from license_server.billing.plans import service as plans_service
+from license_server.billing.subscriptions import service as lifecycle
+from license_server.billing.subscriptions.controllers import subscription_detail
 from license_server.billing.usage import service as usage
 from license_server.cli.common import emit, json_option, parse_model, parse_timestamp, run_with_session
 from license_server.errors import ValidationFailed
@@ -33,6 +37,7 @@ SUBGROUPS: dict[str, str] = {
     "dify-sync": "license_server.cli.billing_dify:dify_sync",
     "invoices": "license_server.cli.billing_invoices:invoices_group",
     "payments": "license_server.cli.billing_invoices:payments_group",
+    "clocks": "license_server.cli.billing_clocks:clocks",
 }
 
 
@@ -69,18 +74,9 @@ def _platform_payload(platform: Any) -> dict[str, Any]:
     }
 
 
-def _subscription_payload(view: SubscriptionView, now: Any) -> dict[str, Any]:
-    sub = view.subscription
-    period = period_containing(now, sub.anchor_at)
-    return {
-        "id": str(sub.id),
-        "plan": view.plan_code,
-        "status": sub.status,
-        "anchor_at": sub.anchor_at.isoformat(),
-        "trial_ends_at": sub.trial_ends_at.isoformat() if sub.trial_ends_at else None,
-        "current_period_start": period.start.isoformat(),
-        "current_period_end": period.end.isoformat(),
-    }
+def _subscription_payload(view: SubscriptionView, now: datetime) -> dict[str, Any]:
+    """The admin API's subscription body (one serialisation for both)."""
+    return subscription_out(view, now).model_dump(mode="json")
 
 
 # -- plans ---------------------------------------------------------------------------------------------------------
@@ -273,8 +269,10 @@ def show_account(platform_id: uuid.UUID, external_id: str, as_json: bool) -> Non
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
         platform = await accounts.get_platform(session, platform_id)
         account = await accounts.get_account(session, platform_id, external_id)
-        now = runtime.clock()
-        snapshot = await accounts.load_snapshot(session, accounts.platform_snapshot(platform), account, now)
+        now = (await account_clock(session, account.id, runtime.clock))()
+        snapshot = await accounts.load_snapshot(
+            session, accounts.platform_snapshot(platform), account, test_now=await frozen_now_of(session, account.id)
+        )
         return {
             "external_id": external_id,
             "status": snapshot.billing_status,
@@ -304,9 +302,18 @@ def subscriptions_group() -> None:
 @click.option("--plan", required=True, help="Plan code or id.")
 @click.option("--trial-days", type=click.IntRange(0, 365), default=None, help="Default: the plan's trial days.")
 @click.option("--anchor", default=None, help="Period anchor (RFC 3339 or YYYY-MM-DD); default: now.")
+@click.option(
+    "--test-clock", "test_clock_id", type=click.UUID, default=None, help="Attach the account to this test clock first."
+)
 @json_option
 def create_subscription(
-    platform_id: uuid.UUID, external_id: str, plan: str, trial_days: int | None, anchor: str | None, as_json: bool
+    platform_id: uuid.UUID,
+    external_id: str,
+    plan: str,
+    trial_days: int | None,
+    anchor: str | None,
+    test_clock_id: uuid.UUID | None,
+    as_json: bool,
 ) -> None:
     anchor_at = parse_timestamp(anchor, "anchor")
 
@@ -319,8 +326,12 @@ def create_subscription(
             plan=plan,
             trial_days=trial_days,
             anchor=anchor_at,
+            test_clock_id=test_clock_id,
+            clock=runtime.clock,
         )
-        return _subscription_payload(view, runtime.clock())
+        return _subscription_payload(
+            view, (await account_clock(session, view.subscription.account_id, runtime.clock))()
+        )
 
     emit(run_with_session(work, as_json=as_json), as_json=as_json)
 
@@ -334,7 +345,8 @@ def list_subscriptions(platform_id: uuid.UUID, external_id: str, status: str | N
     async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
         account = await accounts.get_account(session, platform_id, external_id)
         views = await accounts.list_subscriptions(session, account_id=account.id, status=status)
-        return [_subscription_payload(v, runtime.clock()) for v in views]
+        now = (await account_clock(session, account.id, runtime.clock))()
+        return [_subscription_payload(v, now) for v in views]
 
     rows = run_with_session(work, as_json=as_json)
     if as_json:
@@ -344,23 +356,80 @@ def list_subscriptions(platform_id: uuid.UUID, external_id: str, status: str | N
         click.echo(f"{row['id']}  {row['status']:9} {row['plan']}")
 
 
-@subscriptions_group.command("set-status")
-@platform_option
-@click.argument("subscription_id", type=click.UUID)
-@click.argument("status", type=click.Choice([s.value for s in SubscriptionStatus]))
-@json_option
-def set_subscription_status(platform_id: uuid.UUID, subscription_id: uuid.UUID, status: str, as_json: bool) -> None:
-    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        view = await accounts.set_subscription_status(
-            session,
-            actor=cli_actor(),
-            platform_id=platform_id,
-            subscription_id=subscription_id,
-            status=SubscriptionStatus(status),
-        )
-        return _subscription_payload(view, runtime.clock())
+subscription_argument = click.argument("subscription_id", type=click.UUID)
 
-    emit(run_with_session(work, as_json=as_json), as_json=as_json)
+
+def _run_verb(verb: str, **kwargs: Any) -> Any:
+    """Run one lifecycle verb as the CLI's actor and answer the subscription as the admin API does."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        action = getattr(lifecycle, verb)
+        state = await action(session, actor=cli_actor(), clock=runtime.clock, state=runtime.billing, **kwargs)
+        return (await subscription_detail(session, state)).model_dump(mode="json")
+
+    return work
+
+
+def _emit_subscription(payload: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit(payload, as_json=True)
+        return
+    pending = f"  -> {payload['pending_plan']} at {payload['current_period_end']}" if payload["pending_plan"] else ""
+    trial = f"  trial: {payload['trial_days_remaining']} days left" if payload["trial_days_remaining"] else ""
+    click.echo(f"{payload['id']}  {payload['status']:9} {payload['plan']}{pending}{trial}")
+
+
+@subscriptions_group.command("show")
+@platform_option
+@subscription_argument
+@json_option
+def show_subscription(platform_id: uuid.UUID, subscription_id: uuid.UUID, as_json: bool) -> None:
+    """Status (with trial days left and its reason), pending plan and plan changes."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        state = await lifecycle.get_subscription(
+            session, platform_id=platform_id, subscription_id=subscription_id, clock=runtime.clock
+        )
+        return (await subscription_detail(session, state)).model_dump(mode="json")
+
+    _emit_subscription(run_with_session(work, as_json=as_json), as_json)
+
+
+@subscriptions_group.command("change-plan")
+@platform_option
+@subscription_argument
+@click.option("--plan", required=True, help="Plan code or id: an upgrade applies at once, a downgrade at the end.")
+@json_option
+def change_plan(platform_id: uuid.UUID, subscription_id: uuid.UUID, plan: str, as_json: bool) -> None:
+    """Upgrade at once (prorated) or schedule a downgrade for the period end."""
+    work = _run_verb("change_plan", platform_id=platform_id, subscription_id=subscription_id, plan=plan)
+    _emit_subscription(run_with_session(work, as_json=as_json), as_json)
+
+
+@subscriptions_group.command("cancel")
+@platform_option
+@subscription_argument
+@click.option("--now", "at_once", is_flag=True, help="Cancel at once instead of at the period end.")
+@json_option
+def cancel_subscription(platform_id: uuid.UUID, subscription_id: uuid.UUID, at_once: bool, as_json: bool) -> None:
+    """Cancel at the period end (or at once with --now)."""
+    work = _run_verb("cancel", platform_id=platform_id, subscription_id=subscription_id, at_period_end=not at_once)
+    _emit_subscription(run_with_session(work, as_json=as_json), as_json)
+
+
+def _simple_verb(name: str, doc: str) -> None:
+    @subscriptions_group.command(name, help=doc)
+    @platform_option
+    @subscription_argument
+    @json_option
+    def command(platform_id: uuid.UUID, subscription_id: uuid.UUID, as_json: bool) -> None:
+        work = _run_verb(name, platform_id=platform_id, subscription_id=subscription_id)
+        _emit_subscription(run_with_session(work, as_json=as_json), as_json)
+
+
+_simple_verb("pause", "Pause: consume and reserve are refused (subscription_paused) until resumed.")
+_simple_verb("resume", "Undo a pause.")
+_simple_verb("reactivate", "Undo a cancellation (a canceled subscription starts a new term now).")
 
 
 # -- overrides and flex --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from license_server.auth.guards import needs
 from license_server.auth.tokens import Permission
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import SubscriptionStatus
+from license_server.billing.clocks.service import frozen_now_of
 from license_server.billing.controllers import checked_external_id, checked_key
 from license_server.billing.credits import service as credits
 from license_server.billing.credits.burndown import CreditKind
@@ -435,10 +436,11 @@ class StaffController(Controller):
         platform_id: FromPath[uuid.UUID],
         external_id: FromPath[str],
     ) -> Response[str]:
-        now = runtime.clock()
         platform = await accounts.get_platform(db, platform_id)
         account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
-        snapshot = await accounts.load_snapshot(db, accounts.platform_snapshot(platform), account, now)
+        frozen = await frozen_now_of(db, account.id)  # an account on a test clock lives on its time
+        now = frozen or runtime.clock()
+        snapshot = await accounts.load_snapshot(db, accounts.platform_snapshot(platform), account, test_now=frozen)
         report = await usage.limits_report(db, snapshot, now)
         balance = await credits.credit_balance(db, account_id=account.id, clock=runtime.clock)
         movements, _ = await credits.list_movements(db, account_id=account.id, limit=100, offset=0)
@@ -545,6 +547,7 @@ class StaffController(Controller):
             external_id=checked_external_id(external_id),
             plan=forms.text(form, "plan", max_length=64),
             clock=runtime.clock,
+            state=_billing(request),
         )
         _billing(request).forget_account(platform_id, external_id)
         return redirect(f"/console/billing/platforms/{platform_id}/accounts/{external_id}?done=plan")

@@ -33,6 +33,17 @@ class EventType(StrEnum):
     INVOICE_PAID = "invoice.paid"
     INVOICE_VOIDED = "invoice.voided"
     PAYMENT_FAILED = "payment.failed"
+    SUBSCRIPTION_TRIAL_WILL_END = "subscription.trial_will_end"
+    SUBSCRIPTION_TRIAL_ENDED = "subscription.trial_ended"
+    SUBSCRIPTION_PAST_DUE = "subscription.past_due"
+    SUBSCRIPTION_RENEWED = "subscription.renewed"
+    SUBSCRIPTION_PAUSED = "subscription.paused"
+    SUBSCRIPTION_RESUMED = "subscription.resumed"
+    SUBSCRIPTION_CANCELED = "subscription.canceled"
+    SUBSCRIPTION_CANCEL_SCHEDULED = "subscription.cancel_scheduled"
+    SUBSCRIPTION_REACTIVATED = "subscription.reactivated"
+    SUBSCRIPTION_PLAN_CHANGED = "subscription.plan_changed"
+    SUBSCRIPTION_DOWNGRADE_SCHEDULED = "subscription.downgrade_scheduled"
 
 
 def emit_event(

@@ -47,7 +47,12 @@ async def test_consume_until_refused_then_the_limits_report_shows_it(
     }
     assert entries["app.max_total_count"]["group"] == "total"
     status = await client.get(platform.url("org-1", "status"), headers=platform.headers)
-    assert status.json() == {"data": {"status": "active"}}
+    assert status.json()["data"] == {
+        "status": "active",
+        "subscription_status": "active",
+        "trial_ends_at": None,
+        "trial_days_remaining": None,
+    }
 
 
 async def test_a_replay_answers_the_first_result_and_a_different_body_is_409(

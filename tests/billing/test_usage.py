@@ -264,7 +264,7 @@ async def test_without_a_subscription_the_restrictive_defaults_apply(
 ) -> None:
     platform = await make_platform()
     assert (await client.get(platform.url("new-org", "status"), headers=platform.headers)).json() == {
-        "data": {"status": "unset"}
+        "data": {"status": "unset", "subscription_status": None, "trial_ends_at": None, "trial_days_remaining": None}
     }
     assert (await post_for(client, platform, "new-org", f"gauges/{APPS}/increment", {"amount": 1})).status_code == 201
     assert (await post_for(client, platform, "new-org", f"gauges/{APPS}/increment", {"amount": 1})).status_code == 403

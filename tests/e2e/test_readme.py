@@ -138,7 +138,8 @@ def test_readme_billing_walkthrough_runs_as_written(cli: Cli, server: Server) ->
     assert tail[:-3] == [
         "trialing",  # step 3
         "org-42: prompt_generation.max_monthly_count = 2",
-        "{'status': 'active'}",
+        "active",
+        "14",
         "201 201 403 ",  # step 4
         "subscription_limit_reached",
         "7 3",  # step 5

@@ -14,13 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from license_server.auth.tokens import Actor
 from license_server.billing.accounts import service as accounts
-from license_server.billing.accounts.models import SubscriptionStatus
+from license_server.billing.subscriptions import service as subscriptions
 from license_server.runtime import Runtime
 from tests.billing.conftest import Platform, PlatformFactory, catalogue, make_platform, subscribe, tiny_plan
 
-__all__ = ["DifyBilling", "make_platform", "set_status", "subscribe", "tiny_plan"]
+__all__ = ["DifyBilling", "make_platform", "record_payment", "subscribe", "tiny_plan"]
 
 BASE = "/inner/billing"
 SECRET_HEADER = "Billing-Api-Secret-Key"
@@ -76,17 +75,13 @@ def new_tenant() -> str:
     return str(uuid.uuid4())
 
 
-async def set_status(runtime: Runtime, actor: Actor, platform: Platform, tenant_id: str, status: str) -> None:
-    """Move the workspace's (first) subscription to ``status`` as staff would."""
+async def record_payment(runtime: Runtime, platform: Platform, tenant_id: str, *, succeeded: bool) -> None:
+    """A payment for the workspace's (latest) subscription failed (-> past due) or succeeded, as the payments side
+    reports it to the lifecycle."""
     async with runtime.session_factory() as db:
         account = await accounts.get_account(db, uuid.UUID(platform.id), tenant_id)
         views = await accounts.list_subscriptions(db, account_id=account.id)
-        await accounts.set_subscription_status(
-            db,
-            actor=actor,
-            platform_id=uuid.UUID(platform.id),
-            subscription_id=views[-1].subscription.id,
-            status=SubscriptionStatus(status),
-            clock=runtime.clock,
+        await subscriptions.record_payment_outcome(
+            db, views[-1].subscription.id, succeeded=succeeded, now=runtime.clock(), state=runtime.billing
         )
     runtime.billing.forget_platforms()

@@ -19,7 +19,15 @@ from license_server.inner_billing.mapping import NEVER_PAID, UNLIMITED, UNLIMITE
 from license_server.inner_billing.service import InnerBilling
 from license_server.runtime import Runtime
 from tests.billing.conftest import Platform
-from tests.inner_billing.conftest import BASE, SECRET_HEADER, DifyBilling, new_tenant, set_status, subscribe, tiny_plan
+from tests.inner_billing.conftest import (
+    BASE,
+    SECRET_HEADER,
+    DifyBilling,
+    new_tenant,
+    record_payment,
+    subscribe,
+    tiny_plan,
+)
 
 INT, FLOAT, STR, BOOL = "int", "float", "str", "bool"
 
@@ -128,7 +136,7 @@ async def test_a_past_due_workspace_keeps_its_plan_name_and_runs_are_refused(
     tenant = new_tenant()
     await subscribe(runtime, actor, dify.platform, tenant, "dify-professional")
     assert (await dify.reserve(tenant, "before"))["reservation_id"] == "before"
-    await set_status(runtime, actor, dify.platform, tenant, "past_due")
+    await record_payment(runtime, dify.platform, tenant, succeeded=False)
     refused = await dify.reserve(tenant, "while-past-due")
     assert_shape(refused, RESERVE)
     assert refused["reservation_id"] == ""
@@ -137,7 +145,7 @@ async def test_a_past_due_workspace_keeps_its_plan_name_and_runs_are_refused(
     batch = await dify.post("/subscription/plan/batch", {"tenant_ids": [tenant]})
     assert batch["data"][tenant]["plan"] == "professional"
     assert batch["data"][tenant]["expiration_date"] > 0
-    await set_status(runtime, actor, dify.platform, tenant, "active")
+    await record_payment(runtime, dify.platform, tenant, succeeded=True)
     assert (await dify.reserve(tenant, "after"))["reservation_id"] == "after"
 
 

@@ -24,6 +24,8 @@ class SubscriptionStatus(StrEnum):
 
 # Limits come from these subscriptions only (seed 004; a trial counts as active).
 ACTIVE_STATUSES = frozenset({SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE})
+# While the account's only standing subscriptions are in these, consume and reserve are refused (runs paused).
+BLOCKING_STATUSES = (SubscriptionStatus.PAST_DUE, SubscriptionStatus.PAUSED)
 
 
 class BillingPlatform(Base):
@@ -84,6 +86,7 @@ class Subscription(Base):
     __table_args__ = (
         Index("ix_billing_subscriptions_account_id", "account_id"),
         Index("ix_billing_subscriptions_status", "status"),  # the console's "past due" on the dashboard
+        Index("ix_billing_subscriptions_current_period_end", "current_period_end"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -92,15 +95,35 @@ class Subscription(Base):
     status: Mapped[str] = mapped_column(String(16))
     anchor_at: Mapped[datetime]
     trial_ends_at: Mapped[datetime | None]
-    canceled_at: Mapped[datetime | None]
+    canceled_at: Mapped[datetime | None]  # when the cancellation took effect
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The lifecycle's facts (billing/subscriptions/status.py decides ``status`` from them). The current term: a month,
+    # or twelve on a yearly plan, from the anchor; the renewal job moves it across each end it passes.
+    current_period_start: Mapped[datetime | None]
+    current_period_end: Mapped[datetime | None]
+    cancel_at: Mapped[datetime | None]  # a cancellation takes effect then: the period end, or the moment asked
+    paused_at: Mapped[datetime | None]
+    payment_failed_at: Mapped[datetime | None]  # the latest payment failed and nothing was paid since
+    # An unpaid amount (an issued invoice) is overdue from then: its due date plus the grace, fixed when it was
+    # recorded (subscriptions.service.record_payment_due), so the status rule needs no settings.
+    payment_overdue_at: Mapped[datetime | None]
+    # A downgrade waits here for the period end, where the renewal job applies it.
+    pending_plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.id", ondelete="SET NULL"))
+    # The trial end a subscription.trial_will_end event was emitted for (once per trial end, even if it moves).
+    trial_notice_for: Mapped[datetime | None]
 
     def is_active(self, now: datetime) -> bool:
-        """Active or trialing; a trial past its end no longer counts (its renewal is the payment side's job)."""
+        """Active or trialing; a trial past its end no longer counts until the renewal job has ended it."""
         if self.status == SubscriptionStatus.TRIALING:
             return self.trial_ends_at is None or now < self.trial_ends_at
         return self.status == SubscriptionStatus.ACTIVE
+
+    def is_standing(self) -> bool:
+        """Not canceled: its plan still sets the account's limits and anchors its periods. Past due and paused
+        subscriptions stand too (runs are refused, nothing is taken away); a trial past its end stands until the
+        renewal job ends it (to active, or past due)."""
+        return self.status != SubscriptionStatus.CANCELED
 
 
 class LimitOverride(Base):

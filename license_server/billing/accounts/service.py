@@ -30,10 +30,13 @@ from license_server.billing.accounts.models import (
     SubscriptionStatus,
 )
 from license_server.billing.accounts.snapshots import AccountSnapshot, PlatformSnapshot, SubscriptionView
+from license_server.billing.clocks.service import account_clock, attach_account, frozen_now_of, get_clock
 from license_server.billing.limits import SEED_RESTRICTIVE_DEFAULTS, LimitFacts
 from license_server.billing.plans.terms import billing_terms
 from license_server.billing.sql import upsert_insert
 from license_server.billing.state import BillingState
+from license_server.billing.subscriptions import service as lifecycle
+from license_server.billing.subscriptions.service import start_lifecycle
 from license_server.clock import Clock, utcnow
 from license_server.errors import (
     BillingAccountNotFound,
@@ -41,7 +44,6 @@ from license_server.errors import (
     PlanNotFound,
     PlatformNotFound,
     RateLimited,
-    SubscriptionNotFound,
     ValidationFailed,
 )
 from license_server.licenses.models import Plan
@@ -109,7 +111,7 @@ async def account_snapshot(
                     raise BillingAccountNotFound(f"no billing account {external_id!r}", field="external_id")
                 async with state.write_gate:
                     account = await _create_on_first_sight(session, platform, external_id, state.clock())
-            return await load_snapshot(session, platform, account, state.clock())
+            return await load_snapshot(session, platform, account, test_now=await frozen_now_of(session, account.id))
 
     return await state.accounts.get((platform.id, external_id), load)
 
@@ -146,23 +148,26 @@ async def _create_on_first_sight(
 def _new_subscription(
     account_id: uuid.UUID, plan: Plan, now: datetime, *, trial_days: int | None, anchor: datetime | None
 ) -> Subscription:
-    days = billing_terms(plan.billing).trial_days if trial_days is None else trial_days
-    return Subscription(
+    terms = billing_terms(plan.billing)
+    days = terms.trial_days if trial_days is None else trial_days
+    subscription = Subscription(
         id=uuid.uuid4(),
         account_id=account_id,
         plan_id=plan.id,
-        status=(SubscriptionStatus.TRIALING if days else SubscriptionStatus.ACTIVE).value,
         anchor_at=anchor or now,
         trial_ends_at=now + timedelta(days=days) if days else None,
         canceled_at=None,
         created_at=now,
         updated_at=now,
     )
+    start_lifecycle(subscription, terms, now)  # its first term and status, by the lifecycle's one rule
+    return subscription
 
 
 async def load_snapshot(
-    session: AsyncSession, platform: PlatformSnapshot, account: BillingAccount, now: datetime
+    session: AsyncSession, platform: PlatformSnapshot, account: BillingAccount, *, test_now: datetime | None = None
 ) -> AccountSnapshot:
+    """Everything the account's limits depend on; ``test_now``: the frozen time of the test clock it follows."""
     rows = (
         await session.execute(
             select(Subscription, Plan)
@@ -172,7 +177,7 @@ async def load_snapshot(
         )
     ).all()
     views = tuple(SubscriptionView(sub, plan.code, billing_terms(plan.billing)) for sub, plan in rows)
-    active = [view for view in views if view.subscription.is_active(now)]
+    active = [view for view in views if view.subscription.is_standing()]
     overrides = {
         row.key: row.limit
         for row in (await session.scalars(select(LimitOverride).where(LimitOverride.account_id == account.id))).all()
@@ -196,6 +201,7 @@ async def load_snapshot(
         subscriptions=views,
         primary=active[0] if active else None,
         default_plan_terms=default_terms,
+        test_now=test_now,
     )
 
 
@@ -430,13 +436,21 @@ async def create_subscription(
     plan: str,
     trial_days: int | None = None,
     anchor: datetime | None = None,
+    test_clock_id: uuid.UUID | None = None,
     clock: Clock = utcnow,
 ) -> SubscriptionView:
+    """Subscribe the account (created if new). ``test_clock_id``: attach the account to that test clock first, so
+    the subscription starts on the clock's time (as Stripe creates a test customer on its clock)."""
     plan_row = await _plan_by_ref(session, plan, "plan")
+    if test_clock_id is not None:
+        await get_clock(session, test_clock_id)  # an unknown clock is refused before the account is created
     account = await ensure_account(
         session, platform_id=platform_id, external_id=external_id, on_default_plan=False, clock=clock
     )
-    subscription = _new_subscription(account.id, plan_row, clock(), trial_days=trial_days, anchor=anchor)
+    if test_clock_id is not None:
+        await attach_account(session, account_id=account.id, clock_id=test_clock_id, now=clock())
+    now = (await account_clock(session, account.id, clock))()  # a test clock's accounts start on its time
+    subscription = _new_subscription(account.id, plan_row, now, trial_days=trial_days, anchor=anchor)
     session.add(subscription)
     await session.flush()
     await record_audit(
@@ -467,47 +481,6 @@ async def list_subscriptions(
         SubscriptionView(sub, plan.code, billing_terms(plan.billing))
         for sub, plan in (await session.execute(query)).all()
     ]
-
-
-async def set_subscription_status(
-    session: AsyncSession,
-    *,
-    actor: Actor,
-    platform_id: uuid.UUID,
-    subscription_id: uuid.UUID,
-    status: SubscriptionStatus,
-    clock: Clock = utcnow,
-) -> SubscriptionView:
-    row = (
-        await session.execute(
-            select(Subscription, Plan, BillingAccount)
-            .join(Plan, Plan.id == Subscription.plan_id)
-            .join(BillingAccount, BillingAccount.id == Subscription.account_id)
-            .where(Subscription.id == subscription_id, BillingAccount.platform_id == platform_id)
-        )
-    ).first()
-    if row is None:
-        raise SubscriptionNotFound(f"platform {platform_id} has no subscription {subscription_id}", field="id")
-    subscription, plan, account = row
-    if subscription.status == SubscriptionStatus.CANCELED and status != SubscriptionStatus.CANCELED:
-        raise ValidationFailed("a canceled subscription stays canceled; create a new one", field="status")
-    previous = subscription.status
-    now = clock()
-    subscription.status = status.value
-    subscription.updated_at = now
-    if status == SubscriptionStatus.CANCELED and subscription.canceled_at is None:
-        subscription.canceled_at = now
-    await record_audit(
-        session,
-        actor=actor,
-        action="billing.subscription_status_changed",
-        target_type="billing_account",
-        target_id=account.id,
-        detail={"subscription_id": str(subscription.id), "from": previous, "to": status.value},
-        clock=clock,
-    )
-    await session.commit()
-    return SubscriptionView(subscription, plan.code, billing_terms(plan.billing))
 
 
 async def set_override(
@@ -654,45 +627,29 @@ async def change_plan(
     external_id: str,
     plan: str,
     clock: Clock = utcnow,
-) -> SubscriptionView:
-    """Move the account to ``plan`` now: its active (or trialing, past due, paused) subscriptions are canceled and a
-    new one starts, in one transaction, so the limits never come from both plans or from neither. Proration and
-    period-end downgrades belong to the hosted-subscriptions work; this is staff's immediate switch."""
-    plan_row = await _plan_by_ref(session, plan, "plan")
-    account = await ensure_account(
-        session, platform_id=platform_id, external_id=external_id, on_default_plan=False, clock=clock
-    )
-    now = clock()
-    live = list(
-        (
-            await session.scalars(
-                select(Subscription).where(
-                    Subscription.account_id == account.id, Subscription.status != SubscriptionStatus.CANCELED.value
-                )
-            )
-        ).all()
-    )
-    for subscription in live:
-        subscription.status, subscription.canceled_at, subscription.updated_at = (
-            SubscriptionStatus.CANCELED.value,
-            now,
-            now,
+    state: BillingState | None = None,
+) -> lifecycle.SubscriptionState | None:
+    """Staff's (and the customer portal's) plan change for an account: the account's latest live subscription
+    changes plan by the lifecycle's rule (upgrade now, prorated; downgrade at the period end). An account with none
+    is subscribed to ``plan`` (None is returned then: there is no change to show)."""
+    account = await session.scalar(
+        select(BillingAccount).where(
+            BillingAccount.platform_id == platform_id, BillingAccount.external_id == external_id
         )
-    subscription = _new_subscription(account.id, plan_row, now, trial_days=0, anchor=None)
-    session.add(subscription)
-    await session.flush()
-    await record_audit(
-        session,
-        actor=actor,
-        action="billing.plan_changed",
-        target_type="billing_account",
-        target_id=account.id,
-        detail={
-            "subscription_id": str(subscription.id),
-            "plan": plan_row.code,
-            "canceled": [str(s.id) for s in live],
-        },
-        clock=clock,
     )
-    await session.commit()
-    return SubscriptionView(subscription, plan_row.code, billing_terms(plan_row.billing))
+    live = None
+    if account is not None:
+        live = await session.scalar(
+            select(Subscription.id)
+            .where(Subscription.account_id == account.id, Subscription.status != SubscriptionStatus.CANCELED.value)
+            .order_by(Subscription.created_at.desc(), Subscription.id.desc())
+            .limit(1)
+        )
+    if live is None:
+        await create_subscription(
+            session, actor=actor, platform_id=platform_id, external_id=external_id, plan=plan, clock=clock
+        )
+        return None
+    return await lifecycle.change_plan(
+        session, actor=actor, platform_id=platform_id, subscription_id=live, plan=plan, clock=clock, state=state
+    )

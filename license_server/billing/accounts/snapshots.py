@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from license_server.billing.accounts.models import Subscription
+from license_server.billing.accounts.models import BLOCKING_STATUSES, Subscription, SubscriptionStatus
 from license_server.billing.limits import LimitFacts
 from license_server.billing.plans.terms import BillingTerms
 
@@ -35,9 +35,20 @@ class AccountSnapshot:
     flex_enabled: bool
     facts: LimitFacts
     subscriptions: tuple[SubscriptionView, ...]
-    # The subscription that anchors periods and names the plan: the earliest-started active one.
+    # The subscription that anchors periods and names the plan: the earliest-started standing one (not canceled).
     primary: SubscriptionView | None
     default_plan_terms: BillingTerms | None
+    # The frozen time of the test clock the account follows; None: real time (see billing/clocks/service.py).
+    test_now: datetime | None = None
+
+    @property
+    def blocked_by(self) -> SubscriptionStatus | None:
+        """past_due or paused when no standing subscription is in good standing: consume and reserve are refused
+        then (runs paused, nothing deleted); past_due first, since paying ends it."""
+        standing = [view.subscription.status for view in self.subscriptions if view.subscription.is_standing()]
+        if not standing or any(status not in BLOCKING_STATUSES for status in standing):
+            return None
+        return next(status for status in BLOCKING_STATUSES if status in standing)
 
     @property
     def anchor(self) -> datetime | None:

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.audit import record_audit
 from license_server.billing.accounts.models import BillingAccount, Subscription, SubscriptionStatus
+from license_server.billing.clocks.service import account_clock, clocked_account_ids
 from license_server.billing.credits.burndown import ZERO, CreditKind, burn_down
 from license_server.billing.credits.models import (
     CREDIT_SCALE,
@@ -186,7 +187,7 @@ async def current_period(session: AsyncSession, account_id: uuid.UUID, now: date
         select(Subscription).where(Subscription.account_id == account_id).order_by(Subscription.created_at)
     )
     for subscription in subscriptions:
-        if subscription.is_active(now):
+        if subscription.is_standing():  # past due and paused too: the periods stay anchored while runs are paused
             return period_containing(now, subscription.anchor_at)
     return period_containing(now)
 
@@ -222,7 +223,7 @@ async def grant_credits(
 ) -> WriteResult:
     """Staff grant credits. Included credits expire at the end of the current period unless a date is given;
     promotional credits need an expiry date; prepaid credits never expire."""
-    now = clock()
+    now = (await account_clock(session, account_id, clock))()
     _check_amount(amount)
     if kind is CreditKind.PREPAID and expires_at is not None:
         raise ValidationFailed("expires_at: prepaid credits never expire", field="expires_at")
@@ -301,6 +302,7 @@ async def debit_credits(
     _check_amount(amount)
     metadata = metadata or {}
     digest = _digest("debit", amount=_amount_text(amount), description=description, metadata=metadata)
+    clock = await account_clock(session, account_id, clock)
 
     async def work() -> WriteResult:
         now = clock()
@@ -363,7 +365,7 @@ async def _usable_grants(session: AsyncSession, account_id: uuid.UUID, now: date
 
 # -- reads --------------------------------------------------------------------------------------------------------
 async def credit_balance(session: AsyncSession, *, account_id: uuid.UUID, clock: Clock = utcnow) -> CreditBalance:
-    now = clock()
+    now = (await account_clock(session, account_id, clock))()
     account = await session.get(BillingAccount, account_id)
     if account is None:
         raise BillingAccountNotFound("no billing account with this id", field="account_id")
@@ -430,15 +432,28 @@ async def list_movements(
 
 
 # -- the period-end rollover --------------------------------------------------------------------------------------
-def _forfeit_due(now: datetime) -> Any:
-    return and_(CreditGrant.remaining > ZERO, CreditGrant.expires_at.is_not(None), CreditGrant.expires_at <= now)
+def _in_scope(column: Any, account_ids: Sequence[uuid.UUID] | None) -> Any:
+    """Real time's jobs (``account_ids`` None) leave out the accounts on a test clock; a clock's step takes only its
+    accounts."""
+    return column.not_in(clocked_account_ids()) if account_ids is None else column.in_(list(account_ids))
 
 
-async def forfeit_expired_grants(session: AsyncSession, *, now: datetime) -> int:
+def _forfeit_due(now: datetime, account_ids: Sequence[uuid.UUID] | None = None) -> Any:
+    return and_(
+        CreditGrant.remaining > ZERO,
+        CreditGrant.expires_at.is_not(None),
+        CreditGrant.expires_at <= now,
+        _in_scope(CreditGrant.account_id, account_ids),
+    )
+
+
+async def forfeit_expired_grants(
+    session: AsyncSession, *, now: datetime, account_ids: Sequence[uuid.UUID] | None = None
+) -> int:
     """Write one forfeit movement for every grant that has expired with credits left, and empty it. Set-based; run
     inside the caller's transaction, after it has locked the accounts concerned (see ``roll_over_credits``).
     Running it again finds nothing left to forfeit."""
-    due = _forfeit_due(now)
+    due = _forfeit_due(now, account_ids)
     inserted = await session.execute(
         insert(_MOVEMENTS).from_select(
             ["account_id", "kind", "amount", "flex", "grant_id", "description", "metadata", "occurred_at"],
@@ -519,15 +534,26 @@ def _live(now: datetime) -> Any:
     )
 
 
-async def grant_cycle_credits(session: AsyncSession, *, now: datetime, account_id: uuid.UUID | None = None) -> int:
+async def grant_cycle_credits(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    account_id: uuid.UUID | None = None,
+    account_ids: Sequence[uuid.UUID] | None = None,
+) -> int:
     """Grant every active subscription (trials included) on a plan with included credits that plan's credits for
     its current cycle, expiring at the cycle's end; at most once per subscription and cycle (unique), so running it
     again, or a debit racing the job, grants nothing twice. Set-based: one ``INSERT ... SELECT`` per crediting plan
     (the cycle computed in SQL) and one for their movements. Runs in the caller's transaction; returns how many
-    grants it made. A plan whose amount the ledger cannot hold exactly is skipped and logged, never rounded."""
+    grants it made. A plan whose amount the ledger cannot hold exactly is skipped and logged, never rounded.
+    ``account_id``: that account only (a debit's, at its own now); else ``account_ids`` as in ``_in_scope``."""
+    if account_id is not None:
+        account_ids = [account_id]
     plans = select(Plan.id, Plan.code, Plan.billing)
-    if account_id is not None:  # a debit's own account: only its plans, not the catalogue
-        plans = plans.where(Plan.id.in_(select(Subscription.plan_id).where(Subscription.account_id == account_id)))
+    if account_ids is not None:  # some accounts (a debit's own, a test clock's): only their plans
+        plans = plans.where(
+            Plan.id.in_(select(Subscription.plan_id).where(Subscription.account_id.in_(list(account_ids))))
+        )
     dialect = session.get_bind().dialect.name
     months = _MonthArithmetic(dialect)
     utc_now = now.astimezone(UTC)
@@ -550,8 +576,7 @@ async def grant_cycle_credits(session: AsyncSession, *, now: datetime, account_i
             Subscription.anchor_at,
             ((elapsed - ahead) // step * step).label("months"),
         ).where(_live(now), Subscription.plan_id == plan_id, Subscription.anchor_at <= now)
-        if account_id is not None:
-            started = started.where(Subscription.account_id == account_id)
+        started = started.where(_in_scope(Subscription.account_id, account_ids))
         # Materialised, so each row's month count is computed once, not again inside every use of it.
         cycles = started.cte("cycles").prefix_with("MATERIALIZED")
         columns = ["account_id", "subscription_id", "kind", "amount", "remaining", "granted_at", "expires_at"]
@@ -594,7 +619,7 @@ async def grant_cycle_credits(session: AsyncSession, *, now: datetime, account_i
                 CreditGrant.granted_at == now,
                 CreditGrant.subscription_id.is_not(None),
                 ~has_movement,
-                *([CreditGrant.account_id == account_id] if account_id is not None else []),
+                _in_scope(CreditGrant.account_id, account_ids),
             ),
         )
     )
@@ -607,11 +632,13 @@ class RolloverResult:
     granted: int
 
 
-async def roll_over_credits(session: AsyncSession, *, state: BillingState, now: datetime) -> RolloverResult:
+async def roll_over_credits(
+    session: AsyncSession, *, state: BillingState, now: datetime, account_ids: Sequence[uuid.UUID] | None = None
+) -> RolloverResult:
     """The period end, for every account at once: forfeit what expired grants hold (included credits at their cycle's
     end, promotional credits at their date) and grant each subscribed account its included credits for the new
     cycle. One transaction; on PostgreSQL it first locks, in id order, the accounts whose grants it forfeits, so no
-    debit of those accounts is between its read and its write."""
+    debit of those accounts is between its read and its write. ``account_ids``: see ``_in_scope``."""
     await session.rollback()
     try:
         async with state.write_gate:
@@ -620,12 +647,12 @@ async def roll_over_credits(session: AsyncSession, *, state: BillingState, now: 
             else:
                 await session.execute(
                     select(BillingAccount.id)
-                    .where(BillingAccount.id.in_(select(CreditGrant.account_id).where(_forfeit_due(now))))
+                    .where(BillingAccount.id.in_(select(CreditGrant.account_id).where(_forfeit_due(now, account_ids))))
                     .order_by(BillingAccount.id)
                     .with_for_update()
                 )
-            forfeited = await forfeit_expired_grants(session, now=now)
-            granted = await grant_cycle_credits(session, now=now)
+            forfeited = await forfeit_expired_grants(session, now=now, account_ids=account_ids)
+            granted = await grant_cycle_credits(session, now=now, account_ids=account_ids)
             await session.commit()
     except BaseException:
         await session.rollback()

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from license_server.auth.audit import record_audit
 from license_server.auth.tokens import Actor
 from license_server.billing.accounts.models import BillingAccount, BillingPlatform, Subscription, SubscriptionStatus
+from license_server.billing.clocks.models import TestClockAccount
 from license_server.billing.credits.models import CreditMovement, MovementKind
 from license_server.billing.credits.service import credit_cycle
 from license_server.billing.invoices.calculation import (
@@ -45,6 +46,7 @@ from license_server.billing.invoices.models import (
 from license_server.billing.periods import Period, period_containing
 from license_server.billing.plans.terms import BillingTerms, billing_terms
 from license_server.billing.sql import upsert_insert
+from license_server.billing.subscriptions import service as subscriptions
 from license_server.billing.usage.models import UsageEvent
 from license_server.errors import InvoiceNotFound, InvoiceStateConflict, SubscriptionNotFound, ValidationFailed
 from license_server.events.models import Event
@@ -70,10 +72,17 @@ class IssuingTerms:
     net_days: int = 14
     number_prefix: str = "INV-"
     credit_note_prefix: str = "CN-"
+    # How long an open invoice may stay unpaid after its due date before its subscription is past due.
+    payment_grace: timedelta = timedelta(days=3)
 
     @classmethod
     def of(cls, settings: Any) -> IssuingTerms:
-        return cls(settings.invoice_net_days, settings.invoice_number_prefix, settings.credit_note_number_prefix)
+        return cls(
+            settings.invoice_net_days,
+            settings.invoice_number_prefix,
+            settings.credit_note_number_prefix,
+            timedelta(days=settings.payment_grace_days),
+        )
 
 
 def format_number(prefix: str, value: int) -> str:
@@ -299,7 +308,8 @@ def event_data(
 
 async def _issue_batch(
     session: AsyncSession, candidates: list[_Candidate], *, now: datetime, terms: IssuingTerms
-) -> int:
+) -> list[tuple[uuid.UUID, datetime]]:
+    """Issue the batch in one transaction; returns (subscription, due date) of each issued invoice left to pay."""
     await begin_write(session)
     try:
         next_number = await _lock_series(session, INVOICE_SERIES)
@@ -318,7 +328,7 @@ async def _issue_batch(
         )
         if not due:
             await session.rollback()
-            return 0
+            return []
         accounts = list({c.account_id for c in due})
         billed = await _billed(session, accounts)
         starts = [_arrears_window(c, billed.get(c.account_id), c.period.start).start for c in due]
@@ -360,7 +370,7 @@ async def _issue_batch(
         await session.execute(insert(_EVENTS), events)
         await _advance_series(session, INVOICE_SERIES, next_number)
         await session.commit()
-        return len(invoices)
+        return [(row["subscription_id"], row["due_at"]) for row in invoices if row["status"] == InvoiceStatus.OPEN]
     except BaseException:
         await session.rollback()
         raise
@@ -431,6 +441,8 @@ async def issue_due_invoices(
         if not account_ids:
             return 0
         query = query.where(Subscription.account_id.in_(list(account_ids)))
+    else:  # real time: accounts that follow a test clock are issued when their clock advances
+        query = query.where(Subscription.account_id.not_in(select(TestClockAccount.account_id)))
     candidates = [_candidate(row, now) for row in (await session.execute(query)).all()]
     await session.rollback()
     # Only those without their current period's invoice go on to the locked batches, which check again.
@@ -455,7 +467,13 @@ async def issue_due_invoices(
         end = min(start + batch, len(due))
         while end < len(due) and due[end].account_id == due[end - 1].account_id:
             end += 1
-        count += await _issue_batch(session, due[start:end], now=now, terms=terms)
+        to_pay = await _issue_batch(session, due[start:end], now=now, terms=terms)
+        count += len(to_pay)
+        # The lifecycle learns each amount due (after the issuing commit): unpaid past the grace, it is past due.
+        for subscription_id, due_at in to_pay:
+            await subscriptions.record_payment_due(
+                session, subscription_id, due_at=due_at, now=now, grace=terms.payment_grace
+            )
         start = end
     return count
 

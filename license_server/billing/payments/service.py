@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.audit import record_audit
 from license_server.auth.tokens import Actor, Role
-from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import Subscription, SubscriptionStatus
 from license_server.billing.invoices import service as invoices
 from license_server.billing.invoices.calculation import ZERO, minor_unit_digits
@@ -33,6 +32,7 @@ from license_server.billing.invoices.models import Invoice, InvoiceStatus
 from license_server.billing.payments.models import Payment, PaymentKind, StripeCustomer, StripeEvent, StripeObjectState
 from license_server.billing.payments.providers import Link, PaymentProvider, PaymentRequest
 from license_server.billing.sql import upsert_insert
+from license_server.billing.subscriptions import service as subscriptions
 from license_server.errors import (
     IdempotencyConflict,
     InvoiceStateConflict,
@@ -287,39 +287,12 @@ async def _audit(
 
 
 # -- the subscription follows -------------------------------------------------------------------------------------
-def status_after_payment(current: str, *, succeeded: bool) -> SubscriptionStatus | None:
-    """Where a payment outcome moves a subscription, or None to leave it: paid brings a past-due subscription back to
-    active; a failure makes an active one (or a trial being converted) past due. Paused and canceled stay."""
-    if succeeded:
-        return SubscriptionStatus.ACTIVE if current == SubscriptionStatus.PAST_DUE else None
-    if current in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
-        return SubscriptionStatus.PAST_DUE
-    return None
-
-
 async def _apply_payment_outcome(
     session: AsyncSession, *, subscription_id: uuid.UUID, succeeded: bool, now: datetime
 ) -> None:
-    """The subscription side of a payment outcome, in its own transaction (after the payment's has committed).
-
-    INTEGRATION POINT: replace the body with ``await record_payment_outcome(session, subscription_id,
-    succeeded=succeeded, now=now)`` from billing/subscriptions once it is merged (it owns grace periods)."""
-    subscription = await session.get(Subscription, subscription_id, populate_existing=True)
-    if subscription is None:
-        return
-    target = status_after_payment(subscription.status, succeeded=succeeded)
-    if target is None:
-        await session.commit()  # ends the read; a rollback would expire what the caller still reads
-        return
-    _account_id, platform_id = await invoices.subscription_account(session, subscription_id)
-    await accounts.set_subscription_status(
-        session,
-        actor=PAYMENTS_ACTOR,
-        platform_id=platform_id,
-        subscription_id=subscription_id,
-        status=target,
-        clock=lambda: now,
-    )
+    """The subscription side of a payment outcome, in its own transaction (after the payment's has committed): the
+    lifecycle owns what it means (paid lifts past due; a failure makes it past due; paused and canceled stay)."""
+    await subscriptions.record_payment_outcome(session, subscription_id, succeeded=succeeded, now=now)
 
 
 # -- Stripe webhook events ---------------------------------------------------------------------------------------
@@ -478,19 +451,46 @@ async def _apply_stripe(
             _account, platform_id = await invoices.subscription_account(session, subscription_id)
         except (ValueError, SubscriptionNotFound):
             return StripeOutcome(event_id, "ignored", {"reason": "unknown subscription"})
-        subscription = await session.get(Subscription, subscription_id, populate_existing=True)
-        if subscription is not None and subscription.status not in (target.value, SubscriptionStatus.CANCELED.value):
-            await accounts.set_subscription_status(
-                session,
-                actor=STRIPE_ACTOR,
-                platform_id=platform_id,
-                subscription_id=subscription_id,
-                status=target,
-                clock=lambda: now,
-            )
+        await session.commit()  # the event's record; the lifecycle runs its own transaction
+        await _follow_stripe_subscription(session, subscription_id, platform_id, target, now=now)
         await session.commit()
         return StripeOutcome(event_id, "applied", {"subscription": str(subscription_id), "status": target.value})
     return StripeOutcome(event_id, "ignored", {"reason": "an event type this server does not act on"})
+
+
+async def _follow_stripe_subscription(
+    session: AsyncSession,
+    subscription_id: uuid.UUID,
+    platform_id: uuid.UUID,
+    target: SubscriptionStatus,
+    *,
+    now: datetime,
+) -> None:
+    """Stripe's view of a subscription, through the lifecycle's own verbs (its one status writer): past due and
+    active are payment outcomes, canceled ends it at once, paused pauses it; a trial is ours to run."""
+    subscription = await session.get(Subscription, subscription_id, populate_existing=True)
+    if subscription is None or subscription.status in (target.value, SubscriptionStatus.CANCELED.value):
+        await session.commit()
+        return
+    if target in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
+        await subscriptions.record_payment_outcome(
+            session, subscription_id, succeeded=target is SubscriptionStatus.ACTIVE, now=now
+        )
+    elif target is SubscriptionStatus.CANCELED:
+        await subscriptions.cancel(
+            session,
+            actor=STRIPE_ACTOR,
+            platform_id=platform_id,
+            subscription_id=subscription_id,
+            at_period_end=False,
+            clock=lambda: now,
+        )
+    elif target is SubscriptionStatus.PAUSED:
+        await subscriptions.pause(
+            session, actor=STRIPE_ACTOR, platform_id=platform_id, subscription_id=subscription_id, clock=lambda: now
+        )
+    else:
+        await session.commit()
 
 
 # -- links ----------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -24,12 +24,15 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from license_server.billing.accounts.models import SubscriptionStatus
 from license_server.billing.accounts.snapshots import AccountSnapshot
+from license_server.billing.clocks.service import billing_now, clocked_account_ids
 from license_server.billing.limits import EffectiveLimit, QuotaKind, effective_limit, quota_kind
 from license_server.billing.money import decimal_text
 from license_server.billing.periods import Period, period_containing
 from license_server.billing.sql import upsert_insert
 from license_server.billing.state import BillingState, CachedReport
+from license_server.billing.subscriptions.status import trial_days_remaining
 from license_server.billing.usage.models import (
     Reservation,
     ReservationStatus,
@@ -39,6 +42,7 @@ from license_server.billing.usage.models import (
     UsageOperation,
     UsageRecord,
 )
+from license_server.clock import as_utc
 from license_server.errors import (
     IdempotencyConflict,
     NotRefundable,
@@ -46,6 +50,8 @@ from license_server.errors import (
     ReservationClosed,
     ReservationNotFound,
     SubscriptionLimitReached,
+    SubscriptionPastDue,
+    SubscriptionPaused,
     UsageRecordNotFound,
     ValidationFailed,
 )
@@ -249,7 +255,8 @@ async def consume(
     state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int, idempotency_key: str
 ) -> dict[str, Any]:
     _require_kind(snapshot, key, QuotaKind.MONTHLY)
-    now = state.clock()
+    _require_runs_allowed(snapshot)
+    now = billing_now(state, snapshot)
     period = _period(snapshot, now)
     limit = effective_limit(snapshot.facts, key)
     digest = request_digest(op="consume", key=key, amount=amount)
@@ -333,7 +340,7 @@ def _insert_record(
 
 async def refund(state: BillingState, snapshot: AccountSnapshot, *, history_id: uuid.UUID) -> dict[str, Any]:
     """Reverse exactly one consumption (or commit), once; a second refund answers the first."""
-    now = state.clock()
+    now = billing_now(state, snapshot)
     account_id = snapshot.account_id
 
     def job(connection: Connection) -> dict[str, Any]:
@@ -399,7 +406,8 @@ async def reserve(
     state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int, request_id: str, ttl_seconds: int
 ) -> dict[str, Any]:
     _require_kind(snapshot, key, QuotaKind.MONTHLY)
-    now = state.clock()
+    _require_runs_allowed(snapshot)
+    now = billing_now(state, snapshot)
     period = _period(snapshot, now)
     limit = effective_limit(snapshot.facts, key)
     digest = request_digest(op="reserve", key=key, amount=amount, ttl_seconds=ttl_seconds)
@@ -485,7 +493,7 @@ def _locked_reservation(connection: Connection, account_id: uuid.UUID, request_i
 async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: str, actual: int) -> dict[str, Any]:
     """Turn the hold into usage of ``actual`` (at most the amount held) and free the rest. A replay with the same
     ``actual`` answers the first commit; commit after release or expiry is refused."""
-    now = state.clock()
+    now = billing_now(state, snapshot)
     account_id = snapshot.account_id
 
     def job(connection: Connection) -> dict[str, Any]:
@@ -556,7 +564,7 @@ def _commit_body(row: Any, actual: int, amount: int, snapshot: AccountSnapshot, 
 
 async def release(state: BillingState, snapshot: AccountSnapshot, *, request_id: str) -> dict[str, Any]:
     """Free an uncommitted hold. Idempotent; after a commit (or expiry) it changes nothing."""
-    now = state.clock()
+    now = billing_now(state, snapshot)
     account_id = snapshot.account_id
 
     def job(connection: Connection) -> dict[str, Any]:
@@ -584,18 +592,29 @@ async def release(state: BillingState, snapshot: AccountSnapshot, *, request_id:
     return await _written(state, snapshot, job)
 
 
-async def release_expired_holds(state: BillingState, *, batch: int = 500) -> int:
-    """The scheduler's job: free holds past their TTL, counter by counter (each under its lock). Returns how many."""
-    now = state.clock()
+async def release_expired_holds(
+    state: BillingState,
+    *,
+    now: datetime | None = None,
+    account_ids: Sequence[uuid.UUID] | None = None,
+    batch: int = 500,
+) -> int:
+    """The scheduler's job: free holds past their TTL, counter by counter (each under its lock). Returns how many.
+    ``account_ids`` None: real time (``now`` default: the process clock), every account not on a test clock; else
+    those accounts at ``now`` (a test clock's step)."""
+    now = now if now is not None else state.clock()
+    query = (
+        select(Reservation.account_id, Reservation.key, Reservation.period_start)
+        .where(Reservation.status == ReservationStatus.HELD.value, Reservation.expires_at <= now)
+        .group_by(Reservation.account_id, Reservation.key, Reservation.period_start)
+        .limit(batch)
+    )
+    if account_ids is None:
+        query = query.where(Reservation.account_id.not_in(clocked_account_ids()))
+    else:
+        query = query.where(Reservation.account_id.in_(list(account_ids)))
     async with state.session_factory() as session:
-        counters = (
-            await session.execute(
-                select(Reservation.account_id, Reservation.key, Reservation.period_start)
-                .where(Reservation.status == ReservationStatus.HELD.value, Reservation.expires_at <= now)
-                .group_by(Reservation.account_id, Reservation.key, Reservation.period_start)
-                .limit(batch)
-            )
-        ).all()
+        counters = (await session.execute(query)).all()
     released = 0
     for account_id, key, period_start in counters:
 
@@ -631,7 +650,7 @@ async def release_expired_holds(state: BillingState, *, batch: int = 500) -> int
 async def set_gauge(state: BillingState, snapshot: AccountSnapshot, *, key: str, value: int) -> dict[str, Any]:
     """The platform states how many there are (a reconciliation): recorded as is, never refused."""
     _require_kind(snapshot, key, QuotaKind.TOTAL)
-    now = state.clock()
+    now = billing_now(state, snapshot)
     limit = effective_limit(snapshot.facts, key)
     account_id = snapshot.account_id
 
@@ -652,7 +671,7 @@ async def change_gauge(
 ) -> dict[str, Any]:
     """Increment (checked against the limit: a resource is being created) or decrement (never below zero)."""
     _require_kind(snapshot, key, QuotaKind.TOTAL)
-    now = state.clock()
+    now = billing_now(state, snapshot)
     limit = effective_limit(snapshot.facts, key)
     digest = request_digest(op="gauge", key=key, delta=delta)
     account_id = snapshot.account_id
@@ -709,7 +728,7 @@ async def record_events(state: BillingState, snapshot: AccountSnapshot, events: 
     """Record a batch; each event is idempotent by its id. A known id with a different body refuses the whole batch
     (nothing of it is written) with the offending index."""
     account_id = snapshot.account_id
-    now = state.clock()
+    now = billing_now(state, snapshot)
 
     def job(connection: Connection) -> dict[str, Any]:
         ids = [event.event_id for event in events]
@@ -766,7 +785,7 @@ async def cached_limits_report(state: BillingState, snapshot: AccountSnapshot) -
 
     async def load() -> CachedReport:
         async with state.session_factory() as session:
-            report = await limits_report(session, snapshot, state.clock())
+            report = await limits_report(session, snapshot, billing_now(state, snapshot))
         return CachedReport(report, json.dumps({"data": report}, separators=(",", ":")).encode())
 
     return await state.reports.get(snapshot.account_id, load)
@@ -819,11 +838,34 @@ async def limits_report(session: AsyncSession, snapshot: AccountSnapshot, now: d
         entries.append(entry)
     return {
         "plan": snapshot.primary.plan_code if snapshot.primary else None,
-        "status": snapshot.billing_status,
+        **status_of(snapshot, now),
         "period_start": period.start.isoformat(),
         "period_end": period.end.isoformat(),
         "limits": entries,
     }
+
+
+def status_of(snapshot: AccountSnapshot, now: datetime) -> dict[str, Any]:
+    """Seed 004's billing status with the primary subscription's own status and trial countdown (the banner)."""
+    primary = snapshot.primary.subscription if snapshot.primary else None
+    return {
+        "status": snapshot.billing_status,
+        "subscription_status": primary.status if primary else None,
+        "trial_ends_at": as_utc(primary.trial_ends_at).isoformat() if primary and primary.trial_ends_at else None,
+        "trial_days_remaining": trial_days_remaining(primary.trial_ends_at, now) if primary else None,
+    }
+
+
+def _require_runs_allowed(snapshot: AccountSnapshot) -> None:
+    """While the account stands only on past-due or paused subscriptions, new usage is refused (nothing written);
+    commits and releases of holds already taken, gauges and refunds go on, so nothing is lost."""
+    if not snapshot.platform.billing_enabled:
+        return
+    blocked = snapshot.blocked_by
+    if blocked == SubscriptionStatus.PAST_DUE:
+        raise SubscriptionPastDue(field="key")
+    if blocked == SubscriptionStatus.PAUSED:
+        raise SubscriptionPaused(field="key")
 
 
 async def check(state: BillingState, snapshot: AccountSnapshot, *, key: str, amount: int) -> dict[str, Any]:

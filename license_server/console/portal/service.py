@@ -28,6 +28,7 @@ from license_server.auth.tokens import Actor, Role
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import BillingAccount
 from license_server.billing.accounts.snapshots import AccountSnapshot
+from license_server.billing.clocks.service import frozen_now_of
 from license_server.billing.credits import service as credits
 from license_server.billing.periods import Period, period_containing
 from license_server.billing.plans import service as plans
@@ -299,7 +300,7 @@ async def account_snapshot(session: AsyncSession, visitor: PortalVisitor, now: d
     if account is None:  # deleted since the link was made
         raise NotFound("this billing account no longer exists", code="billing_account_not_found")
     platform = accounts.platform_snapshot(await accounts.get_platform(session, account.platform_id))
-    return await accounts.load_snapshot(session, platform, account, now)
+    return await accounts.load_snapshot(session, platform, account, test_now=await frozen_now_of(session, account.id))
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,7 @@ class OverviewPage:
 
 async def overview_page(session: AsyncSession, visitor: PortalVisitor, now: datetime) -> OverviewPage:
     snapshot = await account_snapshot(session, visitor, now)
+    now = snapshot.test_now or now  # an account on a test clock lives on its time
     anchor = snapshot.anchor
     next_billing = period_containing(now, anchor).end if anchor is not None else None
     page = overview(snapshot, now, next_billing)
@@ -329,6 +331,7 @@ class UsagePage:
 async def usage_page(session: AsyncSession, visitor: PortalVisitor, now: datetime, by: BreakdownBy) -> UsagePage:
     """Seed 004's Usage tab from the same limits report the platform API serves, and the period's breakdown."""
     snapshot = await account_snapshot(session, visitor, now)
+    now = snapshot.test_now or now  # an account on a test clock lives on its time
     report = await usage.limits_report(session, snapshot, now)
     start, end = datetime.fromisoformat(report["period_start"]), datetime.fromisoformat(report["period_end"])
     breakdown = await usage_breakdown(session, account_id=snapshot.account_id, period=Period(start, end))
@@ -354,6 +357,7 @@ async def credits_page(
 
 async def plans_page(session: AsyncSession, visitor: PortalVisitor, now: datetime) -> PlanComparison:
     snapshot = await account_snapshot(session, visitor, now)
+    now = snapshot.test_now or now  # an account on a test clock lives on its time
     catalogue = [(p.code, p.name, billing_terms(p.billing)) for p in await plans.list_billing_plans(session)]
     return plan_comparison(catalogue, snapshot.primary.plan_code if snapshot.primary else None)
 

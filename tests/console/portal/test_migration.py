@@ -1,4 +1,4 @@
-"""Migration 0007_portal: it creates exactly the tables the portal's models describe, and downgrades cleanly."""
+"""Migration 0008_portal: it creates exactly the tables the portal's models describe, and downgrades cleanly."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_the_migration_matches_the_models_and_downgrades(
     assert _tables(url) >= PORTAL_TABLES
     assert _inspect(url, _portal_differences) == []
     config = alembic_config(settings)
-    before = ScriptDirectory.from_config(config).get_revision("0007_portal").down_revision  # wherever it is chained
+    before = ScriptDirectory.from_config(config).get_revision("0008_portal").down_revision  # wherever it is chained
     command.downgrade(config, str(before))
     assert not PORTAL_TABLES & _tables(url)
     upgrade_database(settings)

@@ -1,6 +1,6 @@
 """portal: one-time customer portal links and the server-side portal sessions they start
 
-Revision ID: 0007_portal
+Revision ID: 0008_portal
 Revises: 0007_console
 Create Date: 2026-12-01 11:00:00
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_portal"
-down_revision: str | None = "0007_console"  # after the staff console tables on this branch (integrator re-chains)
+revision: str = "0008_portal"
+down_revision: str | None = "0007_console"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

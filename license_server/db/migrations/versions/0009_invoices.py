@@ -1,8 +1,8 @@
 """billing invoices and payments: invoices with their lines, credit notes, the gapless number series, cached PDFs,
 payments (manual and Stripe), and what the Stripe provider remembers (processed events, object states, customers)
 
-Revision ID: 0007_invoices13
-Revises: 0006_billing_credits
+Revision ID: 0009_invoices
+Revises: 0008_portal
 Create Date: 2026-12-01 11:00:31
 
 Amounts are ``DecimalText``: unconstrained NUMERIC on PostgreSQL, exact decimal text on SQLite.
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_invoices13"
-down_revision: str | None = "0007_portal"
+revision: str = "0009_invoices"
+down_revision: str | None = "0008_portal"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
