@@ -109,6 +109,7 @@ def create_app(
         return runtime
 
     async def start_jobs() -> None:
+        runtime.start()  # the invalidation listener (PostgreSQL): other replicas' writes reach this one's caches
         if scheduler is not None:
             scheduler.start()
 

@@ -373,7 +373,7 @@ class BillingAdminController(Controller):
     ) -> CatalogueImported:
         state = billing_state(request)
         result = await plans.import_catalogue(db, actor=actor, catalogue=data, clock=state.clock)
-        state.forget_platforms()
+        await state.platforms_changed()
         return CatalogueImported(created=result.created, updated=result.updated, plans=[p.code for p in result.plans])
 
     @get("/plans", summary="Plans with their billing terms", opt=needs(Permission.BILLING_READ))
@@ -424,7 +424,7 @@ class BillingAdminController(Controller):
         platform = await accounts.update_platform(
             db, actor=actor, platform_id=platform_id, changes=data.model_dump(exclude_unset=True), clock=state.clock
         )
-        state.forget_platforms()
+        await state.platforms_changed()
         return _platform_out(platform)
 
     @get(
@@ -467,7 +467,7 @@ class BillingAdminController(Controller):
         row = await accounts.revoke_platform_secret(
             db, actor=actor, platform_id=platform_id, secret_id=secret_id, clock=state.clock
         )
-        state.forget_platforms()
+        await state.platforms_changed()
         return PlatformSecretOut.model_validate(row)
 
     @get(
@@ -528,7 +528,7 @@ class BillingAdminController(Controller):
             anchor=data.anchor,
             clock=state.clock,
         )
-        state.forget_account(platform_id, external_id)
+        await state.account_changed(platform_id, external_id)
         return _subscription_out(view, state.clock())
 
     @post(
@@ -554,7 +554,7 @@ class BillingAdminController(Controller):
             status=data.status,
             clock=state.clock,
         )
-        state.forget_platforms()  # the account's external id is not at hand; drop every cached account
+        await state.platforms_changed()  # the account's external id is not at hand; drop every cached account
         return _subscription_out(view, state.clock())
 
     @put(
@@ -582,7 +582,7 @@ class BillingAdminController(Controller):
             limit=data.limit,
             clock=state.clock,
         )
-        state.forget_account(platform_id, external_id)
+        await state.account_changed(platform_id, external_id)
         return OverrideOut.model_validate(row)
 
     @delete(
@@ -609,7 +609,7 @@ class BillingAdminController(Controller):
             key=_key(key),
             clock=state.clock,
         )
-        state.forget_account(platform_id, external_id)
+        await state.account_changed(platform_id, external_id)
         return {"removed": removed}
 
     @put(
@@ -635,7 +635,7 @@ class BillingAdminController(Controller):
             enabled=data.enabled,
             clock=state.clock,
         )
-        state.forget_account(platform_id, external_id)
+        await state.account_changed(platform_id, external_id)
         return _account_out(account)
 
     @get(

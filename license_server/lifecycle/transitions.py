@@ -49,6 +49,7 @@ from license_server.events.service import EventType
 from license_server.licenses.models import License
 from license_server.licenses.terms import LicenseTerms
 from license_server.lifecycle.status import Reason, Status, StatusResult, compute_status, next_transition_at
+from license_server.replicas.invalidation import Topic, publish
 
 STATUS_COLUMNS = ("status", "status_reason", "previous_status", "status_changed_at")
 # What the server stores: `none` is only what an inner API without any license says.
@@ -214,6 +215,9 @@ async def transition_licenses(
     """``transition`` for each license, in one hop to the driver (a plan change re-derives all of its licenses)."""
     await session.flush()
     pairs = list(licenses)
+    # Whatever made the caller transition these licenses changed their facts: every replica's poll cache drops
+    # them when this transaction commits (replicas/invalidation.py), instead of serving them until its TTL.
+    await publish(session, Topic.LICENSE, [str(license.id) for license, _ in pairs])
 
     def run(sync_session: Session) -> list[StatusChange]:
         connection = sync_session.connection()
@@ -382,6 +386,20 @@ async def _transition_where(session: AsyncSession, now: datetime, among: Any) ->
     )
     if not moved.rowcount:  # type: ignore[attr-defined]
         return 0, 0
+    if among is not None:
+        # A bounded batch: read its changed rows back by primary key and apply the rule to each. (The join below
+        # would make SQLite's planner scan the whole table for the few rows of a batch.)
+        changed = await session.execute(
+            select(License.id, License.previous_status, License.status).where(among, License.sweep_mark == mark)
+        )
+        rows = [
+            {"type": event.value, "occurred_at": now, "license_id": row.id, "activation_id": None, "data": {}}
+            for row in changed
+            for event in events_of_change(Status(row.previous_status), Status(row.status))
+        ]
+        if rows:
+            await session.execute(_INSERT_EVENT, rows)
+        return int(moved.rowcount), len(rows)  # type: ignore[attr-defined]
     table = _transition_events_table()
     marked = License.sweep_mark == bindparam("mark")
     emitted = await session.execute(
@@ -390,7 +408,7 @@ async def _transition_where(session: AsyncSession, now: datetime, among: Any) ->
             select(table.c.type, literal(now, License.status_changed_at.type), License.id, literal({}, JSON))
             .select_from(License)
             .join(table, and_(License.previous_status == table.c.from_status, License.status == table.c.to_status))
-            .where(marked if among is None else and_(among, marked))
+            .where(marked)
             .order_by(table.c.slot),
         ),
         {"mark": mark},
