@@ -1,4 +1,5 @@
 """licenses.next_transition_at: when a license's status can next change, indexed, so the sweep visits only those
+(and a partial index of the live activations by heartbeat deadline, the sweep's other way in)
 
 Revision ID: 0007_next_transition
 Revises: 0006_billing_credits
@@ -70,9 +71,19 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("next_transition_at", _TS, nullable=True))
         batch_op.create_index("ix_licenses_next_transition_at", ["next_transition_at", "id"], unique=False)
     op.execute(_licenses.update().values(next_transition_at=_schedule(datetime.now(UTC))))
+    live = sa.text("lost_at IS NULL AND deactivated_at IS NULL")
+    op.create_index(
+        "ix_activations_live_heartbeat_deadline",
+        "activations",
+        ["heartbeat_deadline"],
+        unique=False,
+        sqlite_where=live,
+        postgresql_where=live,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_activations_live_heartbeat_deadline", table_name="activations")
     with op.batch_alter_table("licenses", schema=None) as batch_op:
         batch_op.drop_index("ix_licenses_next_transition_at")
         batch_op.drop_column("next_transition_at")
