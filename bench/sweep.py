@@ -7,6 +7,12 @@ its own subprocess: ``license_server.lifecycle.jobs.sweep`` through SQLAlchemy/a
 UPDATE ... CASE / INSERT INTO events SELECT statements through the sqlite3 module on the other, both in one
 transaction with the product's connection pragmas. The two must leave identical results. Targets: product time
 <= 2x raw; peak RSS of the product's process < 300 MB.
+
+Then the indexed sweep (issue 15): the same million licenses *settled* (every status up to date as of a minute
+before, every ``next_transition_at`` written by the product's own SQL), with 1,000 licenses entering their notice
+window in that minute. The scheduled sweep (``jobs.sweep``, which visits only the licenses whose next transition
+came) and the full sweep it replaced (``jobs.full_sweep``) each run once on their own copy, in the same run; both
+must leave identical results. Target: the indexed sweep <= 10 % of the full sweep's time.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,9 @@ NOW_SQL = NOW.strftime("%Y-%m-%d %H:%M:%S.%f")  # how SQLAlchemy stores a DateTi
 DB_FILE = "license-server.db"
 TARGET_RATIO = 2.0
 TARGET_RSS_MB = 300.0
+CHANGING = 1_000  # licenses whose status changes in the settled data set's minute
+TARGET_INDEXED_SHARE = 0.10
+SETTLED_AT = NOW - timedelta(minutes=1)
 DAY = 86_400
 # The same pragmas the product's engine sets on every connection (license_server/db/session.py).
 PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000")
@@ -237,10 +246,14 @@ def raw_sweep(path: Path) -> tuple[float, list[int]]:
     return elapsed, [counts[0], counts[2], counts[1] + counts[3]]
 
 
-def product_sweep(path: Path) -> tuple[float, list[int]]:
+def product_sweep(path: Path, *, indexed: bool = False) -> tuple[float, list[int]]:
+    """The product's full sweep (the one every minute before issue 15), or with ``indexed`` the scheduled sweep."""
     from license_server.config import Settings
     from license_server.db.session import create_engine, create_session_factory
-    from license_server.lifecycle.jobs import sweep
+    from license_server.lifecycle.jobs import full_sweep
+    from license_server.lifecycle.jobs import sweep as indexed_sweep
+
+    sweep = indexed_sweep if indexed else full_sweep
 
     async def main() -> tuple[float, list[int]]:
         engine = create_engine(Settings(data_dir=path.parent))
@@ -281,7 +294,10 @@ def peak_rss_mb() -> float:
 
 def child(kind: str, path: Path) -> None:
     """Run one sweep in this process and print its time, counts, peak memory and outcome as JSON."""
-    seconds, counts = (product_sweep if kind == "product" else raw_sweep)(path)
+    if kind == "raw":
+        seconds, counts = raw_sweep(path)
+    else:
+        seconds, counts = product_sweep(path, indexed=kind == "indexed")
     peak = peak_rss_mb()  # before the outcome queries, which are not part of the sweep
     print(json.dumps({"seconds": seconds, "counts": counts, "peak_rss_mb": peak, "outcome": outcome(path)}))
 
@@ -298,6 +314,52 @@ def _run_child(kind: str, path: Path) -> dict[str, Any]:
         raise RuntimeError(f"{kind} sweep failed: {completed.stdout}{completed.stderr}")
     result: dict[str, Any] = json.loads(completed.stdout.splitlines()[-1])
     return result
+
+
+def settle(path: Path) -> None:
+    """Bring the data set to rest a minute before NOW with the product's own code, then make CHANGING licenses
+    enter their notice window within that minute (their stored status still right at SETTLED_AT)."""
+    from sqlalchemy import text, update
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from license_server.config import Settings
+    from license_server.db.session import create_engine, create_session_factory
+    from license_server.licenses.models import License
+    from license_server.lifecycle.jobs import full_sweep
+    from license_server.lifecycle.transitions import next_transition_expression
+
+    async def main() -> None:
+        engine = create_engine(Settings(data_dir=path.parent))
+        try:
+            session: AsyncSession
+            async with create_session_factory(engine)() as session:
+                await full_sweep(session, now=SETTLED_AT)
+                schedule = next_transition_expression(SETTLED_AT)
+                await session.execute(
+                    update(License).values(next_transition_at=schedule).execution_options(synchronize_session=False)
+                )
+                # Healthy active licenses (b 0-49 of the mix) whose 30-day notice window opens 30 s before NOW.
+                opens = (NOW - timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M:%S.%f")
+                expires = (NOW - timedelta(seconds=30) + timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.%f")
+                grace_ends = (NOW - timedelta(seconds=30) + timedelta(days=37)).strftime("%Y-%m-%d %H:%M:%S.%f")
+                await session.execute(
+                    text(
+                        "UPDATE licenses SET expiring_at = :opens, expires_at = :expires, grace_ends_at = :grace, "
+                        "next_transition_at = :opens WHERE id IN (SELECT id FROM licenses WHERE status = 'active' "
+                        "AND rowid % 100 BETWEEN 0 AND 49 AND heartbeat_deadline > :now ORDER BY rowid LIMIT :n)"
+                    ),
+                    {"opens": opens, "expires": expires, "grace": grace_ends, "now": NOW_SQL, "n": CHANGING},
+                )
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # both copies start from the same plain file
+    finally:
+        connection.close()
 
 
 def run() -> Report:
@@ -345,12 +407,55 @@ def run() -> Report:
         if same
         else f"**sweep: the two sweeps disagree** — product {product['counts']}, raw {raw['counts']}.",
     ]
-    return Report(rows, notes)
+    indexed_rows, indexed_notes = run_indexed()
+    return Report(rows + indexed_rows, notes + indexed_notes)
+
+
+def run_indexed() -> tuple[list[Row], list[str]]:
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-indexed-") as directory:
+        root = Path(directory)
+        started = time.perf_counter()
+        source = build_database(root / "source")
+        settle(source)
+        build_seconds = time.perf_counter() - started
+        copies = {}
+        for kind in ("full", "indexed"):
+            (root / kind).mkdir()
+            copies[kind] = root / kind / DB_FILE
+            shutil.copyfile(source, copies[kind])
+        source.unlink()
+        full = _run_child("product", copies["full"])
+        indexed = _run_child("indexed", copies["indexed"])
+    share = indexed["seconds"] / full["seconds"]
+    rows = [
+        Row(
+            f"indexed sweep, {LICENSES:,} licenses of which {indexed['counts'][0]:,} change (SQLite)",
+            f"{indexed['seconds']:.3f} s",
+            "the full sweep it replaced, same data",
+            f"{full['seconds']:.2f} s",
+            f"{share:.1%} (target ≤ {TARGET_INDEXED_SHARE:.0%})",
+            share <= TARGET_INDEXED_SHARE,
+        )
+    ]
+    same = indexed["counts"] == full["counts"] and indexed["outcome"] == full["outcome"]
+    notes = [
+        f"indexed sweep: data set settled at NOW - 1 min by the product's full sweep and next_transition_at SQL, "
+        f"then {CHANGING:,} licenses made to enter their notice window within that minute; built in "
+        f"{build_seconds:.0f}s; counts (changed, activations lost, events): indexed {indexed['counts']}, "
+        f"full {full['counts']}.",
+        "indexed sweep: both sweeps left identical statuses, events and activations."
+        if same
+        else f"**indexed sweep: the two sweeps disagree** — indexed {indexed['counts']}, full {full['counts']}.",
+    ]
+    return rows, notes
 
 
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "child":
         child(sys.argv[2], Path(sys.argv[3]))
+        return
+    if sys.argv[1:] == ["indexed"]:  # only the indexed sweep against the full one
+        print_report(Report(*run_indexed()))
         return
     print_report(run())
 

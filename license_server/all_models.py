@@ -29,6 +29,7 @@ from license_server.inner_api.models import (
 )
 from license_server.licenses.models import Customer, InnerApiLicenseSettings, License, Plan
 from license_server.offline.models import OfflineBinding, OfflineUsageImport
+from license_server.replicas.models import SharedAuthFailure, SharedRateWindow
 from license_server.signing.models import KeyRevocationList
 
 __all__ = [
@@ -65,6 +66,8 @@ __all__ = [
     "PortalLink",
     "PortalSession",
     "Reservation",
+    "SharedAuthFailure",
+    "SharedRateWindow",
     "StaffSession",
     "StaffUser",
     "StripeCustomer",

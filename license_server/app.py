@@ -169,6 +169,7 @@ def create_app(
     async def start_jobs() -> None:
         if config.metrics_port is not None:
             serve_metrics_port(config.metrics_host, config.metrics_port)
+        runtime.start()  # the invalidation listener (PostgreSQL): other replicas' writes reach this one's caches
         if scheduler is not None:
             scheduler.start()
 

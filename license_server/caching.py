@@ -29,6 +29,11 @@ class LoadingCache(Generic[K, V]):
     An entry is served as is until ``refresh_at`` (about 80 % of its life), then still served while one background
     load replaces it, and never after ``expires_at`` (at most ``ttl`` after it was loaded). Concurrent misses for a
     key share one load. Lifetimes are jittered so entries loaded together do not all expire together.
+
+    ``discard`` and ``clear`` (a write here, or one pushed from another replica: replicas/invalidation.py) also
+    outdate the loads already running for the key: each load notes the invalidation generation it started at, and
+    a load that an invalidation overtook answers its own waiters but is never cached, so a slow load that read the
+    old row cannot put it back after the write's invalidation arrived. Later callers start a fresh load.
     """
 
     def __init__(
@@ -47,6 +52,12 @@ class LoadingCache(Generic[K, V]):
         self._monotonic = monotonic
         self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
         self._loading: dict[K, asyncio.Task[V]] = {}
+        # Invalidation generations: a counter, the generation each key was last invalidated at, and that of the last
+        # clear. Only loads in flight need them, so the per-key record is dropped whenever none is running.
+        self._generation = 0
+        self._invalidated: dict[K, int] = {}
+        self._cleared = 0
+        self._running = 0  # loads not finished, including those an invalidation detached from ``_loading``
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         if self._ttl <= 0:
@@ -63,14 +74,18 @@ class LoadingCache(Generic[K, V]):
         return await asyncio.shield(task)
 
     def _start_load(self, key: K, load: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        started = self._generation
+        self._running += 1
+
         async def run() -> V:
             try:
                 value = await load()
             except BaseException:
-                self._entries.pop(key, None)  # e.g. a token deactivated elsewhere: stop serving the old answer
+                if not self._finish(key, task, started):
+                    self._entries.pop(key, None)  # e.g. a token deactivated elsewhere: stop serving the old answer
                 raise
-            finally:
-                self._loading.pop(key, None)
+            if self._finish(key, task, started):
+                return value  # read before an invalidation this process has since seen: answer, never cache
             lifetime = self._ttl * (1 - 0.2 * random.random())  # noqa: S311 - jitter, not security
             loaded = self._monotonic()
             self._entries[key] = _Entry(value, loaded + 0.8 * lifetime, loaded + lifetime)
@@ -83,11 +98,29 @@ class LoadingCache(Generic[K, V]):
         self._loading[key] = task
         return task
 
+    def _finish(self, key: K, task: asyncio.Task[V], started: int) -> bool:
+        """A load is over: whether an invalidation overtook it (then its value must not be cached)."""
+        outdated = self._cleared > started or self._invalidated.get(key, -1) > started
+        if self._loading.get(key) is task:
+            del self._loading[key]
+        self._running -= 1
+        if not self._running:
+            self._invalidated.clear()
+        return outdated
+
     def discard(self, key: K) -> None:
+        """Forget ``key``: its entry, and whatever a load already running for it will read."""
+        self._generation += 1
         self._entries.pop(key, None)
+        self._loading.pop(key, None)
+        if self._running:
+            self._invalidated[key] = self._generation
 
     def clear(self) -> None:
+        self._generation += 1
+        self._cleared = self._generation
         self._entries.clear()
+        self._loading.clear()
 
 
 def _consume_exception(task: asyncio.Task[object]) -> None:

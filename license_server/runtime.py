@@ -15,9 +15,11 @@ from license_server.clock import Clock, utcnow
 from license_server.config import Settings
 from license_server.db.session import create_engine, create_session_factory
 from license_server.deployments.activation_writer import SqliteActivationWriter
-from license_server.deployments.runtime_state import PollState
+from license_server.deployments.runtime_state import DistinctFailureLimiter, PollState
 from license_server.events.leases import new_lease_holder
 from license_server.metrics import watch_pool
+from license_server.replicas.invalidation import InvalidationBus, InvalidationListener, Topic
+from license_server.replicas.limits import FailureCounter, SharedRequestLimit
 from license_server.scheduling import JobHealth
 from license_server.signing.encryption import WEBHOOK_SECRETS, SecretBox
 from license_server.signing.keys import KeyStore, resolve_passphrase
@@ -53,6 +55,10 @@ class Runtime:
     billing: BillingState = field(init=False)
     # Failed runs in a row of this process's scheduled jobs; readiness reads it.
     job_health: JobHealth = field(init=False)
+    # Writes anywhere drop what this process caches of them (replicas/invalidation.py); on PostgreSQL the listener
+    # brings other replicas' and the CLI's writes.
+    invalidations: InvalidationBus = field(init=False)
+    invalidation_listener: InvalidationListener | None = field(init=False, default=None)
     _hasher: tuple[bytes, SecretHasher] | None = field(init=False, default=None, repr=False)
     _webhook_secret_box: tuple[bytes, SecretBox] | None = field(init=False, default=None, repr=False)
 
@@ -67,12 +73,35 @@ class Runtime:
         self.revocation_watch = RevocationWatch(
             self.signer, self.session_factory, interval=self.settings.poll_cache_seconds
         )
+        self.invalidations = InvalidationBus()
+        self.session_factory.configure(info=self.invalidations.session_info())
         self.poll_state = PollState(
             cache_seconds=self.settings.poll_cache_seconds,
             rate_limit_per_address=self.settings.rate_limit_per_address,
             rate_limit_per_license_key=self.settings.rate_limit_per_license_key,
             rate_limit_failed_auth_per_address=self.settings.rate_limit_failed_auth_per_address,
         )
+        # Through ``self.poll_state`` at delivery time, so a poll state swapped in later (tests) is the one told.
+        self.invalidations.subscribe(Topic.LICENSE, lambda key: self.poll_state.invalidated(Topic.LICENSE, key))
+        self.invalidations.subscribe(Topic.ACTIVATIONS, lambda key: self.poll_state.invalidated(Topic.ACTIVATIONS, key))
+        self.invalidations.on_reset(lambda: self.poll_state.forget_everything())
+        failure_limit = self.settings.rate_limit_failed_auth_per_address
+        self.poll_state.failed_auth_limiter = FailureCounter(
+            DistinctFailureLimiter(failure_limit),
+            limit=failure_limit,
+            fingerprint=lambda secret: self.hasher.fingerprint(secret),
+            engine=self.engine,
+            bus=self.invalidations,
+        )
+        if not self.settings.is_sqlite:
+            # N replicas behind one address enforce one limit, not N.
+            self.poll_state.address_limiter = SharedRequestLimit(
+                self.engine, self.settings.rate_limit_per_address, prefix="address"
+            )
+            self.poll_state.license_key_limiter = SharedRequestLimit(
+                self.engine, self.settings.rate_limit_per_license_key, prefix="license-key"
+            )
+            self.invalidation_listener = InvalidationListener(self.settings.resolved_database_url, self.invalidations)
         usage_writer: UsageWriter = (
             SqliteUsageWriter(self.settings.resolved_database_url, write_gate=self.write_gate)
             if self.settings.is_sqlite
@@ -87,6 +116,13 @@ class Runtime:
             writer=usage_writer,
             cache_seconds=self.settings.poll_cache_seconds,
         )
+        self.billing.subscribe(self.invalidations)
+        self.billing.announce = lambda topic, key: self.invalidations.announce(self.engine, topic, key)
+
+    def start(self) -> None:
+        """What runs beside the requests: the invalidation listener (PostgreSQL). Called by the app on startup."""
+        if self.invalidation_listener is not None:
+            self.invalidation_listener.start()
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock = utcnow) -> Runtime:
@@ -120,6 +156,8 @@ class Runtime:
         return cached[1]
 
     async def close(self) -> None:
+        if self.invalidation_listener is not None:
+            await self.invalidation_listener.stop()
         if self.activation_writer is not None:
             await asyncio.to_thread(self.activation_writer.close)
         await asyncio.to_thread(self.billing.writer.close)

@@ -45,7 +45,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     async with runtime.session_factory() as session:
         actor = await authenticate(session, hasher=runtime.hasher, secret=secret, clock=runtime.clock)
     if actor is None:
-        record_failed_auth(runtime, limiter_key, secret)
+        await record_failed_auth(runtime, limiter_key, secret)
         raise AuthenticationRequired("the bearer token is unknown or revoked")
     permission = handler.opt.get(PERMISSION_OPT)
     if not isinstance(permission, Permission) or not actor.can(permission):

@@ -16,6 +16,7 @@ class SecretHasher:
             raise ValueError("the secret-hashing key must be at least 32 bytes")
         self._key = key
         self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per digest: the key schedule is done once
+        self._fingerprint_key = hmac.new(key, b"failed-auth fingerprints", hashlib.sha256).digest()
 
     def digest(self, secret: str) -> str:
         keyed = self._keyed.copy()
@@ -24,3 +25,9 @@ class SecretHasher:
 
     def matches(self, secret: str, stored_digest: str) -> bool:
         return hmac.compare_digest(self.digest(secret), stored_digest)
+
+    def fingerprint(self, secret: str | None) -> bytes:
+        """What the failed-auth limiter remembers of a wrong secret: a short hash under a key derived from this one,
+        so every replica gives one wrong secret the same fingerprint (and it counts once), and it matches no stored
+        digest."""
+        return hashlib.blake2b((secret or "").encode(), key=self._fingerprint_key, digest_size=16).digest()

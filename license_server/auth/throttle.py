@@ -5,6 +5,9 @@ inner-API secret behind a customer's NAT does not stop the owner's admin token o
 address. Only *different* wrong secrets count: a misconfigured client retrying one wrong secret counts once, while a
 guesser, whose every try is a new secret, reaches the limit after ``rate_limit_failed_auth_per_address`` tries.
 
+On PostgreSQL the counts are shared by every replica (replicas/limits.py: checked in memory, counted in the
+database, blocks pushed to every replica), so N replicas enforce one limit.
+
 Once an address is over the limit for a kind, every credential of that kind from it gets 429 until the window clears,
 a right one too, and nothing is checked. Accepting a right secret while refusing wrong ones would mean checking every
 guess, and the 429 would then just be another way of saying "wrong": guessing would go on at full speed.
@@ -13,17 +16,12 @@ guess, and the 429 would then just be another way of saying "wrong": guessing wo
 from __future__ import annotations
 
 import enum
-import hashlib
-import secrets
 from typing import TYPE_CHECKING
 
 from license_server.errors import RateLimited
 
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
-
-# Wrong secrets are remembered only as short keyed hashes, under a key that never leaves this process.
-_FINGERPRINT_KEY = secrets.token_bytes(32)
 
 
 class CredentialKind(enum.StrEnum):
@@ -41,11 +39,6 @@ def limiter_key(kind: CredentialKind, address: str | None) -> str:
     return f"{kind}:{address or 'unknown'}"
 
 
-def secret_fingerprint(secret: str | None) -> bytes:
-    """What the limiter remembers of a wrong secret: a short keyed hash, so only *different* wrong secrets count."""
-    return hashlib.blake2b((secret or "").encode(), key=_FINGERPRINT_KEY, digest_size=16).digest()
-
-
 def refuse_if_guessing(runtime: Runtime, address: str | None, kind: CredentialKind) -> str:
     """429 for an address with too many different failed secrets of ``kind`` in the window; returns its limiter key."""
     key = limiter_key(kind, address)
@@ -55,5 +48,7 @@ def refuse_if_guessing(runtime: Runtime, address: str | None, kind: CredentialKi
     return key
 
 
-def record_failed_auth(runtime: Runtime, key: str, secret: str | None) -> None:
-    runtime.poll_state.failed_auth_limiter.record(key, secret_fingerprint(secret))
+async def record_failed_auth(runtime: Runtime, key: str, secret: str | None) -> None:
+    """Count a wrong secret: only its short keyed fingerprint is kept (SecretHasher.fingerprint), so only *different*
+    wrong secrets count; on PostgreSQL every replica counts it (replicas/limits.py)."""
+    await runtime.poll_state.failed_auth_limiter.record(key, secret)

@@ -405,7 +405,7 @@ class BillingAdminController(Controller):
     ) -> CatalogueImported:
         state = billing_state(request)
         result = await plans.import_catalogue(db, actor=actor, catalogue=data, clock=state.clock)
-        state.forget_platforms()
+        await state.platforms_changed()
         return CatalogueImported(created=result.created, updated=result.updated, plans=[p.code for p in result.plans])
 
     @get("/plans", summary="Plans with their billing terms", opt=needs(Permission.BILLING_READ))
@@ -456,7 +456,7 @@ class BillingAdminController(Controller):
         platform = await accounts.update_platform(
             db, actor=actor, platform_id=platform_id, changes=data.model_dump(exclude_unset=True), clock=state.clock
         )
-        state.forget_platforms()
+        await state.platforms_changed()
         return _platform_out(platform)
 
     @get(
@@ -499,7 +499,7 @@ class BillingAdminController(Controller):
         row = await accounts.revoke_platform_secret(
             db, actor=actor, platform_id=platform_id, secret_id=secret_id, clock=state.clock
         )
-        state.forget_platforms()
+        await state.platforms_changed()
         return PlatformSecretOut.model_validate(row)
 
     @get(
@@ -563,7 +563,7 @@ class BillingAdminController(Controller):
             test_clock_id=data.test_clock_id,
             clock=state.clock,
         )
-        state.forget_account(platform_id, external_id)
+        await state.account_changed(platform_id, external_id)
         return subscription_out(view, (await account_clock(db, view.subscription.account_id, state.clock))())
 
     @put(
@@ -591,7 +591,7 @@ class BillingAdminController(Controller):
             limit=data.limit,
             clock=state.clock,
         )
-        state.forget_account(platform_id, external_id)
+        await state.account_changed(platform_id, external_id)
         return OverrideOut.model_validate(row)
 
     @delete(
@@ -618,7 +618,7 @@ class BillingAdminController(Controller):
             key=checked_key(key),
             clock=state.clock,
         )
-        state.forget_account(platform_id, external_id)
+        await state.account_changed(platform_id, external_id)
         return {"removed": removed}
 
     @put(
@@ -644,7 +644,7 @@ class BillingAdminController(Controller):
             enabled=data.enabled,
             clock=state.clock,
         )
-        state.forget_account(platform_id, external_id)
+        await state.account_changed(platform_id, external_id)
         return _account_out(account)
 
     @get(

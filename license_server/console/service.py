@@ -133,7 +133,7 @@ async def sign_in(
     too_long = len(password) > MAX_PASSWORD_LENGTH
     valid = not too_long and await asyncio.to_thread(_verify, user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not valid or user.is_disabled:
-        record_failed_auth(runtime, key, password)
+        await record_failed_auth(runtime, key, password)
         raise StaffSignInFailed()
     if _PASSWORDS.check_needs_rehash(user.password_hash):
         user.password_hash = await asyncio.to_thread(_PASSWORDS.hash, password)

@@ -79,7 +79,7 @@ class DeploymentController(Controller):
     async def activate(
         self, request: Request[Any, Any, Any], data: JSONBody[ActivateRequest], runtime: RuntimeDep
     ) -> Response[ActivationCreated]:
-        service.check_rate_limits(runtime, address=_client_address(request), license_key=data.license_key)
+        await service.check_rate_limits(runtime, address=_client_address(request), license_key=data.license_key)
         result = await service.activate(
             None,  # the service runs its own transaction (on SQLite, batched with concurrent activations)
             runtime=runtime,
@@ -134,7 +134,7 @@ class DeploymentController(Controller):
     async def validate(
         self, request: Request[Any, Any, Any], data: JSONBody[ValidateRequest], db: Db, runtime: RuntimeDep
     ) -> ValidationOut:
-        service.check_rate_limits(runtime, address=_client_address(request), license_key=data.license_key)
+        await service.check_rate_limits(runtime, address=_client_address(request), license_key=data.license_key)
         outcome = await service.validate(
             db,
             runtime=runtime,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from license_server.deployments.models import Activation
 from license_server.deployments.runtime_state import CheckIn
 from license_server.licenses.models import License
+from license_server.lifecycle.transitions import schedule_expression
 from license_server.scheduling import ScheduledJob
 
 if TYPE_CHECKING:
@@ -43,7 +44,15 @@ _license_check_in = (
         _licenses.id == bindparam("b_id"),
         or_(_licenses.last_check_in_at.is_(None), _licenses.last_check_in_at < bindparam("b_at")),
     )
-    .values(last_check_in_at=bindparam("b_at"), heartbeat_deadline=bindparam("b_deadline"))
+    .values(
+        last_check_in_at=bindparam("b_at"),
+        heartbeat_deadline=bindparam("b_deadline"),
+        # The new deadline moves when the status can next change; a license lost until now is due at once.
+        next_transition_at=schedule_expression(
+            bindparam("b_at", type_=_licenses.last_check_in_at.type),
+            bindparam("b_deadline", type_=_licenses.heartbeat_deadline.type),
+        ),
+    )
 )
 # A deployment's check-in refreshes its license only while its activation is live (checked in this statement, so a
 # deactivation committed a moment ago is seen).

@@ -29,6 +29,13 @@ class Activation(Base):
         ),
         Index("ix_activations_license_id", "license_id"),
         Index("ix_activations_heartbeat_deadline", "heartbeat_deadline"),
+        # The sweep's way to the live activations that went quiet, without passing the lost and deactivated ones.
+        Index(
+            "ix_activations_live_heartbeat_deadline",
+            "heartbeat_deadline",
+            sqlite_where=text("lost_at IS NULL AND deactivated_at IS NULL"),
+            postgresql_where=text("lost_at IS NULL AND deactivated_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

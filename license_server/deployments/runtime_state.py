@@ -6,7 +6,9 @@ most the check-ins of the last flush interval.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import secrets
 import threading
 import time
 import uuid
@@ -20,6 +22,8 @@ from license_server.caching import LoadingCache as LoadingCache  # re-exported: 
 from license_server.licenses.service import LicenseView
 from license_server.licenses.usage import UsageSummary
 from license_server.lifecycle.status import StatusResult
+from license_server.replicas.invalidation import Topic
+from license_server.replicas.limits import FailureCounter, InProcessRequestLimit, RequestLimit
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -183,9 +187,21 @@ class CachedDocument:
     kid: str = ""  # the issuing key that signed it: a document of a retired key is never served again
 
 
+# A PollState made without a runtime (tests) fingerprints wrong secrets under a key of its own; the runtime's
+# limiter uses the keyring's (SecretHasher.fingerprint), the same in every replica.
+_FINGERPRINT_KEY = secrets.token_bytes(32)
+
+
+def _process_fingerprint(secret: str | None) -> bytes:
+    return hashlib.blake2b((secret or "").encode(), key=_FINGERPRINT_KEY, digest_size=16).digest()
+
+
 @dataclass
 class PollState:
-    """Everything the deployment API keeps in memory, held by the Runtime."""
+    """Everything the deployment API keeps in memory, held by the Runtime.
+
+    The limiters are in-process here; on PostgreSQL the runtime replaces them with ones every replica shares
+    (replicas/limits.py)."""
 
     cache_seconds: float
     rate_limit_per_address: int = 60
@@ -196,18 +212,22 @@ class PollState:
     documents: dict[uuid.UUID, CachedDocument] = field(default_factory=dict)
     # The status last computed for a license's polls: (from which snapshot, at which epoch second, the status).
     statuses: dict[uuid.UUID, tuple[LicenseSnapshot, float, StatusResult]] = field(default_factory=dict)
-    address_limiter: RateLimiter = field(init=False)
-    license_key_limiter: RateLimiter = field(init=False)
+    address_limiter: RequestLimit = field(init=False)
+    license_key_limiter: RequestLimit = field(init=False)
     # Different wrong secrets per client address and credential kind (auth/throttle.py): guessing is slowed to a crawl.
-    failed_auth_limiter: DistinctFailureLimiter = field(init=False)
+    failed_auth_limiter: FailureCounter = field(init=False)
     check_ins: CheckInBuffer = field(default_factory=CheckInBuffer)
 
     def __post_init__(self) -> None:
         self.activations = LoadingCache(self.cache_seconds, name="poll.activations")
         self.licenses = LoadingCache(self.cache_seconds, name="poll.licenses")
-        self.address_limiter = RateLimiter(self.rate_limit_per_address)
-        self.license_key_limiter = RateLimiter(self.rate_limit_per_license_key)
-        self.failed_auth_limiter = DistinctFailureLimiter(self.rate_limit_failed_auth_per_address)
+        self.address_limiter = InProcessRequestLimit(RateLimiter(self.rate_limit_per_address))
+        self.license_key_limiter = InProcessRequestLimit(RateLimiter(self.rate_limit_per_license_key))
+        self.failed_auth_limiter = FailureCounter(
+            DistinctFailureLimiter(self.rate_limit_failed_auth_per_address),
+            limit=self.rate_limit_failed_auth_per_address,
+            fingerprint=_process_fingerprint,
+        )
 
     def forget_documents_of(self, kids: frozenset[str]) -> None:
         """Drop the cached documents signed by retired keys (they are signed again, by the current key)."""
@@ -218,3 +238,23 @@ class PollState:
         self.licenses.discard(license_id)
         self.documents.pop(license_id, None)
         self.statuses.pop(license_id, None)
+
+    def forget_licenses(self) -> None:
+        """Every license (a change too wide to name each, or notifications that may have been missed)."""
+        self.licenses.clear()
+        self.documents.clear()
+        self.statuses.clear()
+
+    def forget_everything(self) -> None:
+        self.forget_licenses()
+        self.activations.clear()
+
+    def invalidated(self, topic: Topic, key: str | None) -> None:
+        """A write somewhere (any replica, the CLI) changed what this topic's key names: drop what is cached of it."""
+        if topic is Topic.LICENSE:
+            if key is None:
+                self.forget_licenses()
+            else:
+                self.forget_license(uuid.UUID(key))
+        elif topic is Topic.ACTIVATIONS:
+            self.activations.clear()

@@ -52,6 +52,7 @@ from license_server.licenses.models import License
 from license_server.licenses.service import LicenseView, get_license, license_view
 from license_server.licenses.usage import UsageSummary
 from license_server.lifecycle.status import Reason, Status, StatusResult, compute_status
+from license_server.replicas.invalidation import Topic, publish
 
 if TYPE_CHECKING:
     from license_server.runtime import Runtime
@@ -106,7 +107,7 @@ async def authenticate_deployment(
     try:
         return await _authenticate_deployment(runtime, token)
     except InvalidDeploymentToken:
-        record_failed_auth(runtime, limiter_key, token)
+        await record_failed_auth(runtime, limiter_key, token)
         raise
 
 
@@ -205,11 +206,12 @@ class ActivationResult:
     document: SignedDocument
 
 
-def check_rate_limits(runtime: Runtime, *, address: str | None, license_key: str | None) -> None:
+async def check_rate_limits(runtime: Runtime, *, address: str | None, license_key: str | None) -> None:
+    """Per client address and per license key; on PostgreSQL one limit for all replicas (replicas/limits.py)."""
     state = runtime.poll_state
-    retry = state.address_limiter.hit(f"address:{address or 'unknown'}")
+    retry = await state.address_limiter.hit(f"address:{address or 'unknown'}")
     if retry is None and license_key is not None:
-        retry = state.license_key_limiter.hit(runtime.hasher.digest(normalise_license_key(license_key)))
+        retry = await state.license_key_limiter.hit(runtime.hasher.digest(normalise_license_key(license_key)))
     if retry is not None:
         raise RateLimited(retry)
 
@@ -287,7 +289,7 @@ async def activate_license_install(
     outcome = await _run_activation(runtime, None, request)
     license = outcome.license
     if outcome.first_activation or (license.status, license.status_reason) != outcome.previous_status:
-        runtime.poll_state.forget_license(license.id)
+        await runtime.invalidations.announce(runtime.engine, Topic.LICENSE, str(license.id))
     return outcome.activation
 
 
@@ -368,13 +370,14 @@ async def _activation_committed(
 ) -> ActivationResult:
     """After an activation's commit: drop what the poll caches hold that it changed, and the document to answer."""
     if reissue_token and not outcome.created:
-        runtime.poll_state.activations.clear()  # the old token must stop working here at once
+        # The old token must stop working, here at once and on every other replica.
+        await runtime.invalidations.announce(runtime.engine, Topic.ACTIVATIONS)
     if await runtime.revocation_watch.check():
         runtime.poll_state.forget_documents_of(runtime.signer.keyring().revoked_kids)
     license = outcome.license
     changed = outcome.first_activation or (license.status, license.status_reason) != outcome.previous_status
-    if changed:
-        runtime.poll_state.forget_license(license.id)  # the license's document content changed
+    if changed:  # the license's document content changed, here and for every replica
+        await runtime.invalidations.announce(runtime.engine, Topic.LICENSE, str(license.id))
     # A new activation adds no usage, so the usage polls see (at most poll_cache_seconds old) is the usage to show.
     cached = await _license_snapshot(runtime, license.id, now)
     if not changed and _same_document_inputs(cached.view, license):
@@ -612,6 +615,7 @@ async def report_usage(
             clock=clock,
         )
     if not outcome.duplicate:
+        await publish(session, Topic.LICENSE, [str(license.id)])  # its usage is part of every replica's snapshot
         await session.commit()
         runtime.poll_state.forget_license(license.id)
     return outcome
@@ -687,6 +691,9 @@ async def deactivate(
         raise ActivationNotFound(f"no activation with id {activation_id}", field="activation_id")
     if activation.deactivated_at is None:
         activation.deactivated_at, activation.deactivated_by = clock(), by
+        # Every replica stops accepting the token (and recounts the seats) when this commits.
+        await publish(session, Topic.ACTIVATIONS)
+        await publish(session, Topic.LICENSE, [str(activation.license_id)])
         emit_event(
             session,
             type=EventType.ACTIVATION_DEACTIVATED,

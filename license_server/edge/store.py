@@ -1,7 +1,10 @@
 """The edge's local state: its own small SQLite file (``DATA_DIR/edge.db``), not the vendor's schema.
 
-Tables are declared on ``EdgeBase`` and created on start (``prepare``), so a feature mounted on the edge (the inner
-API's workspace overrides, app access modes) adds its tables by declaring models on ``EdgeBase`` too.
+Tables are declared on ``EdgeBase`` (a feature mounted on the edge, such as the inner API's workspace overrides and
+app access modes, declares its models on it too) and created and changed by the edge's own Alembic migrations
+(``edge/migrations``, version table ``edge_alembic_version``), which ``prepare`` runs on start: an upgraded edge
+migrates its edge.db in place. A file made by a release before the migrations (``create_all``) is recognised by its
+tables and stamped at the first revision, which is that schema, then upgraded.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Float, Integer, MetaData, String, event
+from sqlalchemy import JSON, Connection, Float, Integer, MetaData, String, event, inspect
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -20,6 +23,9 @@ from license_server.db.base import NAMING_CONVENTION, UTCDateTime
 from license_server.db.session import restrict_sqlite_files
 
 DB_FILE = "edge.db"
+EDGE_VERSION_TABLE = "edge_alembic_version"
+EDGE_MIGRATIONS = Path(__file__).parent / "migrations"
+BASELINE = "0001_edge_initial"  # the schema create_all made before the edge had migrations
 
 
 class EdgeBase(DeclarativeBase):
@@ -104,6 +110,19 @@ def edge_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
 
 
 async def prepare(engine: AsyncEngine) -> None:
-    """Create any missing table (idempotent): the edge's schema only grows by new tables."""
+    """Bring edge.db to the newest schema (idempotent; one process at a time, as the edge runs)."""
     async with engine.begin() as connection:
-        await connection.run_sync(EdgeBase.metadata.create_all)
+        await connection.run_sync(_migrate)
+
+
+def _migrate(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(EDGE_MIGRATIONS))
+    config.attributes["connection"] = connection
+    tables = set(inspect(connection).get_table_names())
+    if EDGE_VERSION_TABLE not in tables and EdgeBinding.__tablename__ in tables:
+        command.stamp(config, BASELINE)  # made by create_all: the baseline is what it holds
+    command.upgrade(config, "head")

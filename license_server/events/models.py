@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, FetchedValue, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from license_server.clock import utcnow
@@ -15,7 +15,11 @@ from license_server.db.base import Base, BigIntId, new_id
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_type", "type"), Index("ix_events_license_id", "license_id"))
+    __table_args__ = (
+        Index("ix_events_type", "type"),
+        Index("ix_events_license_id", "license_id"),
+        Index("ix_events_txid_id", "txid", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     type: Mapped[str] = mapped_column(String(64))
@@ -23,6 +27,10 @@ class Event(Base):
     license_id: Mapped[uuid.UUID | None]
     activation_id: Mapped[uuid.UUID | None]
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # PostgreSQL: the id of the transaction that wrote it (a server default, pg_current_xact_id(), set by migration
+    # 0013_fanout_xid), so fan-out can tell which events no open transaction can still add to (events/webhooks.py).
+    # None on SQLite, whose one writer makes ids visible in order.
+    txid: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
 
 
 class WebhookEndpoint(Base):
@@ -38,8 +46,10 @@ class WebhookEndpoint(Base):
     encrypted_secret: Mapped[str] = mapped_column(String(256))
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # Events with an id above this cursor have not yet been fanned out to this endpoint.
+    # Events after this cursor have not yet been fanned out to this endpoint: on SQLite those with an id above
+    # last_event_id; on PostgreSQL those after (last_event_txid, last_event_id) in (txid, id) order.
     last_event_id: Mapped[int] = mapped_column(BigIntId, default=0)
+    last_event_txid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class WebhookDelivery(Base):

@@ -3,8 +3,9 @@
 Three steps, each safe to run on several replicas at once:
 
 - ``fan_out`` turns new events into one pending delivery per matching endpoint. Each endpoint keeps a cursor (the
-  last event id it has seen); the deliveries and the cursor advance are written in one transaction, and the advance
-  is a compare-and-set, so a second or concurrent run that lost the race rolls back and nothing is doubled.
+  last event it has seen: by id on SQLite, by writing transaction and id on PostgreSQL, which needs no table lock);
+  the deliveries and the cursor advance are written in one transaction, and the advance is a compare-and-set, so a
+  second or concurrent run that lost the race rolls back and nothing is doubled.
 - ``deliver_due`` claims each due delivery just before its attempt with a compare-and-set on ``next_attempt_at`` (a
   lease), POSTs the signed event to a checked address (``egress``), and records the outcome: success, or another
   attempt later with exponential backoff and full jitter. Endpoints are served side by side, a few attempts each.
@@ -32,8 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import CursorResult, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import CursorResult, and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import license_server
@@ -58,8 +58,6 @@ SECRET_BYTES = 32
 MAX_URL_LENGTH = 2048
 
 FAN_OUT_BATCH = 1000
-# PostgreSQL: how long fan-out waits for transactions still writing events before skipping this run.
-FAN_OUT_LOCK_TIMEOUT_MS = 500
 
 DELIVERY_TIMEOUT_SECONDS = 10.0
 DELIVERY_CONCURRENCY = 10
@@ -181,8 +179,15 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-async def _max_event_id(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.coalesce(func.max(Event.id), 0))) or 0)
+async def _newest_cursor(session: AsyncSession) -> tuple[int, int]:
+    """The fan-out cursor (txid, id) of "now": events after it are those not yet written or not yet finished."""
+    if _is_postgres(session):
+        return int(await session.scalar(_HORIZON) or 0), 0
+    return 0, int(await session.scalar(select(func.coalesce(func.max(Event.id), 0))) or 0)
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 # -- endpoints --------------------------------------------------------------------------------------------------
@@ -211,8 +216,8 @@ async def create_endpoint(
         event_types=types,
         enabled=True,
         created_at=clock(),
-        last_event_id=await _max_event_id(session),
     )
+    endpoint.last_event_txid, endpoint.last_event_id = await _newest_cursor(session)
     _seal_secret(secret_box, endpoint, secret)
     session.add(endpoint)
     await session.flush()
@@ -321,17 +326,62 @@ async def rotate_secret(
 
 
 # -- fan-out ----------------------------------------------------------------------------------------------------
-def _is_lock_timeout(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) == "55P03" or "lock timeout" in str(exc.orig)
+# PostgreSQL takes an event's id at insert but shows the row at commit, so ids become visible out of order: a cursor
+# over ids alone could pass an event whose transaction is still open, and it would never be sent. So on PostgreSQL
+# each event carries the id of the transaction that wrote it (events.txid), and fan-out reads events in (txid, id)
+# order, only those of transactions below a horizon that no transaction still open in this database has reached:
+# they have all finished (committed, and visible, or rolled back), so no event can later appear behind the cursor.
+# No lock is taken; an open writing transaction only holds fan-out back (never writers) until it ends.
+#
+# The horizon: the next transaction id, or the oldest id still running in this database (pg_stat_activity, and
+# prepared transactions) if older. Not the snapshot's xmin, which counts every database of the cluster, so a long
+# batch in a neighbouring database would stall webhooks. (Seeing other sessions' backend_xid needs the same role as
+# the replicas and the CLI, or pg_read_all_stats.) pg_stat_activity reports 32-bit xids: they are widened against
+# the next 64-bit id, which they are within 2^31 of. SQLite has one writer at a time: ids become visible in order,
+# and the cursor is the id.
+_HORIZON = text(
+    """
+WITH next AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xid),
+running AS (
+    SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid IS NOT NULL
+    UNION ALL
+    SELECT transaction::text::bigint FROM pg_prepared_xacts WHERE database = current_database()
+)
+SELECT least(
+    next.xid,
+    min(((next.xid >> 32) << 32) + running.xid
+        - CASE WHEN ((next.xid >> 32) << 32) + running.xid > next.xid THEN 4294967296 ELSE 0 END)
+)
+FROM next LEFT JOIN running ON true
+GROUP BY next.xid
+"""
+)
 
 
-async def _nothing_to_fan_out(session: AsyncSession) -> bool:
+def _after(cursor: tuple[int, int], horizon: int | None) -> Any:
+    txid, event_id = cursor
+    if horizon is None:
+        return Event.id > event_id
+    return and_(
+        Event.txid < horizon,
+        or_(Event.txid > txid, and_(Event.txid == txid, Event.id > event_id)),
+    )
+
+
+def _order(horizon: int | None) -> tuple[Any, ...]:
+    return (Event.id,) if horizon is None else (Event.txid, Event.id)
+
+
+async def _nothing_to_fan_out(session: AsyncSession, horizon: int | None) -> bool:
+    txid, event_id = WebhookEndpoint.last_event_txid, WebhookEndpoint.last_event_id
+    if horizon is None:
+        newer = Event.id > event_id
+    else:
+        newer = and_(Event.txid < horizon, or_(Event.txid > txid, and_(Event.txid == txid, Event.id > event_id)))
     behind = await session.scalar(
         select(WebhookEndpoint.id)
-        .where(
-            WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.last_event_id < select(func.max(Event.id)).scalar_subquery(),
-        )
+        .where(WebhookEndpoint.enabled.is_(True), select(Event.id).where(newer).exists())
         .limit(1)
     )
     return behind is None
@@ -341,75 +391,79 @@ async def fan_out(session: AsyncSession, *, clock: Clock = utcnow, batch_size: i
     """Create one pending delivery per new event for each enabled endpoint whose filter matches. Commits.
 
     Returns the number of deliveries created: 0 also when another run (here or on another replica) won the race.
-    At most ``batch_size`` events per endpoint and run; the next run continues where this one stopped.
+    At most ``batch_size`` events per endpoint and run; the next run continues where this one stopped. Each
+    endpoint's deliveries and its cursor's advance are one transaction, the advance a compare-and-set, so every
+    event reaches each endpoint exactly once however many replicas run this.
     """
-    if await _nothing_to_fan_out(session):
+    horizon = int(await session.scalar(_HORIZON) or 0) if _is_postgres(session) else None
+    if await _nothing_to_fan_out(session, horizon):
         await session.rollback()
         return 0
     now = clock()
-    try:
-        if session.get_bind().dialect.name == "postgresql":
-            # Event ids are taken at insert time but become visible at commit, so a transaction still open could
-            # commit an event with an id below one already seen, and the cursor would pass it by. A SHARE lock waits
-            # for every transaction that wrote events to finish, and holds new writers for the moment this takes.
-            # (SQLite has one writer at a time: ids become visible in order.)
-            await session.execute(text(f"SET LOCAL lock_timeout = {int(FAN_OUT_LOCK_TIMEOUT_MS)}"))
-            await session.execute(text("LOCK TABLE events IN SHARE MODE"))
-        endpoints = (
-            await session.execute(
-                select(WebhookEndpoint.id, WebhookEndpoint.last_event_id, WebhookEndpoint.event_types)
-                .where(WebhookEndpoint.enabled.is_(True))
-                .order_by(WebhookEndpoint.id)  # one lock order for every replica
+    endpoints = (
+        await session.execute(
+            select(
+                WebhookEndpoint.id,
+                WebhookEndpoint.last_event_txid,
+                WebhookEndpoint.last_event_id,
+                WebhookEndpoint.event_types,
             )
-        ).all()
-        events_after: dict[int, Sequence[Any]] = {}  # endpoints usually share a cursor: read each range once
-        created = 0
-        for endpoint_id, cursor, event_types in endpoints:
-            if cursor not in events_after:
-                events_after[cursor] = (
-                    await session.execute(
-                        select(Event.id, Event.type).where(Event.id > cursor).order_by(Event.id).limit(batch_size)
-                    )
-                ).all()
-            events = events_after[cursor]
-            if not events:
-                continue
-            wanted = set(event_types or ())
-            rows = [
-                {
-                    "id": new_id(),
-                    "endpoint_id": endpoint_id,
-                    "event_id": event_id,
-                    "state": DeliveryState.PENDING.value,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
-                for event_id, event_type in events
-                if not wanted or event_type in wanted
-            ]
-            if rows:
-                await session.execute(insert(WebhookDelivery), rows)
-            advanced = cast(
-                CursorResult[Any],
+            .where(WebhookEndpoint.enabled.is_(True))
+            .order_by(WebhookEndpoint.id)  # one lock order for every replica
+        )
+    ).all()
+    events_after: dict[tuple[int, int], Sequence[Any]] = {}  # endpoints usually share a cursor: read each once
+    created = 0
+    for endpoint_id, cursor_txid, cursor_id, event_types in endpoints:
+        cursor = (int(cursor_txid), int(cursor_id))
+        if cursor not in events_after:
+            events_after[cursor] = (
                 await session.execute(
-                    update(WebhookEndpoint)
-                    .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.last_event_id == cursor)
-                    .values(last_event_id=events[-1].id)
-                    .execution_options(synchronize_session=False)
-                ),
-            )
-            if advanced.rowcount != 1:  # another run fanned these events out first: keep none of ours
-                await session.rollback()
-                return 0
-            created += len(rows)
-        await session.commit()
-    except DBAPIError as exc:
-        await session.rollback()
-        if _is_lock_timeout(exc):
-            logger.info("webhook fan-out skipped: transactions writing events are still open")
+                    select(Event.id, Event.type, Event.txid)
+                    .where(_after(cursor, horizon))
+                    .order_by(*_order(horizon))
+                    .limit(batch_size)
+                )
+            ).all()
+        events = events_after[cursor]
+        if not events:
+            continue
+        wanted = set(event_types or ())
+        rows = [
+            {
+                "id": new_id(),
+                "endpoint_id": endpoint_id,
+                "event_id": event.id,
+                "state": DeliveryState.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for event in events
+            if not wanted or event.type in wanted
+        ]
+        if rows:
+            await session.execute(insert(WebhookDelivery), rows)
+        last = events[-1]
+        advanced = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(WebhookEndpoint)
+                .where(
+                    WebhookEndpoint.id == endpoint_id,
+                    WebhookEndpoint.last_event_txid == cursor_txid,
+                    WebhookEndpoint.last_event_id == cursor_id,
+                )
+                .values(last_event_txid=cursor_txid if horizon is None else last.txid, last_event_id=last.id)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        if advanced.rowcount != 1:  # another run fanned these events out first: keep none of ours
+            await session.rollback()
             return 0
-        raise
+        created += len(rows)
+    await session.commit()
+    # Metrics hook (ops15a, license_server/metrics.py): deliveries created per run, fan-out lag (horizon holds).
     return created
 
 

@@ -491,7 +491,7 @@ class SqlInnerApiStore:
         try:
             return await self._authenticate(secret)
         except InvalidInnerApiSecret:
-            record_failed_auth(self._runtime, limiter_key, secret)
+            await record_failed_auth(self._runtime, limiter_key, secret)
             raise
 
     async def _authenticate(self, secret: str | None) -> Caller:

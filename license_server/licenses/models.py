@@ -52,6 +52,8 @@ class License(Base):
         Index("ix_licenses_created_at_id", "created_at", "id"),
         Index("ix_licenses_status_created_at_id", "status", "created_at", "id"),
         Index("ix_licenses_expires_at", "expires_at"),
+        # The sweep's only way in: the licenses whose status can have changed since (lifecycle.transitions).
+        Index("ix_licenses_next_transition_at", "next_transition_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -83,6 +85,10 @@ class License(Base):
     status_reason: Mapped[str] = mapped_column(String(32))
     previous_status: Mapped[str | None] = mapped_column(String(16))
     status_changed_at: Mapped[datetime | None]
+    # When compute_status can next give another answer (lifecycle.status.next_transition_at; None: only a change of
+    # the facts can), or a past instant when the stored status is stale. Written with the status by
+    # lifecycle.transitions and by the statements that change facts in bulk (the check-in flush).
+    next_transition_at: Mapped[datetime | None]
     # Set by the set-based transition on the rows it changes, so it emits events for exactly those rows.
     sweep_mark: Mapped[int | None] = mapped_column(BigIntId)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

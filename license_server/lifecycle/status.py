@@ -99,3 +99,37 @@ def compute_status(facts: LicenseFacts | None, now: datetime, *, unreachable: bo
     if now >= facts.expires_at - facts.notice:
         return StatusResult(Status.EXPIRING, Reason.EXPIRES_SOON)
     return StatusResult(Status.ACTIVE, Reason.ACTIVE)
+
+
+def next_transition_at(facts: LicenseFacts, now: datetime) -> datetime | None:
+    """When ``compute_status`` can next give another answer for these facts, if time alone moves on.
+
+    The status is the same at every instant of ``[now, result)`` and differs just after ``result`` (which is
+    ``now`` itself when a heartbeat deadline is this very instant: lost is *past* the deadline); None when only a
+    change of the facts (an action, a check-in) can change it. The sweep visits a license only once this instant
+    has passed, so this follows ``compute_status``'s ladder rung by rung (tests/unit/test_status.py checks it).
+    """
+    if facts.revoked or facts.suspended or facts.clock_rolled_back:
+        return None
+    if now < facts.starts_at:
+        return facts.starts_at
+    grace_ends = facts.expires_at + facts.grace
+    if now >= grace_ends:
+        return None  # expired is final
+    if facts.first_activated_at is None:
+        return grace_ends
+    last_seen = facts.last_check_in_at or facts.first_activated_at
+    heartbeat_deadline = last_seen + facts.heartbeat_window
+    if now > heartbeat_deadline:
+        return grace_ends  # lost until a check-in (a fact) or the end of grace
+    if facts.offline_deadline is not None and now >= facts.offline_deadline:
+        return min(grace_ends, heartbeat_deadline)  # the heartbeat rung outranks this one
+    # Active or expiring: the next of the notice window, expiry and the end of grace, unless the heartbeat (lost
+    # strictly after its deadline: the deadline itself is the last instant still active) or the offline deadline
+    # comes first.
+    expiring_at = facts.expires_at - facts.notice
+    schedule = [at for at in (expiring_at, facts.expires_at, grace_ends) if at > now]
+    schedule.append(heartbeat_deadline)
+    if facts.offline_deadline is not None:
+        schedule.append(facts.offline_deadline)
+    return min(schedule)

@@ -18,6 +18,7 @@ No other module writes these columns (``tests/lifecycle/test_transitions.py`` ch
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     union_all,
@@ -46,7 +48,8 @@ from license_server.events.models import Event
 from license_server.events.service import EventType
 from license_server.licenses.models import License
 from license_server.licenses.terms import LicenseTerms
-from license_server.lifecycle.status import Reason, Status, StatusResult, compute_status
+from license_server.lifecycle.status import Reason, Status, StatusResult, compute_status, next_transition_at
+from license_server.replicas.invalidation import Topic, publish
 
 STATUS_COLUMNS = ("status", "status_reason", "previous_status", "status_changed_at")
 # What the server stores: `none` is only what an inner API without any license says.
@@ -112,8 +115,13 @@ _WRITE_STATUS = (
         status_reason=bindparam("b_reason"),
         previous_status=bindparam("b_previous"),
         status_changed_at=bindparam("b_now"),
+        next_transition_at=bindparam("b_next"),
         updated_at=bindparam("b_now"),
     )
+)
+# The facts moved but not the status (a renewal, a check-in, a plan change): only when it can next change moves.
+_WRITE_SCHEDULE = (
+    update(_LICENSES).where(_LICENSES.c.id == bindparam("b_id")).values(next_transition_at=bindparam("b_next"))
 )
 _STORED_STATUS = select(_LICENSES.c.status, _LICENSES.c.status_reason).where(_LICENSES.c.id == bindparam("b_id"))
 _INSERT_EVENT = insert(_EVENTS)
@@ -144,13 +152,18 @@ def transition(connection: Connection, license: License, terms: LicenseTerms, no
     the read and this write, the change is computed again from what is stored now, so no event is emitted twice.
     ``license`` is updated in memory without becoming dirty in its session.
     """
-    current = compute_status(license.facts(terms), now)
+    facts = license.facts(terms)
+    current = compute_status(facts, now)
+    next_at = next_transition_at(facts, now)
     previous = StatusResult(Status(license.status), Reason(license.status_reason))
     for attempt in range(_ATTEMPTS):
         if previous == current:
             if attempt:  # another transaction wrote this very change: keep the in-memory copy in step
                 set_committed_value(license, "status", current.status.value)
                 set_committed_value(license, "status_reason", current.reason.value)
+            if license.next_transition_at != next_at:
+                connection.execute(_WRITE_SCHEDULE, {"b_id": license.id, "b_next": next_at})
+                set_committed_value(license, "next_transition_at", next_at)
             return StatusChange(previous, current, ())
         written = connection.execute(
             _WRITE_STATUS,
@@ -161,6 +174,7 @@ def transition(connection: Connection, license: License, terms: LicenseTerms, no
                 "b_status": current.status.value,
                 "b_reason": current.reason.value,
                 "b_now": now,
+                "b_next": next_at,
             },
         )
         if written.rowcount == 1:
@@ -182,6 +196,7 @@ def transition(connection: Connection, license: License, terms: LicenseTerms, no
         STATUS_COLUMNS, (current.status.value, current.reason.value, previous.status.value, now), strict=True
     ):
         set_committed_value(license, key, value)
+    set_committed_value(license, "next_transition_at", next_at)
     return StatusChange(previous, current, events)
 
 
@@ -200,6 +215,9 @@ async def transition_licenses(
     """``transition`` for each license, in one hop to the driver (a plan change re-derives all of its licenses)."""
     await session.flush()
     pairs = list(licenses)
+    # Whatever made the caller transition these licenses changed their facts: every replica's poll cache drops
+    # them when this transaction commits (replicas/invalidation.py), instead of serving them until its TTL.
+    await publish(session, Topic.LICENSE, [str(license.id) for license, _ in pairs])
 
     def run(sync_session: Session) -> list[StatusChange]:
         connection = sync_session.connection()
@@ -209,23 +227,59 @@ async def transition_licenses(
 
 
 # -- the set-based form -----------------------------------------------------------------------------------------
-def _ladder(now: datetime) -> list[tuple[Any, tuple[Status, Reason]]]:
+def _ladder(now: Any, heartbeat_deadline: Any = None) -> list[tuple[Any, tuple[Status, Reason]]]:
     """compute_status's rungs, in order, as SQL conditions over the columns each license keeps up to date
-    (``expiring_at``, ``grace_ends_at``, ``heartbeat_deadline``: see ``License.refresh_schedule``)."""
+    (``expiring_at``, ``grace_ends_at``, ``heartbeat_deadline``: see ``License.refresh_schedule``).
+
+    ``now`` is a time or an SQL expression; ``heartbeat_deadline`` an SQL expression standing in for the column (a
+    check-in's new deadline, in the statement that writes it)."""
+    deadline = License.heartbeat_deadline if heartbeat_deadline is None else heartbeat_deadline
     return [
         (License.revoked_at.is_not(None), (Status.INACTIVE, Reason.REVOKED)),
         (License.suspended_at.is_not(None), (Status.INACTIVE, Reason.SUSPENDED)),
         (License.starts_at > now, (Status.INACTIVE, Reason.NOT_STARTED)),
         (License.grace_ends_at <= now, (Status.EXPIRED, Reason.EXPIRED)),
         (License.first_activated_at.is_(None), (Status.INACTIVE, Reason.NOT_ACTIVATED)),
-        (License.heartbeat_deadline < now, (Status.LOST, Reason.HEARTBEAT_MISSED)),
+        (deadline < now, (Status.LOST, Reason.HEARTBEAT_MISSED)),
         (License.expires_at <= now, (Status.EXPIRING, Reason.IN_GRACE_PERIOD)),
         (License.expiring_at <= now, (Status.EXPIRING, Reason.EXPIRES_SOON)),
     ]
 
 
-def status_expressions(now: datetime) -> tuple[Any, Any]:
-    ladder = _ladder(now)
+def next_transition_expression(now: Any, heartbeat_deadline: Any = None) -> Any:
+    """``status.next_transition_at`` as SQL over the same columns as ``_ladder`` (a test checks the two agree).
+
+    The server has no offline deadline (that is an offline observer's fact), so that rung is absent here."""
+    deadline = License.heartbeat_deadline if heartbeat_deadline is None else heartbeat_deadline
+    scheduled = case(
+        (License.expiring_at > now, License.expiring_at),
+        (License.expires_at > now, License.expires_at),
+        else_=License.grace_ends_at,
+    )
+    return case(
+        (or_(License.revoked_at.is_not(None), License.suspended_at.is_not(None)), null()),
+        (License.starts_at > now, License.starts_at),
+        (License.grace_ends_at <= now, null()),
+        (License.first_activated_at.is_(None), License.grace_ends_at),
+        (deadline < now, License.grace_ends_at),
+        (deadline < scheduled, deadline),
+        else_=scheduled,
+    )
+
+
+def schedule_expression(now: Any, heartbeat_deadline: Any = None) -> Any:
+    """What a statement that changes a license's facts without moving its status writes to ``next_transition_at``:
+    ``now`` when the stored status no longer says what the facts do (the sweep's next batch moves it), else when it
+    can next change. So a fact change never hides a due transition from the sweep."""
+    status, reason = status_expressions(now, heartbeat_deadline)
+    return case(
+        (or_(status != License.status, reason != License.status_reason), now),
+        else_=next_transition_expression(now, heartbeat_deadline),
+    )
+
+
+def status_expressions(now: Any, heartbeat_deadline: Any = None) -> tuple[Any, Any]:
+    ladder = _ladder(now, heartbeat_deadline)
     status = case(*[(cond, s.value) for cond, (s, _) in ladder], else_=Status.ACTIVE.value)
     reason = case(*[(cond, r.value) for cond, (_, r) in ladder], else_=Reason.ACTIVE.value)
     return status, reason
@@ -254,32 +308,107 @@ async def transition_all(session: AsyncSession, *, now: datetime) -> tuple[int, 
     """Every license whose stored status no longer says what its facts do: write it, and emit the events of each
     change, in two set-based statements of ``session``'s transaction (the caller commits).
 
-    Returns (licenses changed, events emitted). The changed rows are marked with this call's own random id, so the
-    events are those of exactly the rows this statement changed.
+    This scans every license: the reconciliation of the whole table (and the baseline the sweep benchmark measures).
+    The scheduled sweep uses ``transition_due``, which visits only the licenses whose ``next_transition_at`` came.
+    Returns (licenses changed, events emitted).
     """
     await lock_for_many_licenses(session)
+    return await _transition_where(session, now, None)
+
+
+@dataclass(frozen=True)
+class DueBatch:
+    visited: int  # licenses whose next transition had come
+    changed: int
+    events: int
+    cursor: tuple[datetime, uuid.UUID] | None  # the (next_transition_at, id) the next batch starts after
+
+
+SWEEP_BATCH = 1000
+
+
+async def transition_due(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = SWEEP_BATCH,
+) -> DueBatch:
+    """One bounded batch of the sweep, in ``session``'s transaction (the caller commits, then asks for the next).
+
+    The licenses whose ``next_transition_at`` has come, at most ``limit`` of them in (next_transition_at, id) order
+    after ``after``, are moved as ``transition_all`` moves them and given their next instant. The index on
+    (next_transition_at, id) finds them, so a sweep costs what is due, not the size of the table. Every batch
+    starts after the last key of the one before, so a run ends even if a license comes due again meanwhile.
+    """
+    await lock_for_many_licenses(session)
+    due = select(License.id, License.next_transition_at).where(License.next_transition_at <= now)
+    if after is not None:
+        due = due.where(
+            or_(
+                License.next_transition_at > after[0],
+                and_(License.next_transition_at == after[0], License.id > after[1]),
+            )
+        )
+    rows = (await session.execute(due.order_by(License.next_transition_at, License.id).limit(limit))).all()
+    if not rows:
+        return DueBatch(0, 0, 0, None)
+    ids = [row.id for row in rows]
+    changed, events = await _transition_where(session, now, License.id.in_(ids))
+    await session.execute(
+        update(License)
+        .where(License.id.in_(ids))
+        .values(next_transition_at=next_transition_expression(now))
+        .execution_options(synchronize_session=False)
+    )
+    last = rows[-1]
+    return DueBatch(len(rows), changed, events, (last.next_transition_at, last.id))
+
+
+async def _transition_where(session: AsyncSession, now: datetime, among: Any) -> tuple[int, int]:
+    """The set-based transition of the licenses ``among`` selects (all of them for None). The changed rows are
+    marked with this call's own random id, so the events are those of exactly the rows this statement changed."""
     mark = secrets.randbits(62)
     new_status, new_reason = status_expressions(now)
+    stale = or_(new_status != License.status, new_reason != License.status_reason)
     moved = await session.execute(
         update(License)
-        .where(or_(new_status != License.status, new_reason != License.status_reason))
+        .where(stale if among is None else and_(among, stale))
         .values(
             previous_status=License.status,
             status=new_status,
             status_reason=new_reason,
             status_changed_at=now,
+            next_transition_at=next_transition_expression(now),
             sweep_mark=mark,
         )
         .execution_options(synchronize_session=False)
     )
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        return 0, 0
+    if among is not None:
+        # A bounded batch: read its changed rows back by primary key and apply the rule to each. (The join below
+        # would make SQLite's planner scan the whole table for the few rows of a batch.)
+        changed = await session.execute(
+            select(License.id, License.previous_status, License.status).where(among, License.sweep_mark == mark)
+        )
+        rows = [
+            {"type": event.value, "occurred_at": now, "license_id": row.id, "activation_id": None, "data": {}}
+            for row in changed
+            for event in events_of_change(Status(row.previous_status), Status(row.status))
+        ]
+        if rows:
+            await session.execute(_INSERT_EVENT, rows)
+        return int(moved.rowcount), len(rows)  # type: ignore[attr-defined]
     table = _transition_events_table()
+    marked = License.sweep_mark == bindparam("mark")
     emitted = await session.execute(
         insert(_EVENTS).from_select(
             ["type", "occurred_at", "license_id", "data"],
             select(table.c.type, literal(now, License.status_changed_at.type), License.id, literal({}, JSON))
             .select_from(License)
             .join(table, and_(License.previous_status == table.c.from_status, License.status == table.c.to_status))
-            .where(License.sweep_mark == bindparam("mark"))
+            .where(marked)
             .order_by(table.c.slot),
         ),
         {"mark": mark},

@@ -39,6 +39,7 @@ from license_server.licenses.usage import UsageSummary
 from license_server.offline import files
 from license_server.offline.files import FileError, FileReason
 from license_server.offline.models import OfflineBinding, OfflineUsageImport
+from license_server.replicas.invalidation import Topic, publish
 from license_server.verifier import VerificationError, Verifier
 
 if TYPE_CHECKING:
@@ -365,6 +366,7 @@ async def import_usage(
         detail={"activation_id": str(activation_id), "seq": parsed.seq, "measurements": len(parsed.measurements)},
         clock=clock,
     )
+    await publish(session, Topic.LICENSE, [str(license_id)])  # its usage: every replica's snapshot, at commit
     try:
         await session.commit()
     except IntegrityError:  # the same link imported concurrently (its import's unique seq): that import stands

@@ -26,6 +26,7 @@ from license_server.config import Settings
 from license_server.deployments.runtime_state import DistinctFailureLimiter, RateLimiter
 from license_server.licenses.license_keys import ALPHABET, GROUP_LENGTH, GROUPS, KEY_PREFIX
 from license_server.licenses.terms import LicenseTerms
+from license_server.replicas.limits import FailureCounter, InProcessRequestLimit
 from license_server.runtime import Runtime
 from tests.adversarial.conftest import budget
 from tests.conftest import LicenseFactory
@@ -49,9 +50,12 @@ def backend() -> str:
 @pytest.fixture
 def production_limits(runtime: Runtime) -> Runtime:
     state = runtime.poll_state
-    state.address_limiter = RateLimiter(default("rate_limit_per_address"))
-    state.license_key_limiter = RateLimiter(default("rate_limit_per_license_key"))
-    state.failed_auth_limiter = DistinctFailureLimiter(default("rate_limit_failed_auth_per_address"))
+    state.address_limiter = InProcessRequestLimit(RateLimiter(default("rate_limit_per_address")))
+    state.license_key_limiter = InProcessRequestLimit(RateLimiter(default("rate_limit_per_license_key")))
+    failures = default("rate_limit_failed_auth_per_address")
+    state.failed_auth_limiter = runtime.billing.failed_auth_limiter = FailureCounter(
+        DistinctFailureLimiter(failures), limit=failures, fingerprint=runtime.hasher.fingerprint
+    )
     return runtime
 
 

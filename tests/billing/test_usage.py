@@ -14,6 +14,8 @@ from sqlalchemy import func, select
 from license_server.auth.tokens import Actor
 from license_server.billing.usage.jobs import release_expired_reservations
 from license_server.billing.usage.models import Reservation, UsageCounter, UsageEvent, UsageRecord
+from license_server.deployments.runtime_state import DistinctFailureLimiter
+from license_server.replicas.limits import FailureCounter
 from license_server.runtime import Runtime
 from tests.billing.conftest import Platform, PlatformFactory, consume, subscribe, tiny_plan
 from tests.conftest import MovableClock
@@ -316,7 +318,9 @@ async def test_platform_secrets_unknown_and_revoked_are_401_and_guessing_is_thro
     )
     assert revoke.status_code == 200
     assert (await client.get(url, headers=platform.headers)).status_code == 401
-    runtime.poll_state.failed_auth_limiter.__init__(3)  # type: ignore[misc]
+    runtime.poll_state.failed_auth_limiter = runtime.billing.failed_auth_limiter = FailureCounter(
+        DistinctFailureLimiter(3), limit=3, fingerprint=runtime.hasher.fingerprint
+    )
     # Only different wrong secrets count (a platform retrying one stale secret is not guessing): a guesser's do.
     guesses = [{"Authorization": f"Bearer lsbp_guess{i}"} for i in range(5)]
     statuses = [(await client.get(url, headers=headers)).status_code for headers in guesses]

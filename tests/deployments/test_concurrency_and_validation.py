@@ -175,8 +175,9 @@ async def test_validation_reports_expiry_and_expiring(
 
 async def test_guessing_keys_hits_the_rate_limit_with_retry_after(client: httpx.AsyncClient, runtime: Runtime) -> None:
     from license_server.deployments.runtime_state import RateLimiter
+    from license_server.replicas.limits import InProcessRequestLimit
 
-    runtime.poll_state.address_limiter = RateLimiter(5)
+    runtime.poll_state.address_limiter = InProcessRequestLimit(RateLimiter(5))
     statuses = [(await activate(client, f"LSK-GUESS-{i}")).status_code for i in range(8)]
     assert statuses == [404] * 5 + [429] * 3
     limited = await activate(client, "LSK-GUESS-X")
@@ -188,8 +189,9 @@ async def test_one_license_key_is_limited_across_addresses(
     client: httpx.AsyncClient, runtime: Runtime, make_license: LicenseFactory
 ) -> None:
     from license_server.deployments.runtime_state import RateLimiter
+    from license_server.replicas.limits import InProcessRequestLimit
 
-    runtime.poll_state.license_key_limiter = RateLimiter(3)
+    runtime.poll_state.license_key_limiter = InProcessRequestLimit(RateLimiter(3))
     issued = await make_license()
     statuses = [(await activate(client, issued, f"h{i}")).status_code for i in range(5)]
     assert statuses[3:] == [429, 429]

@@ -77,12 +77,17 @@ async def test_admin_tokens_do_not_work_as_deployment_tokens(
     assert (usage.status_code, usage.json()["code"]) == (401, "invalid_deployment_token")
 
 
-async def test_cached_polls_see_admin_changes_within_the_staleness_bound(
+async def test_cached_polls_see_admin_changes_at_once_and_others_within_the_staleness_bound(
     client: httpx.AsyncClient, make_license: LicenseFactory, runtime: Runtime
 ) -> None:
+    """A change made through the service is pushed to the poll cache when it commits; a change behind its back (a
+    raw UPDATE, which publishes nothing) is still seen within the cache's bound."""
+    from sqlalchemy import update
+
     from license_server.auth.tokens import cli_actor
     from license_server.deployments.runtime_state import LoadingCache
     from license_server.licenses import service as licenses
+    from license_server.licenses.models import License
 
     cache_seconds = 0.5
     runtime.poll_state.activations = LoadingCache(cache_seconds)
@@ -92,8 +97,14 @@ async def test_cached_polls_see_admin_changes_within_the_staleness_bound(
     etag = (await client.get("/v1/license", headers=bearer(token))).headers["etag"]
     async with runtime.session_factory() as db:
         await licenses.suspend_license(db, actor=cli_actor(), license_id=issued.view.license.id, clock=runtime.clock)
+    suspended = await client.get("/v1/license", headers={**bearer(token), "If-None-Match": etag})
+    assert suspended.status_code == 200  # the suspension's invalidation arrived with its commit
+    etag = suspended.headers["etag"]
+    async with runtime.session_factory() as db:
+        await db.execute(update(License).where(License.id == issued.view.license.id).values(suspended_at=None))
+        await db.commit()
     cached = await client.get("/v1/license", headers={**bearer(token), "If-None-Match": etag})
-    assert cached.status_code == 304  # served from the cache: the suspension is not visible yet
+    assert cached.status_code == 304  # served from the cache: nothing told it of the raw UPDATE
     await asyncio.sleep(cache_seconds + 0.1)
     fresh = await client.get("/v1/license", headers={**bearer(token), "If-None-Match": etag})
-    assert fresh.status_code == 200  # after the bound, the document says suspended
+    assert fresh.status_code == 200  # after the bound, the document says reinstated

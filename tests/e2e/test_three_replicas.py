@@ -2,6 +2,10 @@
 runs them: they all start (migrations take turns), seats stay exact under 200 concurrent activations spread over the
 three, a suspension made through one is seen by every replica's polls within the poll cache bound, and each lifecycle
 event is recorded once and each webhook delivered once, although all three run the sweep and the webhook job.
+
+And (issue 15): with a poll cache that lives a minute, a suspension through one replica reaches every replica's
+polls within PUSH_BOUND_SECONDS (LISTEN/NOTIFY), and the per-license-key and failed-auth limits are one limit for
+the three together.
 """
 
 from __future__ import annotations
@@ -256,6 +260,127 @@ def test_three_replicas_started_together_keep_seats_staleness_events_and_webhook
         ]
         with WebhookReceiver() as receiver:
             asyncio.run(scenario(servers, owner_token, fresh_database, receiver))
+        assert all(server.process.poll() is None for server in servers), "a replica died during the test"
+    finally:
+        for server in servers:
+            server.process.terminate()
+        for server in servers:
+            server.process.wait(timeout=15)
+
+
+# -- one limit and pushed invalidation across replicas (issue 15) ---------------------------------------------------
+LONG_CACHE_SECONDS = 60.0  # the most allowed, far past the push bound: a change seen sooner was pushed, not expired
+PUSH_BOUND_SECONDS = 2.0  # NOTIFY delivery (milliseconds) + a poll every 0.1 s + a loaded 2-core machine
+KEY_LIMIT = 6
+FAILED_AUTH_LIMIT = 6
+
+
+async def shared_state_scenario(servers: list[Server], owner_token: str) -> None:
+    admin = {"Authorization": f"Bearer {owner_token}"}
+    clients = [httpx.AsyncClient(base_url=s.url, timeout=30) for s in servers]
+    try:
+        first = clients[0]
+        customer = await first.post("/v1/admin/customers", json={"name": "Shared Corp"}, headers=admin)
+        assert customer.status_code == 201, customer.text
+        issued = await first.post(
+            "/v1/admin/licenses",
+            json={"customer_id": customer.json()["id"], "expires_at": "2035-01-01", "terms": {"max_activations": 3}},
+            headers=admin,
+        )
+        assert issued.status_code == 201, issued.text
+        key = issued.json()["key"]
+        activated = await first.post("/v1/activations", json={"license_key": key, "fingerprint": "node-0"})
+        assert activated.status_code == 201, activated.text
+        token = activated.json()["deployment_token"]
+
+        # One rate limit: the license key may be used KEY_LIMIT times a minute in all, whichever replica answers.
+        # (The activation above was its first use.)
+        answers = []
+        for i in range(3 * KEY_LIMIT):
+            validated = await clients[i % REPLICAS].post(
+                "/v1/licenses/validate", json={"license_key": key, "nonce": f"n-{i}", "fingerprint": "node-0"}
+            )
+            answers.append(validated.status_code)
+        assert answers.count(200) == KEY_LIMIT - 1, answers
+        assert answers[: KEY_LIMIT - 1] == [200] * (KEY_LIMIT - 1), answers
+        assert set(answers[KEY_LIMIT - 1 :]) == {429}, answers
+        print(f"\none per-license-key limit of {KEY_LIMIT} across {REPLICAS} replicas: {answers}")
+
+        # One failed-auth limit: different wrong deployment tokens spread over the replicas count together.
+        for i in range(FAILED_AUTH_LIMIT):
+            wrong = await clients[i % REPLICAS].get("/v1/license", headers={"Authorization": f"Bearer lsd_wrong{i}"})
+            assert wrong.status_code == 401, wrong.text
+
+        async def every_replica_refuses() -> bool:
+            refused = [
+                (await http.get("/v1/license", headers={"Authorization": f"Bearer {token}"})).status_code
+                for http in clients
+            ]
+            return refused == [429] * REPLICAS
+
+        await eventually(every_replica_refuses, PUSH_BOUND_SECONDS, "the failed-auth block on every replica")
+
+    finally:
+        for http in clients:
+            await http.aclose()
+
+
+async def suspension_scenario(servers: list[Server], owner_token: str) -> list[float]:
+    """Every replica has the license cached for LONG_CACHE_SECONDS; a suspension through one reaches all."""
+    admin = {"Authorization": f"Bearer {owner_token}"}
+    clients = [httpx.AsyncClient(base_url=s.url, timeout=30) for s in servers]
+    try:
+        first, second, _ = clients
+        customer = await first.post("/v1/admin/customers", json={"name": "Pushed Corp"}, headers=admin)
+        issued = await first.post(
+            "/v1/admin/licenses",
+            json={"customer_id": customer.json()["id"], "expires_at": "2035-01-01"},
+            headers=admin,
+        )
+        activated = await first.post("/v1/activations", json={"license_key": issued.json()["key"], "fingerprint": "a"})
+        assert activated.status_code == 201, activated.text
+        token = activated.json()["deployment_token"]
+        for http in clients:
+            warm = await http.get("/v1/license", headers={"Authorization": f"Bearer {token}"})
+            assert claims(warm.text)["status"] == "active", warm.text
+        suspended = await second.post(
+            f"/v1/admin/licenses/{issued.json()['id']}/actions/suspend", json={"reason": "pushed"}, headers=admin
+        )
+        assert suspended.status_code == 200, suspended.text
+        since = time.monotonic()
+        return list(
+            await asyncio.gather(*(poll_until_suspended(http, token, since, PUSH_BOUND_SECONDS) for http in clients))
+        )
+    finally:
+        for http in clients:
+            await http.aclose()
+
+
+def test_three_replicas_enforce_one_rate_limit_and_see_a_suspension_pushed_to_all(
+    cli: Cli, fresh_database: str
+) -> None:
+    """The poll cache lives LONG_CACHE_SECONDS, yet a suspension made through one replica is seen by every
+    replica's polls within PUSH_BOUND_SECONDS (LISTEN/NOTIFY); the per-license-key and failed-auth limits hold for
+    the three together, not per replica."""
+    cli.run("init", "--dev")
+    env = {
+        **cli.env,
+        "LICENSE_SERVER_DATABASE_URL": fresh_database,
+        "LICENSE_SERVER_POLL_CACHE_SECONDS": str(LONG_CACHE_SECONDS),
+        "LICENSE_SERVER_RATE_LIMIT_PER_ADDRESS": "1000000",
+        "LICENSE_SERVER_RATE_LIMIT_PER_LICENSE_KEY": str(KEY_LIMIT),
+        "LICENSE_SERVER_RATE_LIMIT_FAILED_AUTH_PER_ADDRESS": str(FAILED_AUTH_LIMIT),
+        "LICENSE_SERVER_LOG_LEVEL": "WARNING",
+    }
+    servers = [spawn_server(cli, free_port(), env=env) for _ in range(REPLICAS)]
+    try:
+        for server in servers:
+            wait_until_ready(server, seconds=60)
+        owner_token = Cli(cwd=cli.cwd, env=env).json("tokens", "create", "--role", "owner", "--name", "shared")["token"]
+        seen_after = asyncio.run(suspension_scenario(servers, owner_token))
+        print(f"\nsuspension pushed to each replica after {', '.join(f'{s:.2f}' for s in seen_after)} s")
+        assert all(s <= PUSH_BOUND_SECONDS for s in seen_after), seen_after
+        asyncio.run(shared_state_scenario(servers, owner_token))
         assert all(server.process.poll() is None for server in servers), "a replica died during the test"
     finally:
         for server in servers:

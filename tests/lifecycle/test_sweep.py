@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import select
@@ -13,8 +13,8 @@ from license_server.deployments.jobs import flush_check_ins
 from license_server.events.leases import acquire_lease
 from license_server.events.models import Event, JobLease
 from license_server.licenses.models import License
-from license_server.lifecycle.jobs import SWEEP_LEASE, run_sweep, sweep
-from license_server.lifecycle.status import compute_status
+from license_server.lifecycle.jobs import SWEEP_LEASE, full_sweep, run_sweep, sweep
+from license_server.lifecycle.status import compute_status, next_transition_at
 from license_server.runtime import Runtime
 from license_server.scheduler import JobScheduler
 from tests.conftest import LicenseFactory, MovableClock
@@ -51,13 +51,19 @@ async def test_sweep_sql_agrees_with_the_status_function_on_every_rung(
             license.revoked_at = now if revoked else None
             license.refresh_schedule(license.effective_terms(None))
             license.status, license.status_reason = "active", "ACTIVE"  # stale on purpose
+            # Facts written behind the transition's back: what the product's bulk writers do in that case is to
+            # make the license due (transitions.schedule_expression).
+            license.next_transition_at = now
         await db.commit()
         await sweep(db, now=now)
         db.expunge_all()
         checked = 0
         for license in await db.scalars(select(License)):
-            expected = compute_status(license.facts(license.effective_terms(None)), now)
+            facts = license.facts(license.effective_terms(None))
+            expected = compute_status(facts, now)
             assert (license.status, license.status_reason) == (expected.status.value, expected.reason.value)
+            # ... and the SQL form of when it can next change agrees with the pure function on every rung too.
+            assert license.next_transition_at == next_transition_at(facts, now)
             checked += 1
     assert checked == len(ids) == 72
 
@@ -181,3 +187,56 @@ async def test_check_ins_are_coalesced_into_one_write_per_activation(
     async with runtime.session_factory() as db:
         license = (await db.scalars(select(License))).one()
     assert license.last_check_in_at == clock()
+
+
+async def _stale_behind_the_writers_back(runtime: Runtime, license_id: object, *, due: datetime | None) -> None:
+    async with runtime.session_factory() as db:
+        license = await db.get(License, license_id)
+        assert license is not None
+        license.status, license.status_reason = "lost", "HEARTBEAT_MISSED"  # what its facts do not say
+        license.next_transition_at = due
+        await db.commit()
+
+
+async def test_the_sweep_visits_only_licenses_whose_next_transition_has_come(
+    runtime: Runtime, make_license: LicenseFactory, clock: MovableClock
+) -> None:
+    """A license whose stored status is wrong but whose next transition is a day away is not visited (the sweep
+    reads the index, not the table); once that instant passes, the sweep moves it. The full reconciliation would
+    have moved it at once, which is what makes the difference observable."""
+    hidden = (await make_license()).view.license.id
+    await _stale_behind_the_writers_back(runtime, hidden, due=clock() + DAY)
+    async with runtime.session_factory() as db:
+        assert await sweep(db, now=clock()) == (0, 0, 0)
+    assert (await _stored(runtime, hidden))[:2] == ("lost", "HEARTBEAT_MISSED")
+    clock.advance(DAY)
+    async with runtime.session_factory() as db:
+        changed, _, _ = await sweep(db, now=clock())
+    assert changed == 1
+    status, reason, upcoming = await _stored(runtime, hidden)
+    assert (status, reason) == ("inactive", "NOT_ACTIVATED")
+    assert upcoming is not None
+    assert upcoming > clock()  # given its next instant: not visited again until then
+    async with runtime.session_factory() as db:
+        assert await sweep(db, now=clock()) == (0, 0, 0)
+        assert (await full_sweep(db, now=clock()))[0] == 0  # and nothing is left for a full pass to find
+
+
+async def test_the_sweep_works_in_bounded_batches_until_nothing_is_due(
+    runtime: Runtime, make_license: LicenseFactory, clock: MovableClock
+) -> None:
+    ids = [(await make_license()).view.license.id for _ in range(5)]
+    for license_id in ids:
+        await _stale_behind_the_writers_back(runtime, license_id, due=clock())
+    async with runtime.session_factory() as db:
+        changed, _, _ = await sweep(db, now=clock(), batch_size=2)
+    assert changed == 5
+    for license_id in ids:
+        assert (await _stored(runtime, license_id))[:2] == ("inactive", "NOT_ACTIVATED")
+
+
+async def _stored(runtime: Runtime, license_id: object) -> tuple[str, str, datetime | None]:
+    async with runtime.session_factory() as db:
+        license = await db.get(License, license_id)
+        assert license is not None
+        return license.status, license.status_reason, license.next_transition_at

@@ -90,6 +90,7 @@ async def test_the_set_based_form_emits_the_rule_for_every_change(
             license.suspended_at = now if suspended else None
             license.refresh_schedule(license.effective_terms(None))
             license.status, license.status_reason = previous.value, "ACTIVE"  # stale on purpose
+            license.next_transition_at = now  # and due, as the product's writers leave a stale license
         await db.commit()
         await sweep(db, now=now)
     for license_id, (previous, current) in cases.items():
@@ -204,6 +205,7 @@ async def test_every_event_is_emitted_once_when_the_sweep_and_actions_race(
                 license.first_activated_at = license.last_check_in_at = clock()
                 license.refresh_schedule(license.effective_terms(None))
                 license.status, license.status_reason = "active", "ACTIVE"  # as an activation left it
+                license.next_transition_at = license.expiring_at  # and when it enters the notice window
                 await db.commit()
             licenses.append((issued.view.license.id, issued.key))
         clock.advance(15 * DAY)  # into the 30-day notice window
@@ -240,6 +242,7 @@ async def test_a_transition_from_a_stale_read_does_not_emit_the_change_again(
         license.first_activated_at = license.last_check_in_at = clock()
         license.refresh_schedule(license.effective_terms(None))
         license.status, license.status_reason = "active", "ACTIVE"
+        license.next_transition_at = clock()  # stale, so due
         await db.commit()
     async with runtime.session_factory() as stale_session:
         stale = await stale_session.get(License, license_id)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from litestar.testing import AsyncTestClient
+from sqlalchemy import Connection
 
 from license_server.edge import service
 from license_server.edge.app import create_edge_app
 from license_server.edge.runtime import EdgeRuntime, edge_license_state
+from license_server.edge.store import EDGE_MIGRATIONS, EDGE_VERSION_TABLE, EdgeBase, create_edge_engine, prepare
 from license_server.offline import files
 from license_server.offline.install import load_or_create_install_key
 from license_server.signing.keys import KeyStore
@@ -227,3 +233,70 @@ async def test_the_edge_exports_metrics_behind_its_token_with_request_ids(make_e
     untokened = create_edge_app(make_edge(), settings=Settings())
     async with AsyncTestClient(untokened) as client:
         assert (await client.get("/metrics", headers=headers)).status_code == 404
+
+
+# -- the edge's own migrations --------------------------------------------------------------------------------------
+PREVIOUS_RELEASE_EDGE_DB = Path(__file__).parent / "fixtures" / "edge_db_c09879d.sql"
+
+
+def _edge_tables(path: Path) -> dict[str, list[str]]:
+    connection = sqlite3.connect(path)
+    try:
+        names = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {name: [column[1] for column in connection.execute(f'PRAGMA table_info("{name}")')] for name in names}
+    finally:
+        connection.close()
+
+
+def _restore_previous_release_db(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(data_dir / "edge.db")
+    try:
+        connection.executescript(PREVIOUS_RELEASE_EDGE_DB.read_text())
+    finally:
+        connection.close()
+
+
+async def test_an_edge_db_made_by_the_previous_release_is_migrated_in_place_and_served(
+    make_edge: EdgeFactory, data_dir: Path, tmp_path: Path
+) -> None:
+    """edge.db as release c09879d left it (create_all, no version table; its SQL dump made by that release's code,
+    with one usage report in it): the upgraded edge stamps and migrates it, keeps the report, and serves."""
+    _restore_previous_release_db(data_dir)
+    async with AsyncTestClient(create_edge_app(make_edge())) as client:
+        assert (await client.get("/v1/license")).status_code == 200
+    tables = _edge_tables(data_dir / "edge.db")
+    connection = sqlite3.connect(data_dir / "edge.db")
+    try:
+        [(version,)] = connection.execute("SELECT version_num FROM edge_alembic_version").fetchall()
+        kept = connection.execute("SELECT idempotency_key FROM edge_usage").fetchall()
+    finally:
+        connection.close()
+    assert version == ScriptDirectory(str(EDGE_MIGRATIONS)).get_current_head()
+    assert kept == [("before-upgrade",)]
+    # ... and it is the schema a new edge gets.
+    fresh_dir = tmp_path / "fresh"
+    engine = create_edge_engine(fresh_dir)
+    try:
+        await prepare(engine)
+    finally:
+        await engine.dispose()
+    assert tables == _edge_tables(fresh_dir / "edge.db")
+
+
+async def test_the_edge_migrations_create_the_schema_its_models_declare(tmp_path: Path) -> None:
+    engine = create_edge_engine(tmp_path)
+    try:
+        await prepare(engine)
+        await prepare(engine)  # idempotent: a restart finds nothing to do
+
+        def differences(connection: Connection) -> list[Any]:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "version_table": EDGE_VERSION_TABLE}
+            )
+            return list(compare_metadata(context, EdgeBase.metadata))
+
+        async with engine.connect() as connection:
+            assert await connection.run_sync(differences) == []
+    finally:
+        await engine.dispose()

@@ -93,3 +93,64 @@ async def test_a_zero_ttl_loads_every_time() -> None:
     cache: LoadingCache[str, int] = LoadingCache(0.0)
     loader = CountingLoader()
     assert [await cache.get("k", loader) for _ in range(3)] == [1, 2, 3]
+
+
+class GatedLoader:
+    """Each call returns the value the database held when it *read*: ``value`` at call time, after a gate."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.gate = asyncio.Event()
+        self.reading = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        read = self.value
+        self.reading.set()
+        await self.gate.wait()
+        return read
+
+
+async def test_a_slow_load_overtaken_by_an_invalidation_is_never_cached() -> None:
+    """The write commits and its invalidation arrives while a load that read the old row is still running: that
+    load answers its own caller, but the next caller loads again and sees the write."""
+    cache: LoadingCache[str, str] = LoadingCache(60.0, monotonic=FakeTime())
+    loader = GatedLoader("old")
+    slow = asyncio.ensure_future(cache.get("k", loader))
+    await loader.reading.wait()
+    loader.value = "new"  # the write commits ...
+    cache.discard("k")  # ... and its invalidation is delivered
+    loader.gate.set()
+    assert await slow == "old"
+    assert await cache.get("k", loader) == "new"
+    assert loader.calls == 2
+    assert await cache.get("k", loader) == "new"  # and that one is cached
+    assert loader.calls == 2
+
+
+async def test_a_clear_outdates_every_running_load() -> None:
+    cache: LoadingCache[str, str] = LoadingCache(60.0, monotonic=FakeTime())
+    loaders = {key: GatedLoader("old") for key in ("a", "b")}
+    slow = [asyncio.ensure_future(cache.get(key, loader)) for key, loader in loaders.items()]
+    for loader in loaders.values():
+        await loader.reading.wait()
+    for loader in loaders.values():
+        loader.value = "new"
+    cache.clear()
+    for loader in loaders.values():
+        loader.gate.set()
+    assert await asyncio.gather(*slow) == ["old", "old"]
+    assert [await cache.get(key, loader) for key, loader in loaders.items()] == ["new", "new"]
+
+
+async def test_an_invalidation_of_another_key_leaves_a_running_load_cacheable() -> None:
+    cache: LoadingCache[str, str] = LoadingCache(60.0, monotonic=FakeTime())
+    loader = GatedLoader("v")
+    slow = asyncio.ensure_future(cache.get("k", loader))
+    await asyncio.sleep(0)
+    cache.discard("other")
+    loader.gate.set()
+    assert await slow == "v"
+    assert await cache.get("k", loader) == "v"
+    assert loader.calls == 1

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from license_server.lifecycle.status import LicenseFacts, Reason, Status, StatusResult, compute_status
+from license_server.lifecycle.status import (
+    LicenseFacts,
+    Reason,
+    Status,
+    StatusResult,
+    compute_status,
+    next_transition_at,
+)
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -141,3 +149,54 @@ def test_status_follows_time_through_the_whole_life_of_a_license() -> None:
     ]:
         moment = NOW + day * DAY
         assert status_of(replace(seen, last_check_in_at=moment), moment).reason is reason, day
+
+
+# -- when the status can next change ------------------------------------------------------------------------------
+def _instants_between(start: datetime, end: datetime, rng: random.Random) -> list[datetime]:
+    span = (end - start).total_seconds()
+    if end == start:
+        return []
+    return [start, end - timedelta(microseconds=1)] + [start + timedelta(seconds=rng.random() * span) for _ in range(8)]
+
+
+def test_next_transition_at_is_the_first_instant_the_status_can_differ() -> None:
+    """Over many random facts: the status is constant from now until the instant given, and differs just after it;
+    None only where no amount of time changes it."""
+    rng = random.Random(15)  # noqa: S311 - reproducible test data, not security
+    hours = [timedelta(hours=h) for h in (-900, -200, -30, -1, 0, 1, 30, 200, 900)]
+    for _ in range(3000):
+        first = NOW + rng.choice(hours) if rng.random() < 0.8 else None
+        facts = LicenseFacts(
+            starts_at=NOW + rng.choice(hours),
+            expires_at=NOW + rng.choice(hours),
+            notice=abs(rng.choice(hours)),
+            grace=abs(rng.choice(hours)),
+            heartbeat_window=abs(rng.choice(hours)) + timedelta(hours=1),
+            suspended=rng.random() < 0.1,
+            revoked=rng.random() < 0.05,
+            first_activated_at=first,
+            last_check_in_at=first + abs(rng.choice(hours)) if first and rng.random() < 0.7 else None,
+            offline_deadline=NOW + rng.choice(hours) if rng.random() < 0.2 else None,
+            clock_rolled_back=rng.random() < 0.03,
+        )
+        status = compute_status(facts, NOW)
+        upcoming = next_transition_at(facts, NOW)
+        if upcoming is None:
+            later = [NOW + timedelta(hours=h) for h in (1, 100, 10_000, 1_000_000)]
+            assert all(compute_status(facts, t) == status for t in later), facts
+            continue
+        assert upcoming >= NOW, facts
+        assert all(compute_status(facts, t) == status for t in _instants_between(NOW, upcoming, rng)), facts
+        assert compute_status(facts, upcoming + timedelta(microseconds=1)) != status, facts
+
+
+def test_a_healthy_license_next_changes_at_its_heartbeat_deadline_then_its_notice_window() -> None:
+    assert next_transition_at(HEALTHY, NOW) == NOW - timedelta(hours=1) + 7 * DAY
+    always_seen = replace(HEALTHY, heartbeat_window=3650 * DAY)
+    assert next_transition_at(always_seen, NOW) == HEALTHY.expires_at - 30 * DAY
+
+
+def test_suspended_revoked_and_expired_licenses_change_only_with_their_facts() -> None:
+    assert next_transition_at(replace(HEALTHY, suspended=True), NOW) is None
+    assert next_transition_at(replace(HEALTHY, revoked=True), NOW) is None
+    assert next_transition_at(replace(HEALTHY, expires_at=NOW - DAY), NOW) is None

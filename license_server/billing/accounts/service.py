@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.audit import record_audit
 from license_server.auth.hashing import SecretHasher
-from license_server.auth.throttle import CredentialKind, limiter_key, secret_fingerprint
+from license_server.auth.throttle import CredentialKind, limiter_key
 from license_server.auth.tokens import Actor
 from license_server.billing.accounts.models import (
     ACTIVE_STATUSES,
@@ -75,7 +75,7 @@ async def authenticate_platform(state: BillingState, secret: str | None, *, addr
     if retry is not None:
         raise RateLimited(retry, f"too many failed authentications from this address; retry after {retry} s")
     if not secret or not secret.startswith(SECRET_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
-        state.failed_auth_limiter.record(key, secret_fingerprint(secret))
+        await state.failed_auth_limiter.record(key, secret)
         raise InvalidPlatformSecret("send Authorization: Bearer <platform secret>")
     digest = state.hasher().digest(secret)  # one HMAC and one indexed lookup, known secret or not
 
@@ -93,7 +93,7 @@ async def authenticate_platform(state: BillingState, secret: str | None, *, addr
     try:
         return await state.platforms.get(digest, load)
     except InvalidPlatformSecret:
-        state.failed_auth_limiter.record(key, secret_fingerprint(secret))
+        await state.failed_auth_limiter.record(key, secret)
         raise
 
 
