@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from license_server.auth.audit import record_audit
 from license_server.auth.tokens import Actor, Role
 from license_server.billing.accounts.models import Subscription, SubscriptionStatus
+from license_server.billing.clocks.service import account_clock
 from license_server.billing.invoices import service as invoices
 from license_server.billing.invoices.calculation import ZERO, minor_unit_digits
 from license_server.billing.invoices.models import Invoice, InvoiceStatus
@@ -151,6 +152,7 @@ async def record_payment(
         raise
     if result.invoice.status == InvoiceStatus.PAID:  # a replay applies it again: a crash in between loses nothing
         await _apply_payment_outcome(session, subscription_id=result.invoice.subscription_id, succeeded=True, now=now)
+        await _reload(session, result)
     return result
 
 
@@ -237,6 +239,7 @@ async def record_failure(
         raise
     if result.invoice.status == InvoiceStatus.OPEN:
         await _apply_payment_outcome(session, subscription_id=result.invoice.subscription_id, succeeded=False, now=now)
+        await _reload(session, result)
     return result
 
 
@@ -286,13 +289,29 @@ async def _audit(
     )
 
 
+async def _reload(session: AsyncSession, result: PaymentResult) -> None:
+    """The lifecycle's transaction began with a rollback, which expired what the caller still reads."""
+    await session.refresh(result.invoice)
+    await session.refresh(result.payment)
+
+
 # -- the subscription follows -------------------------------------------------------------------------------------
 async def _apply_payment_outcome(
     session: AsyncSession, *, subscription_id: uuid.UUID, succeeded: bool, now: datetime
 ) -> None:
     """The subscription side of a payment outcome, in its own transaction (after the payment's has committed): the
-    lifecycle owns what it means (paid lifts past due; a failure makes it past due; paused and canceled stay)."""
+    lifecycle owns what it means (paid lifts past due; a failure makes it past due; paused and canceled stay). It
+    happens at the account's time: on a test clock, the clock's, as every other date of that account."""
+    now = await _account_now(session, subscription_id, now)
     await subscriptions.record_payment_outcome(session, subscription_id, succeeded=succeeded, now=now)
+
+
+async def _account_now(session: AsyncSession, subscription_id: uuid.UUID, now: datetime) -> datetime:
+    try:
+        account_id, _platform_id = await invoices.subscription_account(session, subscription_id)
+    except SubscriptionNotFound:
+        return now
+    return (await account_clock(session, account_id, lambda: now))()
 
 
 # -- Stripe webhook events ---------------------------------------------------------------------------------------
@@ -468,6 +487,7 @@ async def _follow_stripe_subscription(
 ) -> None:
     """Stripe's view of a subscription, through the lifecycle's own verbs (its one status writer): past due and
     active are payment outcomes, canceled ends it at once, paused pauses it; a trial is ours to run."""
+    now = await _account_now(session, subscription_id, now)
     subscription = await session.get(Subscription, subscription_id, populate_existing=True)
     if subscription is None or subscription.status in (target.value, SubscriptionStatus.CANCELED.value):
         await session.commit()

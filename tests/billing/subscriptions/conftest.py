@@ -41,6 +41,17 @@ CATALOGUE = plans.Catalogue.model_validate(
                     "quotas": {RUNS: {"kind": "monthly", "limit": 10}, APPS: {"kind": "total", "limit": 5}},
                 },
             },
+            {
+                # Pro at no charge: its invoices are issued paid, so a clock can run months without payments
+                "code": "pro-comp",
+                "name": "Pro (complimentary)",
+                "billing": {
+                    "price": "0",
+                    "trial_days": 14,
+                    "included_credits": "100",
+                    "quotas": {RUNS: {"kind": "monthly", "limit": 10}, APPS: {"kind": "total", "limit": 5}},
+                },
+            },
         ]
     }
 )

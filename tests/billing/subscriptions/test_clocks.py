@@ -26,7 +26,9 @@ def moments(values: list[str]) -> list[datetime]:
 
 
 async def test_a_three_month_advance_renews_three_times_each_at_its_period_end(clocked: Clocked) -> None:
-    sid = (await clocked.subscribe("pro"))["id"]
+    # A plan at no charge: its invoices are issued paid (a paid plan's unpaid first invoice would make it past due,
+    # and a past-due account gets no included credits: test_lifecycle drives payments).
+    sid = (await clocked.subscribe("pro-comp"))["id"]
     moved = await clocked.advance(months=3)
     feb10, mar10, apr10 = (datetime(2027, m, 10, tzinfo=UTC) for m in (2, 3, 4))
     # the trial's notice (Jan 21) and end (Jan 24), then each period end
@@ -54,6 +56,10 @@ async def test_a_three_month_advance_renews_three_times_each_at_its_period_end(c
     # the usage period is the clock's: April 10 - May 10
     report = await clocked.report()
     assert moments([report["period_start"], report["period_end"]]) == [apr10, datetime(2027, 5, 10, tzinfo=UTC)]
+    # ... and each period's invoice was issued on the clock, as it passed
+    invoices = (await clocked.platform_call("GET", "invoices")).json()["data"]["invoices"]
+    assert sorted(moments([i["period_start"] for i in invoices])) == [T0, feb10, mar10, apr10]
+    assert {i["status"] for i in invoices} == {"paid"}
 
 
 async def test_reservations_made_on_the_clock_expire_on_the_clock(clocked: Clocked) -> None:

@@ -1,6 +1,7 @@
 """The lifecycle end to end on a test clock, over the admin and platform APIs (SQLite and PostgreSQL): trial ->
-active -> renewal -> failed payment -> past due (runs refused, data intact) -> paid -> active -> downgrade at the
-period end, with the statuses, events and quotas (reset at each period) asserted at each step."""
+active (first invoice, paid) -> renewal (next invoice) -> failed payment -> past due (runs refused, data intact) ->
+paid -> active -> downgrade at the period end, with the statuses, events, invoices and quotas (reset at each
+period) asserted at each step. Payments are the manual provider's, over the admin API, as staff record them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,29 @@ def as_utc_text(value: str) -> datetime:
 async def consume(clocked: Clocked, key: str) -> tuple[int, str | None]:
     response = await clocked.platform_call("POST", "usage/consume", {"key": RUNS, "idempotency_key": key})
     return response.status_code, response.json().get("code")
+
+
+async def invoices(clocked: Clocked) -> list[tuple[str, str, str, datetime]]:
+    """(status, total, plan, period start) of the account's invoices, oldest first."""
+    response = await clocked.platform_call("GET", "invoices")
+    assert response.status_code == 200, response.text
+    rows = response.json()["data"]["invoices"]
+    return sorted(
+        ((r["status"], r["total"], r["plan_code"], as_utc_text(r["period_start"])) for r in rows), key=lambda r: r[3]
+    )
+
+
+async def open_invoice_number(clocked: Clocked) -> str:
+    response = await clocked.platform_call("GET", "invoices")
+    [number] = [r["number"] for r in response.json()["data"]["invoices"] if r["status"] == "open"]
+    return str(number)
+
+
+async def staff_records(clocked: Clocked, number: str, tail: str, body: dict[str, str]) -> None:
+    response = await clocked.client.post(
+        f"/v1/admin/billing/invoices/{number}/{tail}", json=body, headers=clocked.admin
+    )
+    assert response.status_code == 201, response.text
 
 
 async def test_trial_renewal_past_due_recovery_and_downgrade_on_a_test_clock(clocked: Clocked) -> None:
@@ -50,6 +74,13 @@ async def test_trial_renewal_past_due_recovery_and_downgrade_on_a_test_clock(clo
     assert (detail["status"], detail["trial_days_remaining"], detail["status_reason"]) == ("active", 0, "trial_ended")
     assert await clocked.events(sid) == ["trial_will_end", "trial_ended"]
     assert (await clocked.entry(RUNS))["used"] == 3
+    # ... and the period's invoice is issued: Pro's fee in advance, due in the payment terms; staff record its payment
+    assert await invoices(clocked) == [("open", "399.00", "pro", T0)]
+    await staff_records(
+        clocked, await open_invoice_number(clocked), "payments", {"amount": "399.00", "idempotency_key": "pay-1"}
+    )
+    assert await invoices(clocked) == [("paid", "399.00", "pro", T0)]
+    assert (await clocked.subscription(sid))["status"] == "active"
 
     # -- the period ends: renewed once, counters start afresh
     moved = await clocked.advance(to=(T0 + 31 * DAY).isoformat())  # Feb 10
@@ -59,14 +90,15 @@ async def test_trial_renewal_past_due_recovery_and_downgrade_on_a_test_clock(clo
     assert as_utc_text(detail["current_period_end"]) == T0 + 59 * DAY  # Mar 10
     assert await clocked.events(sid) == ["trial_will_end", "trial_ended", "renewed"]
     assert (await clocked.entry(RUNS))["used"] == 0
+    assert await invoices(clocked) == [("paid", "399.00", "pro", T0), ("open", "399.00", "pro", T0 + 31 * DAY)]
     held = await clocked.platform_call("POST", "usage/reserve", {"key": RUNS, "amount": 2, "request_id": "job-1"})
     assert held.status_code == 201, held.text
     assert (await clocked.platform_call("POST", f"gauges/{APPS}/increment", {"amount": 1})).status_code == 201
 
-    # -- a payment fails: past due; new runs are refused with their own code and write nothing
+    # -- the renewal's payment fails: past due; new runs are refused with their own code and write nothing
     now = T0 + 31 * DAY
-    async with clocked.runtime.session_factory() as db:
-        await record_payment_outcome(db, sub_id(sub), succeeded=False, now=now, state=clocked.runtime.billing)
+    second = await open_invoice_number(clocked)
+    await staff_records(clocked, second, "failures", {"idempotency_key": "fail-1", "reason": "card declined"})
     assert (await clocked.subscription(sid))["status"] == "past_due"
     assert await consume(clocked, "late-1") == (402, "subscription_past_due")
     refused = await clocked.platform_call("POST", "usage/reserve", {"key": RUNS, "amount": 1, "request_id": "job-2"})
@@ -88,9 +120,9 @@ async def test_trial_renewal_past_due_recovery_and_downgrade_on_a_test_clock(clo
     assert await clocked.events(sid) == ["trial_will_end", "trial_ended", "renewed", "past_due"]
 
     # -- paid: active again at once, runs resume
-    async with clocked.runtime.session_factory() as db:
-        await record_payment_outcome(db, sub_id(sub), succeeded=True, now=now, state=clocked.runtime.billing)
+    await staff_records(clocked, second, "payments", {"amount": "399.00", "idempotency_key": "pay-2"})
     assert (await clocked.subscription(sid))["status"] == "active"
+    assert [status for status, *_ in await invoices(clocked)] == ["paid", "paid"]
     assert await consume(clocked, "paid-1") == (201, None)
     assert (await clocked.entry(RUNS))["used"] == 2
     assert (await clocked.events(sid))[-1] == "resumed"
@@ -106,6 +138,8 @@ async def test_trial_renewal_past_due_recovery_and_downgrade_on_a_test_clock(clo
     assert [(c["kind"], c["state"]) for c in detail["plan_changes"]] == [("downgrade", "applied")]
     entry = await clocked.entry(RUNS)
     assert (entry["used"], entry["limit"]) == (0, 5)
+    # the new period is billed at the plan it downgraded to
+    assert (await invoices(clocked))[-1] == ("open", "99.00", "starter", T0 + 59 * DAY)
     assert await clocked.events(sid) == [
         "trial_will_end",
         "trial_ended",
