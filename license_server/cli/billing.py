@@ -23,7 +23,15 @@ from license_server.billing.accounts.snapshots import SubscriptionView
 from license_server.billing.periods import period_containing
 from license_server.billing.plans import service as plans_service
 from license_server.billing.usage import service as usage
-from license_server.cli.common import emit, json_option, parse_model, parse_timestamp, run_with_session
+from license_server.cli.common import (
+    emit,
+    emit_list,
+    json_option,
+    parse_model,
+    parse_timestamp,
+    run_with_session,
+    timestamp_text,
+)
 from license_server.errors import ValidationFailed
 from license_server.runtime import Runtime
 
@@ -76,10 +84,10 @@ def _subscription_payload(view: SubscriptionView, now: Any) -> dict[str, Any]:
         "id": str(sub.id),
         "plan": view.plan_code,
         "status": sub.status,
-        "anchor_at": sub.anchor_at.isoformat(),
-        "trial_ends_at": sub.trial_ends_at.isoformat() if sub.trial_ends_at else None,
-        "current_period_start": period.start.isoformat(),
-        "current_period_end": period.end.isoformat(),
+        "anchor_at": timestamp_text(sub.anchor_at),
+        "trial_ends_at": timestamp_text(sub.trial_ends_at) if sub.trial_ends_at else None,
+        "current_period_start": timestamp_text(period.start),
+        "current_period_end": timestamp_text(period.end),
     }
 
 
@@ -118,16 +126,14 @@ def list_plans(as_json: bool) -> None:
             for p in await plans_service.list_billing_plans(session)
         ]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"plans": rows}, as_json=True)
-        return
-    for row in rows:
+    def line(row: dict[str, Any]) -> str:
         billing_terms = row["billing"]
         price = (
             f"{billing_terms.get('price', '-')} {billing_terms.get('currency', '')}/{billing_terms.get('interval', '')}"
         )
-        click.echo(f"{row['code']:24} {price if billing_terms else '(licenses only)'}  {row['name']}")
+        return f"{row['code']:24} {price if billing_terms else '(licenses only)'}  {row['name']}"
+
+    emit_list(run_with_session(work, as_json=as_json), as_json=as_json, things="plans", row=line)
 
 
 # -- platforms -----------------------------------------------------------------------------------------------------
@@ -165,12 +171,12 @@ def list_platforms(as_json: bool) -> None:
     async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
         return [_platform_payload(p) for p in await accounts.list_platforms(session)]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"platforms": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row['id']}  {'on ' if row['billing_enabled'] else 'off'}  {row['name']}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="platforms",
+        row=lambda row: f"{row['id']}  {'on ' if row['billing_enabled'] else 'off'}  {row['name']}",
+    )
 
 
 @platforms_group.command("update")
@@ -255,12 +261,13 @@ def list_accounts(platform_id: uuid.UUID, limit: int, as_json: bool) -> None:
         rows = await accounts.list_accounts(session, platform_id=platform_id, limit=limit, offset=0)
         return [{"id": str(a.id), "external_id": a.external_id, "flex_enabled": a.flex_enabled} for a in rows]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"accounts": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row['external_id']:40} flex {'on' if row['flex_enabled'] else 'off'}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="accounts",
+        row=lambda row: f"{row['external_id']:40} flex {'on' if row['flex_enabled'] else 'off'}",
+        limit=limit,
+    )
 
 
 @accounts_group.command("show")
@@ -336,12 +343,12 @@ def list_subscriptions(platform_id: uuid.UUID, external_id: str, status: str | N
         views = await accounts.list_subscriptions(session, account_id=account.id, status=status)
         return [_subscription_payload(v, runtime.clock()) for v in views]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"subscriptions": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row['id']}  {row['status']:9} {row['plan']}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="subscriptions",
+        row=lambda row: f"{row['id']}  {row['status']:9} {row['plan']}",
+    )
 
 
 @subscriptions_group.command("set-status")
@@ -468,14 +475,15 @@ def usage_history(platform_id: uuid.UUID, external_id: str, limit: int, as_json:
                 "operation": r.operation,
                 "amount": r.amount,
                 "refunded": r.refunded_at is not None,
-                "created_at": r.created_at.isoformat(),
+                "created_at": timestamp_text(r.created_at),
             }
             for r in rows
         ]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"usage": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row['created_at']}  {row['operation']:16} {row['key']:40} {row['amount']}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="usage writes",
+        row=lambda row: f"{row['created_at']}  {row['operation']:16} {row['key']:40} {row['amount']}",
+        limit=limit,
+    )

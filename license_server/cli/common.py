@@ -7,8 +7,8 @@ import errno
 import json
 import socket
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -30,9 +30,20 @@ def settings() -> Settings:
     return Settings()
 
 
-def fail(message: str, code: str = "error", *, as_json: bool = False, exit_code: int = 1) -> NoReturn:
+def fail(
+    message: str,
+    code: str = "error",
+    *,
+    as_json: bool = False,
+    exit_code: int = 1,
+    fields: list[FieldError] | None = None,
+) -> NoReturn:
+    """Every command's one error shape: ``{"error": code, "detail": text, "fields": [{field, message}]}`` on stdout
+    under --json (so a script reads one object whatever went wrong), one ``error [code]: text`` line on stderr
+    otherwise; a non-zero exit either way (2 for usage errors, as click's own)."""
     if as_json:
-        click.echo(json.dumps({"error": code, "detail": message}))
+        problems = [{"field": e.field, "message": e.message} for e in fields or []]
+        click.echo(json.dumps({"error": code, "detail": message, "fields": problems}))
     else:
         click.echo(f"error [{code}]: {message}", err=True)
     sys.exit(exit_code)
@@ -55,7 +66,7 @@ def parse_json_option(raw: str, option: str, *, as_json: bool = False) -> Any:
 
 def report_error(exc: LicenseServerError, *, as_json: bool = False) -> NoReturn:
     fields = "".join(f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail)
-    fail(exc.detail + fields, exc.code, as_json=as_json)
+    fail(exc.detail + fields, exc.code, as_json=as_json, fields=list(exc.field_errors))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -132,8 +143,45 @@ def emit(payload: dict[str, Any], *, as_json: bool, human: str | None = None) ->
         click.echo(human if human is not None else _human(payload))
 
 
+def emit_list(
+    items: Sequence[Any],
+    *,
+    as_json: bool,
+    things: str,
+    row: Callable[[Any], str],
+    total: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> None:
+    """Every list command's one shape, the HTTP API's page: ``{"items", "total", "limit", "offset"}``.
+
+    A list that is not paged answers ``limit: null`` and its length as ``total``. Items are dicts or pydantic models;
+    ``row`` renders one item as a text line; an empty list says ``No <things>.`` rather than nothing.
+    """
+    if as_json:
+        payload = [model_payload(i) if isinstance(i, BaseModel) else i for i in items]
+        page = {"items": payload, "total": len(items) if total is None else total, "limit": limit, "offset": offset}
+        emit(page, as_json=True)
+        return
+    if not items:
+        click.echo(f"No {things}.")
+        return
+    for item in items:
+        click.echo(row(item))
+
+
+def timestamp_text(value: datetime) -> str:
+    """The one timestamp format, as the HTTP API writes it (pydantic's): ISO 8601 in UTC with a ``Z``."""
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; every stored timestamp is UTC
+        value = value.replace(tzinfo=UTC)
+    text = value.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
 def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return timestamp_text(value)
+    if isinstance(value, date):
         return value.isoformat()
     return str(value)
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from license_server.auth.tokens import cli_actor
 from license_server.cli.common import (
     emit,
+    emit_list,
     json_option,
     model_payload,
     parse_json_option,
@@ -138,11 +139,15 @@ def list_customers(limit: int, offset: int, as_json: bool) -> None:
         return [CustomerOut.model_validate(r) for r in rows], total
 
     rows, total = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": [model_payload(r) for r in rows], "total": total}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row.id}  {row.name}  {row.external_id or ''}")
+    emit_list(
+        rows,
+        as_json=as_json,
+        things="customers",
+        row=lambda row: f"{row.id}  {row.name}  {row.external_id or ''}",
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
 
 
 # -- plans ------------------------------------------------------------------------------------------------------
@@ -191,12 +196,12 @@ def list_plans(as_json: bool) -> None:
         rows, _total = await service.list_plans(session, limit=500, offset=0)
         return [PlanOut.model_validate(r) for r in rows]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": [model_payload(r) for r in rows]}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row.id}  {row.code:20} {row.name}  {json.dumps(row.terms, sort_keys=True)}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="plans",
+        row=lambda row: f"{row.id}  {row.code:20} {row.name}  {json.dumps(row.terms, sort_keys=True)}",
+    )
 
 
 # -- licenses ---------------------------------------------------------------------------------------------------
@@ -281,13 +286,17 @@ def list_licenses(
         return [license_out(v) for v in views], total
 
     rows, total = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": [model_payload(r) for r in rows], "total": total}, as_json=True)
-        return
-    for row in rows:
-        click.echo(
+    emit_list(
+        rows,
+        as_json=as_json,
+        things="licenses",
+        row=lambda row: (
             f"{row.id}  {row.status:9} {row.status_reason:17} expires {row.expires_at.date()}  {row.customer_name}"
-        )
+        ),
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
 
 
 def _license_command(

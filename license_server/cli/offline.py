@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from license_server.cli.common import emit, fail, json_option, listening_socket, serve_on
+from license_server.cli.common import emit, fail, json_option, listening_socket, serve_on, timestamp_text
 from license_server.clock import utcnow
 
 
@@ -171,7 +171,7 @@ def _report_file(out: Path, issued: object, as_json: bool) -> None:
         "license_id": str(issued.license_id),
         "activation_id": str(issued.activation_id),
         "new_activation": issued.created,
-        "expires_at": issued.expires_at.isoformat(),
+        "expires_at": timestamp_text(issued.expires_at),
     }
     emit(payload, as_json=as_json)
 
