@@ -150,6 +150,18 @@ def list_customers(limit: int, offset: int, as_json: bool) -> None:
     )
 
 
+@customers.command("show")
+@click.argument("customer_id", type=click.UUID)
+@json_option
+def show_customer(customer_id: uuid.UUID, as_json: bool) -> None:
+    """One customer."""
+
+    async def work(_: Runtime, session: AsyncSession) -> CustomerOut:
+        return CustomerOut.model_validate(await service.get_customer(session, customer_id))
+
+    emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
+
+
 # -- plans ------------------------------------------------------------------------------------------------------
 @click.group()
 def plans() -> None:
@@ -202,6 +214,47 @@ def list_plans(as_json: bool) -> None:
         things="plans",
         row=lambda row: f"{row.id}  {row.code:20} {row.name}  {json.dumps(row.terms, sort_keys=True)}",
     )
+
+
+@plans.command("show")
+@click.argument("plan_ref")
+@json_option
+def show_plan(plan_ref: str, as_json: bool) -> None:
+    """One plan, by id or code."""
+
+    async def work(_: Runtime, session: AsyncSession) -> PlanOut:
+        return PlanOut.model_validate(await service.resolve_plan(session, plan_ref))
+
+    emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
+
+
+@plans.command("update")
+@click.argument("plan_ref")
+@click.option("--name", default=None)
+@click.option("--description", default=None)
+@_terms_options
+@json_option
+def update_plan(plan_ref: str, name: str | None, description: str | None, as_json: bool, **terms_options: Any) -> None:
+    """Change a plan's name, description or terms (merged in); licenses on the plan follow its new terms."""
+    from license_server.licenses.schemas import PlanUpdate
+
+    data: PlanUpdate = parse_model(PlanUpdate, json.dumps({"name": name, "description": description}), "plan")
+    terms = _terms(**terms_options, as_json=as_json)
+
+    async def work(runtime: Runtime, session: AsyncSession) -> PlanOut:
+        return PlanOut.model_validate(
+            await service.update_plan(
+                session,
+                actor=cli_actor(),
+                plan_ref=plan_ref,
+                name=data.name,
+                description=data.description,
+                terms=terms,
+                clock=runtime.clock,
+            )
+        )
+
+    emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
 
 
 # -- licenses ---------------------------------------------------------------------------------------------------
