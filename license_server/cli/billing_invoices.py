@@ -137,7 +137,8 @@ def void(number: str, reason: str, as_json: bool) -> None:
 @invoices_group.command()
 @number_argument
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def pdf(number: str, output: Path) -> None:
+@json_option
+def pdf(number: str, output: Path, as_json: bool) -> None:
     """Write the invoice's PDF to a file."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> bytes:
@@ -146,8 +147,9 @@ def pdf(number: str, output: Path) -> None:
         )
         return content
 
-    output.write_bytes(run_with_session(work))
-    click.echo(f"wrote {output}")
+    content = run_with_session(work, as_json=as_json)
+    output.write_bytes(content)
+    emit({"file": str(output), "bytes": len(content)}, as_json=as_json, human=f"wrote {output}")
 
 
 # -- payments (the manual provider) ------------------------------------------------------------------------------

@@ -501,7 +501,8 @@ def rotate_key(license_id: uuid.UUID, as_json: bool) -> None:
 @licenses.command("document")
 @click.argument("license_id", type=click.UUID)
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Default: print it.")
-def document(license_id: uuid.UUID, out_file: Path | None) -> None:
+@json_option
+def document(license_id: uuid.UUID, out_file: Path | None, as_json: bool) -> None:
     """Write the signed license document (JWS)."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> str:
@@ -514,12 +515,12 @@ def document(license_id: uuid.UUID, out_file: Path | None) -> None:
             clock=runtime.clock,
         )
 
-    token = run_with_session(work)
+    token = run_with_session(work, as_json=as_json)
     if out_file is None:
-        click.echo(token)
+        emit({"document": token}, as_json=as_json, human=token)
     else:
         out_file.write_text(token + "\n")
-        click.echo(f"wrote {out_file}")
+        emit({"document": token, "file": str(out_file)}, as_json=as_json, human=f"wrote {out_file}")
 
 
 # The inner API (Dify) settings of a license, as subcommands: licenses credentials|workspace-policy|default-workspace.

@@ -132,12 +132,13 @@ def db() -> None:
 
 
 @db.command("upgrade")
-def db_upgrade() -> None:
+@json_option
+def db_upgrade(as_json: bool) -> None:
     """Apply all migrations."""
     from license_server.db.migrate import upgrade_database
 
     upgrade_database(settings())
-    click.echo("database is at the latest schema")
+    emit({"upgraded": True}, as_json=as_json, human="database is at the latest schema")
 
 
 @db.command("backup")
