@@ -203,21 +203,27 @@ def test_every_list_command_answers_the_one_page_shape(cli_env: Settings, tmp_pa
         page = _json(*path, *args(world))
         assert set(page) == PAGE_KEYS, (path, page)
         assert isinstance(page["items"], list), path
-        assert isinstance(page["total"], int) and page["total"] >= len(page["items"]), (path, page)
+        assert isinstance(page["total"], int), (path, page)
+        assert page["total"] >= len(page["items"]), (path, page)
         assert page["limit"] is None or isinstance(page["limit"], int), (path, page)
         assert page["offset"] == 0, (path, page)
         if not page["items"]:
             empty.append(path)
             code, text = _invoke(*path, *args(world))
-            assert code == 0 and text.startswith("No ") and text.endswith(".\n") and text.count("\n") == 1, (path, text)
+            assert code == 0, (path, text)
+            assert text.startswith("No "), (path, text)
+            assert text.endswith(".\n"), (path, text)
+            assert text.count("\n") == 1, (path, text)
     # the world has rows for most lists; a few stay empty and so check the "No <things>." line
-    assert ("webhooks", "list") in empty and ("licenses", "list") not in empty
+    assert ("webhooks", "list") in empty
+    assert ("licenses", "list") not in empty
 
 
 @pytest.mark.usefixtures("backend")
 def test_timestamps_are_utc_with_a_z_as_the_http_api_writes_them(cli_env: Settings) -> None:  # noqa: F811
     keys = _json("keys", "list")["items"]
     customer = _json("customers", "create", "--name", "Acme")
-    assert keys and all(k["created_at"].endswith("Z") for k in keys)
+    assert keys
+    assert all(k["created_at"].endswith("Z") for k in keys)
     assert customer["created_at"].endswith("Z")
     datetime.fromisoformat(keys[0]["created_at"])  # still ISO 8601
