@@ -264,23 +264,44 @@ def licenses() -> None:
 
 
 @licenses.command("issue")
-@click.option("--customer", "customer_id", type=click.UUID, required=True)
-@click.option("--expires", required=True, help="YYYY-MM-DD (00:00 UTC) or an RFC 3339 timestamp.")
+@click.option("--customer", "customer_id", type=click.UUID, default=None, help="Required without --from-csv.")
+@click.option("--expires", default=None, help="YYYY-MM-DD (00:00 UTC) or an RFC 3339 timestamp. Required too.")
 @click.option("--starts", default=None, help="Default: now.")
 @click.option("--plan", "plan_ref", default=None, help="Plan id or code.")
 @click.option("--notes", default="")
+@click.option(
+    "--from-csv",
+    "from_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Issue one license per row instead: columns customer, expires and optionally starts, plan, notes, terms "
+    "(JSON), idempotency_key (a row with one is issued once however often the file is run).",
+)
 @_terms_options
 @json_option
 def issue(
-    customer_id: uuid.UUID,
-    expires: str,
+    customer_id: uuid.UUID | None,
+    expires: str | None,
     starts: str | None,
     plan_ref: str | None,
     notes: str,
+    from_csv: Path | None,
     as_json: bool,
     **terms_options: Any,
 ) -> None:
-    """Issue a license. Its key is printed once."""
+    """Issue a license (or one per row of --from-csv). Its key is printed once."""
+    if from_csv is not None:
+        given = [name for name, value in [("--customer", customer_id), ("--expires", expires)] if value is not None]
+        if given or starts or plan_ref or notes or any(v is not None for v in terms_options.values()):
+            usage_error("--from-csv takes every value from the file: give no other license option", as_json=as_json)
+        from license_server.cli.licenses_csv import issue_from_csv
+
+        issue_from_csv(from_csv, as_json=as_json)
+        return
+    for option, value in [("--customer", customer_id), ("--expires", expires)]:
+        if value is None:
+            usage_error(f"Missing option '{option}' (or give --from-csv FILE).", as_json=as_json)
+    assert customer_id is not None
     expires_at = parse_timestamp(expires, "expires")
     starts_at = parse_timestamp(starts, "starts")
     terms = _terms(**terms_options, as_json=as_json)
