@@ -7,9 +7,10 @@ import errno
 import json
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -20,6 +21,9 @@ from license_server.config import Settings
 from license_server.errors import FieldError, LicenseServerError, ValidationFailed
 from license_server.runtime import Runtime
 from license_server.schemas_common import UTCTimestamp
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 T = TypeVar("T")
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(UTCTimestamp)
@@ -168,6 +172,27 @@ def emit_list(
         return
     for item in items:
         click.echo(row(item))
+
+
+@contextmanager
+def progress_on_stderr(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` callback drawing a progress bar on a terminal's stderr; nothing when stderr is not a
+    terminal (a script's log stays clean) and never on stdout (where --json output goes)."""
+    bars: list[ProgressBar[int]] = []
+
+    def report(done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if not bars:
+            bars.append(click.progressbar(length=total, label=label, file=sys.stderr))
+            bars[0].__enter__()
+        bars[0].update(done - bars[0].pos)
+
+    try:
+        yield report
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)
 
 
 def timestamp_text(value: datetime) -> str:

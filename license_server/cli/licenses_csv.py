@@ -11,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
 from license_server import strict_json
 from license_server.auth.tokens import cli_actor
-from license_server.cli.common import emit, fail, model_payload, parse_model, settings, usage_error
+from license_server.cli.common import (
+    emit,
+    fail,
+    model_payload,
+    parse_model,
+    progress_on_stderr,
+    settings,
+    usage_error,
+)
 from license_server.errors import LicenseServerError, ValidationFailed
 from license_server.licenses import service
 from license_server.licenses.schemas import license_out, license_with_key
@@ -113,18 +119,18 @@ async def _issue_row(runtime: Runtime, row: Row) -> dict[str, Any]:
         return {"row": row.number, "result": "issued", "license": model_payload(license_with_key(issued))}
 
 
-async def _issue_all(rows: list[Row], bar: Any) -> list[dict[str, Any]]:
+async def _issue_all(rows: list[Row], progress: Callable[[int, int], None]) -> list[dict[str, Any]]:
     runtime = Runtime.build(settings())
     results = []
     try:
-        for row in rows:
+        for done, row in enumerate(rows, start=1):
             try:
                 results.append(await _issue_row(runtime, row))
             except LicenseServerError as exc:
                 fields = [{"field": e.field, "message": e.message} for e in exc.field_errors]
                 error = {"error": exc.code, "detail": exc.detail, "fields": fields}
                 results.append({"row": row.number, "result": "failed", **error})
-            bar.update(1)
+            progress(done, len(rows))
     finally:
         await runtime.close()
     return results
@@ -142,9 +148,8 @@ def _line(result: dict[str, Any]) -> str:
 def issue_from_csv(path: Path, *, as_json: bool) -> None:
     rows = read_rows(path, as_json=as_json)
     # The bar is on stderr, so stdout stays the one JSON object (or the key lines) whatever the terminal.
-    stderr = sys.stderr
-    with click.progressbar(rows, label="issuing", file=stderr) as bar:
-        results = asyncio.run(_issue_all(rows, bar))
+    with progress_on_stderr("issuing") as progress:
+        results = asyncio.run(_issue_all(rows, progress))
     counts = {kind: sum(r["result"] == kind for r in results) for kind in ("issued", "existing", "failed")}
     summary = f"{counts['issued']} issued, {counts['existing']} existing, {counts['failed']} failed"
     emit({**counts, "rows": results}, as_json=as_json, human="\n".join([*map(_line, results), summary]))
