@@ -11,6 +11,8 @@ import click
 
 from license_server import __version__
 
+JSON_REQUESTED = "license_server.json_requested"
+
 # command name -> "module:attribute"; only the module of the command being run is imported.
 COMMANDS = {
     "init": "license_server.cli.setup:init",
@@ -93,7 +95,17 @@ class _LazyGroup(click.Group):
         except LicenseServerError as exc:
             from license_server.cli.common import report_error
 
-            report_error(exc, as_json="--json" in [*ctx.protected_args, *ctx.args])
+            report_error(exc, as_json=ctx.meta.get(JSON_REQUESTED, False))
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        """Remember whether the line asks for JSON before click hands the arguments on (the meta is shared with
+        every subcommand's context)."""
+        requested = "--json" in args
+        ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta[JSON_REQUESTED] = requested
+        return ctx
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -227,3 +227,17 @@ def test_timestamps_are_utc_with_a_z_as_the_http_api_writes_them(cli_env: Settin
     assert all(k["created_at"].endswith("Z") for k in keys)
     assert customer["created_at"].endswith("Z")
     datetime.fromisoformat(keys[0]["created_at"])  # still ISO 8601
+
+
+def test_a_refused_input_and_a_refused_action_answer_the_same_error_shape_with_exit_1(
+    cli_env: Settings,  # noqa: F811
+) -> None:
+    code, out = _invoke("customers", "create", "--name", "", "--json")  # refused while reading the input
+    answer = json.loads(out)
+    assert (code, set(answer), answer["error"]) == (1, ERROR_KEYS, "validation_error")
+    assert answer["fields"][0]["field"] == "customer.name"
+
+    code, out = _invoke("customers", "show", str(uuid.uuid4()), "--json")  # refused by the service
+    answer = json.loads(out)
+    assert (code, set(answer)) == (1, ERROR_KEYS)
+    assert answer["error"].endswith("not_found")
