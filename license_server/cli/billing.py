@@ -27,7 +27,15 @@ from license_server.billing.plans import service as plans_service
 from license_server.billing.subscriptions import service as lifecycle
 from license_server.billing.subscriptions.controllers import subscription_detail
 from license_server.billing.usage import service as usage
-from license_server.cli.common import emit, json_option, parse_model, parse_timestamp, run_with_session
+from license_server.cli.common import (
+    emit,
+    emit_list,
+    json_option,
+    parse_model,
+    parse_timestamp,
+    run_with_session,
+    timestamp_text,
+)
 from license_server.errors import ValidationFailed
 from license_server.runtime import Runtime
 
@@ -114,16 +122,14 @@ def list_plans(as_json: bool) -> None:
             for p in await plans_service.list_billing_plans(session)
         ]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"plans": rows}, as_json=True)
-        return
-    for row in rows:
+    def line(row: dict[str, Any]) -> str:
         billing_terms = row["billing"]
         price = (
             f"{billing_terms.get('price', '-')} {billing_terms.get('currency', '')}/{billing_terms.get('interval', '')}"
         )
-        click.echo(f"{row['code']:24} {price if billing_terms else '(licenses only)'}  {row['name']}")
+        return f"{row['code']:24} {price if billing_terms else '(licenses only)'}  {row['name']}"
+
+    emit_list(run_with_session(work, as_json=as_json), as_json=as_json, things="plans", row=line)
 
 
 # -- platforms -----------------------------------------------------------------------------------------------------
@@ -161,12 +167,12 @@ def list_platforms(as_json: bool) -> None:
     async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
         return [_platform_payload(p) for p in await accounts.list_platforms(session)]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"platforms": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row['id']}  {'on ' if row['billing_enabled'] else 'off'}  {row['name']}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="platforms",
+        row=lambda row: f"{row['id']}  {'on ' if row['billing_enabled'] else 'off'}  {row['name']}",
+    )
 
 
 @platforms_group.command("update")
@@ -251,12 +257,13 @@ def list_accounts(platform_id: uuid.UUID, limit: int, as_json: bool) -> None:
         rows = await accounts.list_accounts(session, platform_id=platform_id, limit=limit, offset=0)
         return [{"id": str(a.id), "external_id": a.external_id, "flex_enabled": a.flex_enabled} for a in rows]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"accounts": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row['external_id']:40} flex {'on' if row['flex_enabled'] else 'off'}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="accounts",
+        row=lambda row: f"{row['external_id']:40} flex {'on' if row['flex_enabled'] else 'off'}",
+        limit=limit,
+    )
 
 
 @accounts_group.command("show")
@@ -348,12 +355,12 @@ def list_subscriptions(platform_id: uuid.UUID, external_id: str, status: str | N
         now = (await account_clock(session, account.id, runtime.clock))()
         return [_subscription_payload(v, now) for v in views]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"subscriptions": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row['id']}  {row['status']:9} {row['plan']}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="subscriptions",
+        row=lambda row: f"{row['id']}  {row['status']:9} {row['plan']}",
+    )
 
 
 subscription_argument = click.argument("subscription_id", type=click.UUID)
@@ -537,14 +544,15 @@ def usage_history(platform_id: uuid.UUID, external_id: str, limit: int, as_json:
                 "operation": r.operation,
                 "amount": r.amount,
                 "refunded": r.refunded_at is not None,
-                "created_at": r.created_at.isoformat(),
+                "created_at": timestamp_text(r.created_at),
             }
             for r in rows
         ]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"usage": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row['created_at']}  {row['operation']:16} {row['key']:40} {row['amount']}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="usage writes",
+        row=lambda row: f"{row['created_at']}  {row['operation']:16} {row['key']:40} {row['amount']}",
+        limit=limit,
+    )

@@ -14,7 +14,15 @@ from license_server.billing.accounts import service as accounts
 from license_server.billing.credits import service
 from license_server.billing.credits.burndown import CreditKind
 from license_server.billing.credits.schemas import BalanceOut, CreditWriteOut, MovementOut, credits_text
-from license_server.cli.common import emit, json_option, model_payload, parse_timestamp, run_with_session
+from license_server.cli.common import (
+    emit,
+    emit_list,
+    json_option,
+    model_payload,
+    parse_timestamp,
+    run_with_session,
+    timestamp_text,
+)
 from license_server.runtime import Runtime
 
 platform_option = click.option("--platform", "platform_id", type=click.UUID, required=True, help="The platform's id.")
@@ -89,7 +97,7 @@ def grant(
         model_payload(written),
         as_json=as_json,
         human=f"granted {written.amount} {kind} credits (grant {grant_row.id if grant_row else '-'}, expires "
-        f"{grant_row.expires_at.isoformat() if grant_row and grant_row.expires_at else 'never'}); "
+        f"{timestamp_text(grant_row.expires_at) if grant_row and grant_row.expires_at else 'never'}); "
         f"available now: {written.balance.available}",
     )
 
@@ -122,14 +130,13 @@ def ledger(platform_id: uuid.UUID, external_id: str, limit: int, offset: int, as
         records, total = await service.list_movements(session, account_id=account.id, limit=limit, offset=offset)
         return [MovementOut.of(r) for r in records], total
 
-    rows, total = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": [model_payload(r) for r in rows], "total": total}, as_json=True)
-        return
-    for row in rows:
+    def line(row: MovementOut) -> str:
         drawn = ", ".join(f"{d.kind} {credits_text(d.amount)}" for d in row.draws)
-        click.echo(
-            f"{row.id:>6}  {row.occurred_at.isoformat()}  {row.kind:8} {credits_text(row.amount):>14}"
+        return (
+            f"{row.id:>6}  {timestamp_text(row.occurred_at)}  {row.kind:8} {credits_text(row.amount):>14}"
             + (f"  ({drawn})" if drawn else "")
             + (f"  {row.description}" if row.description else "")
         )
+
+    rows, total = run_with_session(work, as_json=as_json)
+    emit_list(rows, as_json=as_json, things="credit movements", row=line, total=total, limit=limit, offset=offset)

@@ -19,7 +19,7 @@ from license_server.billing.invoices.rendering import invoice_pdf
 from license_server.billing.invoices.schemas import InvoiceOut, PaymentOut
 from license_server.billing.payments import service as payments
 from license_server.billing.payments.models import Payment
-from license_server.cli.common import emit, json_option, model_payload, run_with_session
+from license_server.cli.common import emit, emit_list, json_option, model_payload, run_with_session, timestamp_text
 from license_server.runtime import Runtime
 
 number_argument = click.argument("number")
@@ -85,12 +85,13 @@ def list_invoices(platform_id: uuid.UUID | None, external_id: str | None, limit:
             for r in rows
         ]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row['number']:14} {row['status']:6} {row['total']:>18}  {row['period']}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="invoices",
+        row=lambda row: f"{row['number']:14} {row['status']:6} {row['total']:>18}  {row['period']}",
+        limit=limit,
+    )
 
 
 @invoices_group.command()
@@ -136,7 +137,8 @@ def void(number: str, reason: str, as_json: bool) -> None:
 @invoices_group.command()
 @number_argument
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def pdf(number: str, output: Path) -> None:
+@json_option
+def pdf(number: str, output: Path, as_json: bool) -> None:
     """Write the invoice's PDF to a file."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> bytes:
@@ -145,8 +147,9 @@ def pdf(number: str, output: Path) -> None:
         )
         return content
 
-    output.write_bytes(run_with_session(work))
-    click.echo(f"wrote {output}")
+    content = run_with_session(work, as_json=as_json)
+    output.write_bytes(content)
+    emit({"file": str(output), "bytes": len(content)}, as_json=as_json, human=f"wrote {output}")
 
 
 # -- payments (the manual provider) ------------------------------------------------------------------------------
@@ -268,12 +271,12 @@ def list_payments(number: str, as_json: bool) -> None:
         view = await invoices.get_invoice(session, number=number)
         return [_payment_out(p) for p in await payments.list_payments(session, view.invoice.id)]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": [model_payload(r) for r in rows]}, as_json=True)
-        return
-    for row in rows:
-        click.echo(
-            f"{row.occurred_at.isoformat()}  {row.kind:8} {row.amount:>12} {row.currency}  {row.provider}  "
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="payments",
+        row=lambda row: (
+            f"{timestamp_text(row.occurred_at)}  {row.kind:8} {row.amount:>12} {row.currency}  {row.provider}  "
             f"{row.reference}"
-        )
+        ),
+    )

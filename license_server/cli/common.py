@@ -7,9 +7,10 @@ import errno
 import json
 import socket
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -21,6 +22,9 @@ from license_server.errors import FieldError, LicenseServerError, ValidationFail
 from license_server.runtime import Runtime
 from license_server.schemas_common import UTCTimestamp
 
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
 T = TypeVar("T")
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(UTCTimestamp)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for scripts.")
@@ -30,9 +34,20 @@ def settings() -> Settings:
     return Settings()
 
 
-def fail(message: str, code: str = "error", *, as_json: bool = False, exit_code: int = 1) -> NoReturn:
+def fail(
+    message: str,
+    code: str = "error",
+    *,
+    as_json: bool = False,
+    exit_code: int = 1,
+    fields: list[FieldError] | None = None,
+) -> NoReturn:
+    """Every command's one error shape: ``{"error": code, "detail": text, "fields": [{field, message}]}`` on stdout
+    under --json (so a script reads one object whatever went wrong), one ``error [code]: text`` line on stderr
+    otherwise; a non-zero exit either way (2 for usage errors, as click's own)."""
     if as_json:
-        click.echo(json.dumps({"error": code, "detail": message}))
+        problems = [{"field": e.field, "message": e.message} for e in fields or []]
+        click.echo(json.dumps({"error": code, "detail": message, "fields": problems}))
     else:
         click.echo(f"error [{code}]: {message}", err=True)
     sys.exit(exit_code)
@@ -55,7 +70,7 @@ def parse_json_option(raw: str, option: str, *, as_json: bool = False) -> Any:
 
 def report_error(exc: LicenseServerError, *, as_json: bool = False) -> NoReturn:
     fields = "".join(f" ({e.field}: {e.message})" for e in exc.field_errors if e.message not in exc.detail)
-    fail(exc.detail + fields, exc.code, as_json=as_json)
+    fail(exc.detail + fields, exc.code, as_json=as_json, fields=list(exc.field_errors))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -132,8 +147,66 @@ def emit(payload: dict[str, Any], *, as_json: bool, human: str | None = None) ->
         click.echo(human if human is not None else _human(payload))
 
 
+def emit_list(
+    items: Sequence[Any],
+    *,
+    as_json: bool,
+    things: str,
+    row: Callable[[Any], str],
+    total: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> None:
+    """Every list command's one shape, the HTTP API's page: ``{"items", "total", "limit", "offset"}``.
+
+    A list that is not paged answers ``limit: null`` and its length as ``total``. Items are dicts or pydantic models;
+    ``row`` renders one item as a text line; an empty list says ``No <things>.`` rather than nothing.
+    """
+    if as_json:
+        payload = [model_payload(i) if isinstance(i, BaseModel) else i for i in items]
+        page = {"items": payload, "total": len(items) if total is None else total, "limit": limit, "offset": offset}
+        emit(page, as_json=True)
+        return
+    if not items:
+        click.echo(f"No {things}.")
+        return
+    for item in items:
+        click.echo(row(item))
+
+
+@contextmanager
+def progress_on_stderr(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` callback drawing a progress bar on a terminal's stderr; nothing when stderr is not a
+    terminal (a script's log stays clean) and never on stdout (where --json output goes)."""
+    bars: list[ProgressBar[int]] = []
+
+    def report(done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if not bars:
+            bars.append(click.progressbar(length=total, label=label, file=sys.stderr))
+            bars[0].__enter__()
+        bars[0].update(done - bars[0].pos)
+
+    try:
+        yield report
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)
+
+
+def timestamp_text(value: datetime) -> str:
+    """The one timestamp format, as the HTTP API writes it (pydantic's): ISO 8601 in UTC with a ``Z``."""
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; every stored timestamp is UTC
+        value = value.replace(tzinfo=UTC)
+    text = value.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
 def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return timestamp_text(value)
+    if isinstance(value, date):
         return value.isoformat()
     return str(value)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from license_server.cli.common import emit, fail, json_option
+from license_server.cli.common import emit, emit_list, fail, json_option, timestamp_text
 from license_server.cli.offline import data_dir_option
 from license_server.cli.offline import edge as serve_command
 
@@ -131,12 +131,12 @@ def list_credentials(data_dir: Path, as_json: bool) -> None:
         return [_credential(row) for row in await service.list_credentials(_records(session))]
 
     rows = _run(data_dir, work, as_json=as_json)
-    if as_json:
-        emit({"items": rows}, as_json=True)
-        return
-    for row in rows:
-        state = f"revoked {row['revoked_at'].isoformat()}" if row["revoked_at"] else "active"
-        click.echo(f"{row['id']}  ...{row['hint']}  {state}  {row['label']}")
+
+    def line(row: dict[str, Any]) -> str:
+        state = f"revoked {timestamp_text(row['revoked_at'])}" if row["revoked_at"] else "active"
+        return f"{row['id']}  ...{row['hint']}  {state}  {row['label']}"
+
+    emit_list(rows, as_json=as_json, things="credentials", row=line)
 
 
 @credentials.command("revoke")
@@ -218,13 +218,14 @@ def list_workspaces(data_dir: Path, as_json: bool) -> None:
         return [_policy(row) for row in await service.list_workspace_policies(_records(session))]
 
     rows = _run(data_dir, work, as_json=as_json)
-    if as_json:
-        emit({"items": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(
+    emit_list(
+        rows,
+        as_json=as_json,
+        things="workspace overrides",
+        row=lambda row: (
             f"{row['workspace_id']}  invite={row['allow_member_invite']}  transfer={row['allow_owner_transfer']}"
-        )
+        ),
+    )
 
 
 # -- web apps -------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import cli_actor
-from license_server.cli.common import emit, json_option, model_payload, run_with_session
+from license_server.cli.common import emit, emit_list, json_option, model_payload, run_with_session
 from license_server.inner_api import service
 from license_server.inner_api.controllers import credential_out, policy_out, settings_out
 from license_server.inner_api.store import VendorInnerApiRecords, get_settings, license_records
@@ -58,12 +58,12 @@ def list_credentials(license_id: uuid.UUID, as_json: bool) -> None:
         return [model_payload(credential_out(row)) for row in rows]
 
     rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": rows}, as_json=True)
-        return
-    for row in rows:
+
+    def line(row: dict[str, Any]) -> str:
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
-        click.echo(f"{row['id']}  ...{row['hint']}  {state}  {row['label']}")
+        return f"{row['id']}  ...{row['hint']}  {state}  {row['label']}"
+
+    emit_list(rows, as_json=as_json, things="credentials", row=line)
 
 
 @credentials.command("revoke")
@@ -136,13 +136,14 @@ def list_policies(license_id: uuid.UUID, as_json: bool) -> None:
         return [model_payload(policy_out(r)) for r in await service.list_workspace_policies(records)]
 
     rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": rows}, as_json=True)
-        return
-    for row in rows:
-        click.echo(
+    emit_list(
+        rows,
+        as_json=as_json,
+        things="workspace overrides",
+        row=lambda row: (
             f"{row['workspace_id']}  invite={row['allow_member_invite']}  transfer={row['allow_owner_transfer']}"
-        )
+        ),
+    )
 
 
 @click.command("default-workspace")

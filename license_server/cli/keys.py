@@ -24,7 +24,7 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import cli_actor
-from license_server.cli.common import emit, fail, json_option, run_with_session, settings
+from license_server.cli.common import emit, emit_list, fail, json_option, run_with_session, settings, timestamp_text
 from license_server.config import Settings
 from license_server.errors import LicenseServerError
 from license_server.runtime import Runtime, key_store
@@ -266,20 +266,18 @@ def list_keys(as_json: bool) -> None:
         return [
             {
                 "kid": k.kid,
-                "created_at": k.created_at.isoformat(),
-                "retired_at": k.retired_at.isoformat() if k.retired_at else None,
+                "created_at": timestamp_text(k.created_at),
+                "retired_at": timestamp_text(k.retired_at) if k.retired_at else None,
                 "signer": k.kid == keyring.signer_kid,
             }
             for k in signing_key_list(keyring)
         ]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"keys": rows}, as_json=True)
-        return
-    for row in rows:
+    def line(row: dict[str, object]) -> str:
         state = "signer" if row["signer"] else "retired" if row["retired_at"] else "published"
-        click.echo(f"{row['kid']}  {state:9}  created {row['created_at']}")
+        return f"{row['kid']}  {state:9}  created {row['created_at']}"
+
+    emit_list(run_with_session(work, as_json=as_json), as_json=as_json, things="keys", row=line)
 
 
 @keys.command("export-public")

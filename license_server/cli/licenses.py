@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from license_server.auth.tokens import cli_actor
 from license_server.cli.common import (
     emit,
+    emit_list,
     json_option,
     model_payload,
     parse_json_option,
@@ -138,11 +139,27 @@ def list_customers(limit: int, offset: int, as_json: bool) -> None:
         return [CustomerOut.model_validate(r) for r in rows], total
 
     rows, total = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": [model_payload(r) for r in rows], "total": total}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row.id}  {row.name}  {row.external_id or ''}")
+    emit_list(
+        rows,
+        as_json=as_json,
+        things="customers",
+        row=lambda row: f"{row.id}  {row.name}  {row.external_id or ''}",
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@customers.command("show")
+@click.argument("customer_id", type=click.UUID)
+@json_option
+def show_customer(customer_id: uuid.UUID, as_json: bool) -> None:
+    """One customer."""
+
+    async def work(_: Runtime, session: AsyncSession) -> CustomerOut:
+        return CustomerOut.model_validate(await service.get_customer(session, customer_id))
+
+    emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
 
 
 # -- plans ------------------------------------------------------------------------------------------------------
@@ -191,12 +208,53 @@ def list_plans(as_json: bool) -> None:
         rows, _total = await service.list_plans(session, limit=500, offset=0)
         return [PlanOut.model_validate(r) for r in rows]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": [model_payload(r) for r in rows]}, as_json=True)
-        return
-    for row in rows:
-        click.echo(f"{row.id}  {row.code:20} {row.name}  {json.dumps(row.terms, sort_keys=True)}")
+    emit_list(
+        run_with_session(work, as_json=as_json),
+        as_json=as_json,
+        things="plans",
+        row=lambda row: f"{row.id}  {row.code:20} {row.name}  {json.dumps(row.terms, sort_keys=True)}",
+    )
+
+
+@plans.command("show")
+@click.argument("plan_ref")
+@json_option
+def show_plan(plan_ref: str, as_json: bool) -> None:
+    """One plan, by id or code."""
+
+    async def work(_: Runtime, session: AsyncSession) -> PlanOut:
+        return PlanOut.model_validate(await service.resolve_plan(session, plan_ref))
+
+    emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
+
+
+@plans.command("update")
+@click.argument("plan_ref")
+@click.option("--name", default=None)
+@click.option("--description", default=None)
+@_terms_options
+@json_option
+def update_plan(plan_ref: str, name: str | None, description: str | None, as_json: bool, **terms_options: Any) -> None:
+    """Change a plan's name, description or terms (merged in); licenses on the plan follow its new terms."""
+    from license_server.licenses.schemas import PlanUpdate
+
+    data: PlanUpdate = parse_model(PlanUpdate, json.dumps({"name": name, "description": description}), "plan")
+    terms = _terms(**terms_options, as_json=as_json)
+
+    async def work(runtime: Runtime, session: AsyncSession) -> PlanOut:
+        return PlanOut.model_validate(
+            await service.update_plan(
+                session,
+                actor=cli_actor(),
+                plan_ref=plan_ref,
+                name=data.name,
+                description=data.description,
+                terms=terms,
+                clock=runtime.clock,
+            )
+        )
+
+    emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
 
 
 # -- licenses ---------------------------------------------------------------------------------------------------
@@ -206,23 +264,44 @@ def licenses() -> None:
 
 
 @licenses.command("issue")
-@click.option("--customer", "customer_id", type=click.UUID, required=True)
-@click.option("--expires", required=True, help="YYYY-MM-DD (00:00 UTC) or an RFC 3339 timestamp.")
+@click.option("--customer", "customer_id", type=click.UUID, default=None, help="Required without --from-csv.")
+@click.option("--expires", default=None, help="YYYY-MM-DD (00:00 UTC) or an RFC 3339 timestamp. Required too.")
 @click.option("--starts", default=None, help="Default: now.")
 @click.option("--plan", "plan_ref", default=None, help="Plan id or code.")
 @click.option("--notes", default="")
+@click.option(
+    "--from-csv",
+    "from_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Issue one license per row instead: columns customer, expires and optionally starts, plan, notes, terms "
+    "(JSON), idempotency_key (a row with one is issued once however often the file is run).",
+)
 @_terms_options
 @json_option
 def issue(
-    customer_id: uuid.UUID,
-    expires: str,
+    customer_id: uuid.UUID | None,
+    expires: str | None,
     starts: str | None,
     plan_ref: str | None,
     notes: str,
+    from_csv: Path | None,
     as_json: bool,
     **terms_options: Any,
 ) -> None:
-    """Issue a license. Its key is printed once."""
+    """Issue a license (or one per row of --from-csv). Its key is printed once."""
+    if from_csv is not None:
+        given = [name for name, value in [("--customer", customer_id), ("--expires", expires)] if value is not None]
+        if given or starts or plan_ref or notes or any(v is not None for v in terms_options.values()):
+            usage_error("--from-csv takes every value from the file: give no other license option", as_json=as_json)
+        from license_server.cli.licenses_csv import issue_from_csv
+
+        issue_from_csv(from_csv, as_json=as_json)
+        return
+    for option, value in [("--customer", customer_id), ("--expires", expires)]:
+        if value is None:
+            usage_error(f"Missing option '{option}' (or give --from-csv FILE).", as_json=as_json)
+    assert customer_id is not None
     expires_at = parse_timestamp(expires, "expires")
     starts_at = parse_timestamp(starts, "starts")
     terms = _terms(**terms_options, as_json=as_json)
@@ -281,13 +360,17 @@ def list_licenses(
         return [license_out(v) for v in views], total
 
     rows, total = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"items": [model_payload(r) for r in rows], "total": total}, as_json=True)
-        return
-    for row in rows:
-        click.echo(
+    emit_list(
+        rows,
+        as_json=as_json,
+        things="licenses",
+        row=lambda row: (
             f"{row.id}  {row.status:9} {row.status_reason:17} expires {row.expires_at.date()}  {row.customer_name}"
-        )
+        ),
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
 
 
 def _license_command(
@@ -439,7 +522,8 @@ def rotate_key(license_id: uuid.UUID, as_json: bool) -> None:
 @licenses.command("document")
 @click.argument("license_id", type=click.UUID)
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Default: print it.")
-def document(license_id: uuid.UUID, out_file: Path | None) -> None:
+@json_option
+def document(license_id: uuid.UUID, out_file: Path | None, as_json: bool) -> None:
     """Write the signed license document (JWS)."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> str:
@@ -452,12 +536,12 @@ def document(license_id: uuid.UUID, out_file: Path | None) -> None:
             clock=runtime.clock,
         )
 
-    token = run_with_session(work)
+    token = run_with_session(work, as_json=as_json)
     if out_file is None:
-        click.echo(token)
+        emit({"document": token}, as_json=as_json, human=token)
     else:
         out_file.write_text(token + "\n")
-        click.echo(f"wrote {out_file}")
+        emit({"document": token, "file": str(out_file)}, as_json=as_json, human=f"wrote {out_file}")
 
 
 # The inner API (Dify) settings of a license, as subcommands: licenses credentials|workspace-policy|default-workspace.

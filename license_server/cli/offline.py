@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from license_server.cli.common import emit, fail, json_option, listening_socket, serve_on
+from license_server.cli.common import emit, fail, json_option, listening_socket, serve_on, timestamp_text
 from license_server.clock import utcnow
 
 
@@ -62,8 +62,15 @@ def offline() -> None:
 @fingerprint_option
 @click.option("--hostname", default=None, help="Shown to the vendor; default: this machine's hostname.")
 @click.option("--product-version", default=None, help="Shown to the vendor.")
+@json_option
 def request(
-    license_key: str, out: Path, data_dir: Path, fingerprint: str, hostname: str | None, product_version: str | None
+    license_key: str,
+    out: Path,
+    data_dir: Path,
+    fingerprint: str,
+    hostname: str | None,
+    product_version: str | None,
+    as_json: bool,
 ) -> None:
     """Write an activation request to carry to the vendor (makes this install's key pair on first use)."""
     from license_server.offline.files import build_activation_request
@@ -73,7 +80,7 @@ def request(
     try:
         key = load_or_create_install_key(data_dir)
     except InstallKeyError as exc:
-        fail(str(exc), "install_key_unavailable")
+        fail(str(exc), "install_key_unavailable", as_json=as_json)
     text = build_activation_request(
         install_key=key,
         license_key=license_key.strip(),
@@ -83,14 +90,16 @@ def request(
         now=utcnow(),
     )
     _write(out, text)
-    click.echo(f"wrote {out}: take it to the vendor; it contains your license key, so treat it like one")
+    human = f"wrote {out}: take it to the vendor; it contains your license key, so treat it like one"
+    emit({"file": str(out)}, as_json=as_json, human=human)
 
 
 @offline.command("usage-report")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Report file to write.")
 @data_dir_option
 @click.option("--seq", type=int, default=None, help="Write an already exported report again (it was lost).")
-def usage_report(out: Path, data_dir: Path, seq: int | None) -> None:
+@json_option
+def usage_report(out: Path, data_dir: Path, seq: int | None, as_json: bool) -> None:
     """Export the usage recorded since the last report, signed and chained to it, for the vendor to import."""
     from license_server.edge import service
     from license_server.edge.store import create_edge_engine, edge_session_factory, prepare
@@ -111,12 +120,13 @@ def usage_report(out: Path, data_dir: Path, seq: int | None) -> None:
     try:
         text, number, count = asyncio.run(export())
     except InstallKeyError as exc:
-        fail(str(exc), "install_key_unavailable")
+        fail(str(exc), "install_key_unavailable", as_json=as_json)
     except LicenseServerError as exc:
-        fail(exc.detail, exc.code)
+        fail(exc.detail, exc.code, as_json=as_json)
     _write(out, text)
     what = "again" if count < 0 else f"with {count} measurement(s)"
-    click.echo(f"wrote {out}: usage report {number} {what}")
+    payload = {"file": str(out), "seq": number, "measurements": None if count < 0 else count}
+    emit(payload, as_json=as_json, human=f"wrote {out}: usage report {number} {what}")
 
 
 # -- vendor side ----------------------------------------------------------------------------------------------------
@@ -171,7 +181,7 @@ def _report_file(out: Path, issued: object, as_json: bool) -> None:
         "license_id": str(issued.license_id),
         "activation_id": str(issued.activation_id),
         "new_activation": issued.created,
-        "expires_at": issued.expires_at.isoformat(),
+        "expires_at": timestamp_text(issued.expires_at),
     }
     emit(payload, as_json=as_json)
 

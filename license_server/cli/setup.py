@@ -11,7 +11,15 @@ from sqlalchemy import func, select
 
 from license_server.auth.models import AdminToken
 from license_server.auth.tokens import Role, cli_actor, create_token
-from license_server.cli.common import emit, fail, json_option, listening_socket, serve_on, settings
+from license_server.cli.common import (
+    emit,
+    fail,
+    json_option,
+    listening_socket,
+    progress_on_stderr,
+    serve_on,
+    settings,
+)
 from license_server.config import Settings
 from license_server.errors import KeyringError, LicenseServerError
 from license_server.runtime import Runtime, key_store
@@ -132,12 +140,13 @@ def db() -> None:
 
 
 @db.command("upgrade")
-def db_upgrade() -> None:
+@json_option
+def db_upgrade(as_json: bool) -> None:
     """Apply all migrations."""
     from license_server.db.migrate import upgrade_database
 
     upgrade_database(settings())
-    click.echo("database is at the latest schema")
+    emit({"upgraded": True}, as_json=as_json, human="database is at the latest schema")
 
 
 @db.command("backup")
@@ -148,7 +157,8 @@ def db_backup(out: Path, as_json: bool) -> None:
     from license_server.db.backup import backup
 
     try:
-        info = backup(settings(), out)
+        with progress_on_stderr("backing up") as progress:
+            info = backup(settings(), out, progress)
     except LicenseServerError as exc:
         fail(exc.detail, exc.code, as_json=as_json, exit_code=2 if exc.code == "not_sqlite" else 1)
     emit(
@@ -167,7 +177,8 @@ def db_restore(file: Path, as_json: bool) -> None:
     from license_server.db.backup import restore
 
     try:
-        info, kept = restore(settings(), file)
+        with progress_on_stderr("restoring") as progress:
+            info, kept = restore(settings(), file, progress)
     except LicenseServerError as exc:
         fail(exc.detail, exc.code, as_json=as_json, exit_code=2 if exc.code == "not_sqlite" else 1)
     emit(

@@ -8,7 +8,7 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import Role, cli_actor
-from license_server.cli.common import emit, json_option, run_with_session
+from license_server.cli.common import emit, emit_list, json_option, run_with_session
 from license_server.console import service as staff_service
 from license_server.console.models import StaffUser
 from license_server.runtime import Runtime
@@ -58,8 +58,9 @@ def list_staff(as_json: bool) -> None:
         return await staff_service.list_staff_users(session)
 
     users = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"staff": [{"id": str(u.id), "email": u.email, "role": u.role} for u in users]}, as_json=True)
-        return
-    for user in users:
-        click.echo(f"{user.id}  {user.role:8} {'disabled' if user.is_disabled else 'active':8} {user.email}")
+    emit_list(
+        [{"id": str(u.id), "email": u.email, "role": u.role, "disabled": u.is_disabled} for u in users],
+        as_json=as_json,
+        things="staff users",
+        row=lambda u: f"{u['id']}  {u['role']:8} {'disabled' if u['disabled'] else 'active':8} {u['email']}",
+    )

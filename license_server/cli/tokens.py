@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from license_server.auth import tokens as token_service
 from license_server.auth.schemas import TokenOut
 from license_server.auth.tokens import Role, cli_actor
-from license_server.cli.common import emit, json_option, model_payload, run_with_session
+from license_server.cli.common import emit, emit_list, json_option, run_with_session
 from license_server.runtime import Runtime
 
 
@@ -47,13 +47,11 @@ def list_tokens(as_json: bool) -> None:
     async def work(_: Runtime, session: AsyncSession) -> list[TokenOut]:
         return [TokenOut.model_validate(t) for t in await token_service.list_tokens(session)]
 
-    rows = run_with_session(work, as_json=as_json)
-    if as_json:
-        emit({"tokens": [model_payload(r) for r in rows]}, as_json=True)
-        return
-    for row in rows:
+    def line(row: TokenOut) -> str:
         state = "revoked" if row.revoked_at else "active"
-        click.echo(f"{row.id}  {row.role.value:8} {state:8} …{row.token_hint}  {row.name}")
+        return f"{row.id}  {row.role.value:8} {state:8} …{row.token_hint}  {row.name}"
+
+    emit_list(run_with_session(work, as_json=as_json), as_json=as_json, things="tokens", row=line)
 
 
 @tokens.command()

@@ -16,7 +16,7 @@ import fcntl
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,29 +100,42 @@ def _check_backup(path: Path) -> str:
     return revision
 
 
-def _copy(source: Path, target: Path) -> None:
+# Pages copied per step when someone watches the progress: ~4 MiB at SQLite's default page size, so a bar moves
+# on a large database while the step count stays small. Without a watcher it is one step, as before.
+PROGRESS_PAGES = 1024
+Progress = Callable[[int, int], None]  # (pages copied, pages in all)
+
+
+def _backup_api(src: sqlite3.Connection, dst: sqlite3.Connection, progress: Progress | None) -> None:
+    if progress is None:
+        src.backup(dst)
+        return
+    src.backup(dst, pages=PROGRESS_PAGES, progress=lambda _status, remaining, total: progress(total - remaining, total))
+
+
+def _copy(source: Path, target: Path, progress: Progress | None = None) -> None:
     """Online backup of ``source`` into a new 0600 file ``target`` (never overwritten)."""
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(tmp)) as dst:
-            src.backup(dst)
+            _backup_api(src, dst, progress)
         os.link(tmp, target)  # fails if target exists
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def backup(settings: Settings, out: Path) -> BackupInfo:
+def backup(settings: Settings, out: Path, progress: Progress | None = None) -> BackupInfo:
     source = database_path(settings)
     if not source.exists():
         raise ValidationFailed(f"no database at {source}; run `license-server init`", field="database")
     if out.exists():
         raise ValidationFailed(f"{out} exists; backups never overwrite", field="out")
-    _copy(source, out)
+    _copy(source, out, progress)
     return BackupInfo(out, _check_backup(out), out.stat().st_size)
 
 
-def restore(settings: Settings, backup_file: Path) -> tuple[BackupInfo, Path | None]:
+def restore(settings: Settings, backup_file: Path, progress: Progress | None = None) -> tuple[BackupInfo, Path | None]:
     """Replace the database with ``backup_file``. Returns the backup's info and where the old database was kept."""
     target = database_path(settings)
     revision = _check_backup(backup_file)
@@ -146,7 +159,8 @@ def restore(settings: Settings, backup_file: Path) -> tuple[BackupInfo, Path | N
             contextlib.closing(sqlite3.connect(target, timeout=0)) as dst,
         ):
             try:
-                src.backup(dst)
+                # stepwise is still one restore: the destination stays locked from the first step to the last
+                _backup_api(src, dst, progress)
             except sqlite3.OperationalError as exc:  # another process holds a write lock after all
                 raise DatabaseInUse(f"the database is locked by another process: {exc}") from exc
         os.chmod(target, 0o600)

@@ -304,6 +304,19 @@ async def issue_license(
     return IssuedLicense(view=license_view(license, now), key=key)
 
 
+# The metadata key a bulk import records each row's idempotency key under (``licenses issue --from-csv``).
+IMPORT_KEY = "import_key"
+
+
+async def license_id_by_import_key(session: AsyncSession, import_key: str) -> uuid.UUID | None:
+    """The license a bulk import already issued for this key, if any: a second run of the same file issues nothing
+    twice. The key lives in the license's metadata, where the import put it; no index, as imports are rare."""
+    found: uuid.UUID | None = await session.scalar(
+        select(License.id).where(License.extra_metadata[IMPORT_KEY].as_string() == import_key).limit(1)
+    )
+    return found
+
+
 async def _load_license(session: AsyncSession, license_id: uuid.UUID, *, for_update: bool = False) -> License:
     query = (
         select(License)

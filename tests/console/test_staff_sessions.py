@@ -136,7 +136,7 @@ def test_the_cli_creates_a_staff_user_with_a_password_from_stdin(tmp_path: Path)
     assert created.returncode == 0, created.stderr
     assert "a long enough password" not in created.stdout + created.stderr
     listed = cli.json("staff", "list")
-    assert [(u["email"], u["role"]) for u in listed["staff"]] == [("first.admin@vendor.example", "admin")]
+    assert [(u["email"], u["role"]) for u in listed["items"]] == [("first.admin@vendor.example", "admin")]
     again = create("first.admin@vendor.example", "a long enough password")
     assert again.returncode == 1
     assert "staff_user_exists" in again.stderr

@@ -20,7 +20,7 @@ def test_the_scripted_billing_commands_work_as_named(cli: Cli) -> None:
         assert not imported["updated"]
     again = cli.json("billing", "plans", "import", str(EXAMPLES / "dify-cloud.json"))
     assert (again["created"], again["updated"]) == ([], [])  # idempotent
-    codes = {p["code"] for p in cli.json("billing", "plans", "list")["plans"]}
+    codes = {p["code"] for p in cli.json("billing", "plans", "list")["items"]}
     assert {"dify-sandbox", "dify-professional", "dify-team", "dynamiq-pro", "roboflow-core"} <= codes
 
     platform = cli.json("billing", "platforms", "create", "--name", "Dify Cloud", "--default-plan", "dify-sandbox")

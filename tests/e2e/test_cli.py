@@ -122,11 +122,11 @@ def test_bad_cli_input_is_a_clean_error_not_a_traceback(cli: Cli) -> None:
 def test_keys_rotate_list_retire_and_export(cli: Cli) -> None:
     """The key host makes bundles and lists (here keys/root, as `init --dev` leaves it); the server imports them."""
     cli.run("init", "--dev")
-    first = cli.json("keys", "list")["keys"][0]["kid"]
+    first = cli.json("keys", "list")["items"][0]["kid"]
     second = cli.json("keys", "rotate", "--out", "bundle.json")["kid"]
     assert stat.S_IMODE((cli.cwd / "bundle.json").stat().st_mode) == 0o600
     assert cli.json("keys", "import", "bundle.json") == {"kid": second, "signer": True}
-    states = {k["kid"]: k["signer"] for k in cli.json("keys", "list")["keys"]}
+    states = {k["kid"]: k["signer"] for k in cli.json("keys", "list")["items"]}
     assert states == {first: False, second: True}
     refused = cli.run("keys", "retire", second, "--out", "refused.jws", check=False)
     assert refused.returncode == 1
