@@ -460,3 +460,26 @@ class AccountInvoices:
             now=self.runtime.clock(),
         )
         return content
+
+
+DIFY_ACTOR = Actor(name="dify:billing-api", role=Role.BILLING)  # who made a link Dify's "invoices" button asked for
+
+
+@dataclass(frozen=True)
+class InvoicesPageLinks:
+    """Dify's billing API's ``/invoices`` answer: a one-time link to the account's portal, read-only for billing
+    (Dify shows the button to a workspace's owner and admins; seeing invoices needs no more than billing:read)."""
+
+    runtime: Runtime
+
+    async def __call__(self, account_id: uuid.UUID) -> str:
+        async with self.runtime.session_factory() as session:
+            created = await create_link(
+                session,
+                hasher=self.runtime.hasher,
+                actor=DIFY_ACTOR,
+                role=PortalRole.BILLING_READ,
+                account_id=account_id,
+                clock=self.runtime.clock,
+            )
+        return created.path
