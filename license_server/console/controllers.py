@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -25,6 +26,12 @@ from license_server.billing.clocks.service import frozen_now_of
 from license_server.billing.controllers import checked_external_id, checked_key
 from license_server.billing.credits import service as credits
 from license_server.billing.credits.burndown import CreditKind
+from license_server.billing.invoices import rendering as invoice_rendering
+from license_server.billing.invoices import service as invoices
+from license_server.billing.invoices.calculation import ZERO, display_status, money_text
+from license_server.billing.invoices.controllers import checked_number
+from license_server.billing.invoices.models import Invoice
+from license_server.billing.payments import service as payments
 from license_server.billing.plans import service as billing_plans
 from license_server.billing.state import BillingState
 from license_server.billing.usage import service as usage
@@ -54,6 +61,16 @@ from license_server.offline import service as offline
 from license_server.runtime import Runtime
 
 ACCOUNT_PATH = "/billing/platforms/{platform_id:uuid}/accounts/{external_id:str}"
+INVOICES_SHOWN = 24  # two years of monthly invoices; the admin API pages through all of them
+
+
+@dataclass(frozen=True)
+class InvoiceRow:
+    invoice: Invoice
+    status: str  # as shown: billing/invoices' display rule (past_due for an open invoice due by now)
+    paid: Decimal
+
+
 PAGE_SIZE = 50
 DASHBOARD_ROWS = 10
 EXPIRING_WITHIN = timedelta(days=30)
@@ -456,9 +473,20 @@ class StaffController(Controller):
             last=now.date(),
         )
         plans = await billing_plans.list_billing_plans(db)
+        issued = await invoices.list_invoices(db, account_id=account.id, limit=INVOICES_SHOWN)
+        paid = await payments.payment_totals(db, [invoice.id for invoice in issued])
         return render(
             request,
             "account.html",
+            invoices=[
+                InvoiceRow(
+                    invoice,
+                    display_status(invoice.status, invoice.due_at, now),
+                    paid.get(invoice.id, (ZERO, ZERO))[0],
+                )
+                for invoice in issued
+            ],
+            money=money_text,
             platform=platform,
             account=account,
             report=report,
@@ -551,6 +579,59 @@ class StaffController(Controller):
         )
         _billing(request).forget_account(platform_id, external_id)
         return redirect(f"/console/billing/platforms/{platform_id}/accounts/{external_id}?done=plan")
+
+    # -- the account's invoices and manual payments ---------------------------------------------------------------
+    @get(ACCOUNT_PATH + "/invoices/{number:str}/pdf", opt=needs(Permission.BILLING_READ))
+    async def invoice_pdf(
+        self,
+        db: Db,
+        runtime: RuntimeDep,
+        platform_id: FromPath[uuid.UUID],
+        external_id: FromPath[str],
+        number: FromPath[str],
+    ) -> Response[bytes]:
+        account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
+        found, content = await invoice_rendering.invoice_pdf(
+            db,
+            number=checked_number(number),
+            account_id=account.id,  # another account's invoice under this account's page reads as not found
+            issuer=runtime.settings.invoice_issuer,
+            now=runtime.clock(),
+        )
+        return Response(
+            content,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{found}.pdf"', "Cache-Control": "no-store"},
+        )
+
+    @post(ACCOUNT_PATH + "/invoices/{number:str}/payments", opt=needs(Permission.BILLING_WRITE))
+    async def record_payment(
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        runtime: RuntimeDep,
+        platform_id: FromPath[uuid.UUID],
+        external_id: FromPath[str],
+        number: FromPath[str],
+    ) -> Response[None]:
+        """Money that arrived by bank transfer or cheque (the manual provider), idempotent by the form's key: a
+        double-submitted form records it once."""
+        form = await forms.read_form(request)
+        account = await accounts.get_account(db, platform_id, checked_external_id(external_id))
+        view = await invoices.get_invoice(db, number=checked_number(number), account_id=account.id)
+        await payments.record_payment(
+            db,
+            provider=payments.MANUAL,
+            number=view.invoice.number,
+            amount=forms.decimal_amount(form, "amount"),
+            idempotency_key=forms.text(form, "idempotency_key", max_length=200),
+            actor=request.state.actor,
+            now=runtime.clock(),
+            reference=forms.text(form, "reference", required=False, max_length=200),
+            note=forms.text(form, "note", required=False),
+        )
+        _billing(request).forget_account(platform_id, external_id)  # a payment may move the subscription's status
+        return redirect(f"/console/billing/platforms/{platform_id}/accounts/{external_id}?done=payment")
 
     # -- webhooks and audit ---------------------------------------------------------------------------------------
     @get("/webhooks", opt=needs(Permission.READ))

@@ -221,7 +221,8 @@ class InnerBillingController(Controller):
     # -- links ----------------------------------------------------------------------------------------------------
     @get(
         "/subscription/payment-link",
-        summary="Where Dify sends a user to pay for a plan (the configured link)",
+        summary="Where Dify sends a user to pay for a plan: Stripe's checkout for an open invoice of that plan, "
+        "else the configured link",
         responses=_JSON_OBJECT,
         guards=[authenticate_billing_secret],
     )
@@ -233,22 +234,27 @@ class InnerBillingController(Controller):
         interval: Text,
         prefilled_email: Text = "",
     ) -> dict[str, Any]:
-        billing, _ = _platform(request)
-        return service.subscription_link(
-            billing, plan=plan, interval=interval, prefilled_email=prefilled_email, tenant_id=tenant_id
+        billing, platform = _platform(request)
+        return await service.subscription_link(
+            billing, platform, plan=plan, interval=interval, prefilled_email=prefilled_email, tenant_id=tenant_id
         )
 
     @get(
         "/invoices",
-        summary="Where Dify sends a user to see invoices (the configured link)",
+        summary="Where Dify sends a user to see invoices: a one-time link to the workspace's portal Invoices page, "
+        "else the configured link",
         responses=_JSON_OBJECT,
         guards=[authenticate_billing_secret],
     )
     async def invoices(
         self, request: Request[Any, Any, Any], tenant_id: TenantQuery, prefilled_email: Text = ""
     ) -> dict[str, Any]:
-        billing, _ = _platform(request)
-        return service.link(billing.config.invoices_url, tenant_id=tenant_id, prefilled_email=prefilled_email)
+        billing, platform = _platform(request)
+        # Built on the address the caller reached this server by (behind a proxy, its forwarded address), as the
+        # platform API's portal links are.
+        return await service.invoices_link(
+            billing, platform, base_url=str(request.base_url), tenant_id=tenant_id, prefilled_email=prefilled_email
+        )
 
     @get(
         "/model-provider/payment-link",

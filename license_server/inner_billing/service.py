@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.models import BillingAccount
 from license_server.billing.accounts.snapshots import AccountSnapshot, PlatformSnapshot
+from license_server.billing.invoices.models import Invoice, InvoiceStatus
 from license_server.billing.limits import EffectiveLimit, effective_limit
+from license_server.billing.payments import service as payments
+from license_server.billing.payments.providers import PaymentProvider
 from license_server.billing.state import BillingState, CachedReport
 from license_server.billing.usage import service as usage
 from license_server.billing.usage.models import ReservationStatus, UsageRecord
@@ -37,6 +41,9 @@ EXHAUSTED_CODES = frozenset({"subscription_limit_reached", "subscription_past_du
 QUOTA_FIELDS = ("trigger_event", "api_rate_limit")
 GAUGE_FIELDS = ("members", "apps", "vector_space", "documents_upload_quota", "annotation_quota_limit")
 MAX_CACHED_BODIES = 100_000
+# The path of a one-time link to a billing account's own invoices page (the customer portal's, made by the app
+# factory: the portal sits above this package, so it is handed in rather than imported).
+InvoicesPageLink = Callable[[uuid.UUID], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,9 @@ class InnerBilling:
 
     state: BillingState
     config: DifyBillingSettings
+    # The server's own answers where it has them; without them the links are the configured templates.
+    payments: PaymentProvider | None = None  # Stripe, when configured: checkout links for open invoices
+    invoices_page: InvoicesPageLink | None = None  # the customer portal's Invoices page, when the portal is mounted
     names: dict[str, str] = field(init=False)
     _info_bodies: dict[uuid.UUID, _Body] = field(default_factory=dict, init=False)
     _quota_bodies: dict[uuid.UUID, _Body] = field(default_factory=dict, init=False)
@@ -320,13 +330,31 @@ def link(template: str, **values: str) -> dict[str, str]:
     return {"url": mapping.fill_url(template, values)}
 
 
-def subscription_link(
-    billing: InnerBilling, *, plan: str, interval: str, prefilled_email: str, tenant_id: str
+async def subscription_link(
+    billing: InnerBilling,
+    platform: PlatformSnapshot,
+    *,
+    plan: str,
+    interval: str,
+    prefilled_email: str,
+    tenant_id: str,
 ) -> dict[str, str]:
+    """``GET /subscription/payment-link`` (contract §3.9). With Stripe configured and an open invoice of the
+    workspace for that plan, Stripe's checkout link for what is left of it (the oldest such invoice: what is owed
+    first); otherwise the configured template, which is where the operator takes payment for a new plan."""
     if plan not in mapping.PAID_PLANS:
         raise ValidationFailed("plan must be professional or team", field="plan")
     if interval not in ("month", "year"):
         raise ValidationFailed("interval must be month or year", field="interval")
+    if billing.payments is not None:
+        snapshot = await _account(billing, platform, tenant_id)
+        async with billing.state.session_factory() as session:
+            number = await _oldest_open_invoice(billing, session, snapshot.account_id, plan)
+            if number is not None:
+                paid = await payments.create_payment_link(
+                    session, billing.payments, number=number, account_id=snapshot.account_id, now=billing.state.clock()
+                )
+                return {"url": paid.url}
     return link(
         billing.config.payment_link_url,
         plan=plan,
@@ -334,6 +362,33 @@ def subscription_link(
         prefilled_email=prefilled_email,
         tenant_id=tenant_id,
     )
+
+
+async def _oldest_open_invoice(
+    billing: InnerBilling, session: AsyncSession, account_id: uuid.UUID, dify_plan: str
+) -> str | None:
+    """The number of the account's oldest open invoice whose plan Dify calls ``dify_plan``, if any."""
+    rows = await session.execute(
+        select(Invoice.number, Invoice.plan_code)
+        .where(Invoice.account_id == account_id, Invoice.status == InvoiceStatus.OPEN.value)
+        .order_by(Invoice.issued_at, Invoice.number)
+    )
+    for number, plan_code in rows:
+        if billing.names.get(plan_code, billing.config.unmapped_plan) == dify_plan:
+            return str(number)
+    return None
+
+
+async def invoices_link(
+    billing: InnerBilling, platform: PlatformSnapshot, *, base_url: str, tenant_id: str, prefilled_email: str
+) -> dict[str, str]:
+    """``GET /invoices`` (contract §3.10; Dify's UI opens ``url``): with the portal mounted, a one-time link
+    (10 minutes, billing:read) to the workspace's own Invoices page, which lists its invoices from billing/invoices
+    and serves their PDFs; otherwise the configured template."""
+    if billing.invoices_page is None:
+        return link(billing.config.invoices_url, tenant_id=tenant_id, prefilled_email=prefilled_email)
+    snapshot = await _account(billing, platform, tenant_id)
+    return {"url": base_url.rstrip("/") + await billing.invoices_page(snapshot.account_id)}
 
 
 # -- gauges Dify never reports (license-server billing dify-sync) --------------------------------------------------

@@ -48,6 +48,7 @@ def concrete(path: str, seeded: Seeded) -> str:
         "external_id": seeded.external_id,
         "code": seeded.plan_code,
         "delivery_id": "00000000-0000-4000-8000-000000000000",
+        "number": "INV-999999",  # no such invoice: a 404 for whoever may ask, a 403 for whoever may not
     }
     return re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], path)
 

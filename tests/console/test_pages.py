@@ -3,13 +3,18 @@ cursors from the links page on, and a tampered one is a 400 naming the field."""
 
 from __future__ import annotations
 
+import io
 import re
+from decimal import Decimal
 
 import httpx
+import pypdf
 import pytest
 
 from license_server.auth.tokens import Role, cli_actor
 from license_server.billing.accounts import service as accounts
+from license_server.billing.invoices import service as invoice_service
+from license_server.billing.payments import service as payments
 from license_server.licenses import service as licenses
 from license_server.runtime import Runtime
 from tests.console.conftest import Seeded, StaffFactory, http_sign_in
@@ -86,3 +91,57 @@ async def test_pages_forbid_framing_inline_scripts_and_caching(console_client: h
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["cache-control"] == "no-store"
     assert "<script>" not in page.text  # nothing inline that the policy would have to allow
+
+
+async def test_the_billing_account_page_lists_its_invoices_serves_their_pdf_and_records_a_manual_payment(
+    console_client: httpx.AsyncClient, make_staff: StaffFactory, seeded: Seeded, runtime: Runtime
+) -> None:
+    async with runtime.session_factory() as db:
+        await accounts.create_subscription(
+            db, actor=cli_actor(), platform_id=seeded.platform_id, external_id="ws-2", plan="team", clock=runtime.clock
+        )
+        assert await invoice_service.issue_due_invoices(db, now=runtime.clock()) == 2
+        own = await invoice_service.list_invoices(
+            db, account_id=(await accounts.get_account(db, seeded.platform_id, "ws-1")).id
+        )
+        other = await invoice_service.list_invoices(
+            db, account_id=(await accounts.get_account(db, seeded.platform_id, "ws-2")).id
+        )
+    number, other_number = own[0].number, other[0].number
+    csrf = await http_sign_in(console_client, await make_staff(Role.BILLING))
+    page = (await console_client.get(seeded.account_path)).text
+    row = re.search(rf'<tr data-number="{number}">(.*?)</tr>', page, re.S)
+    assert row, page
+    assert "20.00 USD" in row.group(1)
+    assert "Open" in row.group(1)
+    assert other_number not in page  # only this account's invoices
+    assert f"Record a payment of {number}" in page
+
+    pdf = await console_client.get(f"{seeded.account_path}/invoices/{number}/pdf")
+    assert pdf.status_code == 200, pdf.text
+    assert pdf.headers["content-type"] == "application/pdf"
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
+    assert number in text
+    assert "20.00" in text
+    assert (await console_client.get(f"{seeded.account_path}/invoices/{other_number}/pdf")).status_code == 404
+
+    form = {"_csrf": csrf, "amount": "20.00", "idempotency_key": "transfer-1", "reference": "SEPA 42"}
+    for _ in range(2):  # a double-submitted form records the payment once
+        paid = await console_client.post(f"{seeded.account_path}/invoices/{number}/payments", data=form)
+        assert paid.status_code == 303, paid.text
+    page = (await console_client.get(seeded.account_path)).text
+    row = re.search(rf'<tr data-number="{number}">(.*?)</tr>', page, re.S)
+    assert row
+    assert "Paid" in row.group(1)
+    assert f"Record a payment of {number}" not in page
+    async with runtime.session_factory() as db:
+        view = await invoice_service.get_invoice(db, number=number)
+        assert [(p.amount, p.reference) for p in await payments.list_payments(db, view.invoice.id)] == [
+            (Decimal("20.00"), "SEPA 42")
+        ]
+    # Another account's invoice cannot be paid from this account's page.
+    refused = await console_client.post(
+        f"{seeded.account_path}/invoices/{other_number}/payments", data={**form, "idempotency_key": "transfer-2"}
+    )
+    assert refused.status_code == 404
+    assert "invoice_not_found" in refused.text

@@ -338,7 +338,11 @@ async def test_links_fill_the_configured_templates(dify: DifyBilling, app: Any, 
     assert credits == {"url": f"https://pay.example/credits/anthropic?t={tenant}"}
 
 
-async def test_links_without_a_configured_template_are_empty_urls(dify: DifyBilling) -> None:
+async def test_links_without_a_configured_template_are_empty_urls(
+    dify: DifyBilling, app: Any, runtime: Runtime
+) -> None:
+    # Without the server's own answers (no Stripe, no portal: tests/inner_billing/test_links.py has those).
+    app.state[STATE_KEY] = InnerBilling(runtime.billing, DifyBillingSettings())
     tenant = new_tenant()
     pay = await dify.get(
         "/subscription/payment-link", plan="professional", interval="month", prefilled_email="", tenant_id=tenant

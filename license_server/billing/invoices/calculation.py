@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
+from license_server.billing.invoices.models import InvoiceStatus
 from license_server.billing.periods import Period
 
 ZERO = Decimal(0)
@@ -148,3 +149,17 @@ def line_amount_text(amount: Decimal, currency: str) -> str:
     ("0.0125"): lines are never rounded, only the total is."""
     rounded = round_total(amount, currency)
     return format(rounded, "f") if rounded == amount else _number(amount)
+
+
+# -- display ----------------------------------------------------------------------------------------------------
+PAST_DUE = "past_due"  # not a stored status: an open invoice whose due date has come (seed 002's red flag)
+
+
+def display_status(status: str, due_at: datetime | None, now: datetime) -> str:
+    """The status an invoice is shown with: its stored one, except an open invoice due by now reads past_due.
+
+    Stored statuses never move on their own (only a payment or a void moves them), so being overdue is a reading
+    of the clock, made here once for every page and API that shows an invoice."""
+    if status == InvoiceStatus.OPEN and due_at is not None and due_at <= now:
+        return PAST_DUE
+    return status

@@ -33,6 +33,7 @@ from license_server.billing.controllers import (
     checked_external_id,
 )
 from license_server.billing.credits.schemas import credits_text
+from license_server.billing.invoices.calculation import money_text
 from license_server.billing.usage.breakdown import BreakdownBy
 from license_server.console.charts import Point, bar_chart
 from license_server.console.csrf import csrf_token, require_csrf
@@ -370,7 +371,8 @@ class PortalPagesController(Controller):
         source = _services(request).invoices
         visitor = _visitor(request)
         rows = await source.list_invoices(db, account_id=service.account_id_of(visitor)) if source else None
-        return _page(request, "invoices.html", page="invoices", invoices=rows, amount=credits_text)
+        # Money with its currency's digits, as the invoice PDF prints it ("59.00", not "59").
+        return _page(request, "invoices.html", page="invoices", invoices=rows, money=money_text)
 
     @get("/invoices/{invoice_id:uuid}/pdf", opt=portal_page(PortalPermission.VIEW_BILLING))
     async def invoice_pdf(

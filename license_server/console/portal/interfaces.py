@@ -1,9 +1,10 @@
 """What the portal needs from domains still being built (invoices, plan changes), as interfaces.
 
-The Invoices page and the Plans page's upgrade / downgrade buttons call these. Until an implementation is wired
-(``PortalServices`` in the app state under ``PORTAL_STATE_KEY``), the Invoices page says there are none and the Plans
-page compares plans without the change buttons. The implementations belong to ``billing/invoices`` and to the
-subscriptions service; the portal holds no invoice or plan-change rule of its own.
+The Invoices page and the Plans page's upgrade / downgrade buttons call these, through ``PortalServices`` in the app
+state under ``PORTAL_STATE_KEY``. The app factory wires invoices (``service.AccountInvoices``, over
+``billing/invoices``); plan changes stay unwired until the subscriptions service offers them, and until then the
+Plans page compares plans without the change buttons (an app without ``PortalServices`` says it has no invoices).
+The portal holds no invoice or plan-change rule of its own.
 """
 
 from __future__ import annotations

@@ -30,12 +30,16 @@ from license_server.billing.accounts.models import BillingAccount
 from license_server.billing.accounts.snapshots import AccountSnapshot
 from license_server.billing.clocks.service import frozen_now_of
 from license_server.billing.credits import service as credits
+from license_server.billing.invoices import rendering as invoice_rendering
+from license_server.billing.invoices import service as invoice_service
+from license_server.billing.invoices.calculation import display_status
 from license_server.billing.periods import Period, period_containing
 from license_server.billing.plans import service as plans
 from license_server.billing.plans.terms import billing_terms
 from license_server.billing.usage import service as usage
 from license_server.billing.usage.breakdown import BreakdownBy, usage_breakdown
 from license_server.clock import Clock, utcnow
+from license_server.console.portal.interfaces import InvoiceSummary
 from license_server.console.portal.models import PortalLink, PortalRole, PortalSession
 from license_server.console.portal.views import Overview, PlanComparison, UsageSections, overview, plan_comparison
 from license_server.console.portal.views import usage_sections as usage_sections_of
@@ -421,3 +425,65 @@ async def answer_offline_request(
         # Another customer's key reads as an unknown one: the portal does not confirm that a key exists.
         raise LicenseKeyNotFound("no license of yours matches the request's key", field="license_key")
     return await offline.respond(session, runtime=runtime, actor=visitor.actor, request=request, clock=runtime.clock)
+
+
+# -- invoices (billing/invoices behind the portal's InvoiceSource interface) --------------------------------------
+@dataclass(frozen=True)
+class AccountInvoices:
+    """The portal's ``InvoiceSource`` over ``billing/invoices``: the list and the cached PDFs, confined to the
+    visitor's account. The status shown (past due or not) is billing/invoices' rule, read at the runtime's clock."""
+
+    runtime: Runtime
+    limit: int = 100  # the page shows the newest ones; an account has one invoice a month
+
+    async def list_invoices(self, session: AsyncSession, *, account_id: uuid.UUID) -> list[InvoiceSummary]:
+        now = self.runtime.clock()
+        rows = await invoice_service.list_invoices(session, account_id=account_id, limit=self.limit)
+        return [
+            InvoiceSummary(
+                id=invoice.id,
+                number=invoice.number,
+                period_start=invoice.period_start,
+                period_end=invoice.period_end,
+                total=invoice.total,
+                currency=invoice.currency,
+                status=display_status(invoice.status, invoice.due_at, now),
+                due_at=invoice.due_at,
+            )
+            for invoice in rows
+        ]
+
+    async def invoice_pdf(self, session: AsyncSession, *, account_id: uuid.UUID, invoice_id: uuid.UUID) -> bytes:
+        # Another account's invoice id reads as not found (get_invoice confines it to the account).
+        view = await invoice_service.get_invoice(session, invoice_id=invoice_id, account_id=account_id)
+        _, content = await invoice_rendering.invoice_pdf(
+            session,
+            number=view.invoice.number,
+            account_id=account_id,
+            issuer=self.runtime.settings.invoice_issuer,
+            now=self.runtime.clock(),
+        )
+        return content
+
+
+DIFY_ACTOR = Actor(name="dify:billing-api", role=Role.BILLING)  # who made a link Dify's "invoices" button asked for
+
+
+@dataclass(frozen=True)
+class InvoicesPageLinks:
+    """Dify's billing API's ``/invoices`` answer: a one-time link to the account's portal, read-only for billing
+    (Dify shows the button to a workspace's owner and admins; seeing invoices needs no more than billing:read)."""
+
+    runtime: Runtime
+
+    async def __call__(self, account_id: uuid.UUID) -> str:
+        async with self.runtime.session_factory() as session:
+            created = await create_link(
+                session,
+                hasher=self.runtime.hasher,
+                actor=DIFY_ACTOR,
+                role=PortalRole.BILLING_READ,
+                account_id=account_id,
+                clock=self.runtime.clock,
+            )
+        return created.path

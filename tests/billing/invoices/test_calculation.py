@@ -3,13 +3,15 @@ currency's minor unit), a yearly plan's fee only in the month its year starts.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from license_server.billing.invoices.calculation import (
+    PAST_DUE,
     InvoiceFacts,
     LineKind,
     compute_invoice,
+    display_status,
     line_amount_text,
     round_total,
 )
@@ -99,3 +101,13 @@ def test_a_yearly_plan_bills_its_fee_in_the_month_its_year_starts_and_flex_every
     assert plan_period(february, anchor, "year") is None
     invoice = compute_invoice(facts(interval="year", period=february, plan_period=None))
     assert [line.kind for line in invoice.lines] == [LineKind.FLEX]
+
+
+def test_an_open_invoice_reads_past_due_from_its_due_moment_and_no_other_status_ever_does() -> None:
+    due = datetime(2026, 6, 15, 12, tzinfo=UTC)
+    assert display_status("open", due, due - timedelta(microseconds=1)) == "open"
+    assert display_status("open", due, due) == PAST_DUE
+    assert display_status("open", due, due + timedelta(days=30)) == PAST_DUE
+    for settled in ("paid", "void"):
+        assert display_status(settled, due, due + timedelta(days=30)) == settled
+    assert display_status("open", None, due) == "open"

@@ -6,6 +6,7 @@ The app is the real one: ``create_app`` mounts the portal (``console.routing.con
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pypdf
 import pytest
 from litestar import Litestar
 
 from license_server.auth.tokens import Actor, Role
+from license_server.billing.invoices import service as invoice_service
 from license_server.licenses.terms import LicenseTerms
 from license_server.runtime import Runtime
 from tests.billing.conftest import Platform, PlatformFactory, make_platform, subscribe, tiny_plan
@@ -169,3 +172,14 @@ def csrf_of(html: str) -> str:
     match = CSRF_INPUT.search(html)
     assert match, "the page has no CSRF field"
     return match.group(1)
+
+
+async def issue_invoices(runtime: Runtime) -> int:
+    """Issue every due invoice at the runtime's clock, as the scheduled job does."""
+    async with runtime.session_factory() as session:
+        return await invoice_service.issue_due_invoices(session, now=runtime.clock())
+
+
+def pdf_text(content: bytes) -> str:
+    assert content.startswith(b"%PDF-")
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(content)).pages)

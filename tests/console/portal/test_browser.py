@@ -4,21 +4,17 @@ violation). Skipped with the reason where Chromium is absent, unless LICENSE_SER
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from litestar import Litestar
 
-from license_server.console.portal.interfaces import PORTAL_STATE_KEY, PortalServices
 from license_server.offline import files
 from license_server.runtime import Runtime
 from tests.console.conftest import PageFactory, axe_violations
-from tests.console.portal.conftest import HostedAccount, LinkFactory, SelfHosted
-from tests.console.portal.test_pages import FakeInvoices
+from tests.console.portal.conftest import HostedAccount, LinkFactory, SelfHosted, issue_invoices, pdf_text
 from tests.deployments.conftest import activate
 
 if TYPE_CHECKING:
@@ -50,11 +46,12 @@ async def test_a_customer_opens_a_link_reads_the_usage_bars_and_cannot_reuse_it(
     client: httpx.AsyncClient,
     hosted: HostedAccount,
     account_link: LinkFactory,
-    app: Litestar,
+    runtime: Runtime,
 ) -> None:
     report = (
         await client.get(hosted.platform.url(hosted.external_id, "limits"), headers=hosted.platform.headers)
     ).json()["data"]
+    assert await issue_invoices(runtime) == 1  # the account's first invoice, as the scheduled job issues it
     link = await account_link("owner")
     page = await new_page()
     await page.goto(link)
@@ -97,23 +94,23 @@ async def test_a_customer_opens_a_link_reads_the_usage_bars_and_cannot_reuse_it(
     assert "already used" in await again.locator("[role=alert]").inner_text()
     await _accessible(again)
 
-    # Invoices are not built on this branch: the page is driven through its interface by a stand-in source.
-    account_id = (
-        await client.post(
-            hosted.platform.url(hosted.external_id, "portal-sessions"),
-            headers=hosted.platform.headers,
-            json={"role": "owner"},
-        )
-    ).json()["account_id"]
-    invoices = FakeInvoices({"id": uuid.UUID(account_id)})
-    app.state[PORTAL_STATE_KEY] = PortalServices(invoices=invoices)
+    # The invoice issued in the setup, through billing/invoices: its real PDF, with the total the list shows.
     await page.goto("/portal/invoices")
     await _accessible(page)
+    row = page.locator("table.invoices tbody tr").first
+    number = (await row.locator("td").first.inner_text()).strip()
+    total = (await row.locator("td").nth(2).inner_text()).strip()
+    assert total == "59.00 USD"
+    pdf_link = page.get_by_role("link", name=f"Download PDF of invoice {number}")
+    href = await pdf_link.get_attribute("href")
+    assert href is not None
     async with page.expect_download() as info:
-        await page.get_by_role("link", name="Download PDF of invoice INV-0001").click()
+        await pdf_link.click()
     download = await info.value
-    assert (await asyncio.to_thread(Path(await download.path()).read_bytes)).startswith(b"%PDF")
-    assert download.suggested_filename == f"invoice-{invoices.ids[1]}.pdf"
+    text = pdf_text(await asyncio.to_thread(Path(await download.path()).read_bytes))
+    assert number in text
+    assert "59.00" in text
+    assert download.suggested_filename == f"invoice-{href.split('/')[-2]}.pdf"
 
 
 async def test_a_member_sees_no_billing_pages(new_page: PageFactory, account_link: LinkFactory) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,16 +13,16 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import Actor
+from license_server.billing.invoices import service as invoice_service
 from license_server.console.portal.interfaces import (
     PORTAL_STATE_KEY,
-    InvoiceSummary,
     PlanChange,
     PortalServices,
 )
-from license_server.errors import NotFound
 from license_server.offline import files
 from license_server.runtime import Runtime
 from tests.billing.conftest import subscribe
+from tests.conftest import MovableClock
 from tests.console.portal.conftest import (
     APPS,
     KNOWLEDGE_BASES,
@@ -33,9 +32,13 @@ from tests.console.portal.conftest import (
     LinkFactory,
     SelfHosted,
     csrf_of,
+    issue_invoices,
+    pdf_text,
     signed_in,
 )
 from tests.deployments.conftest import activate
+
+PDF_LINK = re.compile(r'href="/portal/invoices/([0-9a-f-]{36})/pdf"')
 
 
 def _row(html: str, key: str) -> str:
@@ -176,52 +179,49 @@ async def test_credits_show_the_balance_by_kind_and_the_burn_down(
     assert 'href="https://pay.example.com/credits">Purchase credits</a>' in html
 
 
-class FakeInvoices:
-    """Stands in for billing/invoices: two invoices of the account, the older one past due."""
-
-    def __init__(self, account_of: dict[str, uuid.UUID]) -> None:
-        self.account_of = account_of
-        self.ids = [uuid.uuid4(), uuid.uuid4()]
-
-    async def list_invoices(self, session: AsyncSession, *, account_id: uuid.UUID) -> list[InvoiceSummary]:
-        assert account_id == self.account_of["id"]
-        start = datetime(2026, 5, 1, tzinfo=UTC)
-        return [
-            InvoiceSummary(self.ids[0], "INV-0002", start, start, Decimal("59.00"), "USD", "open", None),
-            InvoiceSummary(self.ids[1], "INV-0001", start, start, Decimal("61.25"), "USD", "past_due", start),
-        ]
-
-    async def invoice_pdf(self, session: AsyncSession, *, account_id: uuid.UUID, invoice_id: uuid.UUID) -> bytes:
-        if account_id != self.account_of["id"] or invoice_id not in self.ids:
-            raise NotFound("no such invoice", code="invoice_not_found")
-        return b"%PDF-1.4 INV-0001"
-
-
-async def test_invoices_list_flags_past_due_in_red_and_serve_the_pdf(
-    app: Litestar, client: httpx.AsyncClient, web: httpx.AsyncClient, hosted: HostedAccount, account_link: LinkFactory
+async def test_invoices_list_the_accounts_issued_invoices_flag_past_due_and_serve_the_real_pdf(
+    web: httpx.AsyncClient,
+    hosted: HostedAccount,
+    account_link: LinkFactory,
+    runtime: Runtime,
+    actor: Actor,
+    clock: MovableClock,
 ) -> None:
     await signed_in(web, await account_link())
-    page = await web.get("/portal/invoices")
-    assert "Invoices are not available on this server yet." in page.text
-    account = await client.post(
-        hosted.platform.url(hosted.external_id, "portal-sessions"),
-        headers=hosted.platform.headers,
-        json={"role": "owner"},
-    )
-    invoices = FakeInvoices({"id": uuid.UUID(account.json()["account_id"])})
-    app.state[PORTAL_STATE_KEY] = PortalServices(invoices=invoices)
+    assert "No invoices yet." in (await web.get("/portal/invoices")).text
+    await subscribe(runtime, actor, hosted.platform, "ws-other", "pro")
+    assert await issue_invoices(runtime) == 2  # this account's and another account's of the same platform
+
+    html = (await web.get("/portal/invoices")).text
+    ids = PDF_LINK.findall(html)
+    assert len(ids) == 1, html  # only the visitor's own account's invoice
+    number = re.search(r"<td>(INV-\d{6})</td>", html)
+    assert number, html
+    assert "59.00 USD" in html
+    assert "Open" in html
+    assert "past-due-flag" not in html
+
+    pdf = await web.get(f"/portal/invoices/{ids[0]}/pdf")
+    assert pdf.status_code == 200, pdf.text
+    assert pdf.headers["content-type"] == "application/pdf"
+    text = pdf_text(pdf.content)
+    assert number.group(1) in text
+    assert "59.00" in text
+
+    async with runtime.session_factory() as session:
+        others = [invoice.id for invoice in await invoice_service.list_invoices(session) if str(invoice.id) not in ids]
+    assert len(others) == 1
+    other = await web.get(f"/portal/invoices/{others[0]}/pdf")
+    assert other.status_code == 404
+    assert "invoice_not_found" in other.text
+
+    # Fourteen days on (the default payment terms) the open invoice is due: billing/invoices' rule says past due.
+    clock.advance(timedelta(days=14))
+    await signed_in(web, await account_link(payment_url="https://pay.example.com/update"))
     html = (await web.get("/portal/invoices")).text
     assert '<tr class="past-due">' in html
     assert "Past due" in html
-    assert html.count('<tr class="">') == 1
-    pdf = await web.get(f"/portal/invoices/{invoices.ids[1]}/pdf")
-    assert pdf.status_code == 200
-    assert pdf.headers["content-type"] == "application/pdf"
-    assert pdf.content.startswith(b"%PDF")
-    assert b"INV-0001" in pdf.content
-    other = await web.get(f"/portal/invoices/{uuid.uuid4()}/pdf")
-    assert other.status_code == 404
-    assert "invoice_not_found" in other.text
+    assert 'href="https://pay.example.com/update">update payment</a>' in html
 
 
 class FakePlanChanges:
