@@ -120,7 +120,10 @@ def test_the_lock_holds_the_runtime_dependencies_and_only_what_they_need() -> No
     declared = {canonicalize_name(r.name) for r in _runtime_dependencies()}
     direct = {name for name, pin in pins.items() if PROJECT_SOURCE in pin.via}
     # Not the test or dev extras, and nothing pyproject.toml no longer declares.
-    assert direct == declared
+    assert direct == declared, (
+        f"{RUNTIME_LOCK} (run `make lock`) lacks {sorted(declared - direct)} and pins {sorted(direct - declared)} "
+        "as direct dependencies pyproject.toml does not declare"
+    )
     for name, pin in pins.items():
         assert pin.hashes, f"{RUNTIME_LOCK} pins {name} without a --hash"
         assert pin.via, f"{RUNTIME_LOCK} pins {name} for no reason (hand-added?)"
