@@ -1,12 +1,22 @@
 # syntax=docker/dockerfile:1
 # Build stage: install the package and its dependencies into a virtualenv.
 FROM python:3.11-slim AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-RUN python -m venv /opt/venv
+# Every third-party file is checked against the hashes in the locks (`make lock` writes them for this Python) and
+# nothing is resolved here: --no-deps, so a package the lock lacks fails `pip check` instead of being fetched unhashed.
+COPY requirements.lock requirements-build.lock ./
+# The build backend goes into this stage's own Python (discarded with the stage), by hash as well: the project is
+# then built without build isolation, which would fetch setuptools unhashed.
+RUN python -m pip install --require-hashes --no-deps -r requirements-build.lock
+RUN python -m venv /opt/venv && \
+    /opt/venv/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY license_server ./license_server
-RUN /opt/venv/bin/pip install .
+# The project itself, built from this source; its dependencies are all in the venv already.
+RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . && \
+    /opt/venv/bin/pip install --no-deps /wheels/*.whl && \
+    /opt/venv/bin/pip check
 
 # Runtime stage: the virtualenv only, run as an unprivileged user.
 FROM python:3.11-slim

@@ -10,7 +10,7 @@ STAMP_TEST := $(VENV)/.installed-test
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: help run test lint bench fmt clean soak screenshots
+.PHONY: help run test lint bench fmt clean soak screenshots lock
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -39,6 +39,18 @@ lint: $(STAMP_TEST)  ## ruff + mypy (strict) + import layers (lint-imports: the 
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The Docker image's locks resolve for its Python (the base image's tag) on Linux, not for this machine's Python.
+# Each pin carries the hashes of every file PyPI has for that version, so an arm64 build verifies as well.
+# `make lock` keeps the pins that still satisfy pyproject.toml; `make lock UPGRADE=1` moves all to the newest.
+DOCKER_PYTHON = $(shell sed -n 's/^FROM python:\([0-9][0-9.]*\).*/\1/p' Dockerfile | head -n 1)
+COMPILE_LOCK = $(BIN)/uv pip compile --quiet --generate-hashes --python-version $(DOCKER_PYTHON) \
+	--python-platform linux --custom-compile-command 'make lock  (Python $(DOCKER_PYTHON) on Linux, as the Dockerfile)' $(if $(UPGRADE),--upgrade)
+
+lock: $(STAMP_TEST)  ## Re-resolve the Docker image's hash-locked dependencies: requirements.lock (runtime), requirements-build.lock (setuptools)
+	$(COMPILE_LOCK) pyproject.toml -o requirements.lock
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(COMPILE_LOCK) - -o requirements-build.lock
 
 fmt: $(STAMP_TEST)  ## Format and auto-fix
 	$(BIN)/ruff format .
