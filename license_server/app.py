@@ -19,13 +19,13 @@ from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminCo
 from license_server.billing.credits.controllers import CreditsAdminController, PlatformCreditsController
 from license_server.billing.invoices.controllers import InvoicesAdminController, PlatformInvoicesController
 from license_server.billing.payments.controllers import PaymentsAdminController, StripeWebhookController
-from license_server.billing.subscriptions.controllers import SubscriptionsAdminController
 from license_server.billing.payments.stripe_provider import StripeProvider
+from license_server.billing.subscriptions.controllers import SubscriptionsAdminController
 from license_server.billing.usage.controllers import PlatformUsageBreakdownController, UsageBreakdownAdminController
 from license_server.client_addresses import trusted_proxies_middleware
 from license_server.config import Settings
 from license_server.console.portal.interfaces import PORTAL_STATE_KEY, PortalServices
-from license_server.console.portal.service import AccountInvoices, InvoicesPageLinks
+from license_server.console.portal.service import AccountInvoices, AccountPlanChanges, InvoicesPageLinks
 from license_server.console.routing import console_routers
 from license_server.db.session import session_scope
 from license_server.deployments.controllers import (
@@ -233,9 +233,10 @@ def create_app(
                     payments=StripeProvider(config) if config.stripe_secret_key is not None else None,
                     invoices_page=InvoicesPageLinks(runtime),
                 ),
-                # Plan changes stay unwired until the subscriptions service offers them (the Plans page then
-                # compares plans without the change buttons).
-                PORTAL_STATE_KEY: PortalServices(invoices=AccountInvoices(runtime)),
+                # The Invoices page over billing/invoices; the Plans page's buttons over the subscriptions lifecycle.
+                PORTAL_STATE_KEY: PortalServices(
+                    invoices=AccountInvoices(runtime), plan_changes=AccountPlanChanges(runtime)
+                ),
             }
         ),
         # The process configures logging (serve: LICENSE_SERVER_LOG_LEVEL); Litestar must not reset the root logger.

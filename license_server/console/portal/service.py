@@ -38,8 +38,8 @@ from license_server.billing.plans import service as plans
 from license_server.billing.plans.terms import billing_terms
 from license_server.billing.usage import service as usage
 from license_server.billing.usage.breakdown import BreakdownBy, usage_breakdown
-from license_server.clock import Clock, utcnow
-from license_server.console.portal.interfaces import InvoiceSummary
+from license_server.clock import Clock, as_utc, utcnow
+from license_server.console.portal.interfaces import InvoiceSummary, PlanChange
 from license_server.console.portal.models import PortalLink, PortalRole, PortalSession
 from license_server.console.portal.views import Overview, PlanComparison, UsageSections, overview, plan_comparison
 from license_server.console.portal.views import usage_sections as usage_sections_of
@@ -464,6 +464,38 @@ class AccountInvoices:
             now=self.runtime.clock(),
         )
         return content
+
+
+# -- plan changes (the subscriptions lifecycle behind the portal's PlanChanger interface) ---------------------------
+@dataclass(frozen=True)
+class AccountPlanChanges:
+    """The portal's ``PlanChanger`` over the lifecycle's plan change (``accounts.change_plan`` -> the subscriptions
+    service): an upgrade at once, prorated; a downgrade scheduled for the period's end. Asking again for what is
+    already so changes nothing, so the form's idempotency key needs no storage of its own."""
+
+    runtime: Runtime
+
+    async def change_plan(
+        self, session: AsyncSession, *, actor: Actor, account_id: uuid.UUID, plan_code: str, idempotency_key: str
+    ) -> PlanChange:
+        account = await session.get(BillingAccount, account_id)
+        if account is None:
+            raise NotFound("this billing account no longer exists", code="billing_account_not_found")
+        changed = await accounts.change_plan(
+            session,
+            actor=actor,
+            platform_id=account.platform_id,
+            external_id=account.external_id,
+            plan=plan_code,
+            clock=self.runtime.clock,
+            state=self.runtime.billing,
+        )
+        if changed is None:  # the account had no subscription: it starts on the plan now
+            return PlanChange(plan_code, self.runtime.clock(), immediate=True)
+        if changed.pending_plan == plan_code:  # a downgrade: it waits for the period's end
+            end = changed.view.subscription.current_period_end
+            return PlanChange(plan_code, as_utc(end) if end is not None else changed.now, immediate=False)
+        return PlanChange(plan_code, changed.now, immediate=True)
 
 
 DIFY_ACTOR = Actor(name="dify:billing-api", role=Role.BILLING)  # who made a link Dify's "invoices" button asked for

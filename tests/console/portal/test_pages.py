@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import jwt
 from litestar import Litestar
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.tokens import Actor
 from license_server.billing.invoices import service as invoice_service
 from license_server.console.portal.interfaces import (
     PORTAL_STATE_KEY,
-    PlanChange,
     PortalServices,
 )
 from license_server.offline import files
@@ -224,18 +222,7 @@ async def test_invoices_list_the_accounts_issued_invoices_flag_past_due_and_serv
     assert 'href="https://pay.example.com/update">update payment</a>' in html
 
 
-class FakePlanChanges:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    async def change_plan(
-        self, session: AsyncSession, *, actor: Actor, account_id: uuid.UUID, plan_code: str, idempotency_key: str
-    ) -> PlanChange:
-        self.calls.append({"plan": plan_code, "key": idempotency_key, "actor": actor.name})
-        return PlanChange(plan_code, datetime(2026, 7, 1, tzinfo=UTC), immediate=False)
-
-
-async def test_plans_compare_side_by_side_and_change_through_the_plan_service(
+async def test_plans_compare_side_by_side_and_change_through_the_subscriptions_lifecycle(
     app: Litestar,
     web: httpx.AsyncClient,
     account_link: LinkFactory,
@@ -243,6 +230,7 @@ async def test_plans_compare_side_by_side_and_change_through_the_plan_service(
     runtime: Runtime,
     actor: Actor,
 ) -> None:
+    from license_server.billing.accounts import service as accounts
     from license_server.billing.plans import service as plans
     from tests.billing.conftest import tiny_plan
 
@@ -256,23 +244,45 @@ async def test_plans_compare_side_by_side_and_change_through_the_plan_service(
     assert "Not available on plan" in html
     assert "Unlimited" in html
     assert "59 USD / month" in html
-    assert "Switch to" not in html
-    assert "contact your vendor" in html
-    refused = await web.post("/portal/plans/change", data={"_csrf": csrf_of(html), "plan": "free"})
-    assert refused.status_code == 409
-    assert "plan_changes_unavailable" in refused.text
-
-    changes = FakePlanChanges()
-    app.state[PORTAL_STATE_KEY] = PortalServices(plan_changes=changes)
-    html = (await web.get("/portal/plans")).text
     assert "Switch to free" in html
     assert "Switch to pro" not in html
+
+    async def pending_plan() -> tuple[str, str | None]:
+        async with runtime.session_factory() as db:
+            account = await accounts.get_account(db, uuid.UUID(hosted.platform.id), hosted.external_id)
+            [view] = await accounts.list_subscriptions(db, account_id=account.id)
+            pending = view.subscription.pending_plan_id
+            return view.plan_code, None if pending is None else str(pending)
+
+    # A downgrade (free costs less than pro) waits for the period's end: still pro, free pending.
     changed = await web.post(
         "/portal/plans/change", data={"_csrf": csrf_of(html), "plan": "free", "idempotency_key": "k-1"}
     )
     assert changed.status_code == 303, changed.text
-    assert changes.calls == [{"plan": "free", "key": "k-1", "actor": changes.calls[0]["actor"]}]
-    assert changes.calls[0]["actor"].startswith("portal:")
+    plan, pending = await pending_plan()
+    assert (plan, pending is not None) == ("pro", True)
+    report = (await web.get("/portal/usage")).text
+    assert "10" in report  # pro's app limit still stands
+    # Asking for the current plan again withdraws the scheduled downgrade (the lifecycle's rule).
+    html = (await web.get("/portal/plans")).text
+    again = await web.post(
+        "/portal/plans/change", data={"_csrf": csrf_of(html), "plan": "pro", "idempotency_key": "k-2"}
+    )
+    assert again.status_code == 303, again.text
+    assert await pending_plan() == ("pro", None)
+
+
+async def test_a_server_without_plan_changes_compares_plans_without_the_buttons(
+    app: Litestar, web: httpx.AsyncClient, account_link: LinkFactory, hosted: HostedAccount
+) -> None:
+    app.state[PORTAL_STATE_KEY] = PortalServices()
+    await signed_in(web, await account_link())
+    html = (await web.get("/portal/plans")).text
+    assert "Switch to" not in html
+    assert "contact your vendor" in html
+    refused = await web.post("/portal/plans/change", data={"_csrf": csrf_of(html), "plan": "pro"})
+    assert refused.status_code == 409
+    assert "plan_changes_unavailable" in refused.text
 
 
 async def test_a_customer_sees_their_licenses_activations_and_downloads_the_document(
