@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -10,7 +11,7 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.guards import CurrentActor, needs
-from license_server.auth.tokens import Permission
+from license_server.auth.tokens import Actor, Permission
 from license_server.billing.controllers import billing_state, subscription_out
 from license_server.billing.subscriptions import service
 from license_server.billing.subscriptions.schemas import CancelIn, ChangePlanIn, PlanChangeOut, SubscriptionDetail
@@ -116,16 +117,7 @@ class SubscriptionsAdminController(Controller):
         platform_id: FromPath[uuid.UUID],
         subscription_id: FromPath[uuid.UUID],
     ) -> SubscriptionDetail:
-        billing = billing_state(request)
-        state = await service.pause(
-            db,
-            actor=actor,
-            platform_id=platform_id,
-            subscription_id=subscription_id,
-            clock=billing.clock,
-            state=billing,
-        )
-        return await subscription_detail(db, state)
+        return await _apply(service.pause, request, db, actor, platform_id, subscription_id)
 
     @post("/actions/resume", summary="Undo a pause", opt=needs(Permission.BILLING_WRITE))
     async def resume(
@@ -136,16 +128,7 @@ class SubscriptionsAdminController(Controller):
         platform_id: FromPath[uuid.UUID],
         subscription_id: FromPath[uuid.UUID],
     ) -> SubscriptionDetail:
-        billing = billing_state(request)
-        state = await service.resume(
-            db,
-            actor=actor,
-            platform_id=platform_id,
-            subscription_id=subscription_id,
-            clock=billing.clock,
-            state=billing,
-        )
-        return await subscription_detail(db, state)
+        return await _apply(service.resume, request, db, actor, platform_id, subscription_id)
 
     @post(
         "/actions/reactivate",
@@ -160,13 +143,20 @@ class SubscriptionsAdminController(Controller):
         platform_id: FromPath[uuid.UUID],
         subscription_id: FromPath[uuid.UUID],
     ) -> SubscriptionDetail:
-        billing = billing_state(request)
-        state = await service.reactivate(
-            db,
-            actor=actor,
-            platform_id=platform_id,
-            subscription_id=subscription_id,
-            clock=billing.clock,
-            state=billing,
-        )
-        return await subscription_detail(db, state)
+        return await _apply(service.reactivate, request, db, actor, platform_id, subscription_id)
+
+
+async def _apply(
+    verb: Callable[..., Awaitable[service.SubscriptionState]],
+    request: Request[Any, Any, Any],
+    db: Db,
+    actor: Actor,
+    platform_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+) -> SubscriptionDetail:
+    """A verb that takes nothing but the subscription (pause, resume, reactivate), on the account's clock."""
+    billing = billing_state(request)
+    state = await verb(
+        db, actor=actor, platform_id=platform_id, subscription_id=subscription_id, clock=billing.clock, state=billing
+    )
+    return await subscription_detail(db, state)
