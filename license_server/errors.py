@@ -354,11 +354,19 @@ class InvoiceStateConflict(Conflict):
 
 
 class PaymentProviderUnavailable(LicenseServerError):
-    """A provider that is not configured (no Stripe secret key) or that could not be reached."""
+    """The payment provider (Stripe) refused or could not be reached: worth retrying later."""
 
     status_code = 503
     code = "payment_provider_unavailable"
-    title = "The payment provider is not configured or not reachable"
+    title = "The payment provider could not be reached"
+
+
+class PaymentProviderNotConfigured(Conflict):
+    """This server has no payment provider for the request (no Stripe key, or the manual provider has no links): a
+    state of the server's configuration, not a failure, so a 409 the caller can read, never a 5xx."""
+
+    code = "payment_provider_not_configured"
+    title = "No payment provider is configured for this"
 
 
 class WebhookSignatureInvalid(LicenseServerError):

@@ -45,8 +45,10 @@ from license_server.schemas_common import problem_spec
 _NUMBER = re.compile(r"^[A-Z0-9-]{1,32}$")
 _PDF_SUFFIX = ".pdf"
 _LINK_ERRORS = {
-    409: problem_spec("invoice_state_conflict: the invoice is not open (paid or void)"),
-    503: problem_spec("payment_provider_unavailable: Stripe is not configured or not reachable"),
+    409: problem_spec(
+        "invoice_state_conflict: the invoice is not open (paid or void); payment_provider_not_configured: no Stripe"
+    ),
+    503: problem_spec("payment_provider_unavailable: Stripe could not be reached"),
 }
 StatusFilter = Annotated[InvoiceStatus | None, QueryParameter(name="status")]
 

@@ -144,7 +144,7 @@ class StripeWebhookController(Controller):
         status_code=200,
         responses={
             400: problem_spec("webhook_signature_invalid: the Stripe-Signature header does not verify"),
-            503: problem_spec("payment_provider_unavailable: no webhook secret is configured"),
+            409: problem_spec("payment_provider_not_configured: no webhook secret is configured"),
         },
     )
     async def webhook(self, request: Request[Any, Any, Any], db: Db, runtime: RuntimeDep) -> StripeWebhookOut:

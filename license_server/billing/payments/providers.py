@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from license_server.errors import PaymentProviderUnavailable
+from license_server.errors import PaymentProviderNotConfigured
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ManualProvider:
     name = "manual"
 
     async def payment_link(self, request: PaymentRequest) -> tuple[Link, str | None]:
-        raise PaymentProviderUnavailable("the manual provider has no payment links; configure Stripe")
+        raise PaymentProviderNotConfigured("the manual provider has no payment links; configure Stripe")
 
     async def portal_link(self, customer_id: str) -> Link:
-        raise PaymentProviderUnavailable("the manual provider has no customer portal; configure Stripe")
+        raise PaymentProviderNotConfigured("the manual provider has no customer portal; configure Stripe")

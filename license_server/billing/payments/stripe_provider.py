@@ -19,7 +19,7 @@ from license_server.billing.payments.service import (
     to_minor_units,
 )
 from license_server.config import Settings
-from license_server.errors import PaymentProviderUnavailable, WebhookSignatureInvalid
+from license_server.errors import PaymentProviderNotConfigured, PaymentProviderUnavailable, WebhookSignatureInvalid
 
 
 class StripeProvider:
@@ -27,7 +27,7 @@ class StripeProvider:
 
     def __init__(self, settings: Settings) -> None:
         if settings.stripe_secret_key is None:
-            raise PaymentProviderUnavailable("Stripe is not configured (LICENSE_SERVER_STRIPE_SECRET_KEY)")
+            raise PaymentProviderNotConfigured("Stripe is not configured (LICENSE_SERVER_STRIPE_SECRET_KEY)")
         self._settings = settings
         base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
         self._client = stripe.StripeClient(
@@ -87,7 +87,7 @@ class StripeProvider:
 def verified_event(settings: Settings, payload: bytes, signature: str | None) -> dict[str, Any]:
     """The event, if ``Stripe-Signature`` verifies against the webhook secret (and is recent); else a 400."""
     if settings.stripe_webhook_secret is None:
-        raise PaymentProviderUnavailable("Stripe webhooks are not configured (LICENSE_SERVER_STRIPE_WEBHOOK_SECRET)")
+        raise PaymentProviderNotConfigured("Stripe webhooks are not configured (LICENSE_SERVER_STRIPE_WEBHOOK_SECRET)")
     try:
         event = stripe.Webhook.construct_event(payload, signature, settings.stripe_webhook_secret.get_secret_value())
     except stripe.SignatureVerificationError:
