@@ -28,7 +28,17 @@ def test_a_clock_drives_a_subscription_through_its_trial_and_renewals_from_the_c
     assert moved["steps"][-3:] == ["2027-02-10T00:00:00Z", "2027-03-10T00:00:00Z", "2027-04-10T00:00:00Z"]
     assert cli.json("billing", "clocks", "show", clock["id"])["accounts"] == ["org-7"]
     shown = cli.json("billing", "subscriptions", "show", "--platform", pid, sub["id"])
-    assert (shown["status"], shown["current_period_start"]) == ("active", "2027-04-10T00:00:00Z")
+    # Nobody paid: the invoice issued at the trial's end fell overdue (net days + grace) on Feb 10. Staff record the
+    # payments of every open invoice, and it is active again.
+    assert (shown["status"], shown["current_period_start"]) == ("past_due", "2027-04-10T00:00:00Z")
+    invoices = cli.json("billing", "invoices", "list", "--platform", pid, "--account", "org-7")["items"]
+    assert len(invoices) == 4  # Jan 10 (issued at the trial's end), Feb 10, Mar 10, Apr 10
+    for invoice in invoices:
+        if invoice["status"] == "open":
+            amount = invoice["total"].split()[0]  # "99.00 USD"
+            cli.json("billing", "payments", "record", invoice["number"], "--amount", amount)
+    shown = cli.json("billing", "subscriptions", "show", "--platform", pid, sub["id"])
+    assert shown["status"] == "active"
     down = cli.json("billing", "subscriptions", "change-plan", "--platform", pid, sub["id"], "--plan", "dynamiq-free")
     assert (down["plan"], down["pending_plan"]) == ("dynamiq-pro", "dynamiq-free")
     assert cli.json("billing", "subscriptions", "pause", "--platform", pid, sub["id"])["status"] == "paused"
