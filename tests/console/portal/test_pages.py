@@ -132,17 +132,18 @@ async def test_past_due_shows_the_banner_with_the_payment_link(
     hosted: HostedAccount,
     account_link: LinkFactory,
     owner_headers: dict[str, str],
+    runtime: Runtime,
 ) -> None:
-    subscriptions = await client.get(
-        hosted.platform.url(hosted.external_id, "subscriptions"), headers=hosted.platform.headers
-    )
-    subscription_id = subscriptions.json()["data"]["subscriptions"][0]["id"]
-    moved = await client.post(
-        f"/v1/admin/billing/platforms/{hosted.platform.id}/subscriptions/{subscription_id}/status",
+    # The period's invoice is issued and its payment fails (as staff record it): the subscription is past due.
+    assert await issue_invoices(runtime) == 1
+    listed = await client.get(hosted.platform.url(hosted.external_id, "invoices"), headers=hosted.platform.headers)
+    [invoice] = listed.json()["data"]["invoices"]
+    failed = await client.post(
+        f"/v1/admin/billing/invoices/{invoice['number']}/failures",
         headers=owner_headers,
-        json={"status": "past_due"},
+        json={"idempotency_key": "fail-1", "reason": "card declined"},
     )
-    assert moved.status_code == 201, moved.text
+    assert failed.status_code == 201, failed.text
     await signed_in(web, await account_link(payment_url="https://pay.example.com/update"))
     html = (await web.get("/portal/overview")).text
     assert "Your payment is past due." in html
