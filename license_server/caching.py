@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from license_server.metrics import CACHE_LOOKUPS
+from license_server.metrics import watch_cache
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -46,8 +46,10 @@ class LoadingCache(Generic[K, V]):
     ) -> None:
         """``name`` labels the cache's hits and misses in the metrics (``license_server_cache_lookups_total``)."""
         self._ttl = ttl
-        self._hits = CACHE_LOOKUPS.labels(name, "hit")
-        self._misses = CACHE_LOOKUPS.labels(name, "miss")
+        self.name = name
+        self.hits = 0
+        self.misses = 0
+        watch_cache(self)
         self._max = max_entries
         self._monotonic = monotonic
         self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
@@ -65,11 +67,11 @@ class LoadingCache(Generic[K, V]):
         now = self._monotonic()
         entry = self._entries.get(key)
         if entry is not None and now < entry.expires_at:
-            self._hits.inc()
+            self.hits += 1
             if now >= entry.refresh_at and key not in self._loading:
                 self._start_load(key, load).add_done_callback(_consume_exception)
             return entry.value
-        self._misses.inc()
+        self.misses += 1
         task = self._loading.get(key) or self._start_load(key, load)
         return await asyncio.shield(task)
 

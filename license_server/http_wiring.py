@@ -21,7 +21,7 @@ from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scop
 from license_server import metrics
 from license_server.config import Settings
 from license_server.errors import AuthenticationRequired, LicenseServerError
-from license_server.logs import REQUEST_ID, REQUEST_ID_HEADER, accepted_request_id
+from license_server.logs import REQUEST_ID, REQUEST_ID_HEADER, accepted_request_id, new_request_id
 from license_server.schemas_common import PROBLEM_MEDIA_TYPE, FieldProblem, Problem
 
 logger = logging.getLogger("license_server")
@@ -137,48 +137,40 @@ def observe_requests(app: Litestar, *, app_name: str, settings: Settings) -> Non
     template. Wrapped here rather than as Litestar middleware, which runs only for routes that matched."""
     inner: ASGIApp = app.asgi_handler
     access_log = settings.access_log
-    # Children per label set, so a request costs two dictionary lookups rather than the client's locked ones.
-    counters: dict[tuple[str, str, int], Any] = {}
-    histograms: dict[tuple[str, str], Any] = {}
+    observe = metrics.REQUESTS.observe
+    perf_counter = time.perf_counter
 
     async def observed(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
+        if scope["type"] != ScopeType.HTTP:  # lifespan and websockets pass through
             await inner(scope, receive, send)
             return
-        presented = None
+        request_id = None
         for name, value in scope["headers"]:
             if name == _REQUEST_ID_HEADER_BYTES:
-                presented = value.decode("latin-1")
+                request_id = accepted_request_id(value.decode("latin-1"))
                 break
-        request_id = accepted_request_id(presented)
+        if request_id is None:
+            request_id = new_request_id()
         token = REQUEST_ID.set(request_id)
+        id_header = (_REQUEST_ID_HEADER_BYTES, request_id.encode())
         status = 500
-        started = time.perf_counter()
+        started = perf_counter()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [*message.get("headers", ()), (_REQUEST_ID_HEADER_BYTES, request_id.encode())]
-                message = {**message, "headers": headers}
+                # a copy: a ready-made response may hand every request the same message
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
             await send(message)
 
         try:
             await inner(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
-            route = str(scope.get("path_template") or metrics.UNMATCHED_ROUTE)
-            method = str(scope.get("method"))
-            counter = counters.get((method, route, status))
-            if counter is None:
-                counter = counters[(method, route, status)] = metrics.HTTP_REQUESTS.labels(
-                    app_name, method, route, str(status)
-                )
-            histogram = histograms.get((method, route))
-            if histogram is None:
-                histogram = histograms[(method, route)] = metrics.HTTP_LATENCY.labels(app_name, method, route)
-            counter.inc()
-            histogram.observe(elapsed)
+            elapsed = perf_counter() - started
+            route = scope.get("path_template") or metrics.UNMATCHED_ROUTE
+            method = scope["method"]
+            observe(app_name, method, route, status, elapsed)
             if access_log:
                 access_logger.info(
                     "%s %s %s",
