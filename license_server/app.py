@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import license_server
 from license_server.auth.controllers import AuditController, TokenController
 from license_server.auth.guards import authorize, provide_actor
+from license_server.auth.throttle import CredentialKind, CredentialThrottle
 from license_server.billing.clocks.controllers import TestClocksAdminController
 from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminController, PlatformBillingController
 from license_server.billing.credits.controllers import CreditsAdminController, PlatformCreditsController
@@ -191,7 +192,7 @@ def create_app(
             *PUBLIC_CONTROLLERS,
             Router("/", route_handlers=ADMIN_CONTROLLERS, guards=[authorize]),
             *console_routers(),  # /console pages: staff sessions and CSRF of their own, never the bearer guard
-            metrics_route(config),
+            metrics_route(config, CredentialThrottle(runtime, CredentialKind.METRICS_TOKEN)),
             api_docs_assets_router(),
         ],
         dependencies={

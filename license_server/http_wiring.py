@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from litestar import Litestar, Request, Response, get
 from litestar.enums import ScopeType
@@ -184,16 +184,31 @@ def observe_requests(app: Litestar, *, app_name: str, settings: Settings) -> Non
     app.asgi_handler = observed
 
 
-def metrics_route(settings: Settings) -> HTTPRouteHandler:
+class SecretThrottle(Protocol):
+    """What a route checking a secret of its own needs from the failed-auth limiter (auth/throttle.py, above)."""
+
+    def refuse_if_guessing(self, address: str | None) -> str:
+        """429 (RateLimited) for an address guessing too much; else the limiter key to count a failure under."""
+        ...
+
+    async def record_failure(self, key: str, secret: str | None) -> None: ...
+
+
+def metrics_route(settings: Settings, throttle: SecretThrottle | None = None) -> HTTPRouteHandler:
     """``GET /metrics``: 404 unless a metrics token is configured (off the public listener by default), then only
-    with ``Authorization: Bearer <metrics token>``."""
+    with ``Authorization: Bearer <metrics token>``; wrong tokens count towards ``throttle``'s failed-auth limit,
+    like every other secret's."""
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
 
-    @get("/metrics", include_in_schema=False, media_type="text/plain", sync_to_thread=False)
-    def expose(request: Request[Any, Any, Any]) -> Response[bytes]:
+    @get("/metrics", include_in_schema=False, media_type="text/plain")
+    async def expose(request: Request[Any, Any, Any]) -> Response[bytes]:
         if not token:
             raise NotFoundException()
-        if not metrics.bearer_matches(request.headers.get("authorization"), token):
+        authorization = request.headers.get("authorization")
+        key = throttle.refuse_if_guessing(request.client.host if request.client else None) if throttle else None
+        if not metrics.bearer_matches(authorization, token):
+            if throttle is not None and key is not None:
+                await throttle.record_failure(key, authorization)
             raise AuthenticationRequired("send Authorization: Bearer <metrics token>")
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)

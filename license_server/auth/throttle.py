@@ -16,6 +16,7 @@ guess, and the 429 would then just be another way of saying "wrong": guessing wo
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from license_server.errors import RateLimited
@@ -33,6 +34,7 @@ class CredentialKind(enum.StrEnum):
     PLATFORM_SECRET = "platform-secret"  # noqa: S105
     # Counted per account *and* address (see console.service): a guesser slows only that account from that address.
     STAFF_PASSWORD = "staff-password"  # noqa: S105
+    METRICS_TOKEN = "metrics-token"  # noqa: S105
 
 
 def limiter_key(kind: CredentialKind, address: str | None) -> str:
@@ -52,3 +54,18 @@ async def record_failed_auth(runtime: Runtime, key: str, secret: str | None) -> 
     """Count a wrong secret: only its short keyed fingerprint is kept (SecretHasher.fingerprint), so only *different*
     wrong secrets count; on PostgreSQL every replica counts it (replicas/limits.py)."""
     await runtime.poll_state.failed_auth_limiter.record(key, secret)
+
+
+@dataclass(frozen=True)
+class CredentialThrottle:
+    """The failed-auth limit for one kind of credential, for a route in a lower layer that checks its own secret
+    (``/metrics``: http_wiring.SecretThrottle)."""
+
+    runtime: Runtime
+    kind: CredentialKind
+
+    def refuse_if_guessing(self, address: str | None) -> str:
+        return refuse_if_guessing(self.runtime, address, self.kind)
+
+    async def record_failure(self, key: str, secret: str | None) -> None:
+        await record_failed_auth(self.runtime, key, secret)

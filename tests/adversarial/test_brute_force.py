@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from litestar import Litestar
+from pydantic import SecretStr
 from sqlalchemy import event
 
 from license_server.app import create_app
@@ -150,6 +151,24 @@ async def test_guessing_deployment_tokens_hits_429_and_then_even_a_right_token_w
     # ...while the deployment that owns the token, from its own address, is unaffected.
     owner = await bystander.request(method, route, headers=bearer(real_token), json=usage)
     assert owner.status_code == 200, owner.text
+
+
+async def test_guessing_the_metrics_token_hits_429(production_limits: Runtime) -> None:
+    metrics_token = secrets.token_urlsafe(32)
+    production_limits.settings.metrics_token = SecretStr(metrics_token)
+    async for attacker in client_from(create_app(production_limits), "203.0.113.66"):
+        statuses = [
+            (await attacker.get("/metrics", headers=bearer(secrets.token_urlsafe(32)))).status_code
+            for _ in range(budget(60, 1000))
+        ]
+        allowed = first_refusal(statuses)
+        assert allowed == default("rate_limit_failed_auth_per_address")
+        assert set(statuses[:allowed]) == {401}
+        lucky = await attacker.get("/metrics", headers=bearer(metrics_token))
+        assert lucky.status_code == 429  # not even looked at until the window clears
+        assert metrics_token not in lucky.text
+        # the address's other credentials have their own count
+        assert (await attacker.get("/v1/admin/licenses", headers=bearer("lsat_x"))).status_code == 401
 
 
 async def test_guessing_admin_tokens_hits_429(attacker: httpx.AsyncClient) -> None:
