@@ -523,7 +523,7 @@ class StaffController(Controller):
             limit=forms.whole_number(form, "limit", required=False),
             clock=runtime.clock,
         )
-        _billing(request).forget_account(platform_id, external_id)
+        await _billing(request).account_changed(platform_id, external_id)
         return redirect(f"/console/billing/platforms/{platform_id}/accounts/{external_id}?done=override")
 
     @post(ACCOUNT_PATH + "/credits", opt=needs(Permission.BILLING_WRITE))
@@ -577,7 +577,7 @@ class StaffController(Controller):
             clock=runtime.clock,
             state=_billing(request),
         )
-        _billing(request).forget_account(platform_id, external_id)
+        await _billing(request).account_changed(platform_id, external_id)
         return redirect(f"/console/billing/platforms/{platform_id}/accounts/{external_id}?done=plan")
 
     # -- the account's invoices and manual payments ---------------------------------------------------------------
@@ -630,7 +630,8 @@ class StaffController(Controller):
             reference=forms.text(form, "reference", required=False, max_length=200),
             note=forms.text(form, "note", required=False),
         )
-        _billing(request).forget_account(platform_id, external_id)  # a payment may move the subscription's status
+        # a payment may move the subscription's status; every replica drops the account's snapshot
+        await _billing(request).account_changed(platform_id, external_id)
         return redirect(f"/console/billing/platforms/{platform_id}/accounts/{external_id}?done=payment")
 
     # -- webhooks and audit ---------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from license_server.clock import Clock, as_utc, utcnow
 from license_server.errors import PlanNotFound, SubscriptionCanceled, SubscriptionNotFound, ValidationFailed
 from license_server.events.service import EventType, emit_event
 from license_server.licenses.models import Plan
+from license_server.replicas.invalidation import Topic, publish
 
 T = TypeVar("T")
 TRIAL_NOTICE = timedelta(days=3)  # subscription.trial_will_end this long before the trial ends
@@ -147,11 +148,14 @@ async def _in_subscription_transaction(
         if now is None:
             now = (await account_clock(session, account.id, real))()
         result = await work(_Locked(subscription, plan, account, now))
+        # Every replica's account snapshot (plan, status, limits) drops at commit, and none if this rolls back; the
+        # scheduler's transitions (renewals, trial ends, past due) reach the serving replicas this way too.
+        await publish(session, Topic.BILLING_ACCOUNT, [f"{account.platform_id}:{account.external_id}"])
         await session.commit()
     except BaseException:
         await session.rollback()
         raise
-    if state is not None:
+    if state is not None:  # at once here, whatever the session's bus (SQLite has none)
         state.forget_account(account.platform_id, account.external_id)
     return result
 
