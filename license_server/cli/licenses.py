@@ -162,6 +162,51 @@ def show_customer(customer_id: uuid.UUID, as_json: bool) -> None:
     emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
 
 
+@customers.command("update")
+@click.argument("customer_id", type=click.UUID)
+@click.option("--name", default=None)
+@click.option("--email", "contact_email", default=None)
+@click.option("--clear-email", is_flag=True, help="Remove the contact email.")
+@click.option("--external-id", default=None, help="The customer's id in your CRM or billing system.")
+@click.option("--clear-external-id", is_flag=True, help="Remove the external id.")
+@json_option
+def update_customer(
+    customer_id: uuid.UUID,
+    name: str | None,
+    contact_email: str | None,
+    clear_email: bool,
+    external_id: str | None,
+    clear_external_id: bool,
+    as_json: bool,
+) -> None:
+    """Change a customer's name, contact email or external id (its license documents are re-signed at next poll)."""
+    from license_server.licenses.schemas import CustomerUpdate
+
+    sent: dict[str, Any] = {}
+    if name is not None:
+        sent["name"] = name
+    if clear_email or contact_email is not None:
+        sent["contact_email"] = None if clear_email else contact_email
+    if clear_external_id or external_id is not None:
+        sent["external_id"] = None if clear_external_id else external_id
+    data: CustomerUpdate = parse_model(CustomerUpdate, json.dumps(sent), "customer")
+
+    async def work(runtime: Runtime, session: AsyncSession) -> CustomerOut:
+        return CustomerOut.model_validate(
+            await service.update_customer(
+                session,
+                actor=cli_actor(),
+                customer_id=customer_id,
+                name=data.name,
+                contact_email=data.contact_email if "contact_email" in sent else service.KEEP,
+                external_id=data.external_id if "external_id" in sent else service.KEEP,
+                clock=runtime.clock,
+            )
+        )
+
+    emit(model_payload(run_with_session(work, as_json=as_json)), as_json=as_json)
+
+
 # -- plans ------------------------------------------------------------------------------------------------------
 @click.group()
 def plans() -> None:

@@ -12,11 +12,13 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from license_server.auth.guards import CurrentActor, needs
 from license_server.auth.tokens import Permission
 from license_server.dependencies import Db, Limit, Offset, RuntimeDep
+from license_server.errors import ValidationFailed
 from license_server.licenses import service
 from license_server.licenses.schemas import (
     ActionRequest,
     CustomerCreate,
     CustomerOut,
+    CustomerUpdate,
     LicenseIssue,
     LicenseOut,
     LicenseUpdate,
@@ -58,6 +60,35 @@ class CustomerController(Controller):
     @get("/{customer_id:uuid}", opt=needs(Permission.READ), summary="Get a customer")
     async def get_(self, db: Db, customer_id: FromPath[uuid.UUID]) -> CustomerOut:
         return CustomerOut.model_validate(await service.get_customer(db, customer_id))
+
+    @patch(
+        "/{customer_id:uuid}",
+        opt=needs(Permission.MANAGE_CUSTOMERS),
+        summary="Update a customer (the fields sent; null clears the email or external id)",
+        description="The name and external id are in the customer's signed license documents, re-signed at the "
+        "next poll.",
+    )
+    async def update(
+        self,
+        data: JSONBody[CustomerUpdate],
+        db: Db,
+        actor: CurrentActor,
+        runtime: RuntimeDep,
+        customer_id: FromPath[uuid.UUID],
+    ) -> CustomerOut:
+        if "name" in data.model_fields_set and data.name is None:
+            raise ValidationFailed("name cannot be cleared; send a new name", field="name")
+        sent = data.model_fields_set
+        customer = await service.update_customer(
+            db,
+            actor=actor,
+            customer_id=customer_id,
+            name=data.name,
+            contact_email=data.contact_email if "contact_email" in sent else service.KEEP,
+            external_id=data.external_id if "external_id" in sent else service.KEEP,
+            clock=runtime.clock,
+        )
+        return CustomerOut.model_validate(customer)
 
 
 class PlanController(Controller):

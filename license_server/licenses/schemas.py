@@ -25,6 +25,14 @@ class CustomerCreate(Model):
     external_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 
+class CustomerUpdate(Model):
+    """Only the fields sent change; ``null`` clears the email or the external id."""
+
+    name: Name | None = None
+    contact_email: EmailStr | None = None
+    external_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
 class CustomerOut(Model):
     id: uuid.UUID
     name: str

@@ -6,6 +6,7 @@ nothing written.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ from license_server.lifecycle.transitions import (
     transition_license,
     transition_licenses,
 )
+from license_server.replicas.invalidation import Topic, publish
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,68 @@ async def create_customer(
         clock=clock,
     )
     await session.commit()
+    return customer
+
+
+class Unchanged(enum.Enum):
+    """For a field an update leaves as it is (``None`` means "clear it")."""
+
+    KEEP = "keep"
+
+
+KEEP = Unchanged.KEEP
+
+
+async def update_customer(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    customer_id: uuid.UUID,
+    name: str | None = None,
+    contact_email: str | Unchanged | None = KEEP,
+    external_id: str | Unchanged | None = KEEP,
+    clock: Clock = utcnow,
+) -> Customer:
+    """Change what was given (``None`` clears the email or the external id; a name cannot be cleared). The name and
+    external id are in the customer's signed license documents: every replica re-signs them at its next poll."""
+    customer = await session.get(Customer, customer_id, with_for_update=True)
+    if customer is None:
+        raise CustomerNotFound(f"no customer with id {customer_id}", field="customer_id")
+    changes: dict[str, Any] = {}
+    if name is not None and name != customer.name:
+        customer.name = changes["name"] = name
+    if contact_email is not KEEP and contact_email != customer.contact_email:
+        customer.contact_email = contact_email
+        changes["contact_email"] = True  # an address is personal data: the log says it changed
+    if external_id is not KEEP and external_id != customer.external_id:
+        taken = external_id is not None and await session.scalar(
+            select(Customer.id).where(Customer.external_id == external_id, Customer.id != customer.id)
+        )
+        if taken:
+            raise AlreadyExists("a customer with this external_id exists", field="external_id", code="customer_exists")
+        customer.external_id = changes["external_id"] = external_id
+    if not changes:
+        return customer
+    customer.updated_at = clock()
+    await record_audit(
+        session,
+        actor=actor,
+        action="customer.updated",
+        target_type="customer",
+        target_id=customer.id,
+        detail=changes,
+        clock=clock,
+    )
+    if "name" in changes or "external_id" in changes:
+        license_ids = await session.scalars(select(License.id).where(License.customer_id == customer.id))
+        await publish(session, Topic.LICENSE, [str(license_id) for license_id in license_ids])
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # a concurrent change took the external_id first
+        await session.rollback()
+        raise AlreadyExists(
+            "a customer with this external_id exists", field="external_id", code="customer_exists"
+        ) from exc
     return customer
 
 

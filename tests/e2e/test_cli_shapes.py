@@ -241,3 +241,20 @@ def test_a_refused_input_and_a_refused_action_answer_the_same_error_shape_with_e
     answer = json.loads(out)
     assert (code, set(answer)) == (1, ERROR_KEYS)
     assert answer["error"].endswith("not_found")
+
+
+@pytest.mark.usefixtures("backend")
+def test_customers_update_changes_what_it_is_given_and_clears_on_request(cli_env: Settings) -> None:  # noqa: F811
+    customer = _json("customers", "create", "--name", "Acme", "--email", "ops@acme.example", "--external-id", "crm-1")
+    renamed = _json("customers", "update", customer["id"], "--name", "Acme Corp")
+    assert (renamed["name"], renamed["contact_email"], renamed["external_id"]) == (
+        "Acme Corp",
+        "ops@acme.example",
+        "crm-1",
+    )
+    cleared = _json("customers", "update", customer["id"], "--clear-email", "--clear-external-id")
+    assert (cleared["contact_email"], cleared["external_id"]) == (None, None)
+    assert _json("customers", "show", customer["id"]) == cleared
+    code, out = _invoke("customers", "update", customer["id"], "--email", "not an address", "--json")
+    answer = json.loads(out)
+    assert (code, answer["error"], answer["fields"][0]["field"]) == (1, "validation_error", "customer.contact_email")
