@@ -470,10 +470,7 @@ async def issue_due_invoices(
         to_pay = await _issue_batch(session, due[start:end], now=now, terms=terms)
         count += len(to_pay)
         # The lifecycle learns each amount due (after the issuing commit): unpaid past the grace, it is past due.
-        for subscription_id, due_at in to_pay:
-            await subscriptions.record_payment_due(
-                session, subscription_id, due_at=due_at, now=now, grace=terms.payment_grace
-            )
+        await subscriptions.record_payments_due(session, to_pay, now=now, grace=terms.payment_grace)
         start = end
     return count
 

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.auth.audit import record_audit
@@ -404,6 +404,56 @@ async def record_payment_due(
         await _roll(session, locked)
 
     await _in_subscription_transaction(session, subscription_id, work, now=now, state=state)
+
+
+async def record_payments_due(
+    session: AsyncSession,
+    dues: Sequence[tuple[uuid.UUID, datetime]],
+    *,
+    now: datetime,
+    grace: timedelta = DEFAULT_PAYMENT_GRACE,
+) -> None:
+    """Many amounts due at once (an issuing batch's invoices): ``record_payment_due`` for each, set-based where the
+    overdue instant is still ahead. Then nothing can change status now (the rule moves at that instant, when the
+    renewal job finds the row by ``payment_overdue_at``), so one statement per instant sets the earliest one, with
+    the rows' invalidations in the same transaction. An amount already overdue goes through the lifecycle's own
+    transaction, which moves the status at once."""
+    ahead: dict[datetime, list[uuid.UUID]] = {}
+    late: list[tuple[uuid.UUID, datetime]] = []
+    for subscription_id, due_at in dues:
+        overdue = as_utc(due_at) + grace
+        if overdue > now:
+            ahead.setdefault(overdue, []).append(subscription_id)
+        else:
+            late.append((subscription_id, due_at))
+    if ahead:
+        await session.rollback()
+        try:
+            if session.get_bind().dialect.name == "sqlite":
+                await session.execute(text("BEGIN IMMEDIATE"))
+            for overdue, ids in ahead.items():
+                await session.execute(
+                    update(Subscription)
+                    .where(
+                        Subscription.id.in_(ids),
+                        or_(Subscription.payment_overdue_at.is_(None), Subscription.payment_overdue_at > overdue),
+                    )
+                    .values(payment_overdue_at=overdue)
+                    .execution_options(synchronize_session=False)
+                )
+            every_id = [subscription_id for ids in ahead.values() for subscription_id in ids]
+            accounts = await session.execute(
+                select(BillingAccount.platform_id, BillingAccount.external_id)
+                .join(Subscription, Subscription.account_id == BillingAccount.id)
+                .where(Subscription.id.in_(every_id))
+            )
+            await publish(session, Topic.BILLING_ACCOUNT, [f"{platform}:{external}" for platform, external in accounts])
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    for subscription_id, due_at in late:
+        await record_payment_due(session, subscription_id, due_at=due_at, now=now, grace=grace)
 
 
 # -- staff verbs ----------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from license_server.auth.tokens import Role
-from license_server.billing.subscriptions.service import record_payment_due
+from license_server.billing.subscriptions.service import record_payment_due, record_payments_due
 from license_server.clock import as_utc
 from tests.billing.subscriptions.conftest import RUNS, T0, Clocked
 from tests.conftest import TokenFactory
@@ -121,6 +121,27 @@ async def test_an_unpaid_amount_turns_past_due_after_the_grace_and_a_payment_end
     assert (detail["status"], detail["status_reason"]) == ("past_due", "payment_overdue")
     assert await consume(clocked, "c-1") == (402, "subscription_past_due")
     assert await clocked.events(sid) == ["past_due"]
+
+
+async def test_amounts_due_in_a_batch_keep_the_earliest_overdue_and_one_already_overdue_moves_at_once(
+    clocked: Clocked,
+) -> None:
+    first = (await clocked.subscribe("starter"))["id"]
+    second = (await clocked.subscribe("starter", external_id="org-2"))["id"]
+    grace = timedelta(days=3)
+    async with clocked.runtime.session_factory() as db:
+        await record_payment_due(db, uuid.UUID(first), due_at=T0 + DAY, now=T0, grace=grace)
+        # a later amount for the first (its earlier one still counts), a first one for the second, both ahead
+        await record_payments_due(
+            db, [(uuid.UUID(first), T0 + 9 * DAY), (uuid.UUID(second), T0 + 2 * DAY)], now=T0, grace=grace
+        )
+    assert as_utc(datetime.fromisoformat((await clocked.subscription(first))["payment_overdue_at"])) == T0 + 4 * DAY
+    detail = await clocked.subscription(second)
+    assert (as_utc(datetime.fromisoformat(detail["payment_overdue_at"])), detail["status"]) == (T0 + 5 * DAY, "active")
+    # an amount already overdue when recorded moves the status in the same call
+    async with clocked.runtime.session_factory() as db:
+        await record_payments_due(db, [(uuid.UUID(second), T0 - 5 * DAY)], now=T0, grace=grace)
+    assert (await clocked.subscription(second))["status"] == "past_due"
 
 
 async def test_billing_writes_need_billing_write_and_reads_billing_read(
