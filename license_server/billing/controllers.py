@@ -62,7 +62,7 @@ from license_server.billing.usage import events as usage_events
 from license_server.billing.usage import service as usage
 from license_server.billing.usage.service import PricedEvent, request_digest
 from license_server.errors import ValidationFailed
-from license_server.json_bodies import enforce_json_bodies
+from license_server.json_bodies import check_json_body, json_typed_body
 from license_server.schemas_common import problem_spec
 
 # The names Litestar injects (declared as in license_server.dependencies, which sits above billing).
@@ -167,13 +167,14 @@ async def _recorded(state: BillingState, snapshot: AccountSnapshot, priced_event
 
 
 async def _events_fast_path(request: Request[Any, Any, Any]) -> DataOut | None:
-    """``before_request`` of the events route (in place of the app's): the body rules, then a batch inside
+    """``before_request`` of the events route, in place of the app's (``enforce_json_bodies``): a batch inside
     ``usage.events``' subset is decoded, priced and recorded from the raw body, and answered here. Anything else
-    returns None, so the route goes on as it would without this: ``EventsIn`` validates and the handler prices,
-    with the same problem responses as ever."""
-    await enforce_json_bodies(request)
-    batch = usage_events.decode_batch(await request.body())
+    gets the app's body rules and returns None, so the route goes on as it would without this: ``EventsIn``
+    validates and the handler prices, with the same problem responses as ever."""
+    body = await json_typed_body(request)
+    batch = usage_events.decode_batch(body)
     if batch is None:
+        check_json_body(body)  # the app's body rules, as its own hook would have applied them
         return None
     state, snapshot = await account_of_request(request, request.path_params["external_id"])
     terms = snapshot.rate_card_terms
