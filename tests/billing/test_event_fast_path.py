@@ -71,7 +71,7 @@ def _random_event(rng: random.Random, n: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", range(40))
 def test_the_fast_path_stores_what_the_pydantic_path_stores(seed: int) -> None:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data
     body = {"events": [_random_event(rng, n) for n in range(rng.randint(1, 30))]}
     raw = json.dumps(body, separators=rng.choice([(",", ":"), (", ", ": ")])).encode()
     assert _fast(raw) == _slow(raw)
@@ -91,6 +91,10 @@ def test_the_fast_path_stores_what_the_pydantic_path_stores(seed: int) -> None:
         b'{"events":[{"id":"a","line_items":[{"type":"llm","name":"gpt-4o","cost":"0.00000000001"}]}]}',
         b'{"events":[{"id":"a","line_items":[{"type":"llm","name":"gpt-4o","cost":-1}]}]}',
         b'{"events":[{"id":"a","line_items":[{"type":"llm","name":"gpt-4o","cost":1,"quantity":1}]}]}',
+        b'{"events":[{"id":"a","line_items":[{"type":"llm","name":"gpt-4o","cost":"1","quantity":"1"}]}]}',
+        b'{"events":[{"id":"a","line_items":[{"type":"llm","name":"gpt-4o","cost":null,"quantity":null}]}]}',
+        b'{"events":[{"id":":a",  "agent" : ":b" , "agent":":c"}]}',
+        b'{"events":[{"id":"a","line_items":[{"type":"tool" ,"name":"search","cost":1,"cost" :1}]}]}',
         b'{"events":[{"id":"a","line_items":[{"type":"llm","name":"gpt-4o"}]}]}',
         b'{"events":[{"id":"a","line_items":[{"type":"llm","name":"unpriced","quantity":1}]}]}',
         b'{"events":[{"id":"a","line_items":[{"type":"llm","name":"-x","cost":1}]}]}',
@@ -111,3 +115,10 @@ def test_anything_outside_the_subset_is_left_to_the_pydantic_path(raw: bytes) ->
 def test_a_string_that_starts_with_a_colon_is_not_counted_as_a_key() -> None:
     raw = b'{"events":[{"id":":x","agent":":y", "app" : ":z"}]}'
     assert _fast(raw) == _slow(raw)
+
+
+def test_blanks_before_a_colon_still_count_each_key_once() -> None:
+    raw = b'{"events" :[{"id"\t: "a", "agent"\n:"x", "line_items" : [{"type" : "tool", "name":"search", "cost" : 1}]}]}'
+    fast = _fast(raw)
+    assert fast is not None
+    assert fast == _slow(raw)

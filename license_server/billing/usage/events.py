@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -39,8 +38,9 @@ _Id = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]{1,200}\Z")]
 _DIMENSION = re.compile(r"[\x21-\x7e]{1,200}").fullmatch
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}").fullmatch
 _PLAIN_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,10})?").fullmatch
-# Every JSON string of a body without backslashes, and whether a colon follows it (then it is a key).
-_STRING_OR_KEY = re.compile(rb'"[^"]*"[ \t\r\n]*(:?)')
+# In a body without backslashes every '"' opens or closes a string, so a '"' before a colon (blanks between) closes
+# a key, or opens a string value that starts with ':' (of the checked strings only ids and dimensions can).
+_BLANKS_THEN_COLON = re.compile(rb'"[ \t\r\n]+:')
 _AMOUNT_LIMIT = 10**20  # Amount: below 10^20, at most 10 decimal places
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(UTCTimestamp)
 _Amount = int | str | None | UnsetType
@@ -70,28 +70,20 @@ _DECODER = msgspec.json.Decoder(_Batch)
 _CANONICAL = msgspec.json.Encoder(order="sorted")
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
-    type: str
-    name: str
-    quantity: str | None  # decimal_text of the amount sent
-    cost: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Checked:
-    id: str
-    occurred_at: tuple[datetime, str] | None  # the instant and its JSON form (as ``model_dump(mode="json")``)
-    agent: str | None
-    app: str | None
-    items: list[_Item]
-
-
-@dataclass(frozen=True, slots=True)
 class EventBatch:
     """A body inside the fast path's subset, checked but not yet priced (that needs the account's rate card)."""
 
-    events: list[_Checked]
+    __slots__ = ("amounts", "events", "timestamps")
+
+    def __init__(
+        self,
+        events: list[_Event],
+        amounts: dict[int | str, str | None],
+        timestamps: dict[str, tuple[datetime, str] | None],
+    ) -> None:
+        self.events = events
+        self.amounts = amounts  # each amount sent, as ``decimal_text``
+        self.timestamps = timestamps  # each occurred_at sent: the instant, and its JSON form (``model_dump``'s)
 
 
 def decode_batch(raw: bytes) -> EventBatch | None:
@@ -107,58 +99,53 @@ def decode_batch(raw: bytes) -> EventBatch | None:
     except msgspec.DecodeError:  # ValidationError included
         return None
     keys = 1  # "events"
+    colon_first = 0  # string values that start with ':' (each also shows as '":')
     strings: set[str] = set()
     amounts: dict[int | str, str | None] = {}
     timestamps: dict[str, tuple[datetime, str] | None] = {}
-    checked: list[_Checked] = []
     for event in batch.events:
         keys += 1
-        occurred_at: tuple[datetime, str] | None = None
-        if event.occurred_at is not UNSET:
+        colon_first += event.id[0] == ":"
+        occurred_at = event.occurred_at
+        if occurred_at is not UNSET:
             keys += 1
-            if event.occurred_at is not None:
-                if event.occurred_at not in timestamps:
-                    timestamps[event.occurred_at] = _timestamp(event.occurred_at)
-                occurred_at = timestamps[event.occurred_at]
-                if occurred_at is None:
+            if occurred_at is not None:
+                if occurred_at not in timestamps:
+                    timestamps[occurred_at] = _timestamp(occurred_at)
+                if timestamps[occurred_at] is None:
                     return None
-        dimensions: list[str | None] = []
         for dimension in (event.agent, event.app):
-            if dimension is not UNSET:
-                keys += 1
-            if dimension is UNSET or dimension is None:
-                dimensions.append(None)
+            if dimension is UNSET:
+                continue
+            keys += 1
+            if dimension is None:
                 continue
             if dimension not in strings:
                 if not _DIMENSION(dimension):
                     return None
                 strings.add(dimension)
-            dimensions.append(dimension)
-        items: list[_Item] = []
-        if event.line_items is not UNSET:
-            keys += 1
-            for item in event.line_items:
-                keys += 2 + (item.quantity is not UNSET) + (item.cost is not UNSET)
-                quantity = None if item.quantity is UNSET or item.quantity is None else item.quantity
-                cost = None if item.cost is UNSET or item.cost is None else item.cost
-                if (quantity is None) == (cost is None):
-                    return None
-                amount = quantity if cost is None else cost
-                assert amount is not None
-                if amount not in amounts:
-                    amounts[amount] = _amount_text(amount)
-                text = amounts[amount]
-                name = "\0" + item.name  # cached apart from the dimensions (a name's pattern is narrower)
-                if text is None or (name not in strings and not _NAME(item.name)):
-                    return None
-                strings.add(name)
-                items.append(
-                    _Item(item.type, item.name, text if cost is None else None, None if cost is None else text)
-                )
-        checked.append(_Checked(event.id, occurred_at, dimensions[0], dimensions[1], items))
-    if _STRING_OR_KEY.findall(raw).count(b":") != keys:  # a key appears twice in some object
-        return None
-    return EventBatch(checked)
+            colon_first += dimension[0] == ":"
+        if event.line_items is UNSET:
+            continue
+        keys += 1
+        for item in event.line_items:
+            quantity, cost = item.quantity, item.cost
+            keys += 2 + (quantity is not UNSET) + (cost is not UNSET)
+            has_quantity = not (quantity is UNSET or quantity is None)
+            if has_quantity == (not (cost is UNSET or cost is None)):
+                return None  # neither, or both
+            amount = quantity if has_quantity else cost
+            assert amount is not UNSET
+            assert amount is not None
+            if amount not in amounts:
+                amounts[amount] = _amount_text(amount)
+            name = "\0" + item.name  # cached apart from the dimensions (a name's pattern is narrower)
+            if amounts[amount] is None or (name not in strings and not _NAME(item.name)):
+                return None
+            strings.add(name)
+    if raw.count(b'":') + len(_BLANKS_THEN_COLON.findall(raw)) - colon_first != keys:
+        return None  # a key appears twice in some object
+    return EventBatch(batch.events, amounts, timestamps)
 
 
 def _timestamp(text: str) -> tuple[datetime, str] | None:
@@ -180,51 +167,54 @@ def price_batch(batch: EventBatch, rate_card: Mapping[str, Decimal], now: dateti
     """Each event priced (given costs, or quantity times the rate card's unit price) and digested, as the pydantic
     path prices them; None for an item the rate card has no price for (the pydantic path then answers
     ``unpriced_line_item``)."""
+    amounts, timestamps = batch.amounts, batch.timestamps
     priced_events: list[PricedEvent] = []
     costs: dict[tuple[str, str, str], tuple[str, Decimal] | None] = {}
     given: dict[str, Decimal] = {}
+    encode, sha256 = _CANONICAL.encode, hashlib.sha256
     for event in batch.events:
         body: dict[str, Any] = {"id": event.id}
-        if event.occurred_at is not None:
-            body["occurred_at"] = event.occurred_at[1]
-        if event.agent is not None:
-            body["agent"] = event.agent
-        if event.app is not None:
-            body["app"] = event.app
+        occurred_at = now
+        if event.occurred_at is not UNSET and event.occurred_at is not None:
+            stamp = timestamps[event.occurred_at]
+            assert stamp is not None
+            occurred_at, body["occurred_at"] = stamp
+        agent = None if event.agent is UNSET else event.agent
+        app = None if event.app is UNSET else event.app
+        if agent is not None:
+            body["agent"] = agent
+        if app is not None:
+            body["app"] = app
         sent: list[dict[str, str]] = []
         priced: list[dict[str, str]] = []
         total = Decimal(0)
-        for item in event.items:
-            if item.cost is not None:
-                line = {"type": item.type, "name": item.name, "cost": item.cost}
+        for item in [] if event.line_items is UNSET else event.line_items:
+            if item.cost is not UNSET and item.cost is not None:
+                text = amounts[item.cost]
+                assert text is not None
+                line = {"type": item.type, "name": item.name, "cost": text}
                 sent.append(line)
                 priced.append(line)
-                if item.cost not in given:
-                    given[item.cost] = Decimal(item.cost)
-                total += given[item.cost]
+                if text not in given:
+                    given[text] = Decimal(text)
+                total += given[text]
                 continue
+            assert item.quantity is not UNSET
             assert item.quantity is not None
-            key = (item.type, item.name, item.quantity)
+            quantity = amounts[item.quantity]
+            assert quantity is not None
+            key = (item.type, item.name, quantity)
             if key not in costs:
                 unit = rate_card.get(f"{item.type}:{item.name}")
-                cost = None if unit is None else Decimal(item.quantity) * unit
+                cost = None if unit is None else Decimal(quantity) * unit
                 costs[key] = None if cost is None else (decimal_text(cost), cost)
             known = costs[key]
             if known is None:
                 return None
-            sent.append({"type": item.type, "name": item.name, "quantity": item.quantity})
-            priced.append({"type": item.type, "name": item.name, "quantity": item.quantity, "cost": known[0]})
+            sent.append({"type": item.type, "name": item.name, "quantity": quantity})
+            priced.append({"type": item.type, "name": item.name, "quantity": quantity, "cost": known[0]})
             total += known[1]
         body["line_items"] = sent
-        priced_events.append(
-            PricedEvent(
-                event_id=event.id,
-                occurred_at=now if event.occurred_at is None else event.occurred_at[0],
-                agent=event.agent,
-                app=event.app,
-                line_items=priced,
-                cost=total,
-                digest=hashlib.sha256(_CANONICAL.encode(body)).hexdigest(),
-            )
-        )
+        digest = sha256(encode(body)).hexdigest()
+        priced_events.append(PricedEvent(event.id, occurred_at, agent, app, priced, total, digest))
     return priced_events

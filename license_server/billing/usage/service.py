@@ -17,10 +17,9 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import msgspec
 from sqlalchemy import Connection, Table, bindparam, func, select, update
@@ -715,8 +714,7 @@ async def change_gauge(
 
 
 # -- usage events -----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PricedEvent:
+class PricedEvent(NamedTuple):  # a tuple: a batch builds up to 1,000 of them, a frozen dataclass costs 3x more
     event_id: str
     occurred_at: datetime
     agent: str | None
