@@ -11,12 +11,18 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any, cast
 
+import httpx
 import pytest
+from sqlalchemy import func, select
 
+from license_server.auth.tokens import Actor
 from license_server.billing.accounts.snapshots import AccountSnapshot
 from license_server.billing.schemas import EventsIn
 from license_server.billing.usage import events
+from license_server.billing.usage.models import UsageEvent
 from license_server.billing.usage.service import PricedEvent, price_line_items, request_digest
+from license_server.runtime import Runtime
+from tests.billing.conftest import Platform, PlatformFactory, subscribe, tiny_plan
 
 RATE_CARD = {"llm:gpt-4o": Decimal("0.00001"), "tool:search": Decimal("0.0020"), "storage:gb": Decimal("3")}
 NOW = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
@@ -122,3 +128,65 @@ def test_blanks_before_a_colon_still_count_each_key_once() -> None:
     fast = _fast(raw)
     assert fast is not None
     assert fast == _slow(raw)
+
+
+# -- through the route: the fast path's batches and the pydantic path's answer alike --------------------------------
+@pytest.fixture
+async def platform(make_platform: PlatformFactory, runtime: Runtime, actor: Actor) -> Platform:
+    made = await make_platform(catalogues=(tiny_plan("p", {}, rate_card={"llm:gpt-4o": "0.00001"}),))
+    await subscribe(runtime, actor, made, "org-1", "p")
+    return made
+
+
+async def _post(client: httpx.AsyncClient, platform: Platform, content: bytes) -> httpx.Response:
+    headers = {**platform.headers, "content-type": "application/json"}
+    return await client.post(platform.url("org-1", "events"), headers=headers, content=content)
+
+
+async def _stored(runtime: Runtime) -> int:
+    async with runtime.session_factory() as db:
+        return int(await db.scalar(select(func.count()).select_from(UsageEvent)) or 0)
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b'{"events":[{"id":"a","agent":"x","agent":"y"}]}', "agent"),
+        (b'{"events":[{"id":"a","line_items":[{"type":"llm","name":"gpt-4o","cost":"1","cost" : "1"}]}]}', "cost"),
+        (b'{"events":[{"id":"a"}],"events":[{"id":"b"}]}', "events"),
+    ],
+)
+async def test_a_duplicated_key_is_refused_naming_it_and_nothing_is_written(
+    client: httpx.AsyncClient, platform: Platform, runtime: Runtime, content: bytes, field: str
+) -> None:
+    response = await _post(client, platform, content)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["field"] == field
+    assert await _stored(runtime) == 0
+
+
+async def test_a_body_nested_too_deep_is_refused_as_before(
+    client: httpx.AsyncClient, platform: Platform, runtime: Runtime
+) -> None:
+    response = await _post(client, platform, b'{"events":[{"id":"a","x":' + b"[" * 100 + b"]" * 100 + b"}]}")
+    assert (response.status_code, response.json()["errors"][0]["field"]) == (400, "body"), response.text
+    assert await _stored(runtime) == 0
+
+
+async def test_a_fast_batch_is_stored_as_the_pydantic_path_stores_it(
+    client: httpx.AsyncClient, platform: Platform, runtime: Runtime
+) -> None:
+    """The same events, once plain (the fast path) and once with an escape (the pydantic path): same answer, and the
+    replay of either by the other is a duplicate (same digest)."""
+    plain = b'{"events":[{"id":"p-1","agent":"a","line_items":[{"type":"llm","name":"gpt-4o","quantity":1200}]}]}'
+    escaped = plain.replace(b'"agent":"a"', b'"agent":"\\u0061"').replace(b"p-1", b"p-2")
+    assert escaped != plain.replace(b"p-1", b"p-2")
+    first, second = await _post(client, platform, plain), await _post(client, platform, escaped)
+    assert first.json() == second.json() == {"data": {"accepted": 1, "duplicates": 0, "cost": "0.012"}}
+    # p-1 again, through the pydantic path this time: the digests agree, so a duplicate, not a 409
+    again = await _post(client, platform, plain.replace(b'"agent":"a"', b'"agent":"\\u0061"'))
+    assert again.json()["data"] == {"accepted": 0, "duplicates": 1, "cost": "0"}
+    async with runtime.session_factory() as db:
+        rows = (await db.execute(select(UsageEvent).order_by(UsageEvent.event_id))).scalars().all()
+    assert (rows[0].line_items, rows[0].cost) == (rows[1].line_items, rows[1].cost)
+    assert rows[0].line_items == [{"type": "llm", "name": "gpt-4o", "quantity": "1200", "cost": "0.012"}]
