@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -47,7 +47,7 @@ _Amount = int | str | None | UnsetType
 
 
 # Optional fields default to UNSET, not None: the keys present are counted (see ``decode_batch``).
-class _LineItem(msgspec.Struct, forbid_unknown_fields=True):
+class _LineItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):  # hashable: checked once per batch
     type: Literal["llm", "tool", "storage"]
     name: str
     quantity: _Amount = UNSET
@@ -67,22 +67,22 @@ class _Batch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DECODER = msgspec.json.Decoder(_Batch)
-_CANONICAL = msgspec.json.Encoder(order="sorted")
+_JSON = msgspec.json.Encoder()
 
 
 class EventBatch:
     """A body inside the fast path's subset, checked but not yet priced (that needs the account's rate card)."""
 
-    __slots__ = ("amounts", "events", "timestamps")
+    __slots__ = ("events", "items", "timestamps")
 
     def __init__(
         self,
         events: list[_Event],
-        amounts: dict[int | str, str | None],
+        items: dict[_LineItem, tuple[str, bool]],
         timestamps: dict[str, tuple[datetime, str] | None],
     ) -> None:
         self.events = events
-        self.amounts = amounts  # each amount sent, as ``decimal_text``
+        self.items = items  # each distinct line item: its amount as ``decimal_text``, and whether that is its cost
         self.timestamps = timestamps  # each occurred_at sent: the instant, and its JSON form (``model_dump``'s)
 
 
@@ -100,8 +100,9 @@ def decode_batch(raw: bytes) -> EventBatch | None:
         return None
     keys = 1  # "events"
     colon_first = 0  # string values that start with ':' (each also shows as '":')
-    strings: set[str] = set()
-    amounts: dict[int | str, str | None] = {}
+    dimensions: set[str] = set()
+    items: dict[_LineItem, tuple[str, bool]] = {}
+    item_keys: dict[_LineItem, int] = {}
     timestamps: dict[str, tuple[datetime, str] | None] = {}
     for event in batch.events:
         keys += 1
@@ -120,32 +121,36 @@ def decode_batch(raw: bytes) -> EventBatch | None:
             keys += 1
             if dimension is None:
                 continue
-            if dimension not in strings:
+            if dimension not in dimensions:
                 if not _DIMENSION(dimension):
                     return None
-                strings.add(dimension)
+                dimensions.add(dimension)
             colon_first += dimension[0] == ":"
         if event.line_items is UNSET:
             continue
         keys += 1
         for item in event.line_items:
-            quantity, cost = item.quantity, item.cost
-            keys += 2 + (quantity is not UNSET) + (cost is not UNSET)
-            has_quantity = not (quantity is UNSET or quantity is None)
-            if has_quantity == (not (cost is UNSET or cost is None)):
-                return None  # neither, or both
-            amount = quantity if has_quantity else cost
-            assert amount is not UNSET
-            assert amount is not None
-            if amount not in amounts:
-                amounts[amount] = _amount_text(amount)
-            name = "\0" + item.name  # cached apart from the dimensions (a name's pattern is narrower)
-            if amounts[amount] is None or (name not in strings and not _NAME(item.name)):
-                return None
-            strings.add(name)
+            count = item_keys.get(item)
+            if count is None:
+                checked = _checked_item(item)
+                if checked is None:
+                    return None
+                items[item] = checked
+                count = item_keys[item] = 2 + (item.quantity is not UNSET) + (item.cost is not UNSET)
+            keys += count
     if raw.count(b'":') + len(_BLANKS_THEN_COLON.findall(raw)) - colon_first != keys:
         return None  # a key appears twice in some object
-    return EventBatch(batch.events, amounts, timestamps)
+    return EventBatch(batch.events, items, timestamps)
+
+
+def _checked_item(item: _LineItem) -> tuple[str, bool] | None:
+    """The item's amount as ``decimal_text`` and whether it is the cost (else the quantity), or None."""
+    quantity = None if item.quantity is UNSET else item.quantity
+    cost = None if item.cost is UNSET else item.cost
+    if (quantity is None) == (cost is None) or not _NAME(item.name):
+        return None  # neither or both, or a name the pattern refuses
+    amount = _amount_text(cost if quantity is None else quantity)
+    return None if amount is None else (amount, quantity is None)
 
 
 def _timestamp(text: str) -> tuple[datetime, str] | None:
@@ -156,65 +161,64 @@ def _timestamp(text: str) -> tuple[datetime, str] | None:
     return parsed, _TIMESTAMP.dump_python(parsed, mode="json")
 
 
-def _amount_text(value: int | str) -> str | None:
+def _amount_text(value: int | str | None) -> str | None:
     """``decimal_text`` of the amount pydantic's ``Amount`` would read, or None outside the plain spellings."""
     if isinstance(value, int):
         return decimal_text(Decimal(value)) if 0 <= value < _AMOUNT_LIMIT else None
-    return decimal_text(Decimal(value)) if _PLAIN_DECIMAL(value) else None
+    return decimal_text(Decimal(value)) if value is not None and _PLAIN_DECIMAL(value) else None
 
 
 def price_batch(batch: EventBatch, rate_card: Mapping[str, Decimal], now: datetime) -> list[PricedEvent] | None:
     """Each event priced (given costs, or quantity times the rate card's unit price) and digested, as the pydantic
     path prices them; None for an item the rate card has no price for (the pydantic path then answers
-    ``unpriced_line_item``)."""
-    amounts, timestamps = batch.amounts, batch.timestamps
+    ``unpriced_line_item``).
+
+    The digest hashes the event's canonical JSON (keys sorted, compact), assembled from pieces: each distinct line
+    item is encoded once a batch."""
+    timestamps = batch.timestamps
+    priced_items: dict[_LineItem, tuple[bytes, dict[str, str], Decimal]] = {}
+    for item, (amount, is_cost) in batch.items.items():
+        if is_cost:
+            sent = {"cost": amount, "name": item.name, "type": item.type}  # sorted, as the digest wants
+            priced = {"type": item.type, "name": item.name, "cost": amount}
+            cost = Decimal(amount)
+        else:
+            unit = rate_card.get(f"{item.type}:{item.name}")
+            if unit is None:
+                return None
+            cost = Decimal(amount) * unit
+            sent = {"name": item.name, "quantity": amount, "type": item.type}
+            priced = {"type": item.type, "name": item.name, "quantity": amount, "cost": decimal_text(cost)}
+        priced_items[item] = (_JSON.encode(sent), priced, cost)
+    encode, sha256 = _JSON.encode, hashlib.sha256
     priced_events: list[PricedEvent] = []
-    costs: dict[tuple[str, str, str], tuple[str, Decimal] | None] = {}
-    given: dict[str, Decimal] = {}
-    encode, sha256 = _CANONICAL.encode, hashlib.sha256
     for event in batch.events:
-        body: dict[str, Any] = {"id": event.id}
+        agent = None if event.agent is UNSET else event.agent
+        app = None if event.app is UNSET else event.app
+        parts = [b"{"]
+        if agent is not None:
+            parts += (b'"agent":', encode(agent), b",")
+        if app is not None:
+            parts += (b'"app":', encode(app), b",")
+        parts += (b'"id":', encode(event.id), b',"line_items":[')
+        line_items: list[dict[str, str]] = []
+        total = Decimal(0)
+        if event.line_items is not UNSET:
+            pieces = []
+            for item in event.line_items:
+                piece, priced, cost = priced_items[item]
+                pieces.append(piece)
+                line_items.append(priced)
+                total += cost
+            parts.append(b",".join(pieces))
         occurred_at = now
         if event.occurred_at is not UNSET and event.occurred_at is not None:
             stamp = timestamps[event.occurred_at]
             assert stamp is not None
-            occurred_at, body["occurred_at"] = stamp
-        agent = None if event.agent is UNSET else event.agent
-        app = None if event.app is UNSET else event.app
-        if agent is not None:
-            body["agent"] = agent
-        if app is not None:
-            body["app"] = app
-        sent: list[dict[str, str]] = []
-        priced: list[dict[str, str]] = []
-        total = Decimal(0)
-        for item in [] if event.line_items is UNSET else event.line_items:
-            if item.cost is not UNSET and item.cost is not None:
-                text = amounts[item.cost]
-                assert text is not None
-                line = {"type": item.type, "name": item.name, "cost": text}
-                sent.append(line)
-                priced.append(line)
-                if text not in given:
-                    given[text] = Decimal(text)
-                total += given[text]
-                continue
-            assert item.quantity is not UNSET
-            assert item.quantity is not None
-            quantity = amounts[item.quantity]
-            assert quantity is not None
-            key = (item.type, item.name, quantity)
-            if key not in costs:
-                unit = rate_card.get(f"{item.type}:{item.name}")
-                cost = None if unit is None else Decimal(quantity) * unit
-                costs[key] = None if cost is None else (decimal_text(cost), cost)
-            known = costs[key]
-            if known is None:
-                return None
-            sent.append({"type": item.type, "name": item.name, "quantity": quantity})
-            priced.append({"type": item.type, "name": item.name, "quantity": quantity, "cost": known[0]})
-            total += known[1]
-        body["line_items"] = sent
-        digest = sha256(encode(body)).hexdigest()
-        priced_events.append(PricedEvent(event.id, occurred_at, agent, app, priced, total, digest))
+            occurred_at = stamp[0]
+            parts += (b'],"occurred_at":', encode(stamp[1]), b"}")
+        else:
+            parts.append(b"]}")
+        digest = sha256(b"".join(parts)).hexdigest()
+        priced_events.append(PricedEvent(event.id, occurred_at, agent, app, line_items, total, digest))
     return priced_events
