@@ -30,7 +30,7 @@ from license_server.billing.clocks.service import billing_now, clocked_account_i
 from license_server.billing.limits import EffectiveLimit, QuotaKind, effective_limit, quota_kind
 from license_server.billing.money import decimal_text
 from license_server.billing.periods import Period, period_containing
-from license_server.billing.sql import upsert_insert
+from license_server.billing.sql import Prepared, upsert_insert
 from license_server.billing.state import BillingState, CachedReport
 from license_server.billing.subscriptions.status import trial_days_remaining
 from license_server.billing.usage.models import (
@@ -135,6 +135,31 @@ _RESERVATION_BY_REQUEST = select(_RESERVATIONS).where(
 _LOCK_RESERVATION = _RESERVATION_BY_REQUEST.with_for_update()
 _INSERT_RESERVATION = _RESERVATIONS.insert()
 _UPDATE_RESERVATION = update(_RESERVATIONS).where(_RESERVATIONS.c.id == bindparam("b_id"))
+# Reserve's and commit's statements, run on SQLite's driver directly (billing/sql.py ``Prepared``): the hottest writes.
+_COUNTER_COLUMNS = ["account_id", "key", "period_start", "period_end", "used", "held"]
+_RESERVATION_COLUMNS = [column.key for column in _RESERVATIONS.columns]
+_RECORD_COLUMNS = [
+    "id",
+    "account_id",
+    "key",
+    "operation",
+    "amount",
+    "period_start",
+    "idempotency_key",
+    "request_digest",
+    "response",
+    "refunded_at",
+    "refund_response",
+    "created_at",
+]
+_PREPARED_UPSERT_ADD = Prepared(_UPSERT_ADD_TO_COUNTER, column_keys=_COUNTER_COLUMNS)
+_PREPARED_ADD = Prepared(_ADD_TO_COUNTER)
+_PREPARED_RESERVATION_BY_REQUEST = Prepared(_RESERVATION_BY_REQUEST)
+_PREPARED_INSERT_RESERVATION = Prepared(_INSERT_RESERVATION, column_keys=_RESERVATION_COLUMNS)
+_PREPARED_COMMIT_RESERVATION = Prepared(
+    _UPDATE_RESERVATION, column_keys=["status", "committed_amount", "history_id", "updated_at"]
+)
+_PREPARED_INSERT_RECORD = Prepared(_INSERT_RECORD, column_keys=_RECORD_COLUMNS)
 
 
 def _counter_params(account_id: uuid.UUID, key: str, period_start: datetime) -> dict[str, Any]:
@@ -162,9 +187,7 @@ def _lock_counter(connection: Connection, account_id: uuid.UUID, key: str, perio
 def _add_to_counter(
     connection: Connection, account_id: uuid.UUID, key: str, period_start: datetime, *, used: int = 0, held: int = 0
 ) -> None:
-    connection.execute(
-        _ADD_TO_COUNTER, {**_counter_params(account_id, key, period_start), "b_used": used, "b_held": held}
-    )
+    _PREPARED_ADD.run(connection, {**_counter_params(account_id, key, period_start), "b_used": used, "b_held": held})
 
 
 def _counter_is(account_id: uuid.UUID, key: str, period_start: datetime) -> Any:
@@ -245,7 +268,7 @@ def _check(
 async def _written(state: BillingState, snapshot: AccountSnapshot, job: Callable[[Connection], T]) -> T:
     """Run the write; the account's cached limits report is dropped, so this process reads its own writes."""
     try:
-        return await state.writer.run(job)
+        return await state.writer.run(job, lane=snapshot.account_id)
     finally:
         state.reports.discard(snapshot.account_id)
 
@@ -319,8 +342,8 @@ def _insert_record(
     response: dict[str, Any],
     now: datetime,
 ) -> None:
-    connection.execute(
-        _INSERT_RECORD,
+    _PREPARED_INSERT_RECORD.run(
+        connection,
         {
             "id": history_id,
             "account_id": account_id,
@@ -416,8 +439,8 @@ async def reserve(
     def job(connection: Connection) -> dict[str, Any]:
         # Hold first (which takes the counter's lock), then look for a replay and check, under that lock: a refusal
         # below undoes the hold with everything else; a replay takes its hold back and answers the first.
-        used, held_after = connection.execute(
-            _UPSERT_ADD_TO_COUNTER[connection.dialect.name],
+        [(used, held_after)] = _PREPARED_UPSERT_ADD.rows(
+            connection,
             {
                 "account_id": account_id,
                 "key": key,
@@ -426,11 +449,10 @@ async def reserve(
                 "used": 0,
                 "held": amount,
             },
-        ).one()
-        existing = connection.execute(
-            _RESERVATION_BY_REQUEST, {"b_account": account_id, "b_request_id": request_id}
-        ).first()
-        if existing is not None:
+        )
+        found = _PREPARED_RESERVATION_BY_REQUEST.rows(connection, {"b_account": account_id, "b_request_id": request_id})
+        if found:
+            existing = found[0]
             if existing.request_digest != digest:
                 raise IdempotencyConflict(
                     "this request_id was used before with a different request", field="request_id"
@@ -463,7 +485,7 @@ async def reserve(
             "created_at": now,
             "updated_at": now,
         }
-        connection.execute(_INSERT_RESERVATION, values)
+        _PREPARED_INSERT_RESERVATION.run(connection, values)
         body = _reservation_body(_Row(values))
         body.update(_limit_entry(limit, int(used) + held + amount))
         return body
@@ -481,9 +503,10 @@ class _Row:
 def _locked_reservation(connection: Connection, account_id: uuid.UUID, request_id: str) -> Any:
     """The reservation under its counter's lock and its own (counter first, everywhere, so writers never deadlock)."""
     params = {"b_account": account_id, "b_request_id": request_id}
-    found = connection.execute(_RESERVATION_BY_REQUEST, params).first()
-    if found is None:
+    rows = _PREPARED_RESERVATION_BY_REQUEST.rows(connection, params)
+    if not rows:
         raise ReservationNotFound(f"no reservation with request_id {request_id!r} on this account", field="request_id")
+    found = rows[0]
     if connection.dialect.name == "sqlite":  # the batch's transaction holds the database's write lock already
         return found
     _lock_counter_existing(connection, account_id, found.key, found.period_start)
@@ -514,8 +537,8 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
             )
         history_id = uuid.uuid4()
         _add_to_counter(connection, account_id, row.key, row.period_start, used=actual, held=-amount)
-        connection.execute(
-            _UPDATE_RESERVATION,
+        _PREPARED_COMMIT_RESERVATION.run(
+            connection,
             {
                 "b_id": row.id,
                 "status": ReservationStatus.COMMITTED.value,

@@ -38,7 +38,10 @@ _SAVEPOINT, _ROLLBACK_TO_SAVEPOINT, _RELEASE_SAVEPOINT = (
 
 
 class UsageWriter(Protocol):
-    async def run(self, job: Callable[[Connection], T]) -> T: ...
+    async def run(self, job: Callable[[Connection], T], *, lane: object = None) -> T:
+        """Run ``job`` and answer its result once committed. Jobs of different ``lane``s (billing accounts) touch
+        different rows, so a writer may write them side by side."""
+        ...
 
     def close(self) -> None: ...
 
@@ -49,7 +52,7 @@ class SqliteUsageWriter(SqliteGroupCommitWriter[UsageJob, Any]):
     def __init__(self, async_url: str, *, write_gate: contextlib.AbstractAsyncContextManager[object]) -> None:
         super().__init__(async_url, write_gate=write_gate)
 
-    async def run(self, job: Callable[[Connection], T]) -> T:
+    async def run(self, job: Callable[[Connection], T], *, lane: object = None) -> T:
         try:
             result: T = await self.submit(job)
         except Exception:
@@ -99,6 +102,8 @@ class PostgresUsageWriter:
     before; a unique-key race is retried once, in its savepoint, and then finds the first write."""
 
     max_batch = 128
+    # Batches of different accounts' jobs run side by side, on connections of their own: they lock different rows.
+    lanes = 4
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         # Jobs are Core statements on a connection: an ORM session around each would only add its own bookkeeping.
@@ -106,14 +111,16 @@ class PostgresUsageWriter:
         if not isinstance(engine, AsyncEngine):
             raise TypeError("the usage writer needs a session factory bound to an engine")
         self._engine = engine
-        self._pending: list[tuple[UsageJob, asyncio.Future[Any]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._pending: list[list[tuple[UsageJob, asyncio.Future[Any]]]] = [[] for _ in range(self.lanes)]
+        self._drainers: list[asyncio.Task[None] | None] = [None] * self.lanes
 
-    async def run(self, job: Callable[[Connection], T]) -> T:
+    async def run(self, job: Callable[[Connection], T], *, lane: object = None) -> T:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.ensure_future(self._drain())
+        index = hash(lane) % self.lanes
+        self._pending[index].append((job, future))
+        drainer = self._drainers[index]
+        if drainer is None or drainer.done():
+            self._drainers[index] = asyncio.ensure_future(self._drain(index))
         try:
             result: T = await future
         except Exception:
@@ -122,9 +129,9 @@ class PostgresUsageWriter:
         BILLING_USAGE_WRITES.labels("postgresql", "written").inc()  # committed: the batch's transaction is done
         return result
 
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+    async def _drain(self, index: int) -> None:
+        while pending := self._pending[index]:
+            batch, self._pending[index] = pending[: self.max_batch], pending[self.max_batch :]
             WRITE_BATCH_SIZE.labels("postgres-billing").observe(len(batch))
             jobs = [job for job, _ in batch]
             try:
