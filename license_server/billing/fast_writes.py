@@ -1,6 +1,7 @@
-"""The platform API's hottest writes (reserve, commit) answered without Litestar's per-request machinery.
+"""The platform API's hottest writes (reserve, commit, consume) answered without Litestar's per-request machinery.
 
-``POST …/usage/reserve`` and ``POST …/usage/reservations/{request_id}/commit`` stay Litestar routes (the OpenAPI
+``POST …/usage/reserve``, ``POST …/usage/reservations/{request_id}/commit`` and ``POST …/usage/consume`` (all
+answered 201 by their Litestar routes) stay Litestar routes (the OpenAPI
 schema, and the answer to anything unusual), but a well-formed call is served here, in front of Litestar's routing,
 inside the request-id and metrics wrapper (``http_wiring.observe_requests``), which labels it with the route's
 template as Litestar would. Per call Litestar spends more than the write itself costs: the guard and dependency
@@ -41,7 +42,9 @@ from license_server.json_bodies import is_json_media_type
 _ACCOUNT = PLATFORM_PREFIX + "/accounts/{external_id}"
 RESERVE_TEMPLATE = _ACCOUNT + "/usage/reserve"
 COMMIT_TEMPLATE = _ACCOUNT + "/usage/reservations/{request_id}/commit"
+CONSUME_TEMPLATE = _ACCOUNT + "/usage/consume"
 _RESERVE_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/usage/reserve")
+_CONSUME_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/usage/consume")
 _COMMIT_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/usage/reservations/([^/]+)/commit")
 _PRINTABLE = re.compile(r"[\x21-\x7e]{1,200}")  # IdempotencyKey
 _QUOTA_KEY = re.compile(r"[a-z][a-z0-9_.:-]{0,99}")  # QuotaKey
@@ -54,6 +57,13 @@ RESERVE_BODY = FlatBody(
     )
 )
 COMMIT_BODY = FlatBody((Field("actual", low=0, high=MAX_QUANTITY),))
+CONSUME_BODY = FlatBody(
+    (
+        Field("key", pattern=_QUOTA_KEY),
+        Field("amount", low=1, high=MAX_QUANTITY, default=1),
+        Field("idempotency_key", pattern=_PRINTABLE),
+    )
+)
 _JSON_HEADERS = (b"content-type", b"application/json")
 _Call = Callable[[BillingState, AccountSnapshot, dict[str, Any], tuple[str, ...]], Awaitable[dict[str, Any]]]
 
@@ -77,9 +87,18 @@ async def _commit(
     return await usage.commit(state, snapshot, request_id=params[1][:200], actual=body["actual"])
 
 
+async def _consume(
+    state: BillingState, snapshot: AccountSnapshot, body: dict[str, Any], params: tuple[str, ...]
+) -> dict[str, Any]:
+    return await usage.consume(
+        state, snapshot, key=body["key"], amount=body["amount"], idempotency_key=body["idempotency_key"]
+    )
+
+
 _ROUTES: tuple[tuple[re.Pattern[str], str, FlatBody, _Call], ...] = (
     (_RESERVE_PATH, RESERVE_TEMPLATE, RESERVE_BODY, _reserve),
     (_COMMIT_PATH, COMMIT_TEMPLATE, COMMIT_BODY, _commit),
+    (_CONSUME_PATH, CONSUME_TEMPLATE, CONSUME_BODY, _consume),
 )
 
 
@@ -96,9 +115,9 @@ def _replaying(messages: list[ReceiveMessage], receive: Receive) -> Receive:
 
 
 def fast_platform_writes(app: Litestar, inner: ASGIApp, *, enabled: bool = True) -> ASGIApp:
-    """``inner`` (Litestar's ASGI handler) with reserve and commit served in front of it."""
+    """``inner`` (Litestar's ASGI handler) with reserve, commit and consume served in front of it."""
     templates = {route.path_format for route in app.routes}
-    missing = {RESERVE_TEMPLATE, COMMIT_TEMPLATE} - templates
+    missing = {RESERVE_TEMPLATE, COMMIT_TEMPLATE, CONSUME_TEMPLATE} - templates
     if missing:  # the fast path must name routes Litestar has, for the metrics and the fallback
         raise RuntimeError(f"fast billing writes: no Litestar route {sorted(missing)}")
     if not enabled:

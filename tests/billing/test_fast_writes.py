@@ -80,6 +80,33 @@ async def test_reserve_commit_and_their_refusals_answer_as_litestar_does(
     _same(*missing, ignore=("request_id",))
 
 
+async def test_consume_and_its_refusal_answer_as_litestar_does(client: httpx.AsyncClient, platform: Platform) -> None:
+    answers = [
+        await _post(client, platform, "usage/consume", {"key": RUNS, "idempotency_key": f"k{int(n)}"}, litestar=n)
+        for n in (False, True)
+    ]
+    assert answers[0].status_code == 201
+    _same(*answers, ignore=("history_id", "used", "remaining"))
+    replay = await _post(client, platform, "usage/consume", {"key": RUNS, "idempotency_key": "k0"}, litestar=False)
+    assert replay.json() == answers[0].json()
+    conflict = [
+        await _post(
+            client, platform, "usage/consume", {"key": RUNS, "amount": 2, "idempotency_key": "k0"}, litestar=litestar
+        )
+        for litestar in (False, True)
+    ]
+    assert conflict[0].status_code == 409
+    _same(*conflict, ignore=("request_id",))
+    refused = [
+        await _post(
+            client, platform, "usage/consume", {"key": RUNS, "amount": 3, "idempotency_key": f"r{n}"}, litestar=n
+        )
+        for n in (False, True)
+    ]
+    assert refused[0].status_code == 403
+    _same(*refused, ignore=("request_id",))
+
+
 async def test_a_bad_secret_is_the_guard_s_401(client: httpx.AsyncClient, platform: Platform) -> None:
     answers = []
     for litestar in (False, True):

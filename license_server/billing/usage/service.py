@@ -160,6 +160,9 @@ _PREPARED_COMMIT_RESERVATION = Prepared(
     _UPDATE_RESERVATION, column_keys=["status", "committed_amount", "history_id", "updated_at"]
 )
 _PREPARED_INSERT_RECORD = Prepared(_INSERT_RECORD, column_keys=_RECORD_COLUMNS)
+_PREPARED_INSERT_COUNTER = Prepared(_INSERT_COUNTER, column_keys=_COUNTER_COLUMNS)
+_PREPARED_LOCK_COUNTER = Prepared(_LOCK_COUNTER)
+_PREPARED_RECORD_BY_KEY = Prepared(_RECORD_BY_KEY)
 
 
 def _counter_params(account_id: uuid.UUID, key: str, period_start: datetime) -> dict[str, Any]:
@@ -169,8 +172,8 @@ def _counter_params(account_id: uuid.UUID, key: str, period_start: datetime) -> 
 def _lock_counter(connection: Connection, account_id: uuid.UUID, key: str, period: Period) -> tuple[int, int]:
     """(used, held) of the counter, created at zero if absent, under the row lock (PostgreSQL; SQLite: the
     transaction already holds the write lock)."""
-    connection.execute(
-        _INSERT_COUNTER[connection.dialect.name],
+    _PREPARED_INSERT_COUNTER.run(
+        connection,
         {
             "account_id": account_id,
             "key": key,
@@ -180,7 +183,7 @@ def _lock_counter(connection: Connection, account_id: uuid.UUID, key: str, perio
             "held": 0,
         },
     )
-    row = connection.execute(_LOCK_COUNTER, _counter_params(account_id, key, period.start)).one()
+    [row] = _PREPARED_LOCK_COUNTER.rows(connection, _counter_params(account_id, key, period.start))
     return int(row.used), int(row.held)
 
 
@@ -209,9 +212,10 @@ def _lock_gauge(connection: Connection, account_id: uuid.UUID, key: str, now: da
 
 
 def _replayed(connection: Connection, account_id: uuid.UUID, idempotency_key: str, digest: str) -> Any:
-    row = connection.execute(_RECORD_BY_KEY, {"b_account": account_id, "b_idempotency_key": idempotency_key}).first()
-    if row is None:
+    rows = _PREPARED_RECORD_BY_KEY.rows(connection, {"b_account": account_id, "b_idempotency_key": idempotency_key})
+    if not rows:
         return None
+    row = rows[0]
     if row.request_digest != digest:
         raise IdempotencyConflict(
             "this idempotency_key was used before with a different request", field="idempotency_key"
