@@ -668,7 +668,7 @@ async def release_expired_holds(
                 )
             return len(expired)
 
-        released += await state.writer.run(job)
+        released += await state.writer.run(job, lane=account_id)
         state.reports.discard(account_id)
     return released
 

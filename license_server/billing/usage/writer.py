@@ -131,23 +131,30 @@ class PostgresUsageWriter:
         BILLING_USAGE_WRITES.labels("postgresql", "written").inc()  # committed: the batch's transaction is done
         return result
 
+    def _take(self, index: int) -> list[tuple[UsageJob, asyncio.Future[Any]]]:
+        pending = self._pending[index]
+        batch, self._pending[index] = pending[: self.max_batch], pending[self.max_batch :]
+        WRITE_BATCH_SIZE.labels("postgres-billing").observe(len(batch))
+        return batch
+
     async def _drain(self, index: int) -> None:
-        while pending := self._pending[index]:
-            batch, self._pending[index] = pending[: self.max_batch], pending[self.max_batch :]
-            WRITE_BATCH_SIZE.labels("postgres-billing").observe(len(batch))
-            jobs = [job for job, _ in batch]
+        # One connection for as long as the lane has work (no checkout and ping per batch); a fresh one after a failure.
+        while self._pending[index]:
             try:
-                async with self._engine.begin() as connection:  # committed on success, rolled back on any raise
-                    results = await connection.run_sync(_postgres_batch, jobs)
-            except Exception:  # nothing of the batch was written: each job on its own, as one call would be
-                results = [await self._alone(job) for job in jobs]
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():  # the caller was cancelled; its write is committed all the same
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                async with self._engine.connect() as connection:
+                    while self._pending[index]:
+                        batch = self._take(index)
+                        jobs = [job for job, _ in batch]
+                        try:
+                            async with connection.begin():  # committed on success, rolled back on any raise
+                                results = await connection.run_sync(_postgres_batch, jobs)
+                        except Exception:  # nothing of the batch was written: each job on its own, as one call would be
+                            _answer(batch, [await self._alone(job) for job in jobs])
+                            break
+                        _answer(batch, results)
+            except Exception:  # no connection to be had: each waiting job on its own says why
+                batch = self._take(index)
+                _answer(batch, [await self._alone(job) for job, _ in batch])
 
     async def _alone(self, job: UsageJob) -> Any:
         for attempt in range(2):
@@ -163,6 +170,16 @@ class PostgresUsageWriter:
 
     def close(self) -> None:
         return None
+
+
+def _answer(batch: list[tuple[UsageJob, asyncio.Future[Any]]], results: list[Any]) -> None:
+    for (_, future), result in zip(batch, results, strict=True):
+        if future.done():  # the caller was cancelled; its write is committed all the same
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 def _postgres_batch(connection: Connection, jobs: list[UsageJob]) -> list[Any]:
