@@ -87,8 +87,21 @@ def _require_kind(snapshot: AccountSnapshot, key: str, kind: QuotaKind) -> None:
         )
 
 
+# The last period found per anchor: periods partition time, so one that contains ``now`` is the one.
+_LAST_PERIODS: dict[datetime | None, Period] = {}
+_MAX_LAST_PERIODS = 10_000
+
+
 def _period(snapshot: AccountSnapshot, now: datetime) -> Period:
-    return period_containing(now, snapshot.anchor)
+    anchor = snapshot.anchor
+    last = _LAST_PERIODS.get(anchor)
+    if last is not None and last.contains(now):
+        return last
+    period = period_containing(now, anchor)
+    if len(_LAST_PERIODS) >= _MAX_LAST_PERIODS:
+        _LAST_PERIODS.clear()
+    _LAST_PERIODS[anchor] = period
+    return period
 
 
 # -- locks (the one place a counter or gauge is read for a check) -------------------------------------------------
@@ -133,7 +146,6 @@ _RESERVATION_BY_REQUEST = select(_RESERVATIONS).where(
     _RESERVATIONS.c.account_id == bindparam("b_account"), _RESERVATIONS.c.request_id == bindparam("b_request_id")
 )
 _LOCK_RESERVATION = _RESERVATION_BY_REQUEST.with_for_update()
-_INSERT_RESERVATION = _RESERVATIONS.insert()
 _UPDATE_RESERVATION = update(_RESERVATIONS).where(_RESERVATIONS.c.id == bindparam("b_id"))
 # Reserve's and commit's statements, run on SQLite's driver directly (billing/sql.py ``Prepared``): the hottest writes.
 _COUNTER_COLUMNS = ["account_id", "key", "period_start", "period_end", "used", "held"]
@@ -155,7 +167,15 @@ _RECORD_COLUMNS = [
 _PREPARED_UPSERT_ADD = Prepared(_UPSERT_ADD_TO_COUNTER, column_keys=_COUNTER_COLUMNS)
 _PREPARED_ADD = Prepared(_ADD_TO_COUNTER)
 _PREPARED_RESERVATION_BY_REQUEST = Prepared(_RESERVATION_BY_REQUEST)
-_PREPARED_INSERT_RESERVATION = Prepared(_INSERT_RESERVATION, column_keys=_RESERVATION_COLUMNS)
+_PREPARED_INSERT_NEW_RESERVATION = Prepared(
+    {
+        dialect: upsert_insert(dialect, _RESERVATIONS)
+        .on_conflict_do_nothing(index_elements=["account_id", "request_id"])
+        .returning(_RESERVATIONS.c.id)
+        for dialect in ("sqlite", "postgresql")
+    },
+    column_keys=_RESERVATION_COLUMNS,
+)
 _PREPARED_COMMIT_RESERVATION = Prepared(
     _UPDATE_RESERVATION, column_keys=["status", "committed_amount", "history_id", "updated_at"]
 )
@@ -442,7 +462,8 @@ async def reserve(
 
     def job(connection: Connection) -> dict[str, Any]:
         # Hold first (which takes the counter's lock), then look for a replay and check, under that lock: a refusal
-        # below undoes the hold with everything else; a replay takes its hold back and answers the first.
+        # below undoes the hold and the reservation with everything else; a replay takes its hold back and answers
+        # the first.
         [(used, held_after)] = _PREPARED_UPSERT_ADD.rows(
             connection,
             {
@@ -454,9 +475,27 @@ async def reserve(
                 "held": amount,
             },
         )
-        found = _PREPARED_RESERVATION_BY_REQUEST.rows(connection, {"b_account": account_id, "b_request_id": request_id})
-        if found:
-            existing = found[0]
+        values = {
+            "id": uuid.uuid4(),
+            "account_id": account_id,
+            "key": key,
+            "amount": amount,
+            "period_start": period.start,
+            "request_id": request_id,
+            "request_digest": digest,
+            "status": ReservationStatus.HELD.value,
+            "expires_at": now + timedelta(seconds=ttl_seconds),
+            "committed_amount": None,
+            "history_id": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        # The reservation goes in before the check (a refusal undoes it with the hold); a request_id already taken
+        # inserts nothing, and is a replay.
+        if not _PREPARED_INSERT_NEW_RESERVATION.rows(connection, values):
+            [existing] = _PREPARED_RESERVATION_BY_REQUEST.rows(
+                connection, {"b_account": account_id, "b_request_id": request_id}
+            )
             if existing.request_digest != digest:
                 raise IdempotencyConflict(
                     "this request_id was used before with a different request", field="request_id"
@@ -474,22 +513,6 @@ async def reserve(
             amount=amount,
             now=now,
         )
-        values = {
-            "id": uuid.uuid4(),
-            "account_id": account_id,
-            "key": key,
-            "amount": amount,
-            "period_start": period.start,
-            "request_id": request_id,
-            "request_digest": digest,
-            "status": ReservationStatus.HELD.value,
-            "expires_at": now + timedelta(seconds=ttl_seconds),
-            "committed_amount": None,
-            "history_id": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        _PREPARED_INSERT_RESERVATION.run(connection, values)
         body = _reservation_body(_Row(values))
         body.update(_limit_entry(limit, int(used) + held + amount))
         return body
