@@ -7,7 +7,7 @@ responses (codes, ``errors[].field``) stay the full path's, and this module only
 accepts:
 
 - at most ``MAX_FAST_BODY_BYTES``, exactly one JSON object with no nested array or object (no bracket anywhere else,
-  not even inside a string), no key twice, valid UTF-8;
+  not even inside a string), no key twice, UTF-8 without a BOM;
 - then each ``Field`` checks its value: ``StrictInt`` ranges (``bool`` is not an ``int`` here), strings fully
   matched by the model's pattern, required fields present, unknown fields absent (``extra="forbid"``).
 
@@ -86,7 +86,8 @@ def read_flat_object(body: bytes) -> dict[str, Any] | None:
     if len(body) > MAX_FAST_BODY_BYTES or body.count(b"{") != 1 or body.count(b"}") != 1 or b"[" in body:
         return None
     try:
-        parsed = json.loads(body, object_pairs_hook=_pairs)
+        # Decoded here as strict UTF-8: ``json.loads`` of bytes would also take UTF-16 or -32 and skip a BOM.
+        parsed = json.loads(body.decode("utf-8"), object_pairs_hook=_pairs)
     except (ValueError, _Duplicate, RecursionError):
         return None
     return parsed if type(parsed) is dict else None

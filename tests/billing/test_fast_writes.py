@@ -133,6 +133,11 @@ async def test_a_bad_secret_is_the_guard_s_401(client: httpx.AsyncClient, platfo
         b'{"actual": "1"}',
         b"{}",
         b'{"actual": 1}\n',
+        b'\xef\xbb\xbf{"actual": 1}',
+        '{"actual": 1}'.encode("utf-16"),
+        b'{"actual": 1, "x": "\xff"}',
+        b'{"actual": NaN}',
+        b'{"actual": 1e0}',
     ],
 )
 def test_the_fast_reader_accepts_no_body_the_model_refuses(body: bytes) -> None:
