@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, select, update
+from sqlalchemy import Connection, Table, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.billing.accounts.models import SubscriptionStatus
@@ -146,6 +146,19 @@ _RESERVATION_BY_REQUEST = select(_RESERVATIONS).where(
     _RESERVATIONS.c.account_id == bindparam("b_account"), _RESERVATIONS.c.request_id == bindparam("b_request_id")
 )
 _LOCK_RESERVATION = _RESERVATION_BY_REQUEST.with_for_update()
+_LOCK_COUNTER_OF_RESERVATION = (
+    select(_COUNTERS.c.used)
+    .where(
+        _COUNTERS.c.account_id == bindparam("b_account"),
+        tuple_(_COUNTERS.c.key, _COUNTERS.c.period_start).in_(
+            select(_RESERVATIONS.c.key, _RESERVATIONS.c.period_start).where(
+                _RESERVATIONS.c.account_id == bindparam("b_account"),
+                _RESERVATIONS.c.request_id == bindparam("b_request_id"),
+            )
+        ),
+    )
+    .with_for_update(of=_COUNTERS)
+)
 _UPDATE_RESERVATION = update(_RESERVATIONS).where(_RESERVATIONS.c.id == bindparam("b_id"))
 # Reserve's and commit's statements, run on SQLite's driver directly (billing/sql.py ``Prepared``): the hottest writes.
 _COUNTER_COLUMNS = ["account_id", "key", "period_start", "period_end", "used", "held"]
@@ -530,14 +543,19 @@ class _Row:
 def _locked_reservation(connection: Connection, account_id: uuid.UUID, request_id: str) -> Any:
     """The reservation under its counter's lock and its own (counter first, everywhere, so writers never deadlock)."""
     params = {"b_account": account_id, "b_request_id": request_id}
-    rows = _PREPARED_RESERVATION_BY_REQUEST.rows(connection, params)
-    if not rows:
-        raise ReservationNotFound(f"no reservation with request_id {request_id!r} on this account", field="request_id")
-    found = rows[0]
     if connection.dialect.name == "sqlite":  # the batch's transaction holds the database's write lock already
-        return found
-    _lock_counter_existing(connection, account_id, found.key, found.period_start)
+        rows = _PREPARED_RESERVATION_BY_REQUEST.rows(connection, params)
+        if not rows:
+            raise _reservation_not_found(request_id)
+        return rows[0]
+    # The counter's lock found through the reservation in one statement, then the reservation's own.
+    if connection.execute(_LOCK_COUNTER_OF_RESERVATION, params).first() is None:
+        raise _reservation_not_found(request_id)  # (every reservation's counter exists: reserve made it)
     return connection.execute(_LOCK_RESERVATION, params).one()
+
+
+def _reservation_not_found(request_id: str) -> ReservationNotFound:
+    return ReservationNotFound(f"no reservation with request_id {request_id!r} on this account", field="request_id")
 
 
 async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: str, actual: int) -> dict[str, Any]:
