@@ -18,6 +18,7 @@ from license_server.auth.throttle import CredentialKind, CredentialThrottle
 from license_server.billing.clocks.controllers import TestClocksAdminController
 from license_server.billing.controllers import BILLING_STATE_KEY, BillingAdminController, PlatformBillingController
 from license_server.billing.credits.controllers import CreditsAdminController, PlatformCreditsController
+from license_server.billing.fast_writes import fast_platform_writes
 from license_server.billing.invoices.controllers import InvoicesAdminController, PlatformInvoicesController
 from license_server.billing.payments.controllers import PaymentsAdminController, StripeWebhookController
 from license_server.billing.payments.stripe_provider import StripeProvider
@@ -247,6 +248,9 @@ def create_app(
     _document_error_responses(app)
     document_body_rules(app)
     document_problem_examples(app)
+    # Reserve and commit, well formed, skip Litestar's per-request machinery (billing/fast_writes.py); not behind
+    # trusted proxies, whose middleware decides the address authentication failures count against.
+    app.asgi_handler = fast_platform_writes(app, app.asgi_handler, enabled=not runtime.settings.trusted_proxies)
     observe_requests(app, app_name="vendor", settings=config)
     return app
 

@@ -131,6 +131,16 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
 }
 
 
+async def send_problem(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """Answer ``exc`` through the mapping above, as Litestar's error handling would, for an ASGI path that answers
+    a route without Litestar's routing (``billing/fast_writes.py``)."""
+    handler = next((EXCEPTION_HANDLERS[t] for t in type(exc).__mro__ if t in EXCEPTION_HANDLERS), _handle_unexpected)
+    app: Litestar = scope["litestar_app"]
+    request: Request[Any, Any, Any] = app.request_class(scope=scope, receive=receive, send=send)
+    response = handler(request, exc)
+    await response.to_asgi_response(app=None, request=request, type_encoders=app.type_encoders)(scope, receive, send)
+
+
 def observe_requests(app: Litestar, *, app_name: str, settings: Settings) -> None:
     """Wrap the app's ASGI handler (outside Litestar's routing and error mapping, so 404s and 500s count too):
     a request id for the request's context and response, and, with metrics on, its count and latency by route

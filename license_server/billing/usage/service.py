@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar, cast
 
 import msgspec
-from sqlalchemy import Connection, Table, bindparam, func, select, update
+from sqlalchemy import Connection, Table, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.billing.accounts.models import SubscriptionStatus
@@ -31,7 +31,7 @@ from license_server.billing.clocks.service import billing_now, clocked_account_i
 from license_server.billing.limits import EffectiveLimit, QuotaKind, effective_limit, quota_kind
 from license_server.billing.money import decimal_text
 from license_server.billing.periods import Period, period_containing
-from license_server.billing.sql import upsert_insert
+from license_server.billing.sql import Prepared, upsert_insert
 from license_server.billing.state import BillingState, CachedReport
 from license_server.billing.subscriptions.status import trial_days_remaining
 from license_server.billing.usage.models import (
@@ -88,8 +88,21 @@ def _require_kind(snapshot: AccountSnapshot, key: str, kind: QuotaKind) -> None:
         )
 
 
+# The last period found per anchor: periods partition time, so one that contains ``now`` is the one.
+_LAST_PERIODS: dict[datetime | None, Period] = {}
+_MAX_LAST_PERIODS = 10_000
+
+
 def _period(snapshot: AccountSnapshot, now: datetime) -> Period:
-    return period_containing(now, snapshot.anchor)
+    anchor = snapshot.anchor
+    last = _LAST_PERIODS.get(anchor)
+    if last is not None and last.contains(now):
+        return last
+    period = period_containing(now, anchor)
+    if len(_LAST_PERIODS) >= _MAX_LAST_PERIODS:
+        _LAST_PERIODS.clear()
+    _LAST_PERIODS[anchor] = period
+    return period
 
 
 # -- locks (the one place a counter or gauge is read for a check) -------------------------------------------------
@@ -134,8 +147,56 @@ _RESERVATION_BY_REQUEST = select(_RESERVATIONS).where(
     _RESERVATIONS.c.account_id == bindparam("b_account"), _RESERVATIONS.c.request_id == bindparam("b_request_id")
 )
 _LOCK_RESERVATION = _RESERVATION_BY_REQUEST.with_for_update()
-_INSERT_RESERVATION = _RESERVATIONS.insert()
+_LOCK_COUNTER_OF_RESERVATION = (
+    select(_COUNTERS.c.used)
+    .where(
+        _COUNTERS.c.account_id == bindparam("b_account"),
+        tuple_(_COUNTERS.c.key, _COUNTERS.c.period_start).in_(
+            select(_RESERVATIONS.c.key, _RESERVATIONS.c.period_start).where(
+                _RESERVATIONS.c.account_id == bindparam("b_account"),
+                _RESERVATIONS.c.request_id == bindparam("b_request_id"),
+            )
+        ),
+    )
+    .with_for_update(of=_COUNTERS)
+)
 _UPDATE_RESERVATION = update(_RESERVATIONS).where(_RESERVATIONS.c.id == bindparam("b_id"))
+# Reserve's and commit's statements, run on SQLite's driver directly (billing/sql.py ``Prepared``): the hottest writes.
+_COUNTER_COLUMNS = ["account_id", "key", "period_start", "period_end", "used", "held"]
+_RESERVATION_COLUMNS = [column.key for column in _RESERVATIONS.columns]
+_RECORD_COLUMNS = [
+    "id",
+    "account_id",
+    "key",
+    "operation",
+    "amount",
+    "period_start",
+    "idempotency_key",
+    "request_digest",
+    "response",
+    "refunded_at",
+    "refund_response",
+    "created_at",
+]
+_PREPARED_UPSERT_ADD = Prepared(_UPSERT_ADD_TO_COUNTER, column_keys=_COUNTER_COLUMNS)
+_PREPARED_ADD = Prepared(_ADD_TO_COUNTER)
+_PREPARED_RESERVATION_BY_REQUEST = Prepared(_RESERVATION_BY_REQUEST)
+_PREPARED_INSERT_NEW_RESERVATION = Prepared(
+    {
+        dialect: upsert_insert(dialect, _RESERVATIONS)
+        .on_conflict_do_nothing(index_elements=["account_id", "request_id"])
+        .returning(_RESERVATIONS.c.id)
+        for dialect in ("sqlite", "postgresql")
+    },
+    column_keys=_RESERVATION_COLUMNS,
+)
+_PREPARED_COMMIT_RESERVATION = Prepared(
+    _UPDATE_RESERVATION, column_keys=["status", "committed_amount", "history_id", "updated_at"]
+)
+_PREPARED_INSERT_RECORD = Prepared(_INSERT_RECORD, column_keys=_RECORD_COLUMNS)
+_PREPARED_INSERT_COUNTER = Prepared(_INSERT_COUNTER, column_keys=_COUNTER_COLUMNS)
+_PREPARED_LOCK_COUNTER = Prepared(_LOCK_COUNTER)
+_PREPARED_RECORD_BY_KEY = Prepared(_RECORD_BY_KEY)
 
 
 def _counter_params(account_id: uuid.UUID, key: str, period_start: datetime) -> dict[str, Any]:
@@ -145,8 +206,8 @@ def _counter_params(account_id: uuid.UUID, key: str, period_start: datetime) -> 
 def _lock_counter(connection: Connection, account_id: uuid.UUID, key: str, period: Period) -> tuple[int, int]:
     """(used, held) of the counter, created at zero if absent, under the row lock (PostgreSQL; SQLite: the
     transaction already holds the write lock)."""
-    connection.execute(
-        _INSERT_COUNTER[connection.dialect.name],
+    _PREPARED_INSERT_COUNTER.run(
+        connection,
         {
             "account_id": account_id,
             "key": key,
@@ -156,16 +217,14 @@ def _lock_counter(connection: Connection, account_id: uuid.UUID, key: str, perio
             "held": 0,
         },
     )
-    row = connection.execute(_LOCK_COUNTER, _counter_params(account_id, key, period.start)).one()
+    [row] = _PREPARED_LOCK_COUNTER.rows(connection, _counter_params(account_id, key, period.start))
     return int(row.used), int(row.held)
 
 
 def _add_to_counter(
     connection: Connection, account_id: uuid.UUID, key: str, period_start: datetime, *, used: int = 0, held: int = 0
 ) -> None:
-    connection.execute(
-        _ADD_TO_COUNTER, {**_counter_params(account_id, key, period_start), "b_used": used, "b_held": held}
-    )
+    _PREPARED_ADD.run(connection, {**_counter_params(account_id, key, period_start), "b_used": used, "b_held": held})
 
 
 def _counter_is(account_id: uuid.UUID, key: str, period_start: datetime) -> Any:
@@ -187,9 +246,10 @@ def _lock_gauge(connection: Connection, account_id: uuid.UUID, key: str, now: da
 
 
 def _replayed(connection: Connection, account_id: uuid.UUID, idempotency_key: str, digest: str) -> Any:
-    row = connection.execute(_RECORD_BY_KEY, {"b_account": account_id, "b_idempotency_key": idempotency_key}).first()
-    if row is None:
+    rows = _PREPARED_RECORD_BY_KEY.rows(connection, {"b_account": account_id, "b_idempotency_key": idempotency_key})
+    if not rows:
         return None
+    row = rows[0]
     if row.request_digest != digest:
         raise IdempotencyConflict(
             "this idempotency_key was used before with a different request", field="idempotency_key"
@@ -246,7 +306,7 @@ def _check(
 async def _written(state: BillingState, snapshot: AccountSnapshot, job: Callable[[Connection], T]) -> T:
     """Run the write; the account's cached limits report is dropped, so this process reads its own writes."""
     try:
-        return await state.writer.run(job)
+        return await state.writer.run(job, lane=snapshot.account_id)
     finally:
         state.reports.discard(snapshot.account_id)
 
@@ -320,8 +380,8 @@ def _insert_record(
     response: dict[str, Any],
     now: datetime,
 ) -> None:
-    connection.execute(
-        _INSERT_RECORD,
+    _PREPARED_INSERT_RECORD.run(
+        connection,
         {
             "id": history_id,
             "account_id": account_id,
@@ -416,9 +476,10 @@ async def reserve(
 
     def job(connection: Connection) -> dict[str, Any]:
         # Hold first (which takes the counter's lock), then look for a replay and check, under that lock: a refusal
-        # below undoes the hold with everything else; a replay takes its hold back and answers the first.
-        used, held_after = connection.execute(
-            _UPSERT_ADD_TO_COUNTER[connection.dialect.name],
+        # below undoes the hold and the reservation with everything else; a replay takes its hold back and answers
+        # the first.
+        [(used, held_after)] = _PREPARED_UPSERT_ADD.rows(
+            connection,
             {
                 "account_id": account_id,
                 "key": key,
@@ -427,11 +488,28 @@ async def reserve(
                 "used": 0,
                 "held": amount,
             },
-        ).one()
-        existing = connection.execute(
-            _RESERVATION_BY_REQUEST, {"b_account": account_id, "b_request_id": request_id}
-        ).first()
-        if existing is not None:
+        )
+        values = {
+            "id": uuid.uuid4(),
+            "account_id": account_id,
+            "key": key,
+            "amount": amount,
+            "period_start": period.start,
+            "request_id": request_id,
+            "request_digest": digest,
+            "status": ReservationStatus.HELD.value,
+            "expires_at": now + timedelta(seconds=ttl_seconds),
+            "committed_amount": None,
+            "history_id": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        # The reservation goes in before the check (a refusal undoes it with the hold); a request_id already taken
+        # inserts nothing, and is a replay.
+        if not _PREPARED_INSERT_NEW_RESERVATION.rows(connection, values):
+            [existing] = _PREPARED_RESERVATION_BY_REQUEST.rows(
+                connection, {"b_account": account_id, "b_request_id": request_id}
+            )
             if existing.request_digest != digest:
                 raise IdempotencyConflict(
                     "this request_id was used before with a different request", field="request_id"
@@ -449,22 +527,6 @@ async def reserve(
             amount=amount,
             now=now,
         )
-        values = {
-            "id": uuid.uuid4(),
-            "account_id": account_id,
-            "key": key,
-            "amount": amount,
-            "period_start": period.start,
-            "request_id": request_id,
-            "request_digest": digest,
-            "status": ReservationStatus.HELD.value,
-            "expires_at": now + timedelta(seconds=ttl_seconds),
-            "committed_amount": None,
-            "history_id": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        connection.execute(_INSERT_RESERVATION, values)
         body = _reservation_body(_Row(values))
         body.update(_limit_entry(limit, int(used) + held + amount))
         return body
@@ -482,13 +544,19 @@ class _Row:
 def _locked_reservation(connection: Connection, account_id: uuid.UUID, request_id: str) -> Any:
     """The reservation under its counter's lock and its own (counter first, everywhere, so writers never deadlock)."""
     params = {"b_account": account_id, "b_request_id": request_id}
-    found = connection.execute(_RESERVATION_BY_REQUEST, params).first()
-    if found is None:
-        raise ReservationNotFound(f"no reservation with request_id {request_id!r} on this account", field="request_id")
     if connection.dialect.name == "sqlite":  # the batch's transaction holds the database's write lock already
-        return found
-    _lock_counter_existing(connection, account_id, found.key, found.period_start)
+        rows = _PREPARED_RESERVATION_BY_REQUEST.rows(connection, params)
+        if not rows:
+            raise _reservation_not_found(request_id)
+        return rows[0]
+    # The counter's lock found through the reservation in one statement, then the reservation's own.
+    if connection.execute(_LOCK_COUNTER_OF_RESERVATION, params).first() is None:
+        raise _reservation_not_found(request_id)  # (every reservation's counter exists: reserve made it)
     return connection.execute(_LOCK_RESERVATION, params).one()
+
+
+def _reservation_not_found(request_id: str) -> ReservationNotFound:
+    return ReservationNotFound(f"no reservation with request_id {request_id!r} on this account", field="request_id")
 
 
 async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: str, actual: int) -> dict[str, Any]:
@@ -515,8 +583,8 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
             )
         history_id = uuid.uuid4()
         _add_to_counter(connection, account_id, row.key, row.period_start, used=actual, held=-amount)
-        connection.execute(
-            _UPDATE_RESERVATION,
+        _PREPARED_COMMIT_RESERVATION.run(
+            connection,
             {
                 "b_id": row.id,
                 "status": ReservationStatus.COMMITTED.value,
@@ -642,7 +710,7 @@ async def release_expired_holds(
                 )
             return len(expired)
 
-        released += await state.writer.run(job)
+        released += await state.writer.run(job, lane=account_id)
         state.reports.discard(account_id)
     return released
 

@@ -1,0 +1,203 @@
+"""The platform API's hottest writes (reserve, commit, consume) answered without Litestar's per-request machinery.
+
+``POST …/usage/reserve``, ``POST …/usage/reservations/{request_id}/commit`` and ``POST …/usage/consume`` (all
+answered 201 by their Litestar routes) stay Litestar routes (the OpenAPI
+schema, and the answer to anything unusual), but a well-formed call is served here, in front of Litestar's routing,
+inside the request-id and metrics wrapper (``http_wiring.observe_requests``), which labels it with the route's
+template as Litestar would. Per call Litestar spends more than the write itself costs: the guard and dependency
+machinery, ``enforce_json_bodies``' scan, the signature model, the pydantic body model and the response conversion.
+
+What is served here is exactly what the route would do with it, in the same order: the guard's authentication
+(``accounts.authenticate_platform``, failures counted the same), the account's snapshot, the same service call, the
+same ``{"data": ...}`` body and status. Whatever this path is not sure about — a body that is not a small flat JSON
+object every rule accepts (``fast_bodies.py``), a Content-Type other than JSON, a second Authorization header,
+trusted proxies (which change the address failures count against) — goes to Litestar untouched, the body already
+read handed back to it, before anything was done: so every refusal of a bad request is Litestar's own, codes and
+``errors[].field`` included. Errors from authentication on are raised by the same code the route runs and answered
+through the one error mapping (``http_wiring.send_problem``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar import Litestar
+from litestar.enums import ScopeType
+from litestar.serialization import encode_json
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+
+from license_server.billing.accounts import service as accounts
+from license_server.billing.accounts.snapshots import AccountSnapshot
+from license_server.billing.controllers import BILLING_STATE_KEY, PLATFORM_PREFIX, checked_external_id
+from license_server.billing.fast_bodies import MAX_FAST_BODY_BYTES, Field, FlatBody
+from license_server.billing.plans.terms import MAX_QUANTITY
+from license_server.billing.schemas import MAX_TTL_SECONDS
+from license_server.billing.state import BillingState
+from license_server.billing.usage import service as usage
+from license_server.http_wiring import send_problem
+from license_server.json_bodies import is_json_media_type
+
+_ACCOUNT = PLATFORM_PREFIX + "/accounts/{external_id}"
+RESERVE_TEMPLATE = _ACCOUNT + "/usage/reserve"
+COMMIT_TEMPLATE = _ACCOUNT + "/usage/reservations/{request_id}/commit"
+CONSUME_TEMPLATE = _ACCOUNT + "/usage/consume"
+_RESERVE_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/usage/reserve")
+_CONSUME_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/usage/consume")
+_COMMIT_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/usage/reservations/([^/]+)/commit")
+_PRINTABLE = re.compile(r"[\x21-\x7e]{1,200}")  # IdempotencyKey
+_QUOTA_KEY = re.compile(r"[a-z][a-z0-9_.:-]{0,99}")  # QuotaKey
+RESERVE_BODY = FlatBody(
+    (
+        Field("key", pattern=_QUOTA_KEY),
+        Field("amount", low=1, high=MAX_QUANTITY, default=1),
+        Field("request_id", pattern=_PRINTABLE),
+        Field("ttl_seconds", low=1, high=MAX_TTL_SECONDS, default=900),
+    )
+)
+COMMIT_BODY = FlatBody((Field("actual", low=0, high=MAX_QUANTITY),))
+CONSUME_BODY = FlatBody(
+    (
+        Field("key", pattern=_QUOTA_KEY),
+        Field("amount", low=1, high=MAX_QUANTITY, default=1),
+        Field("idempotency_key", pattern=_PRINTABLE),
+    )
+)
+_JSON_HEADERS = (b"content-type", b"application/json")
+_Call = Callable[[BillingState, AccountSnapshot, dict[str, Any], tuple[str, ...]], Awaitable[dict[str, Any]]]
+
+
+async def _reserve(
+    state: BillingState, snapshot: AccountSnapshot, body: dict[str, Any], params: tuple[str, ...]
+) -> dict[str, Any]:
+    return await usage.reserve(
+        state,
+        snapshot,
+        key=body["key"],
+        amount=body["amount"],
+        request_id=body["request_id"],
+        ttl_seconds=body["ttl_seconds"],
+    )
+
+
+async def _commit(
+    state: BillingState, snapshot: AccountSnapshot, body: dict[str, Any], params: tuple[str, ...]
+) -> dict[str, Any]:
+    return await usage.commit(state, snapshot, request_id=params[1][:200], actual=body["actual"])
+
+
+async def _consume(
+    state: BillingState, snapshot: AccountSnapshot, body: dict[str, Any], params: tuple[str, ...]
+) -> dict[str, Any]:
+    return await usage.consume(
+        state, snapshot, key=body["key"], amount=body["amount"], idempotency_key=body["idempotency_key"]
+    )
+
+
+_ROUTES: tuple[tuple[re.Pattern[str], str, FlatBody, _Call], ...] = (
+    (_RESERVE_PATH, RESERVE_TEMPLATE, RESERVE_BODY, _reserve),
+    (_COMMIT_PATH, COMMIT_TEMPLATE, COMMIT_BODY, _commit),
+    (_CONSUME_PATH, CONSUME_TEMPLATE, CONSUME_BODY, _consume),
+)
+
+
+def _replaying(messages: list[ReceiveMessage], receive: Receive) -> Receive:
+    """``receive`` that first hands back what was already read."""
+    pending = list(messages)
+
+    async def replay() -> ReceiveMessage:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def fast_platform_writes(app: Litestar, inner: ASGIApp, *, enabled: bool = True) -> ASGIApp:
+    """``inner`` (Litestar's ASGI handler) with reserve, commit and consume served in front of it."""
+    templates = {route.path_format for route in app.routes}
+    missing = {RESERVE_TEMPLATE, COMMIT_TEMPLATE, CONSUME_TEMPLATE} - templates
+    if missing:  # the fast path must name routes Litestar has, for the metrics and the fallback
+        raise RuntimeError(f"fast billing writes: no Litestar route {sorted(missing)}")
+    if not enabled:
+        return inner
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "POST" or scope.get("root_path"):
+            await inner(scope, receive, send)
+            return
+        path = scope["path"]
+        for pattern, template, shape, call in _ROUTES:
+            match = pattern.fullmatch(path)
+            if match is not None:
+                await _serve(scope, receive, send, match.groups(), template, shape, call)
+                return
+        await inner(scope, receive, send)
+
+    async def _serve(
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        params: tuple[str, ...],
+        template: str,
+        shape: FlatBody,
+        call: _Call,
+    ) -> None:
+        authorization: list[bytes] = []
+        content_type: list[bytes] = []
+        for name, value in scope["headers"]:
+            lowered = name.lower()
+            if lowered == b"authorization":
+                authorization.append(value)
+            elif lowered == b"content-type":
+                content_type.append(value)
+            elif lowered == b"content-length" and (not value.isdigit() or int(value) > MAX_FAST_BODY_BYTES):
+                await inner(scope, receive, send)
+                return
+        messages: list[ReceiveMessage] = []
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                await inner(scope, _replaying(messages, receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > MAX_FAST_BODY_BYTES:
+                await inner(scope, _replaying(messages, receive), send)
+                return
+            if not message.get("more_body", False):
+                break
+        body = shape.read(b"".join(chunks)) if len(authorization) == 1 and len(content_type) == 1 else None
+        if body is None or not is_json_media_type(content_type[0].decode("latin-1")):
+            await inner(scope, _replaying(messages, receive), send)
+            return
+        scope["path_template"] = template  # what Litestar's routing would set, for the metrics
+        scheme, _, secret = authorization[0].decode("latin-1").partition(" ")
+        secret = secret.strip()
+        client = scope.get("client")
+        state: BillingState = app.state[BILLING_STATE_KEY]
+        try:
+            platform = await accounts.authenticate_platform(
+                state, secret if scheme.lower() == "bearer" and secret else None, address=client[0] if client else None
+            )
+            snapshot = await accounts.account_snapshot(state, platform, checked_external_id(params[0]))
+            data = await call(state, snapshot, body, params)
+        except Exception as exc:
+            await send_problem(scope, _replaying([], receive), send, exc)
+            return
+        payload = encode_json({"data": data})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+    return handler
