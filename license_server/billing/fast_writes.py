@@ -1,7 +1,9 @@
-"""The platform API's hottest writes (reserve, commit, consume) answered without Litestar's per-request machinery.
+"""The platform API's hottest calls (reserve, commit, consume; the limits report and check) answered without
+Litestar's per-request machinery.
 
 ``POST …/usage/reserve``, ``POST …/usage/reservations/{request_id}/commit`` and ``POST …/usage/consume`` (all
-answered 201 by their Litestar routes) stay Litestar routes (the OpenAPI
+answered 201 by their Litestar routes), ``GET …/limits`` and ``GET …/limits/{key}/check[?amount=N]`` (200) stay
+Litestar routes (the OpenAPI
 schema, and the answer to anything unusual), but a well-formed call is served here, in front of Litestar's routing,
 inside the request-id and metrics wrapper (``http_wiring.observe_requests``), which labels it with the route's
 template as Litestar would. Per call Litestar spends more than the write itself costs: the guard and dependency
@@ -30,7 +32,7 @@ from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from license_server.billing.accounts import service as accounts
 from license_server.billing.accounts.snapshots import AccountSnapshot
-from license_server.billing.controllers import BILLING_STATE_KEY, PLATFORM_PREFIX, checked_external_id
+from license_server.billing.controllers import BILLING_STATE_KEY, PLATFORM_PREFIX, checked_external_id, checked_key
 from license_server.billing.fast_bodies import MAX_FAST_BODY_BYTES, Field, FlatBody
 from license_server.billing.plans.terms import MAX_QUANTITY
 from license_server.billing.schemas import MAX_TTL_SECONDS
@@ -43,6 +45,13 @@ _ACCOUNT = PLATFORM_PREFIX + "/accounts/{external_id}"
 RESERVE_TEMPLATE = _ACCOUNT + "/usage/reserve"
 COMMIT_TEMPLATE = _ACCOUNT + "/usage/reservations/{request_id}/commit"
 CONSUME_TEMPLATE = _ACCOUNT + "/usage/consume"
+LIMITS_TEMPLATE = _ACCOUNT + "/limits"
+CHECK_TEMPLATE = _ACCOUNT + "/limits/{key}/check"
+_LIMITS_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/limits")
+_CHECK_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/limits/([^/]+)/check")
+# check's one query parameter as a platform sends it; anything else (another parameter, a sign, a huge number) is
+# the route's to judge
+_CHECK_QUERY = re.compile(rb"(?:amount=(\d{1,16}))?")
 _RESERVE_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/usage/reserve")
 _CONSUME_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/usage/consume")
 _COMMIT_PATH = re.compile(re.escape(PLATFORM_PREFIX) + r"/accounts/([^/]+)/usage/reservations/([^/]+)/commit")
@@ -102,6 +111,22 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, FlatBody, _Call], ...] = (
 )
 
 
+async def _read_limits(state: BillingState, snapshot: AccountSnapshot, params: tuple[str, ...], amount: int) -> bytes:
+    return (await usage.cached_limits_report(state, snapshot)).body
+
+
+async def _read_check(state: BillingState, snapshot: AccountSnapshot, params: tuple[str, ...], amount: int) -> bytes:
+    data = await usage.check(state, snapshot, key=checked_key(params[1]), amount=amount)
+    return encode_json({"data": data})
+
+
+_Read = Callable[[BillingState, AccountSnapshot, tuple[str, ...], int], Awaitable[bytes]]
+_READS: tuple[tuple[re.Pattern[str], str, _Read], ...] = (
+    (_LIMITS_PATH, LIMITS_TEMPLATE, _read_limits),
+    (_CHECK_PATH, CHECK_TEMPLATE, _read_check),
+)
+
+
 def _replaying(messages: list[ReceiveMessage], receive: Receive) -> Receive:
     """``receive`` that first hands back what was already read."""
     pending = list(messages)
@@ -117,23 +142,70 @@ def _replaying(messages: list[ReceiveMessage], receive: Receive) -> Receive:
 def fast_platform_writes(app: Litestar, inner: ASGIApp, *, enabled: bool = True) -> ASGIApp:
     """``inner`` (Litestar's ASGI handler) with reserve, commit and consume served in front of it."""
     templates = {route.path_format for route in app.routes}
-    missing = {RESERVE_TEMPLATE, COMMIT_TEMPLATE, CONSUME_TEMPLATE} - templates
+    missing = {RESERVE_TEMPLATE, COMMIT_TEMPLATE, CONSUME_TEMPLATE, LIMITS_TEMPLATE, CHECK_TEMPLATE} - templates
     if missing:  # the fast path must name routes Litestar has, for the metrics and the fallback
         raise RuntimeError(f"fast billing writes: no Litestar route {sorted(missing)}")
     if not enabled:
         return inner
 
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["method"] != "POST" or scope.get("root_path"):
+        if scope["type"] != ScopeType.HTTP or not scope["path"].startswith(PLATFORM_PREFIX) or scope.get("root_path"):
+            await inner(scope, receive, send)  # every other route (the poll path among them) pays this test only
+            return
+        path, method = scope["path"], scope["method"]
+        if method == "POST":
+            for pattern, template, shape, call in _ROUTES:
+                match = pattern.fullmatch(path)
+                if match is not None:
+                    await _serve(scope, receive, send, match.groups(), template, shape, call)
+                    return
+        elif method == "GET":
+            for pattern, template, read in _READS:
+                match = pattern.fullmatch(path)
+                if match is not None:
+                    await _answer_read(scope, receive, send, match.groups(), template, read)
+                    return
+        await inner(scope, receive, send)
+
+    async def _answer_read(
+        scope: Scope, receive: Receive, send: Send, params: tuple[str, ...], template: str, read: _Read
+    ) -> None:
+        """The limits report and the read-only check, as their routes answer them (guard, snapshot, service)."""
+        query = _CHECK_QUERY.fullmatch(scope.get("query_string", b"")) if template == CHECK_TEMPLATE else None
+        authorization = [value for name, value in scope["headers"] if name.lower() == b"authorization"]
+        if (
+            len(authorization) != 1
+            or (template == LIMITS_TEMPLATE and scope.get("query_string"))
+            or (template == CHECK_TEMPLATE and query is None)
+        ):
             await inner(scope, receive, send)
             return
-        path = scope["path"]
-        for pattern, template, shape, call in _ROUTES:
-            match = pattern.fullmatch(path)
-            if match is not None:
-                await _serve(scope, receive, send, match.groups(), template, shape, call)
-                return
-        await inner(scope, receive, send)
+        amount = int(query.group(1)) if query is not None and query.group(1) is not None else 1
+        if amount > MAX_QUANTITY:
+            await inner(scope, receive, send)
+            return
+        scope["path_template"] = template
+        scheme, _, secret = authorization[0].decode("latin-1").partition(" ")
+        secret = secret.strip()
+        client = scope.get("client")
+        state: BillingState = app.state[BILLING_STATE_KEY]
+        try:
+            platform = await accounts.authenticate_platform(
+                state, secret if scheme.lower() == "bearer" and secret else None, address=client[0] if client else None
+            )
+            snapshot = await accounts.account_snapshot(state, platform, checked_external_id(params[0]))
+            payload = await read(state, snapshot, params, amount)
+        except Exception as exc:
+            await send_problem(scope, receive, send, exc)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
 
     async def _serve(
         scope: Scope,

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from license_server.auth.tokens import Actor
+from license_server.billing import fast_writes
 from license_server.billing.fast_bodies import MAX_FAST_BODY_BYTES
 from license_server.billing.fast_writes import COMMIT_BODY, RESERVE_BODY
 from license_server.runtime import Runtime
@@ -120,6 +121,60 @@ async def test_a_bad_secret_is_the_guard_s_401(client: httpx.AsyncClient, platfo
         )
     assert answers[0].status_code == 401
     _same(*answers, ignore=("request_id",))
+
+
+async def test_the_limits_report_and_check_answer_as_litestar_does(
+    client: httpx.AsyncClient, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served_here: list[str] = []
+    reads = tuple(
+        (pattern, template, _counting(read, template, served_here)) for pattern, template, read in fast_writes._READS
+    )
+    monkeypatch.setattr(fast_writes, "_READS", reads)
+    consumed = await _post(client, platform, "usage/consume", {"key": RUNS, "idempotency_key": "k"}, litestar=False)
+    assert consumed.status_code == 201
+
+    async def both(tail: str, query: str = "", headers: dict[str, str] | None = None) -> list[httpx.Response]:
+        # an unknown query parameter sends the same call to the Litestar route, which ignores it
+        url = platform.url("org-1", tail)
+        extra = "&" if query else "?"
+        return [
+            await client.get(f"{url}{query}", headers=headers or platform.headers),
+            await client.get(f"{url}{query}{extra}via=litestar", headers=headers or platform.headers),
+        ]
+
+    for tail, query in (("limits", ""), (f"limits/{RUNS}/check", ""), (f"limits/{RUNS}/check", "?amount=3")):
+        fast, slow = await both(tail, query)
+        assert fast.status_code == 200, fast.text
+        _same(fast, slow)
+    assert (await both(f"limits/{RUNS}/check", "?amount=4"))[0].json()["data"]["allowed"] is False
+    for tail, query, status in (
+        ("limits", "", 401),  # a bad secret
+        (f"limits/{RUNS}/check", "", 401),
+        ("limits/Not-A-Key/check", "", 400),  # the key's rule, after the guard
+    ):
+        headers = {"Authorization": "Bearer nope"} if status == 401 else None
+        fast, slow = await both(tail, query, headers)
+        assert fast.status_code == status, fast.text
+        _same(fast, slow, ignore=("request_id",))
+    # served here, up to the read (a refused secret stops before it): the report once, the check four times
+    assert served_here.count(fast_writes.LIMITS_TEMPLATE) == 1
+    assert served_here.count(fast_writes.CHECK_TEMPLATE) == 4
+    # what the route judges stays the route's: a sign, a huge number, an empty value, another parameter
+    refused_by_the_route = [("?amount=-1", 400), ("?amount=99999999999999999999", 400), ("?amount=", 400)]
+    for query, status in [*refused_by_the_route, ("?amount=1&amount=2", 200)]:  # Litestar takes the first
+        before = len(served_here)
+        answer = await client.get(platform.url("org-1", f"limits/{RUNS}/check{query}"), headers=platform.headers)
+        assert answer.status_code == status, (query, answer.text)
+        assert len(served_here) == before, query
+
+
+def _counting(read: Any, template: str, served: list[str]) -> Any:
+    async def counted(*args: Any) -> Any:
+        served.append(template)
+        return await read(*args)
+
+    return counted
 
 
 @pytest.mark.parametrize(
