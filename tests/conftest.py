@@ -167,15 +167,23 @@ def own_keys_dir(tmp_path: Path) -> Path:
     return keys
 
 
-@pytest.fixture
-def settings(backend: str, tmp_path: Path, keys_dir: Path, request: pytest.FixtureRequest) -> Settings:
+def backend_settings(
+    backend: str, tmp_path: Path, keys_dir: Path, request: pytest.FixtureRequest, **overrides: Any
+) -> Settings:
+    """Test settings on a fresh database of ``backend`` (a copy of the migrated SQLite template, or this test's
+    PostgreSQL database); ``overrides`` as for ``make_settings``."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     if backend == "sqlite":
         shutil.copy(request.getfixturevalue("sqlite_template"), data_dir / "license-server.db")
-        return make_settings(data_dir, keys_dir, None)
+        return make_settings(data_dir, keys_dir, None, **overrides)
     database: PostgresDatabase = request.getfixturevalue("postgres_database")
-    return make_settings(data_dir, keys_dir, database.url)
+    return make_settings(data_dir, keys_dir, database.url, **overrides)
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, keys_dir: Path, request: pytest.FixtureRequest) -> Settings:
+    return backend_settings(backend, tmp_path, keys_dir, request)
 
 
 async def _truncate_all(runtime: Runtime) -> None:

@@ -184,8 +184,26 @@ def fast_platform_writes(app: Litestar, inner: ASGIApp, *, enabled: bool = True)
         if amount > MAX_QUANTITY:
             await inner(scope, receive, send)
             return
-        scope["path_template"] = template
-        scheme, _, secret = authorization[0].decode("latin-1").partition(" ")
+
+        async def produce(state: BillingState, snapshot: AccountSnapshot) -> bytes:
+            return await read(state, snapshot, params, amount)
+
+        await _answer(scope, receive, send, template, authorization[0], params[0], 200, produce)
+
+    async def _answer(
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        template: str,
+        authorization: bytes,
+        external_id: str,
+        status: int,
+        produce: Callable[[BillingState, AccountSnapshot], Awaitable[bytes]],
+    ) -> None:
+        """As the route: authenticate as its guard does (failures counted the same), take the account's snapshot, run
+        ``produce``; answer its JSON body with ``status``, or the problem for whatever was raised (the one mapping)."""
+        scope["path_template"] = template  # what Litestar's routing would set, for the metrics
+        scheme, _, secret = authorization.decode("latin-1").partition(" ")
         secret = secret.strip()
         client = scope.get("client")
         state: BillingState = app.state[BILLING_STATE_KEY]
@@ -193,15 +211,15 @@ def fast_platform_writes(app: Litestar, inner: ASGIApp, *, enabled: bool = True)
             platform = await accounts.authenticate_platform(
                 state, secret if scheme.lower() == "bearer" and secret else None, address=client[0] if client else None
             )
-            snapshot = await accounts.account_snapshot(state, platform, checked_external_id(params[0]))
-            payload = await read(state, snapshot, params, amount)
+            snapshot = await accounts.account_snapshot(state, platform, checked_external_id(external_id))
+            payload = await produce(state, snapshot)
         except Exception as exc:
             await send_problem(scope, receive, send, exc)
             return
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
+                "status": status,
                 "headers": [_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
             }
         )
@@ -248,28 +266,10 @@ def fast_platform_writes(app: Litestar, inner: ASGIApp, *, enabled: bool = True)
         if body is None or not is_json_media_type(content_type[0].decode("latin-1")):
             await inner(scope, _replaying(messages, receive), send)
             return
-        scope["path_template"] = template  # what Litestar's routing would set, for the metrics
-        scheme, _, secret = authorization[0].decode("latin-1").partition(" ")
-        secret = secret.strip()
-        client = scope.get("client")
-        state: BillingState = app.state[BILLING_STATE_KEY]
-        try:
-            platform = await accounts.authenticate_platform(
-                state, secret if scheme.lower() == "bearer" and secret else None, address=client[0] if client else None
-            )
-            snapshot = await accounts.account_snapshot(state, platform, checked_external_id(params[0]))
-            data = await call(state, snapshot, body, params)
-        except Exception as exc:
-            await send_problem(scope, _replaying([], receive), send, exc)
-            return
-        payload = encode_json({"data": data})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 201,
-                "headers": [_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+        async def produce(state: BillingState, snapshot: AccountSnapshot) -> bytes:
+            return encode_json({"data": await call(state, snapshot, body, params)})
+
+        await _answer(scope, receive, send, template, authorization[0], params[0], 201, produce)
 
     return handler

@@ -4,7 +4,6 @@ the next poll (on SQLite and PostgreSQL, poll cache on)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
@@ -15,20 +14,14 @@ from license_server.auth.models import AuditEvent
 from license_server.config import Settings
 from license_server.runtime import Runtime
 from license_server.verifier import Verifier
-from tests.conftest import LicenseFactory, MovableClock, PostgresDatabase, make_settings
+from tests.conftest import LicenseFactory, MovableClock, backend_settings
 from tests.deployments.conftest import activate, bearer
 
 
 @pytest.fixture
 def settings(backend: str, tmp_path: Path, keys_dir: Path, request: pytest.FixtureRequest) -> Settings:
     """The poll cache on, as served: the update must reach it, not wait for it to expire."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    if backend == "sqlite":
-        shutil.copy(request.getfixturevalue("sqlite_template"), data_dir / "license-server.db")
-        return make_settings(data_dir, keys_dir, None, poll_cache_seconds=60)
-    database: PostgresDatabase = request.getfixturevalue("postgres_database")
-    return make_settings(data_dir, keys_dir, database.url, poll_cache_seconds=60)
+    return backend_settings(backend, tmp_path, keys_dir, request, poll_cache_seconds=60)
 
 
 async def test_only_what_is_sent_changes_and_null_clears(

@@ -37,7 +37,7 @@ REQUIRE_BROWSER = os.environ.get("LICENSE_SERVER_REQUIRE_BROWSER") == "1"
 AXE_SCRIPT = Path(__file__).parents[2] / "license_server" / "console" / "static" / "vendor" / "axe-4.14.1.min.js"
 
 
-def _browser_unavailable_reason() -> str | None:
+def browser_unavailable_reason() -> str | None:
     if not os.access(CHROMIUM, os.X_OK):
         return f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
     try:
@@ -49,7 +49,7 @@ def _browser_unavailable_reason() -> str | None:
 
 @pytest.fixture(scope="session")
 def chromium_path() -> Path:
-    reason = _browser_unavailable_reason()
+    reason = browser_unavailable_reason()
     if reason:
         if REQUIRE_BROWSER:
             pytest.fail(f"{reason}; LICENSE_SERVER_REQUIRE_BROWSER=1 forbids skipping", pytrace=False)

@@ -8,7 +8,6 @@ LICENSE_SERVER_REQUIRE_BROWSER=1 (CI) makes that a failure.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,20 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.console.conftest import CHROMIUM, REQUIRE_BROWSER, browser_unavailable_reason
 from tests.e2e.conftest import LICENSE_SERVER, clean_env
 
-CHROMIUM = Path("/usr/bin/chromium")
 PROBE = Path(__file__).with_name("docs_offline_probe.py")
-REQUIRE_BROWSER = os.environ.get("LICENSE_SERVER_REQUIRE_BROWSER") == "1"
 
 
 def _unavailable() -> str | None:
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError as exc:
-        return f"the playwright package is not installed ({exc})"
+    reason = browser_unavailable_reason()
+    if reason:
+        return reason
     unshare = shutil.which("unshare")
     if unshare is None:
         return "unshare (util-linux) is not installed"
