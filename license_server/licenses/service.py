@@ -79,6 +79,15 @@ def _validated_terms(plan: Plan | None, overrides: dict[str, Any], *, field: str
 
 
 # -- customers --------------------------------------------------------------------------------------------------
+def _external_id_taken() -> AlreadyExists:
+    return AlreadyExists("a customer with this external_id exists", field="external_id", code="customer_exists")
+
+
+async def _refuse_taken_external_id(session: AsyncSession, external_id: str | None) -> None:
+    if external_id is not None and await session.scalar(select(Customer.id).where(Customer.external_id == external_id)):
+        raise _external_id_taken()
+
+
 async def create_customer(
     session: AsyncSession,
     *,
@@ -88,8 +97,7 @@ async def create_customer(
     external_id: str | None = None,
     clock: Clock = utcnow,
 ) -> Customer:
-    if external_id is not None and await session.scalar(select(Customer.id).where(Customer.external_id == external_id)):
-        raise AlreadyExists("a customer with this external_id exists", field="external_id", code="customer_exists")
+    await _refuse_taken_external_id(session, external_id)
     customer = Customer(
         name=name,
         contact_email=contact_email,
@@ -102,9 +110,7 @@ async def create_customer(
         await session.flush()
     except IntegrityError as exc:  # a concurrent create with the same external_id won the race
         await session.rollback()
-        raise AlreadyExists(
-            "a customer with this external_id exists", field="external_id", code="customer_exists"
-        ) from exc
+        raise _external_id_taken() from exc
     await record_audit(
         session,
         actor=actor,
@@ -149,11 +155,7 @@ async def update_customer(
         customer.contact_email = contact_email
         changes["contact_email"] = True  # an address is personal data: the log says it changed
     if external_id is not KEEP and external_id != customer.external_id:
-        taken = external_id is not None and await session.scalar(
-            select(Customer.id).where(Customer.external_id == external_id, Customer.id != customer.id)
-        )
-        if taken:
-            raise AlreadyExists("a customer with this external_id exists", field="external_id", code="customer_exists")
+        await _refuse_taken_external_id(session, external_id)  # another customer's: it differs from this one's
         customer.external_id = changes["external_id"] = external_id
     if not changes:
         return customer
@@ -174,9 +176,7 @@ async def update_customer(
         await session.commit()
     except IntegrityError as exc:  # a concurrent change took the external_id first
         await session.rollback()
-        raise AlreadyExists(
-            "a customer with this external_id exists", field="external_id", code="customer_exists"
-        ) from exc
+        raise _external_id_taken() from exc
     return customer
 
 

@@ -457,6 +457,20 @@ async def record_payments_due(
 
 
 # -- staff verbs ----------------------------------------------------------------------------------------------------
+async def _staff_verb(
+    session: AsyncSession,
+    platform_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    work: Callable[[_Locked], Awaitable[None]],
+    *,
+    clock: Clock,
+    state: BillingState | None,
+) -> SubscriptionState:
+    """A staff verb: ``work`` under the subscription's lock at the account's clock, then the subscription as it is."""
+    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
+    return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
+
+
 async def _audit(session: AsyncSession, actor: Actor, locked: _Locked, action: str, **detail: Any) -> None:
     await record_audit(
         session,
@@ -589,8 +603,7 @@ async def change_plan(
             )
             await _audit(session, actor, locked, "downgrade_scheduled", to_plan=target.code)
 
-    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
-    return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
+    return await _staff_verb(session, platform_id, subscription_id, work, clock=clock, state=state)
 
 
 async def cancel(
@@ -624,8 +637,7 @@ async def cancel(
         await _audit(session, actor, locked, "cancel", cancel_at=when.isoformat())
         settle(session, locked)
 
-    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
-    return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
+    return await _staff_verb(session, platform_id, subscription_id, work, clock=clock, state=state)
 
 
 async def pause(
@@ -646,8 +658,7 @@ async def pause(
             await _audit(session, actor, locked, "paused")
             settle(session, locked)
 
-    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
-    return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
+    return await _staff_verb(session, platform_id, subscription_id, work, clock=clock, state=state)
 
 
 async def resume(
@@ -668,8 +679,7 @@ async def resume(
             await _audit(session, actor, locked, "resumed")
             settle(session, locked)
 
-    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
-    return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
+    return await _staff_verb(session, platform_id, subscription_id, work, clock=clock, state=state)
 
 
 async def reactivate(
@@ -705,8 +715,7 @@ async def reactivate(
             _emit(session, locked, EventType.SUBSCRIPTION_REACTIVATED, now, previous_status=sub.status)
         await _audit(session, actor, locked, "reactivated")
 
-    await _in_subscription_transaction(session, subscription_id, work, platform_id=platform_id, real=clock, state=state)
-    return await get_subscription(session, platform_id=platform_id, subscription_id=subscription_id, clock=clock)
+    return await _staff_verb(session, platform_id, subscription_id, work, clock=clock, state=state)
 
 
 # -- reads ----------------------------------------------------------------------------------------------------------
