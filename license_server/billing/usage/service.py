@@ -43,6 +43,7 @@ from license_server.billing.usage.models import (
     UsageOperation,
     UsageRecord,
 )
+from license_server.billing.usage.writer import DEFERRED, BatchedJob
 from license_server.clock import as_utc
 from license_server.errors import (
     IdempotencyConflict,
@@ -367,6 +368,34 @@ async def consume(
     return await _written(state, snapshot, job)
 
 
+def _record_values(
+    history_id: uuid.UUID,
+    account_id: uuid.UUID,
+    key: str,
+    operation: UsageOperation,
+    amount: int,
+    period: Period | None,
+    idempotency_key: str | None,
+    digest: str,
+    response: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "id": history_id,
+        "account_id": account_id,
+        "key": key,
+        "operation": operation.value,
+        "amount": amount,
+        "period_start": period.start if period else None,
+        "idempotency_key": idempotency_key,
+        "request_digest": digest,
+        "response": response,
+        "refunded_at": None,
+        "refund_response": None,
+        "created_at": now,
+    }
+
+
 def _insert_record(
     connection: Connection,
     history_id: uuid.UUID,
@@ -382,20 +411,7 @@ def _insert_record(
 ) -> None:
     _PREPARED_INSERT_RECORD.run(
         connection,
-        {
-            "id": history_id,
-            "account_id": account_id,
-            "key": key,
-            "operation": operation.value,
-            "amount": amount,
-            "period_start": period.start if period else None,
-            "idempotency_key": idempotency_key,
-            "request_digest": digest,
-            "response": response,
-            "refunded_at": None,
-            "refund_response": None,
-            "created_at": now,
-        },
+        _record_values(history_id, account_id, key, operation, amount, period, idempotency_key, digest, response, now),
     )
 
 
@@ -473,6 +489,21 @@ async def reserve(
     limit = effective_limit(snapshot.facts, key)
     digest = request_digest(op="reserve", key=key, amount=amount, ttl_seconds=ttl_seconds)
     account_id = snapshot.account_id
+    values = {
+        "id": uuid.uuid4(),
+        "account_id": account_id,
+        "key": key,
+        "amount": amount,
+        "period_start": period.start,
+        "request_id": request_id,
+        "request_digest": digest,
+        "status": ReservationStatus.HELD.value,
+        "expires_at": now + timedelta(seconds=ttl_seconds),
+        "committed_amount": None,
+        "history_id": None,
+        "created_at": now,
+        "updated_at": now,
+    }
 
     def job(connection: Connection) -> dict[str, Any]:
         # Hold first (which takes the counter's lock), then look for a replay and check, under that lock: a refusal
@@ -489,21 +520,6 @@ async def reserve(
                 "held": amount,
             },
         )
-        values = {
-            "id": uuid.uuid4(),
-            "account_id": account_id,
-            "key": key,
-            "amount": amount,
-            "period_start": period.start,
-            "request_id": request_id,
-            "request_digest": digest,
-            "status": ReservationStatus.HELD.value,
-            "expires_at": now + timedelta(seconds=ttl_seconds),
-            "committed_amount": None,
-            "history_id": None,
-            "created_at": now,
-            "updated_at": now,
-        }
         # The reservation goes in before the check (a refusal undoes it with the hold); a request_id already taken
         # inserts nothing, and is a replay.
         if not _PREPARED_INSERT_NEW_RESERVATION.rows(connection, values):
@@ -527,11 +543,59 @@ async def reserve(
             amount=amount,
             now=now,
         )
-        body = _reservation_body(_Row(values))
-        body.update(_limit_entry(limit, int(used) + held + amount))
-        return body
+        return _held_body(values, limit, int(used), held)
 
-    return await _written(state, snapshot, job)
+    return await _written(state, snapshot, BatchedJob(_RESERVE_BATCH, _ReserveArgs(values, period, limit), job))
+
+
+def _held_body(values: dict[str, Any], limit: EffectiveLimit, used: int, held_before: int) -> dict[str, Any]:
+    """A new reservation's answer: it, and where its counter stands with its hold."""
+    body = _reservation_body(_Row(values))
+    body.update(_limit_entry(limit, used + held_before + int(values["amount"])))
+    return body
+
+
+class _ReserveArgs(NamedTuple):
+    values: dict[str, Any]  # the reservation's columns
+    period: Period
+    limit: EffectiveLimit
+
+
+class _ReserveBatch:
+    """A batch's plain reserves on PostgreSQL, in one call of ``billing_reserve_batch`` (migration 0014): each holds
+    and inserts its reservation when the hold fits and its request_id is new; anything else is deferred to the
+    reserve's job (a replay, a refusal, expired holds to free first)."""
+
+    _CALL = (
+        "SELECT b.o_used, b.o_held FROM billing_reserve_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " WITH ORDINALITY AS b(o_used, o_held, n) ORDER BY b.n"
+    )
+
+    async def write(self, driver: Any, args: Sequence[_ReserveArgs]) -> list[Any]:
+        rows = await driver.fetch(
+            self._CALL,
+            [arg.values["account_id"] for arg in args],
+            [arg.values["key"] for arg in args],
+            [arg.period.start for arg in args],
+            [arg.period.end for arg in args],
+            [arg.values["amount"] for arg in args],
+            [arg.limit.limit for arg in args],
+            [arg.values["id"] for arg in args],
+            [arg.values["request_id"] for arg in args],
+            [arg.values["request_digest"] for arg in args],
+            [arg.values["expires_at"] for arg in args],
+            [arg.values["created_at"] for arg in args],
+            ReservationStatus.HELD.value,
+        )
+        return [
+            DEFERRED
+            if used is None
+            else _held_body(arg.values, arg.limit, int(used), int(held) - int(arg.values["amount"]))
+            for arg, (used, held) in zip(args, rows, strict=True)
+        ]
+
+
+_RESERVE_BATCH = _ReserveBatch()
 
 
 class _Row:
@@ -564,6 +628,15 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
     ``actual`` answers the first commit; commit after release or expiry is refused."""
     now = billing_now(state, snapshot)
     account_id = snapshot.account_id
+    history_id = uuid.uuid4()
+    args = _CommitArgs(
+        account_id,
+        request_id,
+        actual,
+        history_id,
+        request_digest(op="commit", request_id=request_id, actual=actual),
+        now,
+    )
 
     def job(connection: Connection) -> dict[str, Any]:
         row = _locked_reservation(connection, account_id, request_id)
@@ -571,7 +644,7 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
         if row.status == ReservationStatus.COMMITTED.value:
             if int(row.committed_amount) != actual:
                 raise IdempotencyConflict("this reservation was committed with a different actual", field="actual")
-            return _commit_body(row, actual, amount, snapshot, row.key)
+            return _commit_body(row.history_id, request_id, row.key, actual, amount)
         if row.status != ReservationStatus.HELD.value or row.expires_at <= now:
             state_now = ReservationStatus.EXPIRED.value if row.status == ReservationStatus.HELD.value else row.status
             raise ReservationClosed(f"the reservation is {state_now}; reserve again", field="request_id")
@@ -581,7 +654,6 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
                 field="actual",
                 code="commit_exceeds_reservation",
             )
-        history_id = uuid.uuid4()
         _add_to_counter(connection, account_id, row.key, row.period_start, used=actual, held=-amount)
         _PREPARED_COMMIT_RESERVATION.run(
             connection,
@@ -593,42 +665,86 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
                 "updated_at": now,
             },
         )
-        body = {
-            "history_id": str(history_id),
-            "request_id": request_id,
-            "key": row.key,
-            "committed": actual,
-            "refunded": amount - actual,
-            "status": ReservationStatus.COMMITTED.value,
-        }
-        period = Period(row.period_start, row.period_start)
-        _insert_record(
-            connection,
-            history_id,
-            account_id,
-            row.key,
-            UsageOperation.COMMIT,
-            actual,
-            period,
-            f"reservation:{request_id}",
-            request_digest(op="commit", request_id=request_id, actual=actual),
-            body,
-            now,
-        )
+        body = _commit_body(history_id, request_id, row.key, actual, amount)
+        _PREPARED_INSERT_RECORD.run(connection, _commit_record(args, row.key, row.period_start, body))
         return body
 
-    return await _written(state, snapshot, job)
+    return await _written(state, snapshot, BatchedJob(_COMMIT_BATCH, args, job))
 
 
-def _commit_body(row: Any, actual: int, amount: int, snapshot: AccountSnapshot, key: str) -> dict[str, Any]:
+def _commit_body(history_id: uuid.UUID, request_id: str, key: str, actual: int, amount: int) -> dict[str, Any]:
     return {
-        "history_id": str(row.history_id),
-        "request_id": row.request_id,
+        "history_id": str(history_id),
+        "request_id": request_id,
         "key": key,
         "committed": actual,
         "refunded": amount - actual,
         "status": ReservationStatus.COMMITTED.value,
     }
+
+
+class _CommitArgs(NamedTuple):
+    account_id: uuid.UUID
+    request_id: str
+    actual: int
+    history_id: uuid.UUID
+    digest: str
+    now: datetime
+
+
+def _commit_record(args: _CommitArgs, key: str, period_start: datetime, body: dict[str, Any]) -> dict[str, Any]:
+    """The usage record of a commit (its history_id), answered to a replay of its reservation."""
+    period = Period(period_start, period_start)  # the counter is named by its start
+    return _record_values(
+        args.history_id,
+        args.account_id,
+        key,
+        UsageOperation.COMMIT,
+        args.actual,
+        period,
+        _commit_idempotency_key(args.request_id),
+        args.digest,
+        body,
+        args.now,
+    )
+
+
+def _commit_idempotency_key(request_id: str) -> str:
+    return f"reservation:{request_id}"
+
+
+class _CommitBatch:
+    """A batch's plain commits on PostgreSQL, in one call of ``billing_commit_batch`` (migration 0014): each whose
+    reservation is held, unexpired and holds at least ``actual`` is committed with its usage record (the answer
+    below, built alike in SQL); anything else (a replay, a closed or unknown reservation, too large an actual) is
+    deferred to the commit's job."""
+
+    _CALL = (
+        "SELECT b.o_key, b.o_amount FROM billing_commit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " WITH ORDINALITY AS b(o_key, o_amount, n) ORDER BY b.n"
+    )
+
+    async def write(self, driver: Any, args: Sequence[_CommitArgs]) -> list[Any]:
+        rows = await driver.fetch(
+            self._CALL,
+            [arg.account_id for arg in args],
+            [arg.request_id for arg in args],
+            [arg.actual for arg in args],
+            [arg.history_id for arg in args],
+            [arg.now for arg in args],
+            [_commit_idempotency_key(arg.request_id) for arg in args],
+            [arg.digest for arg in args],
+            ReservationStatus.HELD.value,
+            ReservationStatus.COMMITTED.value,
+            UsageOperation.COMMIT.value,
+        )
+        return [
+            DEFERRED if key is None else _commit_body(arg.history_id, arg.request_id, key, arg.actual, int(amount))
+            for arg, (key, amount) in zip(args, rows, strict=True)
+        ]
+
+
+_COMMIT_BATCH = _CommitBatch()
 
 
 async def release(state: BillingState, snapshot: AccountSnapshot, *, request_id: str) -> dict[str, Any]:

@@ -5,7 +5,11 @@ over a Core ``Connection`` that locks what it counts, checks, writes, and return
   thread takes every pending job in one ``BEGIN IMMEDIATE`` transaction, each job in its own savepoint (a refusal
   undoes only its own statements), and answers them after the commit. ``BEGIN IMMEDIATE`` holds the database's
   write lock, so no other writer — in this process or another — counts in between.
-- PostgreSQL: group commit too: the waiting jobs share one transaction, each in its own savepoint; each job takes a
+- PostgreSQL: group commit too: the waiting jobs share one transaction. A job that comes with a *batched form*
+  (``BatchedJob``: plain reserves and commits) is written with the batch's others of its kind in one statement
+  (``BatchStatement``, a database function): over asyncpg every statement is a round trip, and round trips were
+  most of a write's cost. What that statement defers (a replay, a refusal: anything but the common case) runs as its
+  job, like every other job: in its own savepoint; each job takes a
   row lock (``ON CONFLICT DO UPDATE``, ``SELECT ... FOR UPDATE``) on the counter it checks, held to the batch's
   commit, which serialises writers of that counter across every replica. A unique-key race (two first uses of one
   idempotency key on different counters) is retried once, which then finds the first and answers it; a batch that
@@ -18,16 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from license_server.db.group_commit import SqliteGroupCommitWriter
 from license_server.metrics import BILLING_USAGE_WRITES, WRITE_BATCH_SIZE
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 UsageJob = Callable[[Connection], Any]
 _SAVEPOINT, _ROLLBACK_TO_SAVEPOINT, _RELEASE_SAVEPOINT = (
@@ -35,6 +42,31 @@ _SAVEPOINT, _ROLLBACK_TO_SAVEPOINT, _RELEASE_SAVEPOINT = (
     "ROLLBACK TO SAVEPOINT usage_job",
     "RELEASE SAVEPOINT usage_job",
 )
+
+
+# What a batch statement answers for a write it did not do; the write's job then runs.
+DEFERRED: Any = object()
+
+
+class BatchStatement(Protocol):
+    async def write(self, driver: Any, args: Sequence[Any]) -> list[Any]:
+        """Write every one of ``args`` (one write's values each) with one statement on ``driver`` (an asyncpg
+        connection outside any transaction, so the statement is its own); per write its answer, or ``DEFERRED``
+        when it wrote nothing of it and the write's job must run."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedJob:
+    """A job (called as itself: SQLite's writer, a write alone, a deferred write) that PostgreSQL's writer may instead
+    hand to ``statement`` with the batch's other writes of the same statement."""
+
+    statement: BatchStatement
+    args: Any
+    job: UsageJob
+
+    def __call__(self, connection: Connection) -> Any:
+        return self.job(connection)
 
 
 class UsageWriter(Protocol):
@@ -144,17 +176,47 @@ class PostgresUsageWriter:
                 async with self._engine.connect() as connection:
                     while self._pending[index]:
                         batch = self._take(index)
-                        jobs = [job for job, _ in batch]
-                        try:
-                            async with connection.begin():  # committed on success, rolled back on any raise
-                                results = await connection.run_sync(_postgres_batch, jobs)
-                        except Exception:  # nothing of the batch was written: each job on its own, as one call would be
-                            _answer(batch, [await self._alone(job) for job in jobs])
-                            break
+                        results, failed = await self._write(connection, [job for job, _ in batch])
                         _answer(batch, results)
+                        if failed:
+                            break
             except Exception:  # no connection to be had: each waiting job on its own says why
                 batch = self._take(index)
                 _answer(batch, [await self._alone(job) for job, _ in batch])
+
+    async def _write(self, connection: AsyncConnection, jobs: list[UsageJob]) -> tuple[list[Any], bool]:
+        """Every job's result (or what it raised), and whether a transaction failed on the way (the connection may
+        be broken). Batched jobs go first, one statement per kind, each its own transaction (a single round trip);
+        then every other job and every deferred one share one transaction, each in its own savepoint. (The jobs of
+        one batch were all waiting at once: any order is one they could have arrived in.)"""
+        results: list[Any] = [DEFERRED] * len(jobs)
+        kinds: dict[int, tuple[BatchStatement, list[int]]] = {}
+        for position, job in enumerate(jobs):
+            if isinstance(job, BatchedJob):
+                kinds.setdefault(id(job.statement), (job.statement, []))[1].append(position)
+        if kinds:
+            driver = (await connection.get_raw_connection()).driver_connection  # outside any transaction: autocommit
+            for statement, positions in kinds.values():
+                try:
+                    answers = await statement.write(driver, [cast(BatchedJob, jobs[p]).args for p in positions])
+                except Exception:  # one statement: nothing of it was written, so its jobs are written as jobs below
+                    logger.warning("a batched usage write failed; its writes go one by one", exc_info=True)
+                    continue
+                for position, answer in zip(positions, answers, strict=True):
+                    results[position] = answer
+        rest = [position for position, result in enumerate(results) if result is DEFERRED]
+        if not rest:
+            return results, False
+        failed = False
+        try:
+            async with connection.begin():  # committed on success, rolled back on any raise
+                answers = await connection.run_sync(_postgres_batch, [jobs[p] for p in rest])
+        except Exception:  # nothing of these was written: each job on its own, as one call would be
+            answers = [await self._alone(jobs[p]) for p in rest]
+            failed = True
+        for position, answer in zip(rest, answers, strict=True):
+            results[position] = answer
+        return results, failed
 
     async def _alone(self, job: UsageJob) -> Any:
         for attempt in range(2):
@@ -185,24 +247,22 @@ def _answer(batch: list[tuple[UsageJob, asyncio.Future[Any]]], results: list[Any
 def _postgres_batch(connection: Connection, jobs: list[UsageJob]) -> list[Any]:
     """Each job in a savepoint of its own. Savepoints are not released (the commit ends them all; a release would be
     one more round trip per job): ``ROLLBACK TO`` goes back to the newest of the name, this job's."""
-    results: list[Any] = []
-    for job in jobs:
-        for attempt in range(2):
-            connection.exec_driver_sql(_SAVEPOINT)
-            try:
-                result = job(connection)
-            except IntegrityError as race:  # a unique key another transaction took first: once more finds it
-                connection.exec_driver_sql(_ROLLBACK_TO_SAVEPOINT)
-                if attempt:
-                    results.append(race)
-                    break
-            except DBAPIError:  # deadlock, lost connection, ...: the batch fails as a whole
-                raise
-            except Exception as refusal:  # a refusal undoes this job's statements only
-                connection.exec_driver_sql(_ROLLBACK_TO_SAVEPOINT)
-                results.append(refusal)
-                break
-            else:
-                results.append(result)
-                break
-    return results
+    return [_in_savepoint(connection, job) for job in jobs]
+
+
+def _in_savepoint(connection: Connection, job: UsageJob) -> Any:
+    """The job's result, or what it raised (a refusal undoes only its own statements); a database error raises."""
+    for attempt in range(2):
+        connection.exec_driver_sql(_SAVEPOINT)
+        try:
+            return job(connection)
+        except IntegrityError as race:  # a unique key another transaction took first: once more finds it
+            connection.exec_driver_sql(_ROLLBACK_TO_SAVEPOINT)
+            if attempt:
+                return race
+        except DBAPIError:  # deadlock, lost connection, ...: the batch fails as a whole
+            raise
+        except Exception as refusal:  # a refusal undoes this job's statements only
+            connection.exec_driver_sql(_ROLLBACK_TO_SAVEPOINT)
+            return refusal
+    raise AssertionError("unreachable")
