@@ -160,5 +160,5 @@ class Runtime:
             await self.invalidation_listener.stop()
         if self.activation_writer is not None:
             await asyncio.to_thread(self.activation_writer.close)
-        await asyncio.to_thread(self.billing.writer.close)
+        await self.billing.writer.aclose()
         await self.engine.dispose()
