@@ -1,7 +1,7 @@
-"""PostgreSQL's batched usage writes (migration 0014's functions) answer exactly what the Python writes answer.
+"""Batched usage writes answer exactly what the writes one by one answer.
 
-Plain reserves and commits go to the database as one statement per batch; everything else they defer to the Python
-job. These tests check that the batch statements are really used, that what they write is what the job would have
+A batch's plain reserves and commits are written together (PostgreSQL: one call of a migration 0014 function; SQLite:
+a few set-based statements); everything else they defer to the write's own job. These tests check that the batch statements are really used, that what they write is what the job would have
 written (the commit's usage record holds the answer given), that a mix of plain, replayed, refused and conflicting
 writes in one batch comes out exactly, and that a failing batch statement loses nothing.
 """
@@ -35,21 +35,29 @@ async def platform(make_platform: PlatformFactory, runtime: Runtime, actor: Acto
 
 
 class Spy:
-    """Wraps a batch statement's ``write``: how many writes it was handed, and how many it answered itself."""
+    """Wraps a batch statement's writes (PostgreSQL's and SQLite's): how many calls it was handed, and how many it
+    answered itself."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, statement: Any, *, fail: bool = False) -> None:
         self.handed = self.answered = 0
-        original = statement.write
+        write, write_sqlite = statement.write, statement.write_sqlite
 
-        async def write(driver: Any, args: Sequence[Any]) -> list[Any]:
+        def count(args: Sequence[Any], answers: list[Any]) -> list[Any]:
             self.handed += len(args)
             if fail:
                 raise RuntimeError("the batch statement failed")
-            answers: list[Any] = await original(driver, args)
             self.answered += sum(answer is not DEFERRED for answer in answers)
             return answers
 
-        monkeypatch.setattr(statement, "write", write)
+        async def spied(driver: Any, args: Sequence[Any]) -> list[Any]:
+            return count(args, [] if fail else await write(driver, args))
+
+        def spied_sqlite(connection: Any, args: Sequence[Any]) -> list[Any]:
+            # A failure after writing: the writer must undo what the statement wrote.
+            return count(args, write_sqlite(connection, args))
+
+        monkeypatch.setattr(statement, "write", spied)
+        monkeypatch.setattr(statement, "write_sqlite", spied_sqlite)
 
 
 async def reserve(client: httpx.AsyncClient, platform: Platform, request_id: str, amount: int = 1) -> httpx.Response:
@@ -98,8 +106,6 @@ async def test_a_commit_records_the_answer_it_gave(
     assert replay.json()["data"] == body
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_plain_reserves_and_commits_are_written_by_the_batch_statements(
     client: httpx.AsyncClient, platform: Platform, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -121,8 +127,6 @@ async def test_plain_reserves_and_commits_are_written_by_the_batch_statements(
     assert {str(record.id): record.response for record in records} == answers
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_a_batch_mixing_plain_replayed_refused_and_conflicting_writes_comes_out_exact(
     client: httpx.AsyncClient, platform: Platform, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,12 +168,11 @@ async def test_a_batch_mixing_plain_replayed_refused_and_conflicting_writes_come
     assert len(rows) == 40
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_a_failing_batch_statement_loses_nothing(
     client: httpx.AsyncClient, platform: Platform, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whatever the batch statement raises, it wrote nothing (it is one statement): its writes go on as jobs."""
+    """Whatever the batch statement raises, nothing of it stays written (PostgreSQL: it is one statement; SQLite: it
+    fails after writing, and its savepoint is rolled back): its writes go on as jobs, exactly."""
     reserves = Spy(monkeypatch, service._RESERVE_BATCH, fail=True)
     commits = Spy(monkeypatch, service._COMMIT_BATCH, fail=True)
     held = await asyncio.gather(*(reserve(client, platform, f"run-{n}") for n in range(45)))

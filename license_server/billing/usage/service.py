@@ -45,6 +45,7 @@ from license_server.billing.usage.models import (
 )
 from license_server.billing.usage.writer import DEFERRED, BatchedJob
 from license_server.clock import as_utc
+from license_server.db.base import ordered_id
 from license_server.errors import (
     IdempotencyConflict,
     NotRefundable,
@@ -341,7 +342,7 @@ async def consume(
             now=now,
         )
         _add_to_counter(connection, account_id, key, period.start, used=amount)
-        history_id = uuid.uuid4()
+        history_id = ordered_id()
         response = {
             "history_id": str(history_id),
             "key": key,
@@ -490,7 +491,7 @@ async def reserve(
     digest = request_digest(op="reserve", key=key, amount=amount, ttl_seconds=ttl_seconds)
     account_id = snapshot.account_id
     values = {
-        "id": uuid.uuid4(),
+        "id": ordered_id(),
         "account_id": account_id,
         "key": key,
         "amount": amount,
@@ -562,9 +563,43 @@ class _ReserveArgs(NamedTuple):
 
 
 class _ReserveBatch:
-    """A batch's plain reserves on PostgreSQL, in one call of ``billing_reserve_batch`` (migration 0014): each holds
-    and inserts its reservation when the hold fits and its request_id is new; anything else is deferred to the
-    reserve's job (a replay, a refusal, expired holds to free first)."""
+    """A batch's plain reserves: each holds and inserts its reservation when its request_id is new and the hold fits
+    (in the batch's order, as the jobs one by one would); anything else is deferred to the reserve's job (a replay,
+    a refusal, expired holds to free first). On PostgreSQL one call of ``billing_reserve_batch`` (migration 0014);
+    on SQLite a lookup per call and a statement per counter, and one insert for all."""
+
+    def write_sqlite(self, connection: Connection, args: Sequence[_ReserveArgs]) -> list[Any]:
+        answers: list[Any] = []
+        counters: dict[tuple[uuid.UUID, str, datetime], list[int]] = {}  # (used, held) as the batch goes
+        holds: dict[tuple[uuid.UUID, str, datetime], int] = {}
+        seen: set[tuple[uuid.UUID, str]] = set()
+        inserted: list[dict[str, Any]] = []
+        for arg in args:
+            values = arg.values
+            account_id, request_id, amount = values["account_id"], values["request_id"], int(values["amount"])
+            if (account_id, request_id) in seen or _PREPARED_RESERVATION_BY_REQUEST.rows(
+                connection, {"b_account": account_id, "b_request_id": request_id}
+            ):
+                answers.append(DEFERRED)  # a replay (of an earlier batch's reservation, or of this one's)
+                continue
+            seen.add((account_id, request_id))
+            counter_key = (account_id, values["key"], arg.period.start)
+            counter = counters.get(counter_key)
+            if counter is None:
+                counter = counters[counter_key] = list(_lock_counter(connection, account_id, values["key"], arg.period))
+            used, held = counter
+            if not arg.limit.allows(used + held + amount):
+                answers.append(DEFERRED)
+                continue
+            counter[1] = held + amount
+            holds[counter_key] = holds.get(counter_key, 0) + amount
+            inserted.append(values)
+            answers.append(_held_body(values, arg.limit, used, held))
+        for (account_id, key, period_start), held in holds.items():
+            _add_to_counter(connection, account_id, key, period_start, held=held)
+        if inserted:
+            connection.execute(_RESERVATIONS.insert(), inserted)
+        return answers
 
     _CALL = (
         "SELECT b.o_used, b.o_held FROM billing_reserve_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -628,7 +663,7 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
     ``actual`` answers the first commit; commit after release or expiry is refused."""
     now = billing_now(state, snapshot)
     account_id = snapshot.account_id
-    history_id = uuid.uuid4()
+    history_id = ordered_id()
     args = _CommitArgs(
         account_id,
         request_id,
@@ -714,10 +749,57 @@ def _commit_idempotency_key(request_id: str) -> str:
 
 
 class _CommitBatch:
-    """A batch's plain commits on PostgreSQL, in one call of ``billing_commit_batch`` (migration 0014): each whose
-    reservation is held, unexpired and holds at least ``actual`` is committed with its usage record (the answer
-    below, built alike in SQL); anything else (a replay, a closed or unknown reservation, too large an actual) is
-    deferred to the commit's job."""
+    """A batch's plain commits: each whose reservation is held, unexpired and holds at least ``actual`` is committed
+    with its usage record; anything else (a replay, a closed or unknown reservation, too large an actual) is deferred
+    to the commit's job. On PostgreSQL one call of ``billing_commit_batch`` (migration 0014; the answer below built
+    alike in SQL); on SQLite a lookup per call, a statement per counter, and one update and one insert for all."""
+
+    def write_sqlite(self, connection: Connection, args: Sequence[_CommitArgs]) -> list[Any]:
+        answers: list[Any] = []
+        counters: dict[tuple[uuid.UUID, str, datetime], list[int]] = {}  # (used, held) to add
+        seen: set[tuple[uuid.UUID, str]] = set()
+        reservations: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        for arg in args:
+            rows = (
+                []
+                if (arg.account_id, arg.request_id) in seen
+                else _PREPARED_RESERVATION_BY_REQUEST.rows(
+                    connection, {"b_account": arg.account_id, "b_request_id": arg.request_id}
+                )
+            )
+            row = rows[0] if rows else None
+            if (
+                row is None
+                or row.status != ReservationStatus.HELD.value
+                or row.expires_at <= arg.now
+                or arg.actual > int(row.amount)
+            ):
+                answers.append(DEFERRED)  # not plain: the job says why (or answers the replay)
+                continue
+            seen.add((arg.account_id, arg.request_id))
+            amount = int(row.amount)
+            change = counters.setdefault((arg.account_id, row.key, row.period_start), [0, 0])
+            change[0] += arg.actual
+            change[1] -= amount
+            reservations.append(
+                {
+                    "b_id": row.id,
+                    "status": ReservationStatus.COMMITTED.value,
+                    "committed_amount": arg.actual,
+                    "history_id": arg.history_id,
+                    "updated_at": arg.now,
+                }
+            )
+            body = _commit_body(arg.history_id, arg.request_id, row.key, arg.actual, amount)
+            records.append(_commit_record(arg, row.key, row.period_start, body))
+            answers.append(body)
+        for (account_id, key, period_start), (used, held) in counters.items():
+            _add_to_counter(connection, account_id, key, period_start, used=used, held=held)
+        if reservations:
+            connection.execute(_UPDATE_RESERVATION, reservations)
+            connection.execute(_INSERT_RECORD, records)
+        return answers
 
     _CALL = (
         "SELECT b.o_key, b.o_amount FROM billing_commit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -876,7 +958,7 @@ async def change_gauge(
             .where(_GAUGES.c.account_id == account_id, _GAUGES.c.key == key)
             .values(used=new_used, updated_at=now)
         )
-        history_id = uuid.uuid4()
+        history_id = ordered_id()
         response = {"history_id": str(history_id), "key": key, "delta": delta, **_limit_entry(limit, new_used)}
         if idempotency_key is not None:
             _insert_record(

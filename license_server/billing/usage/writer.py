@@ -3,7 +3,8 @@ over a Core ``Connection`` that locks what it counts, checks, writes, and return
 
 - SQLite: jobs go through the same group-commit mechanism as activations (``license_server.db.group_commit``): one
   thread takes every pending job in one ``BEGIN IMMEDIATE`` transaction, each job in its own savepoint (a refusal
-  undoes only its own statements), and answers them after the commit. ``BEGIN IMMEDIATE`` holds the database's
+  undoes only its own statements), and answers them after the commit. Batched jobs (below) go first, each kind's
+  plain cases written together by a few set-based statements. ``BEGIN IMMEDIATE`` holds the database's
   write lock, so no other writer — in this process or another — counts in between.
 - PostgreSQL: group commit too: the waiting jobs share one transaction. A job that comes with a *batched form*
   (``BatchedJob``: plain reserves and commits) is written with the batch's others of its kind in one statement
@@ -49,10 +50,17 @@ DEFERRED: Any = object()
 
 
 class BatchStatement(Protocol):
+    """Writes many calls' plain case at once; per call its answer, or ``DEFERRED`` when it wrote nothing of that call
+    and the call's job must run (which then sees what the batch wrote)."""
+
     async def write(self, driver: Any, args: Sequence[Any]) -> list[Any]:
-        """Write every one of ``args`` (one write's values each) with one statement on ``driver`` (an asyncpg
-        connection outside any transaction, so the statement is its own); per write its answer, or ``DEFERRED``
-        when it wrote nothing of it and the write's job must run."""
+        """PostgreSQL: one statement on ``driver`` (an asyncpg connection outside any transaction, so the statement
+        is its own transaction)."""
+        ...
+
+    def write_sqlite(self, connection: Connection, args: Sequence[Any]) -> list[Any]:
+        """SQLite: a few set-based statements in the writer's transaction, which holds the database's write lock (so
+        what they read stays true until the commit)."""
         ...
 
 
@@ -99,7 +107,7 @@ class SqliteUsageWriter(SqliteGroupCommitWriter[UsageJob, Any]):
         await asyncio.to_thread(self.close)
 
     def write_batch(self, engine: Engine, requests: list[UsageJob]) -> list[Any]:
-        results: list[Any] = []
+        results: list[Any] = [DEFERRED] * len(requests)
         try:
             with engine.connect() as connection, connection.begin():
                 # Savepoints straight on the driver's connection: three words of SQL each, where SQLAlchemy's nested
@@ -107,19 +115,44 @@ class SqliteUsageWriter(SqliteGroupCommitWriter[UsageJob, Any]):
                 # and each is released or rolled back to before the next job starts.
                 driver = connection.connection.driver_connection
                 assert driver is not None
-                for job in requests:
+                for statement, positions in _batched(requests).values():
                     driver.execute(_SAVEPOINT)
                     try:
-                        results.append(job(connection))
+                        answers = statement.write_sqlite(
+                            connection, [cast(BatchedJob, requests[p]).args for p in positions]
+                        )
+                    except Exception:  # undone; its calls are written as jobs below
+                        logger.warning("a batched usage write failed; its writes go one by one", exc_info=True)
+                        driver.execute(_ROLLBACK_TO_SAVEPOINT)
+                        driver.execute(_RELEASE_SAVEPOINT)
+                        continue
+                    driver.execute(_RELEASE_SAVEPOINT)
+                    for position, answer in zip(positions, answers, strict=True):
+                        results[position] = answer
+                for position, job in enumerate(requests):
+                    if results[position] is not DEFERRED:
+                        continue
+                    driver.execute(_SAVEPOINT)
+                    try:
+                        results[position] = job(connection)
                     except Exception as refusal:  # a refusal (or any failure) undoes this job's statements only
                         driver.execute(_ROLLBACK_TO_SAVEPOINT)
                         driver.execute(_RELEASE_SAVEPOINT)
-                        results.append(refusal)
+                        results[position] = refusal
                     else:
                         driver.execute(_RELEASE_SAVEPOINT)
         except Exception:  # the commit failed: nothing was written; each job gets a transaction of its own
             return [_alone(engine, job) for job in requests]
         return results
+
+
+def _batched(jobs: Sequence[UsageJob]) -> dict[int, tuple[BatchStatement, list[int]]]:
+    """The batched jobs' positions, by their statement (in the order the statements first appear)."""
+    kinds: dict[int, tuple[BatchStatement, list[int]]] = {}
+    for position, job in enumerate(jobs):
+        if isinstance(job, BatchedJob):
+            kinds.setdefault(id(job.statement), (job.statement, []))[1].append(position)
+    return kinds
 
 
 def _alone(engine: Engine, job: UsageJob) -> Any:
@@ -216,10 +249,7 @@ class PostgresUsageWriter:
         then every other job and every deferred one share one transaction, each in its own savepoint. (The jobs of
         one batch were all waiting at once: any order is one they could have arrived in.)"""
         results: list[Any] = [DEFERRED] * len(jobs)
-        kinds: dict[int, tuple[BatchStatement, list[int]]] = {}
-        for position, job in enumerate(jobs):
-            if isinstance(job, BatchedJob):
-                kinds.setdefault(id(job.statement), (job.statement, []))[1].append(position)
+        kinds = _batched(jobs)
         if kinds:
             driver = (await connection.get_raw_connection()).driver_connection  # outside any transaction: autocommit
             for statement, positions in kinds.values():
