@@ -1,9 +1,10 @@
 """Batched usage writes answer exactly what the writes one by one answer.
 
 A batch's plain reserves and commits are written together (PostgreSQL: one call of a migration 0014 function; SQLite:
-a few set-based statements); everything else they defer to the write's own job. These tests check that the batch statements are really used, that what they write is what the job would have
-written (the commit's usage record holds the answer given), that a mix of plain, replayed, refused and conflicting
-writes in one batch comes out exactly, and that a failing batch statement loses nothing.
+a few set-based statements); everything else they defer to the write's own job. These tests check that the batch
+statements are really used, that what they write is what the job would have written (the commit's usage record holds
+the answer given), that a mix of plain, replayed, refused and conflicting writes in one batch comes out exactly, and
+that a failing batch statement loses nothing.
 """
 
 from __future__ import annotations
