@@ -69,3 +69,19 @@ class Prepared:
         driver = connection.connection.driver_connection
         assert driver is not None
         driver.execute(sql, values)
+
+    def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Execute once per parameter dict (an INSERT or UPDATE without RETURNING): one ``executemany`` on SQLite."""
+        if connection.dialect.name != "sqlite":
+            connection.execute(self.statement(connection.dialect.name), list(rows))
+            return
+        sql, binds, _, _ = self._compiled or self._compile(connection.dialect)
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.executemany(
+            sql,
+            [
+                [params[name] if process is None else process(params[name]) for name, process in binds]
+                for params in rows
+            ],
+        )

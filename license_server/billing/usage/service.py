@@ -196,6 +196,7 @@ _PREPARED_COMMIT_RESERVATION = Prepared(
     _UPDATE_RESERVATION, column_keys=["status", "committed_amount", "history_id", "updated_at"]
 )
 _PREPARED_INSERT_RECORD = Prepared(_INSERT_RECORD, column_keys=_RECORD_COLUMNS)
+_PREPARED_INSERT_RESERVATION = Prepared(_RESERVATIONS.insert(), column_keys=_RESERVATION_COLUMNS)
 _PREPARED_INSERT_COUNTER = Prepared(_INSERT_COUNTER, column_keys=_COUNTER_COLUMNS)
 _PREPARED_LOCK_COUNTER = Prepared(_LOCK_COUNTER)
 _PREPARED_RECORD_BY_KEY = Prepared(_RECORD_BY_KEY)
@@ -598,7 +599,7 @@ class _ReserveBatch:
         for (account_id, key, period_start), held in holds.items():
             _add_to_counter(connection, account_id, key, period_start, held=held)
         if inserted:
-            connection.execute(_RESERVATIONS.insert(), inserted)
+            _PREPARED_INSERT_RESERVATION.run_many(connection, inserted)
         return answers
 
     _CALL = (
@@ -797,8 +798,8 @@ class _CommitBatch:
         for (account_id, key, period_start), (used, held) in counters.items():
             _add_to_counter(connection, account_id, key, period_start, used=used, held=held)
         if reservations:
-            connection.execute(_UPDATE_RESERVATION, reservations)
-            connection.execute(_INSERT_RECORD, records)
+            _PREPARED_COMMIT_RESERVATION.run_many(connection, reservations)
+            _PREPARED_INSERT_RECORD.run_many(connection, records)
         return answers
 
     _CALL = (
