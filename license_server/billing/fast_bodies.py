@@ -81,13 +81,17 @@ class FlatBody:
         return result
 
 
+# What json.loads(..., object_pairs_hook=_pairs) builds per call (its scanner included), built once.
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+
+
 def read_flat_object(body: bytes) -> dict[str, Any] | None:
     """A small JSON object of scalars, or None (too big, nested, a duplicated key, malformed, not UTF-8, ...)."""
     if len(body) > MAX_FAST_BODY_BYTES or body.count(b"{") != 1 or body.count(b"}") != 1 or b"[" in body:
         return None
     try:
         # Decoded here as strict UTF-8: ``json.loads`` of bytes would also take UTF-16 or -32 and skip a BOM.
-        parsed = json.loads(body.decode("utf-8"), object_pairs_hook=_pairs)
+        parsed = _DECODER.decode(body.decode("utf-8"))
     except (ValueError, _Duplicate, RecursionError):
         return None
     return parsed if type(parsed) is dict else None

@@ -48,14 +48,16 @@ class Prepared:
         if connection.dialect.name != "sqlite":
             return list(connection.execute(self.statement(connection.dialect.name), params).all())
         sql, binds, row, results = self._compiled or self._compile(connection.dialect)
-        values = tuple(params[name] if process is None else process(params[name]) for name, process in binds)
+        values = [params[name] if process is None else process(params[name]) for name, process in binds]
         driver = connection.connection.driver_connection
         assert driver is not None
         fetched = driver.execute(sql, values).fetchall()
         if row is None:
             return []
         return [
-            row(*(value if process is None else process(value) for value, process in zip(raw, results, strict=True)))
+            row._make(
+                [value if process is None else process(value) for value, process in zip(raw, results, strict=True)]
+            )
             for raw in fetched
         ]
 
@@ -65,7 +67,7 @@ class Prepared:
             connection.execute(self.statement(connection.dialect.name), params)
             return
         sql, binds, _, _ = self._compiled or self._compile(connection.dialect)
-        values = tuple(params[name] if process is None else process(params[name]) for name, process in binds)
+        values = [params[name] if process is None else process(params[name]) for name, process in binds]
         driver = connection.connection.driver_connection
         assert driver is not None
         driver.execute(sql, values)

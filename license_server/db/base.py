@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, Numeric, String, TypeDecorator
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -44,6 +45,35 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
+
+    # On SQLite this step and the dialect's DATETIME text are done in one function: the same text, formatted by
+    # ``isoformat`` in C instead of a %-format of seven attributes, in one Python call instead of three. Every write
+    # path binds several per statement.
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite" or not _default_sqlite_datetime(self, dialect):
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is not UTC:
+                if value.tzinfo is None:
+                    raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
+                value = value.astimezone(UTC)
+            # "YYYY-MM-DD HH:MM:SS.ffffff", the dialect's storage format, without the "+00:00" isoformat adds
+            return value.isoformat(" ", "microseconds")[:26]
+
+        return process
+
+
+def _default_sqlite_datetime(column_type: UTCDateTime, dialect: Dialect) -> bool:
+    """Whether SQLite's DATETIME for ``column_type`` keeps SQLAlchemy's default text format (no custom one)."""
+    impl = cast(Any, column_type.impl_instance.dialect_impl(dialect))
+    return (
+        isinstance(impl, sqlite.DATETIME)
+        and impl._storage_format == sqlite.DATETIME._storage_format
+        and impl._reg is None
+    )
 
 
 class ExactDecimal(TypeDecorator[Decimal]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from license_server.billing.accounts.models import BLOCKING_STATUSES, Subscription, SubscriptionStatus
 from license_server.billing.limits import LimitFacts
@@ -41,7 +42,7 @@ class AccountSnapshot:
     # The frozen time of the test clock the account follows; None: real time (see billing/clocks/service.py).
     test_now: datetime | None = None
 
-    @property
+    @cached_property  # asked by every consume and reserve; a snapshot never changes (a new one replaces it)
     def blocked_by(self) -> SubscriptionStatus | None:
         """past_due or paused when no standing subscription is in good standing: consume and reserve are refused
         then (runs paused, nothing deleted); past_due first, since paying ends it."""

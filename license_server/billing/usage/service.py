@@ -68,10 +68,13 @@ MAX_TTL_SECONDS = 7 * 86400
 T = TypeVar("T")
 
 
+# What json.dumps(sort_keys=True, separators=(",", ":"), default=str) builds per call, built once.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def request_digest(**fields: Any) -> str:
     """What a replay must repeat exactly: the write's meaningful fields, canonically serialised."""
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON.encode(fields).encode()).hexdigest()
 
 
 def _limit_entry(limit: EffectiveLimit, used: int) -> dict[str, Any]:
@@ -182,7 +185,13 @@ _RECORD_COLUMNS = [
 ]
 _PREPARED_UPSERT_ADD = Prepared(_UPSERT_ADD_TO_COUNTER, column_keys=_COUNTER_COLUMNS)
 _PREPARED_ADD = Prepared(_ADD_TO_COUNTER)
-_PREPARED_RESERVATION_BY_REQUEST = Prepared(_RESERVATION_BY_REQUEST)
+# Reserve's replay, commit and release read a reservation's answer fields only: its account and timestamps would be
+# converted (a UUID, two datetimes) for nothing.
+_PREPARED_RESERVATION_BY_REQUEST = Prepared(
+    select(*(c for c in _RESERVATIONS.c if c.key not in {"account_id", "created_at", "updated_at"})).where(
+        _RESERVATIONS.c.account_id == bindparam("b_account"), _RESERVATIONS.c.request_id == bindparam("b_request_id")
+    )
+)
 _PREPARED_INSERT_NEW_RESERVATION = Prepared(
     {
         dialect: upsert_insert(dialect, _RESERVATIONS)
