@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar, cast
 
 import msgspec
-from sqlalchemy import Connection, Table, bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, Table, bindparam, func, literal_column, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from license_server.billing.accounts.models import SubscriptionStatus
@@ -189,6 +189,12 @@ _PREPARED_ADD = Prepared(_ADD_TO_COUNTER)
 # converted (a UUID, two datetimes) for nothing.
 _PREPARED_RESERVATION_BY_REQUEST = Prepared(
     select(*(c for c in _RESERVATIONS.c if c.key not in {"account_id", "created_at", "updated_at"})).where(
+        _RESERVATIONS.c.account_id == bindparam("b_account"), _RESERVATIONS.c.request_id == bindparam("b_request_id")
+    )
+)
+# Whether a request_id is taken (the batched reserves' replay check), with no columns to convert.
+_PREPARED_RESERVATION_TAKEN = Prepared(
+    select(literal_column("1")).where(
         _RESERVATIONS.c.account_id == bindparam("b_account"), _RESERVATIONS.c.request_id == bindparam("b_request_id")
     )
 )
@@ -587,7 +593,7 @@ class _ReserveBatch:
         for arg in args:
             values = arg.values
             account_id, request_id, amount = values["account_id"], values["request_id"], int(values["amount"])
-            if (account_id, request_id) in seen or _PREPARED_RESERVATION_BY_REQUEST.rows(
+            if (account_id, request_id) in seen or _PREPARED_RESERVATION_TAKEN.rows(
                 connection, {"b_account": account_id, "b_request_id": request_id}
             ):
                 answers.append(DEFERRED)  # a replay (of an earlier batch's reservation, or of this one's)

@@ -36,6 +36,13 @@ from license_server.db.group_commit import SqliteGroupCommitWriter
 from license_server.metrics import BILLING_USAGE_WRITES, WRITE_BATCH_SIZE
 
 logger = logging.getLogger(__name__)
+# The counters' children looked up once: a labels() call costs more than the increment.
+_SQLITE_WRITTEN, _SQLITE_REFUSED = (
+    BILLING_USAGE_WRITES.labels("sqlite", outcome) for outcome in ("written", "refused")
+)
+_POSTGRESQL_WRITTEN, _POSTGRESQL_REFUSED = (
+    BILLING_USAGE_WRITES.labels("postgresql", outcome) for outcome in ("written", "refused")
+)
 T = TypeVar("T")
 UsageJob = Callable[[Connection], Any]
 _SAVEPOINT, _ROLLBACK_TO_SAVEPOINT, _RELEASE_SAVEPOINT = (
@@ -98,9 +105,9 @@ class SqliteUsageWriter(SqliteGroupCommitWriter[UsageJob, Any]):
         try:
             result: T = await self.submit(job)
         except Exception:
-            BILLING_USAGE_WRITES.labels("sqlite", "refused").inc()
+            _SQLITE_REFUSED.inc()
             raise
-        BILLING_USAGE_WRITES.labels("sqlite", "written").inc()  # committed: the batch's transaction is done
+        _SQLITE_WRITTEN.inc()  # committed: the batch's transaction is done
         return result
 
     async def aclose(self) -> None:
@@ -207,9 +214,9 @@ class PostgresUsageWriter:
         try:
             result: T = await future
         except Exception:
-            BILLING_USAGE_WRITES.labels("postgresql", "refused").inc()
+            _POSTGRESQL_REFUSED.inc()
             raise
-        BILLING_USAGE_WRITES.labels("postgresql", "written").inc()  # committed: the batch's transaction is done
+        _POSTGRESQL_WRITTEN.inc()  # committed: the batch's transaction is done
         return result
 
     def _take(self, index: int) -> list[tuple[UsageJob, asyncio.Future[Any]]]:
