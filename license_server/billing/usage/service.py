@@ -245,6 +245,12 @@ def _add_to_counter(
     _PREPARED_ADD.run(connection, {**_counter_params(account_id, key, period_start), "b_used": used, "b_held": held})
 
 
+def _add_to_counters(connection: Connection, changes: dict[tuple[uuid.UUID, str, datetime], tuple[int, int]]) -> None:
+    """A batch's additions, (used, held) by counter (account, key, period start): one statement per counter."""
+    for (account_id, key, period_start), (used, held) in changes.items():
+        _add_to_counter(connection, account_id, key, period_start, used=used, held=held)
+
+
 def _counter_is(account_id: uuid.UUID, key: str, period_start: datetime) -> Any:
     return (
         (_COUNTERS.c.account_id == account_id) & (_COUNTERS.c.key == key) & (_COUNTERS.c.period_start == period_start)
@@ -611,8 +617,7 @@ class _ReserveBatch:
             holds[counter_key] = holds.get(counter_key, 0) + amount
             inserted.append(values)
             answers.append(_held_body(values, arg.limit, used, held))
-        for (account_id, key, period_start), held in holds.items():
-            _add_to_counter(connection, account_id, key, period_start, held=held)
+        _add_to_counters(connection, {counter: (0, held) for counter, held in holds.items()})
         if inserted:
             _PREPARED_INSERT_RESERVATION.run_many(connection, inserted)
         return answers
@@ -810,8 +815,7 @@ class _CommitBatch:
             body = _commit_body(arg.history_id, arg.request_id, row.key, arg.actual, amount)
             records.append(_commit_record(arg, row.key, row.period_start, body))
             answers.append(body)
-        for (account_id, key, period_start), (used, held) in counters.items():
-            _add_to_counter(connection, account_id, key, period_start, used=used, held=held)
+        _add_to_counters(connection, {counter: (used, held) for counter, (used, held) in counters.items()})
         if reservations:
             _PREPARED_COMMIT_RESERVATION.run_many(connection, reservations)
             _PREPARED_INSERT_RECORD.run_many(connection, records)
