@@ -6,15 +6,16 @@ over a Core ``Connection`` that locks what it counts, checks, writes, and return
   undoes only its own statements), and answers them after the commit. Batched jobs (below) go first, each kind's
   plain cases written together by a few set-based statements. ``BEGIN IMMEDIATE`` holds the database's
   write lock, so no other writer — in this process or another — counts in between.
-- PostgreSQL: group commit too: the waiting jobs share one transaction. A job that comes with a *batched form*
-  (``BatchedJob``: plain reserves and commits) is written with the batch's others of its kind in one statement
-  (``BatchStatement``, a database function): over asyncpg every statement is a round trip, and round trips were
-  most of a write's cost. What that statement defers (a replay, a refusal: anything but the common case) runs as its
-  job, like every other job: in its own savepoint; each job takes a
-  row lock (``ON CONFLICT DO UPDATE``, ``SELECT ... FOR UPDATE``) on the counter it checks, held to the batch's
-  commit, which serialises writers of that counter across every replica. A unique-key race (two first uses of one
-  idempotency key on different counters) is retried once, which then finds the first and answers it; a batch that
-  fails as a whole (a deadlock with another replica's batch) is written again one job per transaction.
+- PostgreSQL: group commit too. A job that comes with a *batched form* (``BatchedJob``: plain reserves and
+  commits) is written with the batch's others of its kind by one statement (``BatchStatement``, a database function),
+  its own transaction: over asyncpg every statement is a round trip, and round trips were most of a write's cost.
+  What that statement defers (a replay, a refusal: anything but the common case) and every other job then share one
+  transaction, each in its own savepoint; each job takes a row lock (``ON CONFLICT DO UPDATE``, ``SELECT ... FOR
+  UPDATE``) on the counter it checks, held to that commit, which serialises writers of that counter across every
+  replica (the functions take the same locks, in the same order, to the end of their statement). A unique-key race
+  (two first uses of one idempotency key on different counters) is retried once, which then finds the first and
+  answers it; a batch that fails as a whole (a deadlock with another replica's batch) is written again one job per
+  transaction.
 
 Nothing is acknowledged before its transaction has committed.
 """
@@ -73,8 +74,8 @@ class BatchStatement(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class BatchedJob:
-    """A job (called as itself: SQLite's writer, a write alone, a deferred write) that PostgreSQL's writer may instead
-    hand to ``statement`` with the batch's other writes of the same statement."""
+    """A job (called as itself when written alone or deferred) that the writers first hand to ``statement`` with the
+    batch's other writes of the same statement."""
 
     statement: BatchStatement
     args: Any
@@ -171,9 +172,10 @@ def _alone(engine: Engine, job: UsageJob) -> Any:
 
 
 class PostgresUsageWriter:
-    """Group commit on PostgreSQL: the calls waiting when a batch starts share one transaction, each job in its own
-    savepoint (a refusal undoes only its own statements), and all are answered after the one commit. Row locks
-    (``ON CONFLICT DO UPDATE``, ``FOR UPDATE``) are held to the batch's commit, so writers of a counter in other
+    """Group commit on PostgreSQL: of the calls waiting when a batch starts, the batched ones are written by one
+    statement per kind (its own transaction); the rest, and what those statements deferred, share one transaction,
+    each job in its own savepoint (a refusal undoes only its own statements); all are answered after their commit.
+    Row locks (``ON CONFLICT DO UPDATE``, ``FOR UPDATE``) are held to the commit, so writers of a counter in other
     processes still wait for it: the limits stay exact across replicas. A batch that fails as a whole (its commit,
     a deadlock with another process's batch, a lost connection) is written again one job per transaction, as
     before; a unique-key race is retried once, in its savepoint, and then finds the first write."""
