@@ -711,16 +711,7 @@ async def commit(state: BillingState, snapshot: AccountSnapshot, *, request_id: 
                 code="commit_exceeds_reservation",
             )
         _add_to_counter(connection, account_id, row.key, row.period_start, used=actual, held=-amount)
-        _PREPARED_COMMIT_RESERVATION.run(
-            connection,
-            {
-                "b_id": row.id,
-                "status": ReservationStatus.COMMITTED.value,
-                "committed_amount": actual,
-                "history_id": history_id,
-                "updated_at": now,
-            },
-        )
+        _PREPARED_COMMIT_RESERVATION.run(connection, _committed_reservation(row.id, args))
         body = _commit_body(history_id, request_id, row.key, actual, amount)
         _PREPARED_INSERT_RECORD.run(connection, _commit_record(args, row.key, row.period_start, body))
         return body
@@ -746,6 +737,17 @@ class _CommitArgs(NamedTuple):
     history_id: uuid.UUID
     digest: str
     now: datetime
+
+
+def _committed_reservation(reservation_id: uuid.UUID, args: _CommitArgs) -> dict[str, Any]:
+    """The reservation's columns once committed (``_PREPARED_COMMIT_RESERVATION``'s parameters)."""
+    return {
+        "b_id": reservation_id,
+        "status": ReservationStatus.COMMITTED.value,
+        "committed_amount": args.actual,
+        "history_id": args.history_id,
+        "updated_at": args.now,
+    }
 
 
 def _commit_record(args: _CommitArgs, key: str, period_start: datetime, body: dict[str, Any]) -> dict[str, Any]:
@@ -803,15 +805,7 @@ class _CommitBatch:
             change = counters.setdefault((arg.account_id, row.key, row.period_start), [0, 0])
             change[0] += arg.actual
             change[1] -= amount
-            reservations.append(
-                {
-                    "b_id": row.id,
-                    "status": ReservationStatus.COMMITTED.value,
-                    "committed_amount": arg.actual,
-                    "history_id": arg.history_id,
-                    "updated_at": arg.now,
-                }
-            )
+            reservations.append(_committed_reservation(row.id, arg))
             body = _commit_body(arg.history_id, arg.request_id, row.key, arg.actual, amount)
             records.append(_commit_record(arg, row.key, row.period_start, body))
             answers.append(body)
