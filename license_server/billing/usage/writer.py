@@ -98,6 +98,7 @@ class UsageWriter(Protocol):
 
 class SqliteUsageWriter(SqliteGroupCommitWriter[UsageJob, Any]):
     thread_name = "sqlite-billing"
+    writes_on_loop = True  # a few indexed statements per call (see license_server.db.group_commit)
 
     def __init__(self, async_url: str, *, write_gate: contextlib.AbstractAsyncContextManager[object]) -> None:
         super().__init__(async_url, write_gate=write_gate)
