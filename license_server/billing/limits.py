@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import cast
 
 
 class QuotaKind(StrEnum):
@@ -74,8 +75,8 @@ def effective_limit(facts: LimitFacts, key: str) -> EffectiveLimit:
         return EffectiveLimit(None, LimitSource.BILLING_DISABLED)
     if facts.active_plans:
         values = [plan[key].limit if key in plan else None for plan in facts.active_plans]
-        highest = None if any(value is None for value in values) else max(v for v in values if v is not None)
-        return EffectiveLimit(highest, LimitSource.SUBSCRIPTION)
+        # (no generator expressions: reserve and consume ask this on every call)
+        return EffectiveLimit(None if None in values else max(cast(list[int], values)), LimitSource.SUBSCRIPTION)
     return EffectiveLimit(facts.restrictive_defaults.get(key, 0), LimitSource.RESTRICTIVE_DEFAULT)
 
 

@@ -169,6 +169,8 @@ _UPDATE_RESERVATION = update(_RESERVATIONS).where(_RESERVATIONS.c.id == bindpara
 # Reserve's and commit's statements, run on SQLite's driver directly (billing/sql.py ``Prepared``): the hottest writes.
 _COUNTER_COLUMNS = ["account_id", "key", "period_start", "period_end", "used", "held"]
 _RESERVATION_COLUMNS = [column.key for column in _RESERVATIONS.columns]
+# A new record is unrefunded: refunded_at and refund_response are left out, so both are SQL NULL (the JSON type would
+# write the text 'null', encoded per row; both read back as None).
 _RECORD_COLUMNS = [
     "id",
     "account_id",
@@ -179,8 +181,6 @@ _RECORD_COLUMNS = [
     "idempotency_key",
     "request_digest",
     "response",
-    "refunded_at",
-    "refund_response",
     "created_at",
 ]
 _PREPARED_UPSERT_ADD = Prepared(_UPSERT_ADD_TO_COUNTER, column_keys=_COUNTER_COLUMNS)
@@ -413,8 +413,6 @@ def _record_values(
         "idempotency_key": idempotency_key,
         "request_digest": digest,
         "response": response,
-        "refunded_at": None,
-        "refund_response": None,
         "created_at": now,
     }
 

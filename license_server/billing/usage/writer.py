@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
@@ -72,14 +71,17 @@ class BatchStatement(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
 class BatchedJob:
     """A job (called as itself when written alone or deferred) that the writers first hand to ``statement`` with the
-    batch's other writes of the same statement."""
+    batch's other writes of the same statement. (A plain class with slots: one is made on every reserve and commit,
+    in a seventh of the time a frozen dataclass takes.)"""
 
-    statement: BatchStatement
-    args: Any
-    job: UsageJob
+    __slots__ = ("args", "job", "statement")
+
+    def __init__(self, statement: BatchStatement, args: Any, job: UsageJob) -> None:
+        self.statement = statement
+        self.args = args
+        self.job = job
 
     def __call__(self, connection: Connection) -> Any:
         return self.job(connection)
