@@ -72,18 +72,19 @@ class Prepared:
         assert driver is not None
         driver.execute(sql, values)
 
-    def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Execute once per parameter dict (an INSERT or UPDATE without RETURNING): one ``executemany`` on SQLite."""
+    def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        """Execute once per parameter dict (an INSERT or UPDATE without RETURNING): one ``executemany`` on SQLite.
+        Returns how many rows the executions changed in all."""
         if connection.dialect.name != "sqlite":
-            connection.execute(self.statement(connection.dialect.name), list(rows))
-            return
+            return int(connection.execute(self.statement(connection.dialect.name), list(rows)).rowcount)
         sql, binds, _, _ = self._compiled or self._compile(connection.dialect)
         driver = connection.connection.driver_connection
         assert driver is not None
-        driver.executemany(
+        cursor = driver.executemany(
             sql,
             [
                 [params[name] if process is None else process(params[name]) for name, process in binds]
                 for params in rows
             ],
         )
+        return int(cursor.rowcount)

@@ -41,9 +41,11 @@ class Spy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, statement: Any, *, fail: bool = False) -> None:
         self.handed = self.answered = 0
+        self.batches: list[list[tuple[Any, Any]]] = []  # each batch's (call, answer) pairs
         write, write_sqlite = statement.write, statement.write_sqlite
 
         def count(args: Sequence[Any], answers: list[Any]) -> list[Any]:
+            self.batches.append(list(zip(args, answers, strict=False)))
             self.handed += len(args)
             if fail:
                 raise RuntimeError("the batch statement failed")
@@ -167,6 +169,33 @@ async def test_a_batch_mixing_plain_replayed_refused_and_conflicting_writes_come
         rows = (await db.execute(select(Reservation.status, Reservation.amount))).all()
     assert sum(amount for status, amount in rows if status == ReservationStatus.HELD.value) == 38
     assert len(rows) == 40
+
+
+async def test_replays_in_a_batch_of_new_reserves_are_left_to_their_jobs_and_the_new_ones_written_by_it(
+    client: httpx.AsyncClient, platform: Platform, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's batch first inserts as if every request_id were new; a replay among them makes it start over with a
+    lookup per call. Either way the new reserves are the batch's and each replay answers its first reservation."""
+    first = [await reserve(client, platform, f"old-{n}") for n in range(5)]
+    reserves = Spy(monkeypatch, service._RESERVE_BATCH)
+    # replays between the new ones
+    calls = [reserve(client, platform, f"old-{n // 2}" if n % 2 == 0 else f"new-{n}") for n in range(10)]
+    answers = await asyncio.gather(*calls)
+    assert [r.status_code for r in answers] == [201] * 10
+    mixed = [
+        batch
+        for batch in reserves.batches
+        if {arg.values["request_id"][:3] for arg, _ in batch} == {"old", "new"}
+    ]
+    assert mixed, "the replays and the new reserves never met in one batch"
+    for batch in mixed:
+        for arg, answer in batch:
+            assert (answer is DEFERRED) == arg.values["request_id"].startswith("old")
+    replayed = {r.json()["data"]["request_id"]: r.json()["data"]["reservation_id"] for r in answers[::2]}
+    assert replayed == {r.json()["data"]["request_id"]: r.json()["data"]["reservation_id"] for r in first}
+    assert await counter(runtime) == (0, 10)  # five old holds and five new, none twice
+    async with runtime.session_factory() as db:
+        assert len((await db.execute(select(Reservation.id))).all()) == 10
 
 
 async def test_a_failing_batch_statement_loses_nothing(

@@ -211,7 +211,34 @@ _PREPARED_COMMIT_RESERVATION = Prepared(
     _UPDATE_RESERVATION, column_keys=["status", "committed_amount", "history_id", "updated_at"]
 )
 _PREPARED_INSERT_RECORD = Prepared(_INSERT_RECORD, column_keys=_RECORD_COLUMNS)
-_PREPARED_INSERT_RESERVATION = Prepared(_RESERVATIONS.insert(), column_keys=_RESERVATION_COLUMNS)
+# SQLite's batched commit: the reservation committed, as the commit job would, when it is held, unexpired and holds
+# at least ``actual``; what it held is returned (nothing: not plain, left as it was).
+_PREPARED_COMMIT_IF_HELD = Prepared(
+    update(_RESERVATIONS)
+    .where(
+        _RESERVATIONS.c.account_id == bindparam("b_account"),
+        _RESERVATIONS.c.request_id == bindparam("b_request_id"),
+        _RESERVATIONS.c.status == bindparam("b_held"),
+        _RESERVATIONS.c.expires_at > bindparam("b_now"),
+        _RESERVATIONS.c.amount >= bindparam("b_actual"),
+    )
+    .values(
+        status=bindparam("b_committed"),
+        committed_amount=bindparam("b_actual"),
+        history_id=bindparam("b_history_id"),
+        updated_at=bindparam("b_now"),
+    )
+    .returning(_RESERVATIONS.c.key, _RESERVATIONS.c.amount, _RESERVATIONS.c.period_start)
+)
+_PREPARED_INSERT_RESERVATION_UNLESS_TAKEN = Prepared(
+    upsert_insert("sqlite", _RESERVATIONS).on_conflict_do_nothing(index_elements=["account_id", "request_id"]),
+    column_keys=_RESERVATION_COLUMNS,
+)
+_SAVEPOINT_RESERVES, _ROLLBACK_TO_RESERVES, _RELEASE_RESERVES = (
+    "SAVEPOINT reserve_batch",
+    "ROLLBACK TO SAVEPOINT reserve_batch",
+    "RELEASE SAVEPOINT reserve_batch",
+)
 _PREPARED_INSERT_COUNTER = Prepared(_INSERT_COUNTER, column_keys=_COUNTER_COLUMNS)
 _PREPARED_LOCK_COUNTER = Prepared(_LOCK_COUNTER)
 _PREPARED_RECORD_BY_KEY = Prepared(_RECORD_BY_KEY)
@@ -586,9 +613,25 @@ class _ReserveBatch:
     """A batch's plain reserves: each holds and inserts its reservation when its request_id is new and the hold fits
     (in the batch's order, as the jobs one by one would); anything else is deferred to the reserve's job (a replay,
     a refusal, expired holds to free first). On PostgreSQL one call of ``billing_reserve_batch`` (migration 0014);
-    on SQLite a lookup per call and a statement per counter, and one insert for all."""
+    on SQLite a statement per counter and one insert for all, which skips any request_id already taken: when it
+    inserted every reservation, none was a replay and the answers stand (the usual case); otherwise it is undone
+    and the batch written again with a lookup per call, so that a replay is deferred to its job."""
 
     def write_sqlite(self, connection: Connection, args: Sequence[_ReserveArgs]) -> list[Any]:
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute(_SAVEPOINT_RESERVES)
+        answers = self._write_sqlite(connection, args, look_up=False)
+        if answers is None:  # a request_id was taken: undone, and written again looking each one up
+            driver.execute(_ROLLBACK_TO_RESERVES)
+            answers = self._write_sqlite(connection, args, look_up=True)
+            assert answers is not None  # (the lookups left only request_ids not taken)
+        driver.execute(_RELEASE_RESERVES)
+        return answers
+
+    def _write_sqlite(self, connection: Connection, args: Sequence[_ReserveArgs], *, look_up: bool) -> list[Any] | None:
+        """The batch's answers; None when ``look_up`` is off and a reservation was not inserted (its request_id
+        taken), the writes then to be undone."""
         answers: list[Any] = []
         counters: dict[tuple[uuid.UUID, str, datetime], list[int]] = {}  # (used, held) as the batch goes
         holds: dict[tuple[uuid.UUID, str, datetime], int] = {}
@@ -597,8 +640,9 @@ class _ReserveBatch:
         for arg in args:
             values = arg.values
             account_id, request_id, amount = values["account_id"], values["request_id"], int(values["amount"])
-            if (account_id, request_id) in seen or _PREPARED_RESERVATION_TAKEN.rows(
-                connection, {"b_account": account_id, "b_request_id": request_id}
+            if (account_id, request_id) in seen or (
+                look_up
+                and _PREPARED_RESERVATION_TAKEN.rows(connection, {"b_account": account_id, "b_request_id": request_id})
             ):
                 answers.append(DEFERRED)  # a replay (of an earlier batch's reservation, or of this one's)
                 continue
@@ -615,9 +659,9 @@ class _ReserveBatch:
             holds[counter_key] = holds.get(counter_key, 0) + amount
             inserted.append(values)
             answers.append(_held_body(values, arg.limit, used, held))
+        if inserted and _PREPARED_INSERT_RESERVATION_UNLESS_TAKEN.run_many(connection, inserted) != len(inserted):
+            return None
         _add_to_counters(connection, {counter: (0, held) for counter, held in holds.items()})
-        if inserted:
-            _PREPARED_INSERT_RESERVATION.run_many(connection, inserted)
         return answers
 
     _CALL = (
@@ -773,43 +817,40 @@ class _CommitBatch:
     """A batch's plain commits: each whose reservation is held, unexpired and holds at least ``actual`` is committed
     with its usage record; anything else (a replay, a closed or unknown reservation, too large an actual) is deferred
     to the commit's job. On PostgreSQL one call of ``billing_commit_batch`` (migration 0014; the answer below built
-    alike in SQL); on SQLite a lookup per call, a statement per counter, and one update and one insert for all."""
+    alike in SQL); on SQLite an update per call that commits the reservation only when it is plain (and says what
+    it held), a statement per counter, and one insert of all the usage records."""
 
     def write_sqlite(self, connection: Connection, args: Sequence[_CommitArgs]) -> list[Any]:
         answers: list[Any] = []
         counters: dict[tuple[uuid.UUID, str, datetime], list[int]] = {}  # (used, held) to add
-        seen: set[tuple[uuid.UUID, str]] = set()
-        reservations: list[dict[str, Any]] = []
         records: list[dict[str, Any]] = []
         for arg in args:
-            rows = (
-                []
-                if (arg.account_id, arg.request_id) in seen
-                else _PREPARED_RESERVATION_BY_REQUEST.rows(
-                    connection, {"b_account": arg.account_id, "b_request_id": arg.request_id}
-                )
+            # A second commit of one reservation in the batch finds it committed by the first, and is deferred.
+            rows = _PREPARED_COMMIT_IF_HELD.rows(
+                connection,
+                {
+                    "b_account": arg.account_id,
+                    "b_request_id": arg.request_id,
+                    "b_held": ReservationStatus.HELD.value,
+                    "b_now": arg.now,
+                    "b_actual": arg.actual,
+                    "b_committed": ReservationStatus.COMMITTED.value,
+                    "b_history_id": arg.history_id,
+                },
             )
-            row = rows[0] if rows else None
-            if (
-                row is None
-                or row.status != ReservationStatus.HELD.value
-                or row.expires_at <= arg.now
-                or arg.actual > int(row.amount)
-            ):
+            if not rows:
                 answers.append(DEFERRED)  # not plain: the job says why (or answers the replay)
                 continue
-            seen.add((arg.account_id, arg.request_id))
+            [row] = rows
             amount = int(row.amount)
             change = counters.setdefault((arg.account_id, row.key, row.period_start), [0, 0])
             change[0] += arg.actual
             change[1] -= amount
-            reservations.append(_committed_reservation(row.id, arg))
             body = _commit_body(arg.history_id, arg.request_id, row.key, arg.actual, amount)
             records.append(_commit_record(arg, row.key, row.period_start, body))
             answers.append(body)
         _add_to_counters(connection, {counter: (used, held) for counter, (used, held) in counters.items()})
-        if reservations:
-            _PREPARED_COMMIT_RESERVATION.run_many(connection, reservations)
+        if records:
             _PREPARED_INSERT_RECORD.run_many(connection, records)
         return answers
 
