@@ -171,6 +171,42 @@ async def test_a_batch_mixing_plain_replayed_refused_and_conflicting_writes_come
     assert len(rows) == 40
 
 
+async def test_two_commits_of_one_hold_in_a_batch_commit_it_once(
+    client: httpx.AsyncClient, platform: Platform, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch statement commits a hold named twice at most once (SQLite: by its first call; PostgreSQL's function
+    may leave both to their jobs): the second answers the first's commit when it asks for the same actual, and is
+    refused when it asks for another."""
+    commits = Spy(monkeypatch, service._COMMIT_BATCH)
+    rounds = used = 0
+    while rounds < 8 and not any(len({arg.request_id for arg, _ in batch}) < len(batch) for batch in commits.batches):
+        same, other = f"same-{rounds}", f"other-{rounds}"
+        assert (await reserve(client, platform, same, 3)).status_code == 201
+        assert (await reserve(client, platform, other, 3)).status_code == 201
+        answers = await asyncio.gather(
+            commit(client, platform, same, 2),
+            commit(client, platform, same, 2),
+            commit(client, platform, other, 1),
+            commit(client, platform, other, 2),
+        )
+        rounds += 1
+        assert [r.status_code for r in answers[:2]] == [201, 201]
+        assert answers[0].json()["data"]["history_id"] == answers[1].json()["data"]["history_id"]
+        assert sorted(r.status_code for r in answers[2:]) == [201, 409]
+        assert {r.json()["code"] for r in answers[2:] if r.status_code == 409} == {"idempotency_key_reused"}
+        used += 2 + next(r.json()["data"]["committed"] for r in answers[2:] if r.status_code == 201)
+    doubled = [batch for batch in commits.batches if len({arg.request_id for arg, _ in batch}) < len(batch)]
+    assert doubled, f"no batch held two commits of one hold in {rounds} rounds"
+    for batch in doubled:  # the batch statement wrote each hold at most once; the second call went to its job
+        written = Counter(arg.request_id for arg, answer in batch if answer is not DEFERRED)
+        assert set(written.values()) <= {1}, written
+    assert await counter(runtime) == (used, 0)  # each hold committed once, the rest of it freed
+    async with runtime.session_factory() as db:
+        records = (await db.execute(select(UsageRecord.amount))).all()
+    assert len(records) == 2 * rounds
+    assert sum(amount for (amount,) in records) == used
+
+
 async def test_replays_in_a_batch_of_new_reserves_are_left_to_their_jobs_and_the_new_ones_written_by_it(
     client: httpx.AsyncClient, platform: Platform, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -211,25 +211,6 @@ _PREPARED_COMMIT_RESERVATION = Prepared(
     _UPDATE_RESERVATION, column_keys=["status", "committed_amount", "history_id", "updated_at"]
 )
 _PREPARED_INSERT_RECORD = Prepared(_INSERT_RECORD, column_keys=_RECORD_COLUMNS)
-# SQLite's batched commit: the reservation committed, as the commit job would, when it is held, unexpired and holds
-# at least ``actual``; what it held is returned (nothing: not plain, left as it was).
-_PREPARED_COMMIT_IF_HELD = Prepared(
-    update(_RESERVATIONS)
-    .where(
-        _RESERVATIONS.c.account_id == bindparam("b_account"),
-        _RESERVATIONS.c.request_id == bindparam("b_request_id"),
-        _RESERVATIONS.c.status == bindparam("b_held"),
-        _RESERVATIONS.c.expires_at > bindparam("b_now"),
-        _RESERVATIONS.c.amount >= bindparam("b_actual"),
-    )
-    .values(
-        status=bindparam("b_committed"),
-        committed_amount=bindparam("b_actual"),
-        history_id=bindparam("b_history_id"),
-        updated_at=bindparam("b_now"),
-    )
-    .returning(_RESERVATIONS.c.key, _RESERVATIONS.c.amount, _RESERVATIONS.c.period_start)
-)
 _PREPARED_INSERT_RESERVATION_UNLESS_TAKEN = Prepared(
     upsert_insert("sqlite", _RESERVATIONS).on_conflict_do_nothing(index_elements=["account_id", "request_id"]),
     column_keys=_RESERVATION_COLUMNS,
@@ -813,41 +794,80 @@ def _commit_idempotency_key(request_id: str) -> str:
     return f"reservation:{request_id}"
 
 
+def _commit_held_sqlite(connection: Connection, args: Sequence[_CommitArgs]) -> list[tuple[str, int, datetime] | None]:
+    """SQLite's batched commit of every reservation that is held, unexpired and holds at least ``actual``, in one
+    ``UPDATE … FROM`` the batch's calls: per call what its reservation held (key, amount, period start), or None
+    when it was not plain and is left as it was. A reservation named twice in the batch is committed by its first
+    call only (the second's job then finds it committed)."""
+    if connection.dialect.name != "sqlite":
+        raise RuntimeError("the batched commit's UPDATE … FROM is SQLite's; PostgreSQL has billing_commit_batch")
+    account, text, moment = _commit_held_processors(connection.dialect)
+    firsts: dict[tuple[str, str], int] = {}
+    values: list[Any] = []
+    for position, arg in enumerate(args):
+        named = (account(arg.account_id), arg.request_id)
+        if named in firsts:
+            continue
+        firsts[named] = position
+        values += (named[0], arg.request_id, arg.actual, account(arg.history_id), moment(arg.now))
+    values += (ReservationStatus.COMMITTED.value, ReservationStatus.HELD.value)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    fetched = driver.execute(_commit_held_sql(len(firsts)), values).fetchall()
+    held: list[tuple[str, int, datetime] | None] = [None] * len(args)
+    for account_text, request_id, key, amount, period_start in fetched:
+        held[firsts[(account_text, request_id)]] = (key, int(amount), text(period_start))
+    return held
+
+
+@functools.cache
+def _commit_held_processors(dialect: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any], Callable[[Any], Any]]:
+    """The column types' own conversions: a UUID bound, a period start read back, a moment bound."""
+    return (
+        _RESERVATIONS.c.account_id.type._cached_bind_processor(dialect) or (lambda value: value),
+        _RESERVATIONS.c.period_start.type._cached_result_processor(dialect, None) or (lambda value: value),
+        _RESERVATIONS.c.expires_at.type._cached_bind_processor(dialect) or (lambda value: value),
+    )
+
+
+@functools.cache
+def _commit_held_sql(calls: int) -> str:
+    """The batched commit's statement for ``calls`` calls (one text per batch size: SQLite's driver caches each)."""
+    rows = ", ".join(["(?, ?, ?, ?, ?)"] * calls)
+    # placeholders only are formatted in; the statuses are bound after the calls' values (SET, then WHERE)
+    return (
+        f"WITH calls(account_id, request_id, actual, history_id, now) AS (VALUES {rows}) "  # noqa: S608
+        "UPDATE billing_reservations SET status = ?, committed_amount = calls.actual, "
+        "history_id = calls.history_id, updated_at = calls.now FROM calls "
+        "WHERE billing_reservations.account_id = calls.account_id "
+        "AND billing_reservations.request_id = calls.request_id AND billing_reservations.status = ? "
+        "AND billing_reservations.expires_at > calls.now AND billing_reservations.amount >= calls.actual "
+        "RETURNING billing_reservations.account_id, billing_reservations.request_id, billing_reservations.key, "
+        "billing_reservations.amount, billing_reservations.period_start"
+    )
+
+
 class _CommitBatch:
     """A batch's plain commits: each whose reservation is held, unexpired and holds at least ``actual`` is committed
     with its usage record; anything else (a replay, a closed or unknown reservation, too large an actual) is deferred
     to the commit's job. On PostgreSQL one call of ``billing_commit_batch`` (migration 0014; the answer below built
-    alike in SQL); on SQLite an update per call that commits the reservation only when it is plain (and says what
-    it held), a statement per counter, and one insert of all the usage records."""
+    alike in SQL); on SQLite one ``UPDATE … FROM`` the batch's calls that commits each reservation only when it is
+    plain (and says what it held), a statement per counter, and one insert of all the usage records."""
 
     def write_sqlite(self, connection: Connection, args: Sequence[_CommitArgs]) -> list[Any]:
         answers: list[Any] = []
         counters: dict[tuple[uuid.UUID, str, datetime], list[int]] = {}  # (used, held) to add
         records: list[dict[str, Any]] = []
-        for arg in args:
-            # A second commit of one reservation in the batch finds it committed by the first, and is deferred.
-            rows = _PREPARED_COMMIT_IF_HELD.rows(
-                connection,
-                {
-                    "b_account": arg.account_id,
-                    "b_request_id": arg.request_id,
-                    "b_held": ReservationStatus.HELD.value,
-                    "b_now": arg.now,
-                    "b_actual": arg.actual,
-                    "b_committed": ReservationStatus.COMMITTED.value,
-                    "b_history_id": arg.history_id,
-                },
-            )
-            if not rows:
+        for arg, row in zip(args, _commit_held_sqlite(connection, args), strict=True):
+            if row is None:
                 answers.append(DEFERRED)  # not plain: the job says why (or answers the replay)
                 continue
-            [row] = rows
-            amount = int(row.amount)
-            change = counters.setdefault((arg.account_id, row.key, row.period_start), [0, 0])
+            key, amount, period_start = row
+            change = counters.setdefault((arg.account_id, key, period_start), [0, 0])
             change[0] += arg.actual
             change[1] -= amount
-            body = _commit_body(arg.history_id, arg.request_id, row.key, arg.actual, amount)
-            records.append(_commit_record(arg, row.key, row.period_start, body))
+            body = _commit_body(arg.history_id, arg.request_id, key, arg.actual, amount)
+            records.append(_commit_record(arg, key, period_start, body))
             answers.append(body)
         _add_to_counters(connection, {counter: (used, held) for counter, (used, held) in counters.items()})
         if records:
