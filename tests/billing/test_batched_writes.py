@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from license_server.auth.tokens import Actor
+from license_server.billing.accounts import service as accounts
 from license_server.billing.usage import service
 from license_server.billing.usage.models import Reservation, ReservationStatus, UsageCounter, UsageRecord
 from license_server.billing.usage.writer import DEFERRED
@@ -177,34 +178,40 @@ async def test_two_commits_of_one_hold_in_a_batch_commit_it_once(
     """The batch statement commits a hold named twice at most once (SQLite: by its first call; PostgreSQL's function
     may leave both to their jobs): the second answers the first's commit when it asks for the same actual, and is
     refused when it asks for another."""
+    assert (await reserve(client, platform, "same", 3)).status_code == 201
+    assert (await reserve(client, platform, "other", 3)).status_code == 201
     commits = Spy(monkeypatch, service._COMMIT_BATCH)
-    rounds = used = 0
-    while rounds < 8 and not any(len({arg.request_id for arg, _ in batch}) < len(batch) for batch in commits.batches):
-        same, other = f"same-{rounds}", f"other-{rounds}"
-        assert (await reserve(client, platform, same, 3)).status_code == 201
-        assert (await reserve(client, platform, other, 3)).status_code == 201
-        answers = await asyncio.gather(
-            commit(client, platform, same, 2),
-            commit(client, platform, same, 2),
-            commit(client, platform, other, 1),
-            commit(client, platform, other, 2),
-        )
-        rounds += 1
-        assert [r.status_code for r in answers[:2]] == [201, 201]
-        assert answers[0].json()["data"]["history_id"] == answers[1].json()["data"]["history_id"]
-        assert sorted(r.status_code for r in answers[2:]) == [201, 409]
-        assert {r.json()["code"] for r in answers[2:] if r.status_code == 409} == {"idempotency_key_reused"}
-        used += 2 + next(r.json()["data"]["committed"] for r in answers[2:] if r.status_code == 201)
-    doubled = [batch for batch in commits.batches if len({arg.request_id for arg, _ in batch}) < len(batch)]
-    assert doubled, f"no batch held two commits of one hold in {rounds} rounds"
-    for batch in doubled:  # the batch statement wrote each hold at most once; the second call went to its job
-        written = Counter(arg.request_id for arg, answer in batch if answer is not DEFERRED)
-        assert set(written.values()) <= {1}, written
+    state = runtime.billing
+    known = await accounts.authenticate_platform(state, platform.secret, address="127.0.0.1")
+    snapshot = await accounts.account_snapshot(state, known, "org-1")
+    # Called straight, the four reach the writer in one turn of the loop (over HTTP their preludes may stagger
+    # them into batches of one), so they are one batch.
+    answers = await asyncio.gather(
+        *(
+            service.commit(state, snapshot, request_id=request_id, actual=actual)
+            for request_id, actual in (("same", 2), ("same", 2), ("other", 1), ("other", 2))
+        ),
+        return_exceptions=True,
+    )
+    assert [sorted(arg.request_id for arg, _ in batch) for batch in commits.batches] == [
+        ["other", "other", "same", "same"]
+    ]
+    [batch] = commits.batches
+    written = Counter(arg.request_id for arg, answer in batch if answer is not DEFERRED)
+    assert set(written.values()) <= {1}, written  # each hold at most once by the batch; the second call by its job
+    assert isinstance(answers[0], dict)
+    assert isinstance(answers[1], dict)
+    assert answers[0]["history_id"] == answers[1]["history_id"]
+    assert (answers[0]["committed"], answers[0]["refunded"]) == (2, 1)
+    committed_other = [answer for answer in answers[2:] if isinstance(answer, dict)]
+    refused = [answer for answer in answers[2:] if isinstance(answer, Exception)]
+    assert len(committed_other) == 1
+    assert [getattr(error, "code", None) for error in refused] == ["idempotency_key_reused"]
+    used = 2 + committed_other[0]["committed"]
     assert await counter(runtime) == (used, 0)  # each hold committed once, the rest of it freed
     async with runtime.session_factory() as db:
         records = (await db.execute(select(UsageRecord.amount))).all()
-    assert len(records) == 2 * rounds
-    assert sum(amount for (amount,) in records) == used
+    assert sorted(amount for (amount,) in records) == sorted([2, committed_other[0]["committed"]])
 
 
 async def test_replays_in_a_batch_of_new_reserves_are_left_to_their_jobs_and_the_new_ones_written_by_it(

@@ -801,22 +801,22 @@ def _commit_held_sqlite(connection: Connection, args: Sequence[_CommitArgs]) -> 
     call only (the second's job then finds it committed)."""
     if connection.dialect.name != "sqlite":
         raise RuntimeError("the batched commit's UPDATE … FROM is SQLite's; PostgreSQL has billing_commit_batch")
-    account, text, moment = _commit_held_processors(connection.dialect)
+    bind_uuid, read_datetime, bind_datetime = _commit_held_processors(connection.dialect)
     firsts: dict[tuple[str, str], int] = {}
     values: list[Any] = []
     for position, arg in enumerate(args):
-        named = (account(arg.account_id), arg.request_id)
+        named = (bind_uuid(arg.account_id), arg.request_id)
         if named in firsts:
             continue
         firsts[named] = position
-        values += (named[0], arg.request_id, arg.actual, account(arg.history_id), moment(arg.now))
+        values += (named[0], arg.request_id, arg.actual, bind_uuid(arg.history_id), bind_datetime(arg.now))
     values += (ReservationStatus.COMMITTED.value, ReservationStatus.HELD.value)
     driver = connection.connection.driver_connection
     assert driver is not None
     fetched = driver.execute(_commit_held_sql(len(firsts)), values).fetchall()
     held: list[tuple[str, int, datetime] | None] = [None] * len(args)
     for account_text, request_id, key, amount, period_start in fetched:
-        held[firsts[(account_text, request_id)]] = (key, int(amount), text(period_start))
+        held[firsts[(account_text, request_id)]] = (key, int(amount), read_datetime(period_start))
     return held
 
 
