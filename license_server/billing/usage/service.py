@@ -799,8 +799,6 @@ def _commit_held_sqlite(connection: Connection, args: Sequence[_CommitArgs]) -> 
     ``UPDATE … FROM`` the batch's calls: per call what its reservation held (key, amount, period start), or None
     when it was not plain and is left as it was. A reservation named twice in the batch is committed by its first
     call only (the second's job then finds it committed)."""
-    if connection.dialect.name != "sqlite":
-        raise RuntimeError("the batched commit's UPDATE … FROM is SQLite's; PostgreSQL has billing_commit_batch")
     bind_uuid, read_datetime, bind_datetime = _commit_held_processors(connection.dialect)
     firsts: dict[tuple[str, str], int] = {}
     values: list[Any] = []
@@ -834,16 +832,15 @@ def _commit_held_processors(dialect: Any) -> tuple[Callable[[Any], Any], Callabl
 def _commit_held_sql(calls: int) -> str:
     """The batched commit's statement for ``calls`` calls (one text per batch size: SQLite's driver caches each)."""
     rows = ", ".join(["(?, ?, ?, ?, ?)"] * calls)
-    # placeholders only are formatted in; the statuses are bound after the calls' values (SET, then WHERE)
+    table = _RESERVATIONS.name  # the model's names, as the events' insert takes them
+    # placeholders and names only are formatted in; the statuses are bound after the calls' values (SET, then WHERE)
     return (
         f"WITH calls(account_id, request_id, actual, history_id, now) AS (VALUES {rows}) "  # noqa: S608
-        "UPDATE billing_reservations SET status = ?, committed_amount = calls.actual, "
-        "history_id = calls.history_id, updated_at = calls.now FROM calls "
-        "WHERE billing_reservations.account_id = calls.account_id "
-        "AND billing_reservations.request_id = calls.request_id AND billing_reservations.status = ? "
-        "AND billing_reservations.expires_at > calls.now AND billing_reservations.amount >= calls.actual "
-        "RETURNING billing_reservations.account_id, billing_reservations.request_id, billing_reservations.key, "
-        "billing_reservations.amount, billing_reservations.period_start"
+        f"UPDATE {table} SET status = ?, committed_amount = calls.actual, history_id = calls.history_id, "
+        f"updated_at = calls.now FROM calls WHERE {table}.account_id = calls.account_id "
+        f"AND {table}.request_id = calls.request_id AND {table}.status = ? AND {table}.expires_at > calls.now "
+        f"AND {table}.amount >= calls.actual RETURNING {table}.account_id, {table}.request_id, {table}.key, "
+        f"{table}.amount, {table}.period_start"
     )
 
 
